@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/daemon"
+	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/hashicorp/go-hclog"
+)
+
+func newLogger(w io.Writer, level string, json bool) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name: "dls", Output: w, Level: hclog.LevelFromString(level), JSONFormat: json,
+	})
+}
+
+func serve(ctx context.Context, path string, logger hclog.Logger) error {
+	d, err := daemon.New(ctx, path, logger)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return d.Run(ctx, hup)
+}
+
+// validationErrors prints as file:line:col lines, one per problem.
+type validationErrors []string
+
+func (v validationErrors) Error() string { return strings.Join(v, "\n") }
+
+// inspect launches each plugin of the config just long enough for fn.
+func inspect(ctx context.Context, cfg *config.Config, logger hclog.Logger, fn func(b *config.PluginBlock, p *supervisor.Process) error) error {
+	launcher := supervisor.NewLauncher()
+	var problems validationErrors
+	for _, b := range cfg.Plugins {
+		spec := supervisor.Spec{Name: b.Name, Kind: b.Kind, Type: b.Type, Path: b.BinaryPath(cfg.PluginDir), SHA256: b.SHA256}
+		p, err := supervisor.Launch(ctx, spec, launcher, logger.Named(b.Name))
+		if err != nil {
+			r := b.DeclRange
+			problems = append(problems, fmt.Sprintf("%s:%d:%d: %v", r.Filename, r.Start.Line, r.Start.Column, err))
+			continue
+		}
+		err = fn(b, p)
+		p.Kill()
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return problems
+	}
+	return nil
+}
+
+func validate(ctx context.Context, path string, stdout io.Writer, logger hclog.Logger) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return validationErrors{err.Error()}
+	}
+	quiet := logger.ResetNamed("validate")
+	quiet.SetLevel(hclog.Error)
+	err = inspect(ctx, cfg, quiet, func(b *config.PluginBlock, p *supervisor.Process) error {
+		schema, err := p.Base().ConfigSchema(ctx)
+		if err != nil {
+			return fmt.Errorf("plugin %s: %w", b.Name, err)
+		}
+		_, err = b.DecodeConfig(schema)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d plugins)\n", filepath.Base(path), len(cfg.Plugins))
+	return nil
+}
+
+func plugins(ctx context.Context, path string, stdout io.Writer, logger hclog.Logger) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return validationErrors{err.Error()}
+	}
+	quiet := logger.ResetNamed("plugins")
+	quiet.SetLevel(hclog.Error)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tKIND\tTYPE\tVERSION\tCAPABILITIES\tBINARY")
+	type entry struct {
+		name   string
+		schema *dlsv1.Schema
+	}
+	var schemas []entry
+	err = inspect(ctx, cfg, quiet, func(b *config.PluginBlock, p *supervisor.Process) error {
+		schema, err := p.Base().ConfigSchema(ctx)
+		if err != nil {
+			return fmt.Errorf("plugin %s: %w", b.Name, err)
+		}
+		caps := strings.Join(p.Info.Capabilities, ",")
+		if caps == "" {
+			caps = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, p.Info.Kind, p.Info.Type, p.Info.Version, caps, b.BinaryPath(cfg.PluginDir))
+		schemas = append(schemas, entry{b.Name, schema})
+		return nil
+	})
+	_ = tw.Flush()
+	for _, e := range schemas {
+		fmt.Fprintf(stdout, "\n%s config {\n", e.name)
+		printSchema(stdout, e.schema, "  ")
+		fmt.Fprintln(stdout, "}")
+	}
+	return err
+}
+
+func printSchema(w io.Writer, s *dlsv1.Schema, indent string) {
+	for _, a := range s.GetAttributes() {
+		var typ any
+		_ = json.Unmarshal(a.GetType(), &typ)
+		req := "optional"
+		if a.GetRequired() {
+			req = "required"
+		}
+		line := fmt.Sprintf("%s%s = %v  # %s", indent, a.GetName(), typ, req)
+		if a.GetFormat() != "" {
+			line += ", " + a.GetFormat()
+		}
+		if len(a.GetDefaultJson()) > 0 {
+			line += ", default " + string(a.GetDefaultJson())
+		}
+		if a.GetDoc() != "" {
+			line += ": " + a.GetDoc()
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, b := range s.GetBlocks() {
+		rep := ""
+		if b.GetNesting() == dlsv1.NestedBlock_LIST {
+			rep = "  # may repeat"
+		}
+		if b.GetDoc() != "" {
+			rep += "  # " + b.GetDoc()
+		}
+		fmt.Fprintf(w, "%s%s {%s\n", indent, b.GetName(), rep)
+		printSchema(w, b.GetBlock(), indent+"  ")
+		fmt.Fprintf(w, "%s}\n", indent)
+	}
+}

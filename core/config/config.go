@@ -1,0 +1,198 @@
+// Package config reads the host's dls.hcl: where state and plugins live,
+// the HTTP listener, boot settings, the database, the plugin instances to
+// run, and the images and clients to reconcile into the state store.
+//
+// Every problem is reported as file:line:col: message, including problems
+// inside a plugin's config {} block, which is decoded later against the
+// schema the plugin declares (PluginBlock.DecodeConfig).
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Plugin kinds, the block types of plugin blocks.
+const (
+	KindProtocol = "protocol"
+	KindStorage  = "storage"
+	KindAuth     = "auth"
+)
+
+// Database types, the label of the database block.
+const (
+	DatabaseSQLite   = "sqlite"
+	DatabasePostgres = "postgres"
+)
+
+// Values of Boot.UnknownClients.
+const (
+	UnknownClientsIgnore   = "ignore"
+	UnknownClientsRegister = "register"
+)
+
+// Config is a loaded and checked dls.hcl. Paths are absolute.
+type Config struct {
+	// File is the config file's path as given to Load; diagnostics name it.
+	File string
+	// DataDir holds the host's state (the SQLite database, plugin data dirs).
+	DataDir string
+	// PluginDir is where plugin binaries are looked up (dls-<kind>-<type>).
+	PluginDir string
+	HTTP      HTTP
+	Boot      Boot
+	Database  Database
+	// Plugins are the protocol, storage and auth blocks in file order.
+	Plugins []*PluginBlock
+	// Images and Clients are the image and client blocks in file order.
+	Images  []*Image
+	Clients []*Client
+}
+
+// HTTP is the http {} block: the host's one HTTP listener.
+type HTTP struct {
+	// Listen is host:port for /metrics, /healthz, /readyz, /api/v1, /boot.
+	Listen string
+	// ScrapeTimeout bounds how long a scrape waits for plugins' samples.
+	ScrapeTimeout time.Duration
+}
+
+// Boot is the boot {} block.
+type Boot struct {
+	// URL is what clients use to reach the host (iPXE scripts, /boot/done),
+	// without a trailing slash. Empty when not set and http.listen is not a
+	// specific IP address: then nothing tells which address clients reach.
+	URL string
+	// IQNPrefix builds target (<prefix>:<client>) and initiator
+	// (<prefix>:initiator:<client>) names.
+	IQNPrefix string
+	// UnknownClients is UnknownClientsIgnore or UnknownClientsRegister.
+	UnknownClients string
+	// DefaultImage is the image of registered unknown clients; it names an
+	// image block, and is set when UnknownClients is "register".
+	DefaultImage string
+	// Files is the folder served at /boot/files/ (kernels, initrds, iPXE).
+	Files string
+}
+
+// Database is the database block; SQLite under DataDir when there is none.
+type Database struct {
+	// Type is DatabaseSQLite or DatabasePostgres.
+	Type string
+	// Path is the SQLite database file.
+	Path string
+	// DSN is the PostgreSQL connection string.
+	DSN string
+	// DeclRange is the block's header; empty without a database block.
+	DeclRange hcl.Range
+}
+
+// RestartPolicy is a plugin block's restart {} block: how the supervisor
+// restarts a plugin that crashed or hung, with exponential backoff.
+type RestartPolicy struct {
+	// InitialDelay is the first wait before a restart (default 200ms).
+	InitialDelay time.Duration
+	// MaxDelay caps the doubling wait (default 30s).
+	MaxDelay time.Duration
+	// MaxFailures is how many failures in a row the supervisor tolerates
+	// before it gives up on the plugin (default 5, at least 1).
+	MaxFailures int
+	// ResetAfter is how long a plugin must run for its failure count and
+	// delay to start over (default 60s).
+	ResetAfter time.Duration
+}
+
+// Image is an image block: a golden disk image and where it lives.
+type Image struct {
+	Name string
+	// Storage is the instance name of the storage plugin holding it.
+	Storage string
+	// Source is where the image comes from, as written; the storage plugin
+	// interprets it.
+	Source string
+	// Boot is set when the image boots a kernel instead of sanboot.
+	Boot      *ImageBoot
+	DeclRange hcl.Range
+
+	storageRange hcl.Range // the storage attribute's value
+}
+
+// ImageBoot is an image's boot {} block.
+type ImageBoot struct {
+	// Kernel and Initrd are paths under Boot.Files, as written.
+	Kernel string
+	Initrd string
+	// Cmdline is the kernel command line; the host appends dls.url and
+	// dls.token when Confirm is set.
+	Cmdline string
+	// Confirm says the OS posts /boot/done, so boots end at "booted".
+	Confirm bool
+}
+
+// Client is a client block: one diskless machine.
+type Client struct {
+	Name string
+	// MAC is lower-case and colon-separated (52:54:00:12:34:56).
+	MAC string
+	// Image names an image block.
+	Image string
+	// Address is the client's reserved IPv4 address, or empty.
+	Address string
+	// Initiators are extra initiator IQNs allowed to log in as this client.
+	Initiators []string
+	// Persistent keeps the client's volume across boots (default true);
+	// false resets it at every boot.
+	Persistent bool
+	// CHAP is set when the client must authenticate its iSCSI login.
+	CHAP      *CHAP
+	DeclRange hcl.Range
+
+	imageRange hcl.Range // the image attribute's value
+}
+
+// CHAP holds a client's iSCSI CHAP secrets.
+type CHAP struct {
+	// Secret authenticates the client to the target.
+	Secret string
+	// MutualSecret, when set, authenticates the target to the client.
+	MutualSecret string
+}
+
+// Plugin returns the plugin instance with the given name, or nil.
+func (c *Config) Plugin(name string) *PluginBlock {
+	for _, p := range c.Plugins {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// StartOrder returns the plugins in the order to start them: storage and
+// auth instances first, then protocol instances (which reach storage
+// through the host), each group in file order. Stop in reverse order.
+func (c *Config) StartOrder() []*PluginBlock {
+	out := make([]*PluginBlock, 0, len(c.Plugins))
+	for _, p := range c.Plugins {
+		if p.Kind != KindProtocol {
+			out = append(out, p)
+		}
+	}
+	for _, p := range c.Plugins {
+		if p.Kind == KindProtocol {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Image returns the image block with the given name, or nil.
+func (c *Config) Image(name string) *Image {
+	for _, im := range c.Images {
+		if im.Name == name {
+			return im
+		}
+	}
+	return nil
+}

@@ -1,0 +1,4 @@
+database "mysql" {}
+database "postgres" {
+  dsn = ""
+}

@@ -1,0 +1,5 @@
+storage "dir" "main" {}
+
+auth "local" "admins" {}
+
+protocol "tftp" "main" {}

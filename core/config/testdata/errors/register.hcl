@@ -1,0 +1,7 @@
+boot {
+  unknown_clients = "register"
+  default_image   = "nope"
+}
+boot {
+  unknown_clients = "maybe"
+}

@@ -1,0 +1,3 @@
+boot {
+  unknown_clients = "register"
+}

@@ -1,0 +1,2 @@
+storage "dir" "disks" {
+  source = "a"

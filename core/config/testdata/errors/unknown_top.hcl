@@ -1,0 +1,5 @@
+data_dir = "var"
+datadir  = "var"
+
+frobnicate {
+}

@@ -1,0 +1,2 @@
+# The smallest useful config: everything else has a default.
+storage "dir" "disks" {}

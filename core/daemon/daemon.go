@@ -1,0 +1,378 @@
+// Package daemon assembles the running host: config, state store, host
+// services, one supervisor per plugin instance, the metrics registry and
+// the HTTP server; it reloads on SIGHUP.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/hostservices"
+	"github.com/dls-project/dls/core/httpserver"
+	"github.com/dls-project/dls/core/pluginmetrics"
+	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/core/sysmetrics"
+	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/storage"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Daemon is the running host.
+type Daemon struct {
+	path   string
+	logger hclog.Logger
+
+	reg      *prometheus.Registry
+	reserved map[string]bool
+	store    store.Store
+	services *hostservices.Services
+	launcher *supervisor.Launcher
+	supM     *supervisor.Metrics
+
+	listening chan struct{} // closed once the HTTP listener is bound
+	addr      string
+
+	mu        sync.Mutex
+	cfg       *config.Config
+	instances map[string]*instance
+	images    map[string]string // image → storage instance
+}
+
+// instance is one configured plugin and its supervisor.
+type instance struct {
+	d      *Daemon
+	sup    *supervisor.Supervisor
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	block     *config.PluginBlock
+	collector *pluginmetrics.Collector
+	descKey   string
+}
+
+// New loads the config, opens the store and registers the host's metrics.
+// Plugins start with Run.
+func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		path: path, logger: logger, cfg: cfg, reg: prometheus.NewRegistry(),
+		reserved: map[string]bool{}, instances: map[string]*instance{}, launcher: supervisor.NewLauncher(),
+		listening: make(chan struct{}),
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	hr := hostRegisterer{reg: d.reg, names: d.reserved}
+	sm, err := store.NewMetrics(hr)
+	if err != nil {
+		return nil, err
+	}
+	if d.supM, err = supervisor.NewMetrics(hr); err != nil {
+		return nil, err
+	}
+	if err := hr.Register(sysmetrics.New(sysmetrics.Options{Logger: logger.Named("sysmetrics")})); err != nil {
+		return nil, fmt.Errorf("register system metrics: %w", err)
+	}
+	for _, n := range pluginmetrics.HostFamilies() {
+		d.reserved[n] = true
+	}
+	switch cfg.Database.Type {
+	case "sqlite":
+		d.store, err = sqlite.Open(ctx, cfg.Database.Path, sm)
+	default:
+		err = fmt.Errorf("database %q is not available yet (sqlite is)", cfg.Database.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state store: %w", err)
+	}
+	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"))
+	return d, nil
+}
+
+// hostRegisterer registers the host's own collectors and remembers their
+// family names: a plugin may not declare a family the host reports.
+type hostRegisterer struct {
+	reg   *prometheus.Registry
+	names map[string]bool
+}
+
+func (h hostRegisterer) Register(c prometheus.Collector) error {
+	if err := h.reg.Register(c); err != nil {
+		return err
+	}
+	for _, n := range pluginmetrics.FamilyNames(c) {
+		h.names[n] = true
+	}
+	return nil
+}
+
+func (h hostRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := h.Register(c); err != nil {
+			panic(err) // only reached through prometheus helpers at start-up
+		}
+	}
+}
+
+func (h hostRegisterer) Unregister(c prometheus.Collector) bool { return h.reg.Unregister(c) }
+
+// bootSettings derives the host services' view of the boot block.
+func bootSettings(cfg *config.Config) hostservices.Boot {
+	b := hostservices.Boot{URL: cfg.Boot.URL, IQNPrefix: cfg.Boot.IQNPrefix}
+	if u, err := url.Parse(cfg.Boot.URL); err == nil {
+		b.ServerAddress = u.Hostname()
+	}
+	return b
+}
+
+// Addr waits until the HTTP server listens and returns its address, or ""
+// when ctx ends first.
+func (d *Daemon) Addr(ctx context.Context) string {
+	select {
+	case <-d.listening:
+		return d.addr
+	case <-ctx.Done():
+		return ""
+	}
+}
+
+// Registry is the host's metrics registry.
+func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
+
+// Run starts the plugins and the HTTP server and blocks until ctx ends or
+// the HTTP server fails; reload receives SIGHUP notifications.
+func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
+	d.reconcileObjects(ctx)
+	d.startPlugins(ctx, d.cfg.StartOrder())
+
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		d.stopAll()
+		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	d.addr = ln.Addr().String()
+	close(d.listening)
+	d.logger.Info("dls serving", "http", ln.Addr().String(), "config", d.path, "plugins", len(cfg.Plugins))
+
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+			d.stopAll()
+			return d.store.Close()
+		case err := <-errc:
+			d.stopAll()
+			_ = d.store.Close()
+			return fmt.Errorf("http server: %w", err)
+		case <-reload:
+			d.Reload(ctx)
+		}
+	}
+}
+
+// startPlugins starts instances in order: storage and auth first, then the
+// protocols, which ask the host for volumes held by storage plugins.
+func (d *Daemon) startPlugins(ctx context.Context, blocks []*config.PluginBlock) {
+	var first, later []*config.PluginBlock
+	for _, b := range blocks {
+		if b.Kind == base.KindProtocol {
+			later = append(later, b)
+		} else {
+			first = append(first, b)
+		}
+	}
+	for _, group := range [][]*config.PluginBlock{first, later} {
+		var started []*instance
+		for _, b := range group {
+			started = append(started, d.startInstance(ctx, b))
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		for _, in := range started {
+			in.sup.WaitSettled(wctx)
+		}
+		cancel()
+	}
+}
+
+func (d *Daemon) startInstance(ctx context.Context, b *config.PluginBlock) *instance {
+	in := &instance{d: d, block: b, done: make(chan struct{})}
+	spec := d.spec(b)
+	in.sup = supervisor.New(spec, in, d.launcher, d.supM, d.logger)
+	// Register a collector before the first start so dls_plugin_up is 0
+	// (not absent) for a plugin that never came up.
+	in.setCollector(base.Info{Kind: b.Kind, Type: b.Type}, nil)
+	ictx, cancel := context.WithCancel(ctx)
+	in.cancel = cancel
+	d.mu.Lock()
+	d.instances[b.Name] = in
+	d.mu.Unlock()
+	go func() {
+		defer close(in.done)
+		in.sup.Run(ictx)
+	}()
+	return in
+}
+
+func (d *Daemon) spec(b *config.PluginBlock) supervisor.Spec {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	return supervisor.Spec{
+		Name: b.Name, Kind: b.Kind, Type: b.Type,
+		Path:   b.BinaryPath(cfg.PluginDir),
+		SHA256: b.SHA256,
+		Env:    pluginEnv(d.pluginDataDir(b.Name)),
+		Restart: supervisor.RestartPolicy{
+			InitialDelay: b.Restart.InitialDelay, MaxDelay: b.Restart.MaxDelay,
+			MaxFailures: b.Restart.MaxFailures, ResetAfter: b.Restart.ResetAfter,
+		},
+	}
+}
+
+func (d *Daemon) pluginDataDir(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return filepath.Join(d.cfg.DataDir, "plugins", name)
+}
+
+// pluginEnv is the whole environment a plugin gets: go-plugin's own
+// variables are added to it, nothing else of the host's leaks through.
+func pluginEnv(dataDir string) []string {
+	env := []string{"DLS_PLUGIN_DATA_DIR=" + dataDir}
+	for _, k := range []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// stopAll stops protocols first (they use the others), then the rest.
+func (d *Daemon) stopAll() {
+	d.mu.Lock()
+	var protocols, others []*instance
+	for _, in := range d.instances {
+		if in.sup.Spec().Kind == base.KindProtocol {
+			protocols = append(protocols, in)
+		} else {
+			others = append(others, in)
+		}
+	}
+	d.mu.Unlock()
+	for _, group := range [][]*instance{protocols, others} {
+		for _, in := range group {
+			in.cancel()
+		}
+		for _, in := range group {
+			<-in.done
+		}
+	}
+}
+
+// StorageForImage implements hostservices.StorageResolver.
+func (d *Daemon) StorageForImage(image string) (*storage.Client, error) {
+	d.mu.Lock()
+	name, ok := d.images[image]
+	in := d.instances[name]
+	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("image %q is not configured", image)
+	}
+	if in == nil {
+		return nil, fmt.Errorf("image %s: storage %q is not configured", image, name)
+	}
+	p := in.sup.Process()
+	if p == nil {
+		return nil, fmt.Errorf("image %s: storage %s is not running", image, name)
+	}
+	st, ok := p.Client.(*storage.Client)
+	if !ok {
+		return nil, fmt.Errorf("image %s: plugin %s is not a storage plugin", image, name)
+	}
+	return st, nil
+}
+
+// reconcileObjects records image → storage and upserts configured clients.
+// (Drift reporting and images in the store come with the control plane.)
+func (d *Daemon) reconcileObjects(ctx context.Context) {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.images = map[string]string{}
+	for _, im := range cfg.Images {
+		d.images[im.Name] = im.Storage
+	}
+	d.mu.Unlock()
+	for _, c := range cfg.Clients {
+		sc := store.Client{Name: c.Name, MAC: c.MAC, Image: c.Image, Initiators: c.Initiators, Persistent: c.Persistent}
+		if c.Address != "" {
+			if a, err := netipParse(c.Address); err == nil {
+				sc.Address = a
+			}
+		}
+		if err := d.store.PutClient(ctx, sc); err != nil {
+			d.logger.Error("client from config not stored", "client", c.Name, "error", err)
+		}
+	}
+}
+
+// Plugins implements httpserver.Readiness.
+func (d *Daemon) Plugins() []httpserver.PluginReadiness {
+	d.mu.Lock()
+	ins := make([]*instance, 0, len(d.instances))
+	for _, in := range d.instances {
+		ins = append(ins, in)
+	}
+	d.mu.Unlock()
+	out := make([]httpserver.PluginReadiness, 0, len(ins))
+	for _, in := range ins {
+		st := in.sup.Status()
+		out = append(out, httpserver.PluginReadiness{
+			Name: st.Name, Kind: st.Kind, Type: st.Type, State: string(st.State), Healthy: st.Healthy, Error: st.LastError,
+			Pid: st.Pid, Restarts: st.Restarts,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Statuses returns every instance's supervisor status.
+func (d *Daemon) Statuses() []supervisor.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]supervisor.Status, 0, len(d.instances))
+	for _, in := range d.instances {
+		out = append(out, in.sup.Status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Store implements httpserver.Readiness.
+func (d *Daemon) Store(ctx context.Context) error { return d.store.Ping(ctx) }

@@ -1,0 +1,83 @@
+// Package httpserver serves the host's HTTP endpoints: /metrics, /healthz
+// and /readyz. Later: /api/v1 and /boot.
+package httpserver
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// PluginReadiness is one plugin's line in /readyz.
+type PluginReadiness struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Type     string `json:"type"`
+	State    string `json:"state"`
+	Healthy  bool   `json:"healthy"`
+	Pid      int    `json:"pid,omitempty"`
+	Restarts int    `json:"restarts"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Readiness reports the state of everything /readyz depends on.
+type Readiness interface {
+	// Plugins returns every enabled plugin's readiness.
+	Plugins() []PluginReadiness
+	// Store reports whether the state store answers.
+	Store(ctx context.Context) error
+}
+
+// Handler returns the host's HTTP handler.
+func Handler(gatherer prometheus.Gatherer, ready Readiness, scrapeTimeout time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
+		// A broken family must not hide the rest of the scrape.
+		ErrorHandling: promhttp.ContinueOnError,
+		// Bounded: plugin pulls have their own deadline below this one.
+		Timeout:             scrapeTimeout + time.Second,
+		MaxRequestsInFlight: 16,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		type answer struct {
+			Ready    bool              `json:"ready"`
+			Store    string            `json:"store"`
+			Plugins  []PluginReadiness `json:"plugins"`
+			NotReady []string          `json:"not_ready,omitempty"`
+		}
+		a := answer{Ready: true, Store: "ok", Plugins: ready.Plugins()}
+		if err := ready.Store(ctx); err != nil {
+			a.Ready, a.Store = false, err.Error()
+			a.NotReady = append(a.NotReady, "store")
+		}
+		for _, p := range a.Plugins {
+			if p.State != "running" || !p.Healthy {
+				a.Ready = false
+				a.NotReady = append(a.NotReady, p.Name)
+			}
+		}
+		code := http.StatusOK
+		if !a.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, a)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,161 @@
+// Command testplugin is a protocol plugin whose faults are chosen by its
+// config. The host's tests run it as a real subprocess to exercise the
+// supervisor, the metrics proxy and config decoding.
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/sdk"
+	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/config"
+	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/metrics"
+	"github.com/dls-project/dls/sdk/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type conf struct {
+	Listen       string        `hcl:"listen,optional" format:"host_port" doc:"TCP address to listen on; empty: no socket"`
+	CrashOnStart bool          `hcl:"crash_on_start,optional" doc:"exit during Configure, every time"`
+	HangCollect  bool          `hcl:"hang_collect,optional" doc:"never answer CollectMetrics once started"`
+	Unhealthy    bool          `hcl:"unhealthy,optional" doc:"fail every health check"`
+	Port         int           `hcl:"port,optional" doc:"must be 1-65535 when set (semantic check)"`
+	Tick         time.Duration `hcl:"tick,optional" doc:"how often to count a fake request"`
+	Pools        []struct {
+		Name string `hcl:"name"`
+	} `hcl:"pool,block" doc:"repeatable block"`
+}
+
+type plugin struct {
+	reg      *metrics.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	cfg     conf
+	started bool
+	ln      net.Listener
+	stop    chan struct{}
+	host    host.Services
+}
+
+func newPlugin() *plugin {
+	reg := metrics.NewRegistry()
+	return &plugin{
+		reg:      reg,
+		requests: reg.Counter("dls_test_requests_total", "Fake requests served.", "type"),
+		latency:  reg.Histogram("dls_test_latency_seconds", "Fake request latency.", []float64{0.01, 0.1, 1}),
+	}
+}
+
+func (p *plugin) Info() base.Info { return base.Info{Type: "test", Version: "1.2.3"} }
+
+func (p *plugin) NewConfig() any { return &conf{Tick: 50 * time.Millisecond} }
+
+func (p *plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
+	c := *req.Config.(*conf)
+	if c.CrashOnStart {
+		os.Exit(3)
+	}
+	if c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
+		return config.Errorf("port", "port %d is out of range 1-65535", c.Port)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg, p.host = c, req.Host
+	return nil
+}
+
+func (p *plugin) Metrics() *metrics.Registry {
+	p.mu.Lock()
+	hang := p.cfg.HangCollect && p.started
+	p.mu.Unlock()
+	if hang {
+		select {} // simulate a plugin stuck while collecting
+	}
+	return p.reg
+}
+
+func (p *plugin) Start(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started {
+		return errors.New("already started")
+	}
+	if p.cfg.Listen != "" {
+		ln, err := net.Listen("tcp", p.cfg.Listen)
+		if err != nil {
+			return err
+		}
+		p.ln = ln
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				p.requests.WithLabelValues("tcp").Inc()
+				_ = c.Close()
+			}
+		}()
+	}
+	p.started, p.stop = true, make(chan struct{})
+	go p.tick(p.stop, p.cfg.Tick)
+	return nil
+}
+
+func (p *plugin) tick(stop chan struct{}, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			p.requests.WithLabelValues("tick").Inc()
+			p.latency.WithLabelValues().Observe(0.05)
+		}
+	}
+}
+
+func (p *plugin) Stop(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		return nil
+	}
+	close(p.stop)
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	p.started = false
+	return nil
+}
+
+func (p *plugin) Status(context.Context) (protocol.Status, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := protocol.Status{Serving: p.started}
+	if p.ln != nil {
+		st.Listeners = []string{"tcp " + p.ln.Addr().String()}
+	}
+	return st, nil
+}
+
+func (p *plugin) Health(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.Unhealthy {
+		return errors.New("configured to be unhealthy")
+	}
+	return nil
+}
+
+func main() { sdk.Serve(newPlugin()) }

@@ -1,0 +1,259 @@
+// Package store defines the host's state store: the clients it boots, the
+// DHCP leases it has handed out and the audit log. The host's services
+// consume the Store interface; core/store/sqlite implements it on embedded
+// SQLite, and a PostgreSQL implementation for hosts that share state can
+// pass the same suite (core/store/storetest).
+//
+// Times are kept with millisecond precision and returned in UTC.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Errors every implementation wraps, so that callers can test with errors.Is
+// whatever backend they run on.
+var (
+	// ErrNotFound: the client (or other object) asked for does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the write would break a uniqueness rule (a MAC, reserved
+	// address or initiator that belongs to another client).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the value given cannot be stored (bad MAC, empty name,
+	// unknown lease state, ...). Nothing was written.
+	ErrInvalid = errors.New("invalid value")
+	// ErrSchemaTooNew: the database was migrated by a newer DLS than this
+	// binary; opening it could misread or damage data the newer schema holds.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+)
+
+// Store is the host's state store. It is safe for concurrent use.
+//
+// It is split into small interfaces so that a service takes only the part
+// it uses (the DHCP lease service takes a Leases, the admin API a Clients).
+type Store interface {
+	Clients
+	Leases
+	AuditLog
+
+	// Ping reports whether the store can answer queries (for /readyz).
+	Ping(ctx context.Context) error
+	// Close releases the database. Calling it more than once is harmless.
+	Close() error
+}
+
+// Clients holds the machines DLS boots, each known by a unique name and a
+// unique MAC.
+type Clients interface {
+	// PutClient creates the client, or replaces the one with the same name
+	// (CreatedAt is kept). It fails with ErrConflict when the MAC, the
+	// reserved address or an initiator belongs to another client, and with
+	// ErrInvalid when the client does not pass Normalize.
+	PutClient(ctx context.Context, c Client) error
+	// GetClient returns the client called name, or ErrNotFound.
+	GetClient(ctx context.Context, name string) (Client, error)
+	// ClientByMAC returns the client with this MAC (any spelling net.ParseMAC
+	// accepts), or ErrNotFound.
+	ClientByMAC(ctx context.Context, mac string) (Client, error)
+	// ClientByInitiator returns the client that lists iqn among its extra
+	// Initiators, or ErrNotFound. The initiator IQN DLS derives from the
+	// client's name is not stored: the caller resolves that one itself.
+	ClientByInitiator(ctx context.Context, iqn string) (Client, error)
+	// ListClients returns every client, ordered by name.
+	ListClients(ctx context.Context) ([]Client, error)
+	// DeleteClient removes the client called name, or returns ErrNotFound.
+	DeleteClient(ctx context.Context, name string) error
+}
+
+// Leases holds DHCP leases. The store, not its callers, guarantees that an
+// address is held by at most one MAC, so that several DHCP servers (or
+// several hosts sharing a database) can never hand one address to two
+// machines.
+type Leases interface {
+	// LoadLeases returns the leases of pool ("" = every pool), ordered by
+	// address, including released, declined and expired ones: a DHCP server
+	// uses them to offer a returning client its previous address.
+	LoadLeases(ctx context.Context, pool string) ([]Lease, error)
+	// CommitLeases writes the batch in one transaction, so a DHCP server can
+	// pay for one durable commit per batch of requests (group commit), and
+	// answers each lease in order. A lease is committed when its address is
+	// free, already held by the same MAC (a renewal, release or decline), or
+	// held by another MAC whose lease was released or has expired; otherwise
+	// it is refused with the holder's MAC. Leases earlier in the batch count:
+	// two leases of one batch for one address and different MACs give the
+	// second a conflict.
+	//
+	// An error means nothing was committed: a lease that fails Normalize
+	// (ErrInvalid), or a database failure.
+	CommitLeases(ctx context.Context, leases []Lease) ([]LeaseResult, error)
+}
+
+// AuditLog records who changed what, for the admin API's audit view.
+type AuditLog interface {
+	// AppendAudit adds an entry; a zero Time is set to now. Action must not
+	// be empty.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// ListAudit returns the newest entries first, at most limit of them
+	// (limit <= 0: all).
+	ListAudit(ctx context.Context, limit int) ([]AuditEntry, error)
+}
+
+// Client is a machine DLS boots.
+type Client struct {
+	// Name identifies the client (config block label, API path, IQN suffix).
+	Name string
+	// MAC is the boot NIC's hardware address, canonical form
+	// "aa:bb:cc:dd:ee:ff" (lower case, colons) once stored.
+	MAC string
+	// Image is the name of the image the client boots.
+	Image string
+	// Address is the IPv4 address reserved for the client; the zero Addr
+	// means none.
+	Address netip.Addr
+	// Initiators are extra iSCSI initiator IQNs allowed to log in as this
+	// client, stored in lower case (iSCSI names are case-insensitive,
+	// RFC 3722) without duplicates. Nil when there are none.
+	Initiators []string
+	// Persistent clients keep their clone across boots; the others get a
+	// fresh clone at every boot.
+	Persistent bool
+	// Labels are free-form admin tags. Nil when there are none.
+	Labels map[string]string
+	// CreatedAt and UpdatedAt are set by the store.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Normalize returns c in the form the store keeps (canonical MAC, IPv4
+// address unmapped, initiators lower-cased and deduplicated, empty
+// collections nil), or an error wrapping ErrInvalid. Implementations call
+// it before writing; callers need not.
+func (c Client) Normalize() (Client, error) {
+	if strings.TrimSpace(c.Name) == "" {
+		return c, fmt.Errorf("client name is empty: %w", ErrInvalid)
+	}
+	mac, err := CanonicalMAC(c.MAC)
+	if err != nil {
+		return c, fmt.Errorf("client %s: %w", c.Name, err)
+	}
+	c.MAC = mac
+	if c.Address.IsValid() {
+		c.Address = c.Address.Unmap()
+		if !c.Address.Is4() {
+			return c, fmt.Errorf("client %s: address %s is not IPv4: %w", c.Name, c.Address, ErrInvalid)
+		}
+	}
+	var iqns []string
+	seen := make(map[string]bool, len(c.Initiators))
+	for _, iqn := range c.Initiators {
+		iqn = strings.ToLower(strings.TrimSpace(iqn))
+		if iqn == "" {
+			return c, fmt.Errorf("client %s: empty initiator: %w", c.Name, ErrInvalid)
+		}
+		if !seen[iqn] {
+			seen[iqn] = true
+			iqns = append(iqns, iqn)
+		}
+	}
+	c.Initiators = iqns
+	if len(c.Labels) == 0 {
+		c.Labels = nil
+	}
+	return c, nil
+}
+
+// LeaseState is where a lease stands in its DHCP life.
+type LeaseState string
+
+// Lease states. Only a released lease (or an expired one, whatever its
+// state) frees its address for another MAC: a declined address stays
+// quarantined until the lease expires, because the decline means some
+// machine answered ARP for it.
+const (
+	LeaseBound    LeaseState = "bound"
+	LeaseReleased LeaseState = "released"
+	LeaseDeclined LeaseState = "declined"
+)
+
+// Lease is one DHCP lease. The address is the key: pools must not overlap.
+type Lease struct {
+	// Pool is the name of the DHCP pool the address belongs to.
+	Pool string
+	// Address is the leased IPv4 address.
+	Address netip.Addr
+	// MAC is the client's hardware address, canonical form once stored.
+	MAC string
+	// Expires is when the lease ends; from then on another MAC may take
+	// the address.
+	Expires time.Time
+	// State is bound, released or declined.
+	State LeaseState
+	// Hostname is what the client sent in option 12, if anything.
+	Hostname string
+}
+
+// Normalize returns l in the form the store keeps (canonical MAC, IPv4
+// address unmapped), or an error wrapping ErrInvalid.
+func (l Lease) Normalize() (Lease, error) {
+	if !l.Address.IsValid() {
+		return l, fmt.Errorf("lease without address: %w", ErrInvalid)
+	}
+	l.Address = l.Address.Unmap()
+	if !l.Address.Is4() {
+		return l, fmt.Errorf("lease address %s is not IPv4: %w", l.Address, ErrInvalid)
+	}
+	mac, err := CanonicalMAC(l.MAC)
+	if err != nil {
+		return l, fmt.Errorf("lease %s: %w", l.Address, err)
+	}
+	l.MAC = mac
+	switch l.State {
+	case LeaseBound, LeaseReleased, LeaseDeclined:
+	default:
+		return l, fmt.Errorf("lease %s: unknown state %q: %w", l.Address, l.State, ErrInvalid)
+	}
+	return l, nil
+}
+
+// LeaseResult answers one lease of a CommitLeases batch.
+type LeaseResult struct {
+	// OK is true when the lease was committed.
+	OK bool
+	// Holder is, for a refused lease, the MAC that holds the address.
+	Holder string
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	// ID is set by the store; it orders entries.
+	ID int64
+	// Time is when it happened; AppendAudit sets a zero Time to now.
+	Time time.Time
+	// Actor is who did it (user name, "config", "dhcp:lan", ...).
+	Actor string
+	// Action is what was done ("client.put", "client.delete", ...).
+	Action string
+	// Object is what it was done to ("client/pc-01").
+	Object string
+	// Detail is free text or JSON with the specifics.
+	Detail string
+	// Source is where the request came from (remote address, "cli").
+	Source string
+}
+
+// CanonicalMAC returns mac in the form the store keeps it
+// ("aa:bb:cc:dd:ee:ff"), accepting any spelling net.ParseMAC does, or an
+// error wrapping ErrInvalid.
+func CanonicalMAC(mac string) (string, error) {
+	hw, err := net.ParseMAC(strings.TrimSpace(mac))
+	if err != nil {
+		return "", fmt.Errorf("mac %q: %w", mac, ErrInvalid)
+	}
+	return hw.String(), nil
+}

@@ -1,0 +1,25 @@
+# The default DLS config: runs on a fresh machine with no root.
+# Loopback addresses, ports above 1024, state under ./var.
+# Relative paths are relative to this file's folder.
+
+data_dir   = "var"
+plugin_dir = "bin/plugins"
+
+http {
+  listen = "127.0.0.1:9180"   # /metrics /healthz /readyz
+}
+
+boot {
+  iqn_prefix      = "iqn.2026-11.io.dls"
+  unknown_clients = "ignore"
+}
+
+database "sqlite" {}          # var/dls.db
+
+# The example vendor plugin (examples/storage-file): images, versions and
+# volumes as plain files. Built to bin/plugins/dls-storage-file.
+storage "file" "files" {
+  config {
+    root = "file-storage"     # under the plugin's data dir, var/plugins/files/
+  }
+}

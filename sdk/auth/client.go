@@ -1,0 +1,75 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Client is the host's side of an auth plugin.
+type Client struct {
+	base *base.Client
+	rpc  dlsv1.AuthClient
+}
+
+// Base returns the plugin's Base client.
+func (c *Client) Base() *base.Client { return c.base }
+
+func fromStatus(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		return fmt.Errorf("%s: %w", op, ErrInvalidCredentials)
+	case codes.AlreadyExists:
+		return fmt.Errorf("%s: %w", op, ErrUserExists)
+	case codes.NotFound:
+		return fmt.Errorf("%s: %w", op, ErrUserNotFound)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Verify implements Auth's Verify.
+func (c *Client) Verify(ctx context.Context, username, password string) (Identity, error) {
+	id, err := c.rpc.Verify(ctx, &dlsv1.VerifyRequest{Username: username, Password: password})
+	if err != nil {
+		return Identity{}, fromStatus("verify user "+username, err)
+	}
+	return Identity{Username: id.GetUsername(), Groups: id.GetGroups()}, nil
+}
+
+// CreateUser implements UserAdmin.
+func (c *Client) CreateUser(ctx context.Context, username, password string, groups []string) error {
+	_, err := c.rpc.CreateUser(ctx, &dlsv1.UserRequest{Username: username, Password: password, Groups: groups})
+	return fromStatus("create user "+username, err)
+}
+
+// SetPassword implements UserAdmin.
+func (c *Client) SetPassword(ctx context.Context, username, password string) error {
+	_, err := c.rpc.SetPassword(ctx, &dlsv1.UserRequest{Username: username, Password: password})
+	return fromStatus("set password of user "+username, err)
+}
+
+// DeleteUser implements UserAdmin.
+func (c *Client) DeleteUser(ctx context.Context, username string) error {
+	_, err := c.rpc.DeleteUser(ctx, &dlsv1.UserRequest{Username: username})
+	return fromStatus("delete user "+username, err)
+}
+
+// ListUsers implements UserAdmin.
+func (c *Client) ListUsers(ctx context.Context) ([]Identity, error) {
+	r, err := c.rpc.ListUsers(ctx, &dlsv1.Empty{})
+	if err != nil {
+		return nil, fromStatus("list users", err)
+	}
+	out := make([]Identity, len(r.GetUsers()))
+	for i, u := range r.GetUsers() {
+		out[i] = Identity{Username: u.GetUsername(), Groups: u.GetGroups()}
+	}
+	return out, nil
+}

@@ -1,0 +1,158 @@
+// Package host holds the services the DLS host offers to plugins: boot
+// decisions (Clients), boot events (Events), volume attachment (Volumes) and
+// the lease store (Leases). A plugin receives them in Configure; they travel
+// over one brokered gRPC connection back to the host.
+package host
+
+import (
+	"context"
+	"time"
+
+	"github.com/dls-project/dls/sdk/volume"
+)
+
+// Services bundles the host services a plugin may call. Every field is set
+// for plugins served by a DLS host; tests may leave unused ones nil.
+type Services struct {
+	Clients Clients
+	Events  Events
+	Volumes Volumes
+	Leases  Leases
+}
+
+// Clients answers "who is this machine and how does it boot?".
+type Clients interface {
+	// Lookup decides how the machine described by q boots. An unknown
+	// machine is not an error: Decision.Known is false.
+	Lookup(ctx context.Context, q Query) (Decision, error)
+}
+
+// Query identifies a machine by MAC (DHCP, TFTP, HTTP) or by iSCSI
+// initiator and target names.
+type Query struct {
+	// MAC in canonical form, lower-case and colon separated.
+	MAC string
+	// Initiator is the iSCSI initiator IQN that logs in.
+	Initiator string
+	// Target is the iSCSI target IQN the initiator asks for.
+	Target string
+	// Arch is DHCP option 93 (0 BIOS, 7 and 9 UEFI x64, 11 ARM64 UEFI).
+	Arch uint16
+	// UserClass is DHCP option 77 ("iPXE" once iPXE runs).
+	UserClass string
+	// VendorClass is DHCP option 60 ("PXEClient...", "HTTPClient...").
+	VendorClass string
+}
+
+// Decision is the host's answer for one machine.
+type Decision struct {
+	// Known is false for machines the host will not boot.
+	Known bool
+	// Client is the client's name.
+	Client string
+	// BootFile is the first-stage file for the machine's architecture.
+	BootFile string
+	// NextServer is the TFTP server address for BootFile.
+	NextServer string
+	// ScriptURL is the URL of the client's own iPXE script.
+	ScriptURL string
+	// Script is the rendered iPXE script.
+	Script string
+	// TargetIQN is the client's iSCSI target; InitiatorIQN the initiator
+	// name its script sets; Initiators every initiator allowed to log in.
+	TargetIQN    string
+	InitiatorIQN string
+	Initiators   []string
+	// CHAP credentials, empty when the client has none.
+	CHAPUser         string
+	CHAPSecret       string
+	CHAPMutualSecret string
+	// ReservedAddress is the client's fixed IPv4 address, if any.
+	ReservedAddress string
+}
+
+// Events receives boot events. Use a Batcher in packet paths: it never
+// blocks the caller and sends events in batches.
+type Events interface {
+	Report(ctx context.Context, events []Event) error
+}
+
+// Event is one step of a machine's boot, as a plugin saw it.
+type Event struct {
+	// Type is one of the Event* constants.
+	Type string
+	// MAC and/or Client identify the machine.
+	MAC    string
+	Client string
+	// Address is the machine's IP address, when known.
+	Address string
+	Time    time.Time
+	// Attrs carries small extra facts (file name, arch, initiator).
+	Attrs map[string]string
+}
+
+// Event types plugins report.
+const (
+	EventDHCPDiscover = "dhcp_discover"
+	EventDHCPOffer    = "dhcp_offer"
+	EventDHCPRequest  = "dhcp_request"
+	EventDHCPAck      = "dhcp_ack"
+	EventDHCPNak      = "dhcp_nak"
+	EventDHCPRelease  = "dhcp_release"
+	EventDHCPDecline  = "dhcp_decline"
+	EventScriptServed = "script_served"
+	EventFileServed   = "file_served"
+	EventISCSILogin   = "iscsi_login"
+	EventISCSIHandoff = "iscsi_handoff"
+	EventISCSILogout  = "iscsi_logout"
+	EventOSBooted     = "os_booted"
+)
+
+// EventTypes lists every event type, for validation.
+var EventTypes = []string{
+	EventDHCPDiscover, EventDHCPOffer, EventDHCPRequest, EventDHCPAck,
+	EventDHCPNak, EventDHCPRelease, EventDHCPDecline, EventScriptServed,
+	EventFileServed, EventISCSILogin, EventISCSIHandoff, EventISCSILogout,
+	EventOSBooted,
+}
+
+// Volumes attaches clients' volumes. The host resolves the client's image
+// and the storage plugin holding it; the caller opens the descriptor with
+// volume.Open.
+type Volumes interface {
+	Attach(ctx context.Context, client string) (volume.Descriptor, error)
+	Detach(ctx context.Context, client string) error
+}
+
+// Leases is the durable DHCP lease store shared by every DLS host.
+type Leases interface {
+	// Load returns the leases of a pool ("" for all).
+	Load(ctx context.Context, pool string) ([]Lease, error)
+	// Commit stores a batch in one transaction. Each lease is answered in
+	// order: OK, or a conflict naming the MAC that holds the address.
+	Commit(ctx context.Context, leases []Lease) ([]CommitResult, error)
+}
+
+// Lease states.
+const (
+	LeaseBound    = "bound"
+	LeaseReleased = "released"
+	LeaseDeclined = "declined"
+)
+
+// Lease binds an address of a pool to a MAC until Expires.
+type Lease struct {
+	Pool     string
+	Address  string
+	MAC      string
+	Expires  time.Time
+	State    string
+	Hostname string
+}
+
+// CommitResult answers one lease of a Commit batch.
+type CommitResult struct {
+	OK bool
+	// Holder is the MAC holding the address when OK is false.
+	Holder string
+}

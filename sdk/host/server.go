@@ -1,0 +1,127 @@
+package host
+
+import (
+	"context"
+	"time"
+
+	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/dls-project/dls/sdk/volume"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// RegisterServer serves svc's non-nil services on s. The host uses it on the
+// broker connection it offers each plugin; plugintest uses it for fakes.
+func RegisterServer(s *grpc.Server, svc Services) {
+	if svc.Clients != nil {
+		dlsv1.RegisterClientsServer(s, &clientsServer{impl: svc.Clients})
+	}
+	if svc.Events != nil {
+		dlsv1.RegisterEventsServer(s, &eventsServer{impl: svc.Events})
+	}
+	if svc.Volumes != nil {
+		dlsv1.RegisterVolumesServer(s, &volumesServer{impl: svc.Volumes})
+	}
+	if svc.Leases != nil {
+		dlsv1.RegisterLeasesServer(s, &leasesServer{impl: svc.Leases})
+	}
+}
+
+// maxEventBatch bounds what one Report may carry, so a plugin cannot make the
+// host buffer without limit.
+const maxEventBatch = 4096
+
+type clientsServer struct {
+	dlsv1.UnimplementedClientsServer
+	impl Clients
+}
+
+func (s *clientsServer) Lookup(ctx context.Context, q *dlsv1.ClientQuery) (*dlsv1.BootDecision, error) {
+	if q.GetArch() > 0xffff {
+		return nil, status.Errorf(codes.InvalidArgument, "arch %d out of range", q.GetArch())
+	}
+	d, err := s.impl.Lookup(ctx, Query{
+		MAC: q.GetMac(), Initiator: q.GetInitiator(), Target: q.GetTarget(), Arch: uint16(q.GetArch()),
+		UserClass: q.GetUserClass(), VendorClass: q.GetVendorClass(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return decisionToProto(d), nil
+}
+
+type eventsServer struct {
+	dlsv1.UnimplementedEventsServer
+	impl Events
+}
+
+func (s *eventsServer) Report(ctx context.Context, b *dlsv1.EventBatch) (*dlsv1.Empty, error) {
+	if len(b.GetEvents()) > maxEventBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "event batch of %d exceeds %d", len(b.GetEvents()), maxEventBatch)
+	}
+	events := make([]Event, len(b.GetEvents()))
+	for i, e := range b.GetEvents() {
+		events[i] = Event{
+			Type: e.GetType(), MAC: e.GetMac(), Client: e.GetClient(), Address: e.GetAddress(),
+			Time: time.Unix(0, e.GetTimeUnixNano()), Attrs: e.GetAttrs(),
+		}
+	}
+	if err := s.impl.Report(ctx, events); err != nil {
+		return nil, err
+	}
+	return &dlsv1.Empty{}, nil
+}
+
+type volumesServer struct {
+	dlsv1.UnimplementedVolumesServer
+	impl Volumes
+}
+
+func (s *volumesServer) Attach(ctx context.Context, r *dlsv1.AttachRequest) (*dlsv1.VolumeDescriptor, error) {
+	d, err := s.impl.Attach(ctx, r.GetClient())
+	if err != nil {
+		return nil, err
+	}
+	return volume.ToProto(d), nil
+}
+
+func (s *volumesServer) Detach(ctx context.Context, r *dlsv1.AttachRequest) (*dlsv1.Empty, error) {
+	if err := s.impl.Detach(ctx, r.GetClient()); err != nil {
+		return nil, err
+	}
+	return &dlsv1.Empty{}, nil
+}
+
+type leasesServer struct {
+	dlsv1.UnimplementedLeasesServer
+	impl Leases
+}
+
+func (s *leasesServer) Load(ctx context.Context, r *dlsv1.LoadLeasesRequest) (*dlsv1.LeaseList, error) {
+	ls, err := s.impl.Load(ctx, r.GetPool())
+	if err != nil {
+		return nil, err
+	}
+	out := &dlsv1.LeaseList{Leases: make([]*dlsv1.Lease, len(ls))}
+	for i, l := range ls {
+		out.Leases[i] = leaseToProto(l)
+	}
+	return out, nil
+}
+
+func (s *leasesServer) Commit(ctx context.Context, b *dlsv1.LeaseBatch) (*dlsv1.CommitResult, error) {
+	ls := make([]Lease, len(b.GetLeases()))
+	for i, l := range b.GetLeases() {
+		ls[i] = leaseFromProto(l)
+	}
+	rs, err := s.impl.Commit(ctx, ls)
+	if err != nil {
+		return nil, err
+	}
+	out := &dlsv1.CommitResult{Ok: make([]bool, len(rs)), Holder: make([]string, len(rs))}
+	for i, r := range rs {
+		out.Ok[i], out.Holder[i] = r.OK, r.Holder
+	}
+	return out, nil
+}

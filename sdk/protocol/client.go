@@ -1,0 +1,40 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/proto/dlsv1"
+)
+
+// Client is the host's side of a protocol plugin.
+type Client struct {
+	base *base.Client
+	rpc  dlsv1.ProtocolClient
+}
+
+// Base returns the plugin's Base client.
+func (c *Client) Base() *base.Client { return c.base }
+
+// Start asks the plugin to begin serving.
+func (c *Client) Start(ctx context.Context) error {
+	if _, err := c.rpc.Start(ctx, &dlsv1.Empty{}); err != nil {
+		return fmt.Errorf("protocol start: %w", err)
+	}
+	return nil
+}
+
+// Stop asks the plugin to stop serving (the Base Stop: drain).
+func (c *Client) Stop(ctx context.Context) error {
+	return c.base.Stop(ctx, 0)
+}
+
+// Status returns what the plugin serves.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	s, err := c.rpc.Status(ctx, &dlsv1.Empty{})
+	if err != nil {
+		return Status{}, fmt.Errorf("protocol status: %w", err)
+	}
+	return Status{Serving: s.GetServing(), Listeners: s.GetListeners(), Message: s.GetMessage()}, nil
+}
