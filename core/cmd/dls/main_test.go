@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binDir holds the dls binary and plugins built once for these tests.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dls-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for out, pkg := range map[string]string{
+		"dls":                       "github.com/dls-project/dls/core/cmd/dls",
+		"plugins/dls-protocol-test": "github.com/dls-project/dls/core/internal/testplugin",
+		"plugins/dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dls.hcl")
+	header := fmt.Sprintf("data_dir = %q\nplugin_dir = %q\n", filepath.Join(dir, "var"), filepath.Join(binDir, "plugins"))
+	if err := os.WriteFile(path, []byte(header+body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func dls(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "dls"), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+func TestValidateAcceptsRepoConfig(t *testing.T) {
+	// The repository's dls.hcl names plugins in bin/plugins; point it at
+	// the ones built here.
+	repo, err := os.ReadFile("../../../dls.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(string(repo), `plugin_dir = "bin/plugins"`, fmt.Sprintf("plugin_dir = %q", filepath.Join(binDir, "plugins")), 1)
+	path := filepath.Join(t.TempDir(), "dls.hcl")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := dls(t, "validate", "--config", path)
+	if code != 0 {
+		t.Fatalf("validate exit %d: %s%s", code, out, errOut)
+	}
+}
+
+func TestValidateNamesUnknownPluginAttribute(t *testing.T) {
+	path := writeConfig(t, `
+protocol "test" "t1" {
+  config {
+    tick  = "1s"
+    tikc  = "2s"
+  }
+}
+`)
+	_, errOut, code := dls(t, "validate", "--config", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr: %s", code, errOut)
+	}
+	want := path + ":7:5: "
+	if !strings.HasPrefix(errOut, want) || !strings.Contains(errOut, "tikc") {
+		t.Fatalf("stderr %q does not start with %q naming tikc", errOut, want)
+	}
+}
+
+func TestValidateNamesBadFormatAndHostErrors(t *testing.T) {
+	path := writeConfig(t, `
+protocol "test" "t1" {
+  config {
+    listen = "localhost:99999"
+  }
+}
+storage "file" "t1" {}
+`)
+	_, errOut, code := dls(t, "validate", "--config", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(errOut, path+":9:16: ") {
+		t.Errorf("duplicate instance name not reported at 9:16: %s", errOut)
+	}
+}
+
+func TestPluginsListsSchema(t *testing.T) {
+	path := writeConfig(t, `protocol "test" "t1" {}`+"\n")
+	out, errOut, code := dls(t, "plugins", "--config", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"t1", "protocol", "test", "1.2.3", "tick = string", "duration", "pool {", "TCP address to listen on"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestHostKillLeavesNoPlugins kills the host with SIGKILL: its plugins must
+// not outlive it (parent-death signal, SDK watchdog).
+func TestHostKillLeavesNoPlugins(t *testing.T) {
+	path := writeConfig(t, `
+http {
+  listen = "127.0.0.1:0"
+}
+protocol "test" "a" {}
+protocol "test" "b" {}
+storage "file" "f" {}
+`)
+	cmd := exec.Command(filepath.Join(binDir, "dls"), "serve", "--config", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if i := strings.Index(sc.Text(), "http="); i >= 0 && strings.Contains(sc.Text(), "dls serving") {
+				addr <- strings.Fields(sc.Text()[i+5:])[0]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatal("host did not start serving")
+	}
+	var pids []int
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		pids = pluginPids(t, base)
+		if len(pids) == 3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("plugin pids %v, want 3", pids)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed := time.Now()
+	for time.Since(killed) < 5*time.Second {
+		alive := 0
+		for _, p := range pids {
+			if processAlive(p) {
+				alive++
+			}
+		}
+		if alive == 0 {
+			t.Logf("all %d plugins gone %s after the host was killed", len(pids), time.Since(killed))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("plugins still running 5s after the host was killed: %v", pids)
+}
+
+func pluginPids(t *testing.T, base string) []int {
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Plugins []struct {
+			Pid int `json:"pid"`
+		} `json:"plugins"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, p := range r.Plugins {
+		if p.Pid > 0 {
+			pids = append(pids, p.Pid)
+		}
+	}
+	return pids
+}
+
+// processAlive is false for gone and zombie processes.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
