@@ -13,8 +13,8 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 
@@ -105,8 +105,13 @@ func (d Desc) Validate() error {
 		if len(d.Buckets) == 0 {
 			return fmt.Errorf("metric %s: a histogram needs buckets", d.Name)
 		}
-		if !sort.Float64sAreSorted(d.Buckets) {
-			return fmt.Errorf("metric %s: buckets must ascend", d.Name)
+		for i, b := range d.Buckets {
+			if math.IsNaN(b) || math.IsInf(b, 0) {
+				return fmt.Errorf("metric %s: bucket %v is not a finite number (+Inf is implicit)", d.Name, b)
+			}
+			if i > 0 && b <= d.Buckets[i-1] {
+				return fmt.Errorf("metric %s: buckets must ascend strictly (%v after %v)", d.Name, b, d.Buckets[i-1])
+			}
 		}
 		for _, suffix := range []string{"_total", "_count", "_sum", "_bucket"} {
 			if strings.HasSuffix(d.Name, suffix) {
@@ -165,35 +170,64 @@ func NewRegistry() *Registry {
 // Counter declares a counter family and returns its vector. With no labels,
 // use WithLabelValues() to get the single counter.
 func (r *Registry) Counter(name, help string, labels ...string) *prometheus.CounterVec {
+	d := Desc{Name: name, Help: help, Type: Counter, Labels: labels}
+	if !r.valid(d) {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invalid", Help: "invalid"}, placeholders(labels))
+	}
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	r.declare(Desc{Name: name, Help: help, Type: Counter, Labels: labels}, v)
+	r.declare(d, v)
 	return v
 }
 
 // Gauge declares a gauge family and returns its vector.
 func (r *Registry) Gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	d := Desc{Name: name, Help: help, Type: Gauge, Labels: labels}
+	if !r.valid(d) {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "invalid", Help: "invalid"}, placeholders(labels))
+	}
 	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-	r.declare(Desc{Name: name, Help: help, Type: Gauge, Labels: labels}, v)
+	r.declare(d, v)
 	return v
 }
 
 // Histogram declares a histogram family with the given bucket upper bounds
-// (ascending, without +Inf) and returns its vector.
+// (strictly increasing, finite, without +Inf) and returns its vector.
 func (r *Registry) Histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	d := Desc{Name: name, Help: help, Type: Histogram, Labels: labels, Buckets: append([]float64(nil), buckets...)}
+	if !r.valid(d) {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "invalid", Help: "invalid"}, placeholders(labels))
+	}
 	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
-	r.declare(Desc{Name: name, Help: help, Type: Histogram, Labels: labels, Buckets: append([]float64(nil), buckets...)}, v)
+	r.declare(d, v)
 	return v
 }
 
-// declare records a family. Mistakes are kept, not panicked on: the plugin
-// keeps working and the host refuses the declaration with the reason.
+// valid records d's mistakes. An invalid family still gets a working,
+// unregistered vector (client_golang would panic on it), so the plugin
+// runs and the host refuses the declaration with the reason.
+func (r *Registry) valid(d Desc) bool {
+	err := d.Validate()
+	if err != nil {
+		r.mu.Lock()
+		r.errs = append(r.errs, err)
+		r.mu.Unlock()
+	}
+	return err == nil
+}
+
+// placeholders are safe label names, as many as labels.
+func placeholders(labels []string) []string {
+	out := make([]string, len(labels))
+	for i := range out {
+		out[i] = fmt.Sprintf("l%d", i)
+	}
+	return out
+}
+
+// declare registers a validated family.
 func (r *Registry) declare(d Desc, c prometheus.Collector) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := d.Validate(); err != nil {
-		r.errs = append(r.errs, err)
-		return
-	}
 	if _, dup := r.index[d.Name]; dup {
 		r.errs = append(r.errs, fmt.Errorf("metric %s declared twice", d.Name))
 		return
