@@ -34,6 +34,15 @@ var (
 // HostFamilies are the names this package reports itself.
 func HostFamilies() []string { return []string{upName, infoName, durationName, errorsName} }
 
+func isHostFamily(name string) bool {
+	for _, n := range HostFamilies() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
 type family struct {
 	desc    *prometheus.Desc
 	typ     metrics.Type
@@ -71,7 +80,7 @@ func New(instance string, info base.Info, descs []metrics.Desc, reserved map[str
 		if err := d.Validate(); err != nil {
 			return nil, fmt.Errorf("plugin %s: %w", instance, err)
 		}
-		if reserved[d.Name] {
+		if reserved[d.Name] || isHostFamily(d.Name) {
 			return nil, fmt.Errorf("plugin %s: metric %s is reported by the host; a plugin may not declare it", instance, d.Name)
 		}
 		if _, dup := c.families[d.Name]; dup {

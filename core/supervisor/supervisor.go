@@ -168,7 +168,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dls_service_restarts_total", Help: "Plugin processes restarted by the supervisor after a crash, hang or failed start.",
+			Name: "dls_service_restarts_total", Help: "Plugin processes restarted by the supervisor: after a crash, a hang or a failed start, or for a changed binary or config.",
 		}, []string{"plugin"}),
 		HealthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dls_health_checks_total", Help: "Plugin health checks by result.",

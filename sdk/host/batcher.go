@@ -12,6 +12,7 @@ import (
 type Batcher struct {
 	events Events
 	max    int
+	batch  int
 
 	mu      sync.Mutex
 	buf     []Event
@@ -26,7 +27,7 @@ type Batcher struct {
 func NewBatcher(events Events, interval time.Duration, batch, limit int) *Batcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Batcher{
-		events: events, max: limit, wake: make(chan struct{}, 1),
+		events: events, max: limit, batch: max(batch, 1), wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stop: cancel,
 	}
 	go b.run(ctx, interval, batch)
@@ -47,12 +48,18 @@ func (b *Batcher) Emit(e Event) {
 	b.buf = append(b.buf, e)
 	n := len(b.buf)
 	b.mu.Unlock()
-	if n == 1 || n%256 == 0 {
+	if n == 1 || n%b.batch == 0 {
 		select {
 		case b.wake <- struct{}{}:
 		default:
 		}
 	}
+}
+
+func (b *Batcher) pending() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.buf)
 }
 
 // Dropped returns how many events were dropped because the buffer was full.
@@ -79,17 +86,21 @@ func (b *Batcher) run(ctx context.Context, interval time.Duration, batch int) {
 			return
 		case <-t.C:
 		case <-b.wake:
-			// Let a burst gather for a moment: fewer, larger RPCs.
-			b.mu.Lock()
-			n := len(b.buf)
-			b.mu.Unlock()
-			if n < batch {
+			// Let a burst gather for a moment, fewer and larger RPCs,
+			// but send at once when a whole batch is waiting.
+			gather := time.NewTimer(interval / 10)
+		wait:
+			for b.pending() < batch {
 				select {
 				case <-ctx.Done():
+					gather.Stop()
 					return
-				case <-time.After(interval / 10):
+				case <-gather.C:
+					break wait
+				case <-b.wake:
 				}
 			}
+			gather.Stop()
 		}
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = b.flush(fctx)

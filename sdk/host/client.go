@@ -38,9 +38,13 @@ type eventsClient struct{ rpc dlsv1.EventsClient }
 func (c *eventsClient) Report(ctx context.Context, events []Event) error {
 	b := &dlsv1.EventBatch{Events: make([]*dlsv1.Event, len(events))}
 	for i, e := range events {
+		var ts int64 // zero: "now", the host stamps it
+		if !e.Time.IsZero() {
+			ts = e.Time.UnixNano()
+		}
 		b.Events[i] = &dlsv1.Event{
 			Type: e.Type, Mac: e.MAC, Client: e.Client, Address: e.Address,
-			TimeUnixNano: e.Time.UnixNano(), Attrs: e.Attrs,
+			TimeUnixNano: ts, Attrs: e.Attrs,
 		}
 	}
 	if _, err := c.rpc.Report(ctx, b); err != nil {

@@ -61,10 +61,15 @@ func (s *eventsServer) Report(ctx context.Context, b *dlsv1.EventBatch) (*dlsv1.
 		return nil, status.Errorf(codes.InvalidArgument, "event batch of %d exceeds %d", len(b.GetEvents()), maxEventBatch)
 	}
 	events := make([]Event, len(b.GetEvents()))
+	now := time.Now()
 	for i, e := range b.GetEvents() {
+		t := now
+		if e.GetTimeUnixNano() != 0 {
+			t = time.Unix(0, e.GetTimeUnixNano())
+		}
 		events[i] = Event{
 			Type: e.GetType(), MAC: e.GetMac(), Client: e.GetClient(), Address: e.GetAddress(),
-			Time: time.Unix(0, e.GetTimeUnixNano()), Attrs: e.GetAttrs(),
+			Time: t, Attrs: e.GetAttrs(),
 		}
 	}
 	if err := s.impl.Report(ctx, events); err != nil {

@@ -294,7 +294,7 @@ func TestCollectRunsOnCollectHooksFirst(t *testing.T) {
 	}
 }
 
-// A hook may declare or read the registry without deadlocking.
+// A hook may read the registry without deadlocking.
 func TestOnCollectHookMayUseRegistry(t *testing.T) {
 	r := metrics.NewRegistry()
 	r.OnCollect(func() { _, _ = r.Descs() })
