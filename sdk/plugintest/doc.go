@@ -9,7 +9,20 @@
 //	func TestMyStorage(t *testing.T) {
 //		h := plugintest.Start(t, mystorage.New(),
 //			plugintest.WithConfig(map[string]any{"root": "disks"}))
-//		plugintest.RunStorageBasics(t, h.Storage(), t.TempDir())
+//		st := h.Storage()
+//		// ... calls the host would make, through st
+//	}
+//
+// RunStorageSuite is the conformance suite every storage plugin must pass:
+// imports, versions, clone isolation, reset, promote, capacity, restarts,
+// concurrent clones and every refusal the host relies on.
+// StorageInProcess gives it a plugin it can restart on the same data:
+//
+//	func TestConformance(t *testing.T) {
+//		start, restart := plugintest.StorageInProcess(
+//			func() storage.Storage { return mystorage.New() },
+//			plugintest.WithConfig(map[string]any{"root": "disks"}))
+//		plugintest.RunStorageSuite(t, plugintest.StorageSuite{Start: start, Restart: restart})
 //	}
 //
 // Every call crosses a real gRPC connection: the plugin's errors reach the

@@ -54,7 +54,16 @@ type Harness struct {
 	t        testing.TB
 	hostOnce sync.Once
 	hostID   uint32
+	stopOnce sync.Once
+	stop     func()
 }
+
+// Stop stops the plugin now, as Start's cleanup would at the end of the
+// test: it asks the plugin to stop (Base Stop, with a grace period), closes
+// the connection and waits for the server to exit. Later calls, and the
+// cleanup, do nothing. Use it to restart a plugin within a test: Stop, then
+// Start a new instance on the same data directory.
+func (h *Harness) Stop() { h.stopOnce.Do(h.stop) }
 
 // Option changes how Start runs a plugin.
 type Option func(*options)
@@ -115,7 +124,8 @@ func WithLogger(l hclog.Logger) Option {
 //
 // Start registers a cleanup that asks the plugin to stop (Base Stop, with a
 // grace period: plugins must tolerate a Stop after the test's own Stop),
-// closes the connection and waits for the server to exit.
+// closes the connection and waits for the server to exit; Harness.Stop
+// does the same earlier.
 //
 // Call Start, and the Harness methods that take no testing.TB, from the
 // goroutine of the test t.
@@ -223,14 +233,15 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 		Base: kc.Base(), Kind: kc, Host: o.host,
 		Instance: o.instance, DataDir: o.dataDir, t: t,
 	}
-	t.Cleanup(func() {
+	h.stop = func() {
 		sctx, scancel := context.WithTimeout(context.Background(), stopGrace+callTimeout)
 		defer scancel()
 		if err := h.Base.Stop(sctx, stopGrace); err != nil {
 			t.Errorf("plugintest: %v", err)
 		}
 		stop()
-	})
+	}
+	t.Cleanup(h.Stop)
 
 	h.checkBase(kind)
 	if o.configure {

@@ -6,11 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,544 +21,657 @@ import (
 	"github.com/dls-project/dls/sdk/volume"
 )
 
-// StorageImageSize is the size of the raw images RunStorageBasics imports:
-// 1 MiB, a multiple of both block sizes.
+// StorageImageSize is the size of the raw images the storage suite
+// imports: 1 MiB, a multiple of both block sizes.
 const StorageImageSize = 1 << 20
 
-// storageStepTimeout bounds each step of RunStorageBasics.
+// storageStepTimeout bounds each step of the storage suite.
 const storageStepTimeout = 2 * time.Minute
 
-// RunStorageBasics holds a storage plugin to what the host relies on, as
-// subtests of t, through st (from Harness.Storage, or a client of a real
-// plugin process). scratch is a directory the plugin can read, where the
-// raw source images are written.
-//
-// It imports an image, lists it, clones volumes, attaches them and opens
-// their descriptors with volume.Open, and checks that clones are
-// independent (a write to one is seen by neither another clone nor a fresh
-// one), that a reset discards writes, that versions work (re-import makes
-// the next version current, SetCurrentVersion, CreateVersion, and Promote
-// when the plugin advertises it), that capacity is reported, and that the
-// plugin answers with the SDK's sentinel errors across gRPC:
-// storage.ErrInvalidName for names like "../x" and "a/b",
-// storage.ErrExists for a duplicate volume, storage.ErrInUse for deleting
-// a version a volume was cloned from, the current version, an image in use
-// or an attached volume, storage.ErrNotFound for missing images, versions
-// and volumes. Finally it deletes everything it made.
-//
-// The names it uses end in a random suffix, so it can run against a
-// storage that holds other data, and more than once.
-func RunStorageBasics(t *testing.T, st *storage.Client, scratch string) {
-	s := &storageCheck{st: st, scratch: scratch, sfx: randomSuffix()}
-	s.img = "pt-img-" + s.sfx
-	s.volA, s.volB = "pt-a-"+s.sfx, "pt-b-"+s.sfx
-	s.v1 = patterned(1, StorageImageSize)
-	s.v2 = patterned(2, StorageImageSize)
-	defer s.cleanup(t)
+// StorageSuite describes a storage plugin to RunStorageSuite: how to start
+// it, and what it promises beyond the storage.Storage interface.
+type StorageSuite struct {
+	// Start starts the plugin under test and returns the host's client of
+	// it: Start(t, impl, ...).Storage() for a plugin served in the test
+	// process, or a client of a real plugin process. The suite calls it
+	// once, with its own t, and stops using the client when Restart gives
+	// it a new one. Required.
+	Start func(t *testing.T) *storage.Client
 
-	if !t.Run("import", s.testImport) {
-		return
-	}
-	if !t.Run("clone_and_attach", s.testCloneAndAttach) {
-		return
-	}
-	t.Run("reset", s.testReset)
-	t.Run("capacity", s.testCapacity)
-	t.Run("invalid_names", s.testInvalidNames)
-	t.Run("duplicates", s.testDuplicates)
-	t.Run("versions_in_use", s.testVersionsInUse)
-	t.Run("set_current_version", s.testSetCurrent)
-	t.Run("create_version", s.testCreateVersion)
-	t.Run("promote", s.testPromote)
-	t.Run("missing", s.testMissing)
-	t.Run("delete", s.testDelete)
+	// Restart, if set, stops the instance Start (or the last Restart)
+	// returned and starts the plugin again on the same data (same data
+	// directory, same config), returning the new instance's client. The
+	// suite calls it once, between subtests, with its own t, while a
+	// volume is attached; it then checks that images, versions, volumes,
+	// flushed writes and the in-use rules survived, and runs its remaining
+	// subtests against the new instance. Without Restart those checks are
+	// skipped. StorageInProcess builds Start and Restart for a plugin
+	// served in the test process.
+	Restart func(t *testing.T) *storage.Client
+
+	// Scratch is a directory the plugin can read, where the suite writes
+	// the raw source images it imports. It must not be on the storage under
+	// test: the no-space check writes a source bigger than Full's storage.
+	// Empty means t.TempDir().
+	Scratch string
+
+	// KeepVersions is the number of versions per image the plugin was
+	// configured to keep (a keep_versions setting), or 0 if it keeps every
+	// version until DeleteVersion. With N > 0 the suite checks that adding
+	// a version keeps the image's newest N versions, its current version
+	// and every version a volume was cloned from, and drops the others;
+	// every other check then accepts that old versions disappear.
+	KeepVersions int
+
+	// CheapClones says a clone shares its image's blocks (copy-on-write):
+	// the suite then checks that cloning an image costs much less space
+	// than the image. Plugins that copy images leave it false.
+	CheapClones bool
+
+	// Full, if set, starts a second instance of the plugin whose storage
+	// has at most 1 GiB available (the example plugin gets an 8 MiB tmpfs;
+	// a ZFS plugin, a small pool or a dataset with a quota) and returns its
+	// client. The suite calls it with a subtest's t: the instance should
+	// stop when that subtest ends, as Start's cleanup does. The suite
+	// imports a source bigger than the space available and expects
+	// storage.ErrNoSpace, with no image listed and no space kept afterwards;
+	// without CheapClones, it also expects ErrNoSpace from a clone that
+	// cannot fit. Without Full those checks are skipped.
+	Full func(t *testing.T) *storage.Client
 }
 
-type storageCheck struct {
+// RunStorageSuite is the conformance suite every DLS storage plugin must
+// pass. It runs as subtests of t, against the plugin s.Start returns, and
+// checks through the real gRPC path what the host relies on:
+//
+//   - import: a new image is version 1, current, byte for byte the source
+//     (read back through Attach and volume.Open); progress reports never go
+//     back and end at the total; importing an existing image makes its next
+//     version current.
+//   - versions: CreateVersion snapshots the current version; versions are
+//     listed oldest first and their numbers are never reused; new volumes
+//     clone the current version, or any kept version asked for;
+//     SetCurrentVersion rolls back (or forward) to any kept version; a new
+//     version never changes what a running client sees; with KeepVersions,
+//     old versions are pruned except the current one and those in use.
+//   - clone isolation: a write through one volume is never seen by another
+//     volume, a fresh clone, or the image; a volume keeps its writes when
+//     detached and attached again.
+//   - reset: discards a volume's writes; resets to the current version, or
+//     to a version asked for.
+//   - promote (when Info advertises it): a detached volume becomes the
+//     image's next version, current; running clients keep what they see and
+//     get it on their next reset; promotion into another existing image;
+//     an attached volume is either promoted with what was flushed or
+//     refused with storage.ErrInUse. A plugin that does not advertise
+//     promote must refuse it.
+//   - capacity: used and available space are reported; with CheapClones, a
+//     clone costs much less than the image.
+//   - concurrent clones: 16 volumes cloned at once are all made and
+//     independent; 8 creations of one name give one volume and 7
+//     storage.ErrExists.
+//   - refusals: every operation refuses names that are not
+//     storage.ValidName (with "/", "..", upper case, too long...) with
+//     storage.ErrInvalidName; missing, unreadable, empty and short sources
+//     fail and leave no image; a duplicate volume is storage.ErrExists and
+//     leaves the volume alone; deleting a version a volume uses or the
+//     current version, deleting an image with volumes, deleting or resetting
+//     an attached volume is storage.ErrInUse; missing volumes, images and
+//     versions are storage.ErrNotFound. Every refusal's text names the
+//     object.
+//   - no space (with Full): storage.ErrNoSpace, and no half-made image or
+//     volume left behind.
+//   - restart (with Restart): state and flushed writes survive.
+//   - delete: deleted volumes, versions and images are gone.
+//
+// Every name the suite uses starts with "ct-" and holds a random suffix,
+// so it can run against a storage that holds other data (a shared pool),
+// and more than once; at the end it deletes what it made.
+func RunStorageSuite(t *testing.T, s StorageSuite) {
+	if s.Start == nil {
+		t.Fatal("plugintest: StorageSuite.Start is nil")
+	}
+	r := &storageRun{cfg: s, scratch: s.Scratch, sfx: randomSuffix()}
+	if r.scratch == "" {
+		r.scratch = t.TempDir()
+	}
+	r.st = s.Start(t)
+	defer func() { r.cleanup(t) }()
+
+	ctx, cancel := context.WithTimeout(t.Context(), storageStepTimeout)
+	info, err := r.st.Base().Info(ctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	r.promote = slices.Contains(info.Capabilities, storage.CapabilityPromote)
+
+	t.Run("import", r.testImport)
+	t.Run("versions", r.testVersions)
+	t.Run("version_numbers_are_never_reused", r.testNumbersNotReused)
+	t.Run("keep_versions", r.testKeepVersions)
+	t.Run("clone_isolation", r.testIsolation)
+	t.Run("reset", r.testReset)
+	t.Run("promote", r.testPromote)
+	t.Run("capacity", r.testCapacity)
+	t.Run("concurrent_clones", r.testConcurrentClones)
+	t.Run("refusals", r.testRefusals)
+	t.Run("no_space", r.testNoSpace)
+
+	// The restart happens here, in t's goroutine: the new instance must
+	// outlive the subtest that prepared it.
+	if t.Run("before_restart", r.testBeforeRestart) && s.Restart != nil {
+		r.st = s.Restart(t)
+	}
+	t.Run("after_restart", r.testAfterRestart)
+	t.Run("delete", r.testDelete)
+}
+
+// RunStorageBasics runs RunStorageSuite against st, with sources in
+// scratch, and without the checks that need the suite's knobs (restart,
+// no space, pruning, cheap clones). Prefer RunStorageSuite.
+func RunStorageBasics(t *testing.T, st *storage.Client, scratch string) {
+	RunStorageSuite(t, StorageSuite{Start: func(*testing.T) *storage.Client { return st }, Scratch: scratch})
+}
+
+// StorageInProcess returns Start and Restart functions for a StorageSuite
+// that serve newPlugin() in the test process with Start(t, newPlugin(),
+// opts...). Every instance gets the same data directory: the one given
+// with WithDataDir, or a t.TempDir() made at the first start. Restart
+// stops the running instance (Harness.Stop) before starting the next, so
+// the restart is a clean stop, not a crash; every instance also stops at
+// the end of the test.
+//
+//	start, restart := plugintest.StorageInProcess(
+//		func() storage.Storage { return mystorage.New() },
+//		plugintest.WithConfig(map[string]any{"root": "disks"}))
+//	plugintest.RunStorageSuite(t, plugintest.StorageSuite{Start: start, Restart: restart})
+func StorageInProcess(newPlugin func() storage.Storage, opts ...Option) (start, restart func(t *testing.T) *storage.Client) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	dataDir := o.dataDir
+	var running *Harness
+	start = func(t *testing.T) *storage.Client {
+		t.Helper()
+		if dataDir == "" {
+			dataDir = t.TempDir()
+		}
+		running = Start(t, newPlugin(), append(slices.Clip(opts), WithDataDir(dataDir))...)
+		return running.Storage()
+	}
+	restart = func(t *testing.T) *storage.Client {
+		t.Helper()
+		if running != nil {
+			running.Stop()
+		}
+		return start(t)
+	}
+	return start, restart
+}
+
+// storageRun is one run of the storage suite.
+type storageRun struct {
+	cfg     StorageSuite
 	st      *storage.Client
 	scratch string
 	sfx     string
-	img     string
-	volA    string
-	volB    string
-	v1, v2  []byte // content of versions 1 and 2
+	promote bool
+	seed    atomic.Uint64
+
+	// restart is what before_restart left for after_restart.
+	restart *restartState
 }
 
-func (s *storageCheck) ctx(t *testing.T) context.Context {
+// suiteImage is what the suite knows of one image it made: the versions
+// that may still exist, the content of each, and which one is current.
+type suiteImage struct {
+	name     string
+	current  uint64
+	versions []uint64 // oldest first; pruning may remove some
+	latest   uint64   // highest number the image ever had
+	content  map[uint64][]byte
+}
+
+func (r *storageRun) ctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), storageStepTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
 
+// name returns the name of an image or volume of this run.
+func (r *storageRun) name(what string) string { return "ct-" + r.sfx + "-" + what }
+
+// data returns StorageImageSize bytes no other call of this run returns.
+func (r *storageRun) data() []byte { return patterned(r.seed.Add(1), StorageImageSize) }
+
 // source writes data as a raw image file in scratch and returns its path.
-func (s *storageCheck) source(t *testing.T, name string, data []byte) string {
+func (r *storageRun) source(t *testing.T, what string, data []byte) string {
 	t.Helper()
-	p := filepath.Join(s.scratch, name+"-"+s.sfx+".raw")
+	p := filepath.Join(r.scratch, r.name(what)+".raw")
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatalf("write source image: %v", err)
 	}
 	return p
 }
 
-func (s *storageCheck) testImport(t *testing.T) {
-	ctx := s.ctx(t)
-	var calls int
-	var last int64
-	v, err := s.st.ImportImage(ctx, storage.ImportRequest{
-		Image: s.img, Source: s.source(t, "v1", s.v1),
-		Progress: func(done, total int64) { calls++; last = done },
-	})
+// newImage imports a new image of fresh content and returns it.
+func (r *storageRun) newImage(t *testing.T, what string) *suiteImage {
+	t.Helper()
+	im := &suiteImage{name: r.name(what), content: map[uint64][]byte{}}
+	r.importVersion(t, im)
+	return im
+}
+
+// importVersion imports fresh content as im's next version.
+func (r *storageRun) importVersion(t *testing.T, im *suiteImage) uint64 {
+	t.Helper()
+	data := r.data()
+	src := r.source(t, fmt.Sprintf("%s-v%d", strings.TrimPrefix(im.name, r.name("")), im.latest+1), data)
+	defer os.Remove(src)
+	v, err := r.st.ImportImage(r.ctx(t), storage.ImportRequest{Image: im.name, Source: src})
 	if err != nil {
-		t.Fatalf("ImportImage: %v", err)
+		t.Fatalf("ImportImage %s: %v", im.name, err)
 	}
-	if v.Image != s.img || v.Number != 1 || !v.Current || v.Size != StorageImageSize {
-		t.Errorf("ImportImage of a new image = %+v, want image %s, version 1, current, size %d", v, s.img, StorageImageSize)
+	return r.added(t, im, "ImportImage", v, data)
+}
+
+// createVersion snapshots im's current version as its next one.
+func (r *storageRun) createVersion(t *testing.T, im *suiteImage) uint64 {
+	t.Helper()
+	v, err := r.st.CreateVersion(r.ctx(t), im.name)
+	if err != nil {
+		t.Fatalf("CreateVersion %s: %v", im.name, err)
 	}
-	if calls > 0 && last > StorageImageSize {
-		t.Errorf("ImportImage progress reported %d bytes done of a %d-byte image", last, StorageImageSize)
+	return r.added(t, im, "CreateVersion", v, im.content[im.current])
+}
+
+// added checks a version an operation just added to im and records it.
+func (r *storageRun) added(t *testing.T, im *suiteImage, op string, v storage.Version, data []byte) uint64 {
+	t.Helper()
+	if v.Image != im.name || v.Number <= im.latest || !v.Current || v.Size != int64(len(data)) {
+		t.Errorf("%s = %+v, want a version of image %s numbered above %d (numbers are never reused), current, size %d",
+			op, v, im.name, im.latest, len(data))
 	}
-	imgs, err := s.st.ListImages(ctx)
+	if v.Number == 0 {
+		t.Fatalf("%s returned version number 0", op)
+	}
+	im.versions = append(im.versions, v.Number)
+	im.latest, im.current = max(im.latest, v.Number), v.Number
+	im.content[v.Number] = data
+	r.checkVersions(t, im)
+	return v.Number
+}
+
+// setCurrent makes version n of im current.
+func (r *storageRun) setCurrent(t *testing.T, im *suiteImage, n uint64) {
+	t.Helper()
+	if err := r.st.SetCurrentVersion(r.ctx(t), im.name, n); err != nil {
+		t.Fatalf("SetCurrentVersion %s %d: %v", im.name, n, err)
+	}
+	im.current = n
+	r.checkVersions(t, im)
+}
+
+// checkVersions compares what the plugin lists of im with what the suite
+// expects: versions oldest first, no number the suite did not make, the
+// right one current, and every version it must keep (all of them, or with
+// KeepVersions the newest N, the current one and those volumes use). It
+// then forgets versions the plugin pruned, and returns what is listed.
+func (r *storageRun) checkVersions(t *testing.T, im *suiteImage) []storage.Version {
+	t.Helper()
+	ctx := r.ctx(t)
+	vs, err := r.st.ListVersions(ctx, im.name)
+	if err != nil {
+		t.Fatalf("ListVersions %s: %v", im.name, err)
+	}
+	var listed []uint64
+	currents := 0
+	for i, v := range vs {
+		listed = append(listed, v.Number)
+		switch {
+		case v.Image != im.name:
+			t.Errorf("ListVersions %s lists %+v, of another image", im.name, v)
+		case i > 0 && v.Number <= vs[i-1].Number:
+			t.Errorf("ListVersions %s = %s, want oldest first", im.name, numbers(vs))
+		case !slices.Contains(im.versions, v.Number):
+			t.Errorf("ListVersions %s lists version %d, which the suite never made or deleted", im.name, v.Number)
+		case v.Size != int64(len(im.content[v.Number])):
+			t.Errorf("ListVersions %s: version %d has size %d, want %d", im.name, v.Number, v.Size, len(im.content[v.Number]))
+		case v.Created.IsZero() || v.Created.After(time.Now().Add(time.Minute)):
+			t.Errorf("ListVersions %s: version %d was created at %v, want a time in the past", im.name, v.Number, v.Created)
+		}
+		if v.Current {
+			currents++
+			if v.Number != im.current {
+				t.Errorf("ListVersions %s: version %d is current, want %d", im.name, v.Number, im.current)
+			}
+		}
+	}
+	if currents != 1 {
+		t.Errorf("ListVersions %s = %s: %d versions are current, want exactly one (%d)", im.name, numbers(vs), currents, im.current)
+	}
+	for _, n := range r.mustKeep(t, im) {
+		if !slices.Contains(listed, n) {
+			t.Errorf("ListVersions %s = %s: version %d is missing (%s)", im.name, numbers(vs), n, r.whyKeep(t, im, n))
+		}
+	}
+	im.versions = slices.DeleteFunc(im.versions, func(n uint64) bool { return !slices.Contains(listed, n) })
+
+	imgs, err := r.st.ListImages(ctx)
 	if err != nil {
 		t.Fatalf("ListImages: %v", err)
 	}
-	i := slices.IndexFunc(imgs, func(im storage.Image) bool { return im.Name == s.img })
+	i := slices.IndexFunc(imgs, func(x storage.Image) bool { return x.Name == im.name })
 	switch {
 	case i < 0:
-		t.Errorf("ListImages = %+v, want it to list %s", imgs, s.img)
-	case imgs[i].CurrentVersion != 1 || imgs[i].Size != StorageImageSize:
-		t.Errorf("ListImages lists %+v, want current version 1, size %d", imgs[i], StorageImageSize)
+		t.Errorf("ListImages does not list %s", im.name)
+	case imgs[i].CurrentVersion != im.current || imgs[i].Size != int64(len(im.content[im.current])):
+		t.Errorf("ListImages lists %+v, want current version %d, size %d", imgs[i], im.current, len(im.content[im.current]))
 	}
-	vs, err := s.st.ListVersions(ctx, s.img)
-	if err != nil {
-		t.Fatalf("ListVersions: %v", err)
-	}
-	if len(vs) != 1 || vs[0].Number != 1 || !vs[0].Current {
-		t.Errorf("ListVersions = %+v, want only version 1, current", vs)
-	}
+	return vs
 }
 
-func (s *storageCheck) testCloneAndAttach(t *testing.T) {
-	ctx := s.ctx(t)
-	for _, name := range []string{s.volA, s.volB} {
-		v, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: name, Image: s.img})
-		if err != nil {
-			t.Fatalf("CreateVolume %s: %v", name, err)
-		}
-		if v.Name != name || v.Image != s.img || v.Version != 1 || v.Size != StorageImageSize {
-			t.Errorf("CreateVolume = %+v, want volume %s of image %s version 1, size %d", v, name, s.img, StorageImageSize)
-		}
-	}
-	vols, err := s.st.ListVolumes(ctx)
+// inUse returns the versions of im that volumes were cloned from.
+func (r *storageRun) inUse(t *testing.T, im *suiteImage) []uint64 {
+	t.Helper()
+	vols, err := r.st.ListVolumes(r.ctx(t))
 	if err != nil {
 		t.Fatalf("ListVolumes: %v", err)
 	}
-	for _, name := range []string{s.volA, s.volB} {
-		if !slices.ContainsFunc(vols, func(v storage.Volume) bool { return v.Name == name }) {
-			t.Errorf("ListVolumes = %+v, want it to list %s", vols, name)
+	var out []uint64
+	for _, v := range vols {
+		if v.Image == im.name && !slices.Contains(out, v.Version) {
+			out = append(out, v.Version)
 		}
 	}
-
-	a := s.open(t, s.volA)
-	b := s.open(t, s.volB)
-	s.wantContent(t, s.volA, a, s.v1)
-	s.wantContent(t, s.volB, b, s.v1)
-
-	if err := s.st.DeleteVolume(ctx, s.volA); !errors.Is(err, storage.ErrInUse) {
-		t.Errorf("DeleteVolume of attached volume %s: got %v, want an error wrapping storage.ErrInUse", s.volA, err)
-	}
-
-	written := s.scribble(t, s.volA, a)
-	s.wantContent(t, s.volA, a, written)
-	s.wantContent(t, s.volB+" (after a write to "+s.volA+")", b, s.v1)
-
-	c := "pt-c-" + s.sfx
-	if _, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: c, Image: s.img}); err != nil {
-		t.Fatalf("CreateVolume %s: %v", c, err)
-	}
-	cv := s.open(t, c)
-	s.wantContent(t, "fresh clone "+c, cv, s.v1)
-	s.close(t, c, cv)
-	if err := s.st.DeleteVolume(ctx, c); err != nil {
-		t.Errorf("DeleteVolume %s: %v", c, err)
-	}
-	s.close(t, s.volA, a)
-	s.close(t, s.volB, b)
+	return out
 }
 
-// open attaches a volume and opens its descriptor.
-func (s *storageCheck) open(t *testing.T, name string) volume.Volume {
+// mustKeep returns the versions of im the plugin may not have dropped.
+func (r *storageRun) mustKeep(t *testing.T, im *suiteImage) []uint64 {
 	t.Helper()
-	d, err := s.st.Attach(s.ctx(t), name)
+	n := r.cfg.KeepVersions
+	if n <= 0 || n >= len(im.versions) {
+		return slices.Clone(im.versions)
+	}
+	keep := slices.Clone(im.versions[len(im.versions)-n:])
+	for _, v := range append(r.inUse(t, im), im.current) {
+		if !slices.Contains(keep, v) {
+			keep = append(keep, v)
+		}
+	}
+	slices.Sort(keep)
+	return keep
+}
+
+func (r *storageRun) whyKeep(t *testing.T, im *suiteImage, n uint64) string {
+	t.Helper()
+	switch {
+	case r.cfg.KeepVersions <= 0:
+		return "no version was deleted and KeepVersions is 0"
+	case n == im.current:
+		return "it is current"
+	case slices.Contains(r.inUse(t, im), n):
+		return "a volume was cloned from it"
+	}
+	return fmt.Sprintf("it is one of the newest %d, KeepVersions", r.cfg.KeepVersions)
+}
+
+func numbers(vs []storage.Version) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.FormatUint(v.Number, 10)
+		if v.Current {
+			s[i] += "*"
+		}
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+// createVolume clones version n (0: current) of im as vol.
+func (r *storageRun) createVolume(t *testing.T, vol string, im *suiteImage, n uint64) storage.Volume {
+	t.Helper()
+	v, err := r.st.CreateVolume(r.ctx(t), storage.VolumeRequest{Volume: vol, Image: im.name, Version: n})
 	if err != nil {
-		t.Fatalf("Attach %s: %v", name, err)
+		t.Fatalf("CreateVolume %s from image %s version %d: %v", vol, im.name, n, err)
 	}
-	if err := d.Validate(); err != nil {
-		t.Fatalf("Attach %s returned a descriptor the target cannot use: %v", name, err)
-	}
-	if d.Size != StorageImageSize {
-		t.Errorf("Attach %s: descriptor size %d, want the image's %d", name, d.Size, StorageImageSize)
-	}
-	v, err := volume.Open(d)
+	r.wantVolumeInfo(t, "CreateVolume", v, vol, im, n)
+	return v
+}
+
+// resetVolume resets vol to version n (0: current) of im.
+func (r *storageRun) resetVolume(t *testing.T, vol string, im *suiteImage, n uint64) storage.Volume {
+	t.Helper()
+	v, err := r.st.ResetVolume(r.ctx(t), storage.VolumeRequest{Volume: vol, Image: im.name, Version: n})
 	if err != nil {
-		t.Fatalf("Attach %s: %v", name, err)
+		t.Fatalf("ResetVolume %s to image %s version %d: %v", vol, im.name, n, err)
+	}
+	r.wantVolumeInfo(t, "ResetVolume", v, vol, im, n)
+	return v
+}
+
+func (r *storageRun) wantVolumeInfo(t *testing.T, op string, v storage.Volume, vol string, im *suiteImage, n uint64) {
+	t.Helper()
+	want := storage.Volume{Name: vol, Image: im.name, Version: cmpOr(n, im.current), Size: int64(len(im.content[cmpOr(n, im.current)]))}
+	if v != want {
+		t.Errorf("%s = %+v, want %+v", op, v, want)
+	}
+	if got, ok := r.listedVolume(t, vol); !ok || got != want {
+		t.Errorf("after %s, ListVolumes lists %+v (listed: %v), want %+v", op, got, ok, want)
+	}
+}
+
+func cmpOr(n, otherwise uint64) uint64 {
+	if n != 0 {
+		return n
+	}
+	return otherwise
+}
+
+// listedVolume returns what ListVolumes says of vol.
+func (r *storageRun) listedVolume(t *testing.T, vol string) (storage.Volume, bool) {
+	t.Helper()
+	vols, err := r.st.ListVolumes(r.ctx(t))
+	if err != nil {
+		t.Fatalf("ListVolumes: %v", err)
+	}
+	for _, v := range vols {
+		if v.Name == vol {
+			return v, true
+		}
+	}
+	return storage.Volume{}, false
+}
+
+// listsImage says whether ListImages lists name.
+func (r *storageRun) listsImage(t *testing.T, name string) bool {
+	t.Helper()
+	imgs, err := r.st.ListImages(r.ctx(t))
+	if err != nil {
+		t.Fatalf("ListImages: %v", err)
+	}
+	return slices.ContainsFunc(imgs, func(im storage.Image) bool { return im.Name == name })
+}
+
+// wantNoImage checks that an image whose making failed is not there.
+func (r *storageRun) wantNoImage(t *testing.T, name, after string) {
+	t.Helper()
+	if r.listsImage(t, name) {
+		t.Errorf("ListImages lists %s after %s", name, after)
+	}
+	if _, err := r.st.ListVersions(r.ctx(t), name); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("ListVersions %s after %s: got %v, want storage.ErrNotFound", name, after, err)
+	}
+}
+
+// open attaches a volume and opens its descriptor as the iSCSI target
+// would.
+func (r *storageRun) open(t *testing.T, vol string) volume.Volume {
+	t.Helper()
+	d, err := r.st.Attach(r.ctx(t), vol)
+	if err != nil {
+		t.Fatalf("Attach %s: %v", vol, err)
+	}
+	v, err := openDescriptor(vol, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lv, ok := r.listedVolume(t, vol); ok && d.Size != lv.Size {
+		t.Errorf("Attach %s: descriptor size %d, ListVolumes says %d", vol, d.Size, lv.Size)
 	}
 	return v
 }
 
+// openDescriptor checks and opens a descriptor Attach returned.
+func openDescriptor(vol string, d volume.Descriptor) (volume.Volume, error) {
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("Attach %s returned a descriptor the target cannot use: %w", vol, err)
+	}
+	if d.ReadOnly {
+		return nil, fmt.Errorf("Attach %s returned a read-only descriptor; a client's volume must be writable", vol)
+	}
+	v, err := volume.Open(d)
+	if err != nil {
+		return nil, fmt.Errorf("Attach %s: %w", vol, err)
+	}
+	return v, nil
+}
+
 // close closes an open volume and detaches it.
-func (s *storageCheck) close(t *testing.T, name string, v volume.Volume) {
+func (r *storageRun) close(t *testing.T, vol string, v volume.Volume) {
 	t.Helper()
 	if err := v.Close(); err != nil {
-		t.Errorf("close volume %s: %v", name, err)
+		t.Errorf("close volume %s: %v", vol, err)
 	}
-	if err := s.st.Detach(s.ctx(t), name); err != nil {
-		t.Errorf("Detach %s: %v", name, err)
+	if err := r.st.Detach(r.ctx(t), vol); err != nil {
+		t.Errorf("Detach %s: %v", vol, err)
 	}
 }
 
-// scribble writes to a few places of v (the first and last blocks and one
-// in between), flushes, and returns the content v should now have.
-func (s *storageCheck) scribble(t *testing.T, name string, v volume.Volume) []byte {
+// scribble writes fresh data to three places of v (the first and last
+// blocks and one in between), flushes, and returns the content v should
+// now have, given that it held was.
+func (r *storageRun) scribble(t *testing.T, vol string, v volume.Volume, was []byte) []byte {
 	t.Helper()
-	want := make([]byte, v.Size())
-	if _, err := v.ReadAt(want, 0); err != nil {
-		t.Fatalf("read volume %s: %v", name, err)
-	}
-	for _, off := range []int64{0, 8192, v.Size() - 512} {
-		p := bytes.Repeat([]byte("DLS!"), 128)
+	want := slices.Clone(was)
+	p := patterned(r.seed.Add(1), 4096)
+	for _, off := range []int64{0, v.Size() / 2, v.Size() - 4096} {
 		if _, err := v.WriteAt(p, off); err != nil {
-			t.Fatalf("write volume %s at %d: %v", name, off, err)
+			t.Fatalf("write volume %s at %d: %v", vol, off, err)
 		}
 		copy(want[off:], p)
 	}
 	if err := v.Flush(); err != nil {
-		t.Fatalf("flush volume %s: %v", name, err)
+		t.Fatalf("flush volume %s: %v", vol, err)
 	}
 	return want
 }
 
-func (s *storageCheck) wantContent(t *testing.T, what string, v volume.Volume, want []byte) {
+// wantContent checks that v holds want.
+func wantContent(t *testing.T, what string, v volume.Volume, want []byte) {
 	t.Helper()
+	if err := checkContent(v, want); err != nil {
+		t.Errorf("volume %s: %v", what, err)
+	}
+}
+
+func checkContent(v volume.Volume, want []byte) error {
+	if v.Size() != int64(len(want)) {
+		return fmt.Errorf("size %d, want %d", v.Size(), len(want))
+	}
 	got := make([]byte, len(want))
 	if _, err := v.ReadAt(got, 0); err != nil {
-		t.Fatalf("read volume %s: %v", what, err)
+		return fmt.Errorf("read: %w", err)
 	}
 	if i := firstDiff(got, want); i >= 0 {
-		t.Errorf("volume %s differs from what it should hold at byte %d", what, i)
+		return fmt.Errorf("differs from what it should hold from byte %d on", i)
 	}
+	return nil
 }
 
 // wantVolume attaches a volume, checks its content and detaches it.
-func (s *storageCheck) wantVolume(t *testing.T, name string, want []byte) {
+func (r *storageRun) wantVolume(t *testing.T, vol string, want []byte) {
 	t.Helper()
-	v := s.open(t, name)
-	s.wantContent(t, name, v, want)
-	s.close(t, name, v)
+	v := r.open(t, vol)
+	wantContent(t, vol, v, want)
+	r.close(t, vol, v)
 }
 
-func (s *storageCheck) testReset(t *testing.T) {
-	ctx := s.ctx(t)
-	v, err := s.st.ResetVolume(ctx, storage.VolumeRequest{Volume: s.volA, Image: s.img})
-	if err != nil {
-		t.Fatalf("ResetVolume %s: %v", s.volA, err)
+// readVolume attaches a volume and returns its content.
+func (r *storageRun) readVolume(t *testing.T, vol string) []byte {
+	t.Helper()
+	v := r.open(t, vol)
+	defer r.close(t, vol, v)
+	p := make([]byte, v.Size())
+	if _, err := v.ReadAt(p, 0); err != nil {
+		t.Fatalf("read volume %s: %v", vol, err)
 	}
-	if v.Name != s.volA || v.Image != s.img || v.Version != 1 {
-		t.Errorf("ResetVolume = %+v, want volume %s of image %s version 1", v, s.volA, s.img)
-	}
-	s.wantVolume(t, s.volA, s.v1)
+	return p
 }
 
-func (s *storageCheck) testCapacity(t *testing.T) {
-	c, err := s.st.Capacity(s.ctx(t))
-	if err != nil {
-		t.Fatalf("Capacity: %v", err)
-	}
-	if c.Used <= 0 || c.Available <= 0 {
-		t.Errorf("Capacity = %+v with an image and volumes stored, want used and available above zero", c)
+// deleteVolume deletes a volume the suite no longer needs.
+func (r *storageRun) deleteVolume(t *testing.T, vol string) {
+	t.Helper()
+	if err := r.st.DeleteVolume(r.ctx(t), vol); err != nil {
+		t.Errorf("DeleteVolume %s: %v", vol, err)
 	}
 }
 
-func (s *storageCheck) testInvalidNames(t *testing.T) {
-	ctx := s.ctx(t)
-	src := s.source(t, "bad", s.v1)
-	good := "pt-good-" + s.sfx
-	for _, bad := range []string{"../x", "a/b", "..", ".", "", "/abs", "Upper", "-dash"} {
-		calls := []struct {
-			what string
-			err  error
-		}{
-			{"ImportImage", firstErr(s.st.ImportImage(ctx, storage.ImportRequest{Image: bad, Source: src}))},
-			{"CreateVolume (volume name)", firstErr(s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: bad, Image: s.img}))},
-			{"CreateVolume (image name)", firstErr(s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: good, Image: bad}))},
-			{"ResetVolume", firstErr(s.st.ResetVolume(ctx, storage.VolumeRequest{Volume: bad}))},
-			{"Attach", firstErr(s.st.Attach(ctx, bad))},
-			{"DeleteVolume", s.st.DeleteVolume(ctx, bad)},
-			{"DeleteImage", s.st.DeleteImage(ctx, bad)},
-			{"ListVersions", firstErr(s.st.ListVersions(ctx, bad))},
-			{"CreateVersion", firstErr(s.st.CreateVersion(ctx, bad))},
+// sentinelNames spells the storage errors as a vendor reads them.
+var sentinelNames = map[error]string{
+	storage.ErrNotFound:    "storage.ErrNotFound",
+	storage.ErrExists:      "storage.ErrExists",
+	storage.ErrInUse:       "storage.ErrInUse",
+	storage.ErrInvalidName: "storage.ErrInvalidName",
+	storage.ErrNoSpace:     "storage.ErrNoSpace",
+}
+
+// wantErr fails t unless err wraps want (nil: any error) and its text
+// names every one of names.
+func wantErr(t *testing.T, what string, err, want error, names ...string) {
+	t.Helper()
+	switch {
+	case err == nil && want == nil:
+		t.Errorf("%s succeeded, want an error", what)
+		return
+	case err == nil:
+		t.Errorf("%s succeeded, want an error wrapping %s", what, sentinelNames[want])
+		return
+	case want != nil && !errors.Is(err, want):
+		t.Errorf("%s: got %q, want an error wrapping %s", what, err, sentinelNames[want])
+		return
+	}
+	for _, n := range names {
+		if n != "" && !strings.Contains(err.Error(), n) {
+			t.Errorf("%s: error %q does not name %q", what, err, n)
 		}
-		for _, c := range calls {
-			if !errors.Is(c.err, storage.ErrInvalidName) {
-				t.Errorf("%s with name %q: got %v, want an error wrapping storage.ErrInvalidName", c.what, bad, c.err)
-			}
-		}
-	}
-	// Nothing must have been made from the good volume name either.
-	if err := s.st.DeleteVolume(ctx, good); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("DeleteVolume %s after refused creations: got %v, want storage.ErrNotFound", good, err)
 	}
 }
 
 func firstErr[T any](_ T, err error) error { return err }
 
-func (s *storageCheck) testDuplicates(t *testing.T) {
-	ctx := s.ctx(t)
-	v, err := s.st.ImportImage(ctx, storage.ImportRequest{Image: s.img, Source: s.source(t, "v2", s.v2)})
-	if err != nil {
-		t.Fatalf("ImportImage of an existing image: %v", err)
-	}
-	if v.Number != 2 || !v.Current {
-		t.Errorf("ImportImage of an existing image = %+v, want its next version, 2, current", v)
-	}
-	vs, err := s.st.ListVersions(ctx, s.img)
-	if err != nil {
-		t.Fatalf("ListVersions: %v", err)
-	}
-	if len(vs) != 2 || vs[0].Number != 1 || vs[0].Current || vs[1].Number != 2 || !vs[1].Current {
-		t.Errorf("ListVersions = %+v, want versions 1 and 2, oldest first, 2 current", vs)
-	}
-	if _, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: s.volA, Image: s.img}); !errors.Is(err, storage.ErrExists) {
-		t.Errorf("CreateVolume of existing volume %s: got %v, want an error wrapping storage.ErrExists", s.volA, err)
-	}
-	vols, err := s.st.ListVolumes(ctx)
-	if err != nil {
-		t.Fatalf("ListVolumes: %v", err)
-	}
-	if i := slices.IndexFunc(vols, func(v storage.Volume) bool { return v.Name == s.volB }); i < 0 || vols[i].Version != 1 {
-		t.Errorf("ListVolumes = %+v, want %s still on version 1", vols, s.volB)
-	}
-	s.wantVolume(t, s.volB, s.v1)
-
-	d := "pt-d-" + s.sfx
-	if v, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: d, Image: s.img}); err != nil {
-		t.Fatalf("CreateVolume %s: %v", d, err)
-	} else if v.Version != 2 {
-		t.Errorf("CreateVolume of the current version = %+v, want version 2", v)
-	}
-	s.wantVolume(t, d, s.v2)
-	if err := s.st.DeleteVolume(ctx, d); err != nil {
-		t.Errorf("DeleteVolume %s: %v", d, err)
-	}
-}
-
-func (s *storageCheck) testVersionsInUse(t *testing.T) {
-	ctx := s.ctx(t)
-	cur := s.current(t)
-	if err := s.st.DeleteVersion(ctx, s.img, 1); !errors.Is(err, storage.ErrInUse) {
-		t.Errorf("DeleteVersion of version 1, which volumes were cloned from: got %v, want an error wrapping storage.ErrInUse", err)
-	}
-	if err := s.st.DeleteVersion(ctx, s.img, cur); !errors.Is(err, storage.ErrInUse) {
-		t.Errorf("DeleteVersion of the current version %d: got %v, want an error wrapping storage.ErrInUse", cur, err)
-	}
-	if err := s.st.DeleteImage(ctx, s.img); !errors.Is(err, storage.ErrInUse) {
-		t.Errorf("DeleteImage of an image with volumes: got %v, want an error wrapping storage.ErrInUse", err)
-	}
-}
-
-// current returns the image's current version number.
-func (s *storageCheck) current(t *testing.T) uint64 {
-	t.Helper()
-	vs, err := s.st.ListVersions(s.ctx(t), s.img)
-	if err != nil {
-		t.Fatalf("ListVersions: %v", err)
-	}
-	for _, v := range vs {
-		if v.Current {
-			return v.Number
-		}
-	}
-	t.Fatalf("ListVersions = %+v: no version is current", vs)
-	return 0
-}
-
-func (s *storageCheck) testSetCurrent(t *testing.T) {
-	ctx := s.ctx(t)
-	prev := s.current(t)
-	if err := s.st.SetCurrentVersion(ctx, s.img, 1); err != nil {
-		t.Fatalf("SetCurrentVersion 1: %v", err)
-	}
-	e := "pt-e-" + s.sfx
-	v, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: e, Image: s.img})
-	if err != nil {
-		t.Fatalf("CreateVolume %s: %v", e, err)
-	}
-	if v.Version != 1 {
-		t.Errorf("CreateVolume after SetCurrentVersion 1 = %+v, want version 1", v)
-	}
-	s.wantVolume(t, e, s.v1)
-	if err := s.st.DeleteVolume(ctx, e); err != nil {
-		t.Errorf("DeleteVolume %s: %v", e, err)
-	}
-	if err := s.st.SetCurrentVersion(ctx, s.img, prev); err != nil {
-		t.Errorf("SetCurrentVersion %d: %v", prev, err)
-	}
-}
-
-func (s *storageCheck) testCreateVersion(t *testing.T) {
-	ctx := s.ctx(t)
-	prev := s.current(t)
-	v, err := s.st.CreateVersion(ctx, s.img)
-	if err != nil {
-		t.Fatalf("CreateVersion: %v", err)
-	}
-	if v.Number <= prev || !v.Current || v.Size != StorageImageSize {
-		t.Errorf("CreateVersion = %+v, want a version after %d, current, size %d", v, prev, StorageImageSize)
-	}
-	f := "pt-f-" + s.sfx
-	if _, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: f, Image: s.img}); err != nil {
-		t.Fatalf("CreateVolume %s: %v", f, err)
-	}
-	s.wantVolume(t, f, s.v2)
-	if err := s.st.DeleteVolume(ctx, f); err != nil {
-		t.Errorf("DeleteVolume %s: %v", f, err)
-	}
-	if err := s.st.SetCurrentVersion(ctx, s.img, prev); err != nil {
-		t.Fatalf("SetCurrentVersion %d: %v", prev, err)
-	}
-	if err := s.st.DeleteVersion(ctx, s.img, v.Number); err != nil {
-		t.Errorf("DeleteVersion %d, no longer current nor used: %v", v.Number, err)
-	}
-}
-
-func (s *storageCheck) testPromote(t *testing.T) {
-	ctx := s.ctx(t)
-	info, err := s.st.Base().Info(ctx)
-	if err != nil {
-		t.Fatalf("Info: %v", err)
-	}
-	if !slices.Contains(info.Capabilities, storage.CapabilityPromote) {
-		t.Skip("the plugin does not advertise the promote capability")
-	}
-	prev := s.current(t)
-	a := s.open(t, s.volA)
-	want := s.scribble(t, s.volA, a)
-	s.close(t, s.volA, a)
-	v, err := s.st.Promote(ctx, s.volA, s.img)
-	if err != nil {
-		t.Fatalf("Promote %s: %v", s.volA, err)
-	}
-	if v.Image != s.img || v.Number <= prev || !v.Current {
-		t.Errorf("Promote = %+v, want a version of %s after %d, current", v, s.img, prev)
-	}
-	g := "pt-g-" + s.sfx
-	if _, err := s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: g, Image: s.img}); err != nil {
-		t.Fatalf("CreateVolume %s: %v", g, err)
-	}
-	s.wantVolume(t, g, want)
-	if err := s.st.DeleteVolume(ctx, g); err != nil {
-		t.Errorf("DeleteVolume %s: %v", g, err)
-	}
-	if err := s.st.SetCurrentVersion(ctx, s.img, prev); err != nil {
-		t.Fatalf("SetCurrentVersion %d: %v", prev, err)
-	}
-	if err := s.st.DeleteVersion(ctx, s.img, v.Number); err != nil {
-		t.Errorf("DeleteVersion %d, no longer current nor used: %v", v.Number, err)
-	}
-}
-
-func (s *storageCheck) testMissing(t *testing.T) {
-	ctx := s.ctx(t)
-	vol, img := "pt-missing-"+s.sfx, "pt-missing-"+s.sfx
-	calls := []struct {
-		what string
-		err  error
-	}{
-		{"Attach of a missing volume", firstErr(s.st.Attach(ctx, vol))},
-		{"DeleteVolume of a missing volume", s.st.DeleteVolume(ctx, vol)},
-		{"ResetVolume of a missing volume", firstErr(s.st.ResetVolume(ctx, storage.VolumeRequest{Volume: vol, Image: s.img}))},
-		{"CreateVolume from a missing image", firstErr(s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: vol, Image: img}))},
-		{"CreateVolume from a missing version", firstErr(s.st.CreateVolume(ctx, storage.VolumeRequest{Volume: vol, Image: s.img, Version: 999}))},
-		{"ListVersions of a missing image", firstErr(s.st.ListVersions(ctx, img))},
-		{"DeleteImage of a missing image", s.st.DeleteImage(ctx, img)},
-		{"CreateVersion of a missing image", firstErr(s.st.CreateVersion(ctx, img))},
-		{"DeleteVersion of a missing version", s.st.DeleteVersion(ctx, s.img, 999)},
-		{"SetCurrentVersion to a missing version", s.st.SetCurrentVersion(ctx, s.img, 999)},
-	}
-	for _, c := range calls {
-		if !errors.Is(c.err, storage.ErrNotFound) {
-			t.Errorf("%s: got %v, want an error wrapping storage.ErrNotFound", c.what, c.err)
-		}
-	}
-	if s.listsVolume(t, vol) {
-		t.Errorf("ListVolumes lists %s after refused creations", vol)
-	}
-	// A failed import leaves no image behind.
-	_, err := s.st.ImportImage(ctx, storage.ImportRequest{Image: img, Source: filepath.Join(s.scratch, "no-such-file.raw")})
-	if err == nil {
-		t.Errorf("ImportImage from a missing source file succeeded")
-	}
-	imgs, err := s.st.ListImages(ctx)
-	if err != nil {
-		t.Fatalf("ListImages: %v", err)
-	}
-	if slices.ContainsFunc(imgs, func(im storage.Image) bool { return im.Name == img }) {
-		t.Errorf("ListImages lists %s after its import failed", img)
-	}
-}
-
-func (s *storageCheck) listsVolume(t *testing.T, name string) bool {
-	t.Helper()
-	vols, err := s.st.ListVolumes(s.ctx(t))
-	if err != nil {
-		t.Fatalf("ListVolumes: %v", err)
-	}
-	return slices.ContainsFunc(vols, func(v storage.Volume) bool { return v.Name == name })
-}
-
-func (s *storageCheck) testDelete(t *testing.T) {
-	ctx := s.ctx(t)
-	for _, name := range []string{s.volA, s.volB} {
-		if err := s.st.DeleteVolume(ctx, name); err != nil {
-			t.Errorf("DeleteVolume %s: %v", name, err)
-		}
-		if s.listsVolume(t, name) {
-			t.Errorf("ListVolumes lists %s after DeleteVolume", name)
-		}
-	}
-	if cur := s.current(t); cur != 1 {
-		if err := s.st.DeleteVersion(ctx, s.img, 1); err != nil {
-			t.Errorf("DeleteVersion 1, no longer used: %v", err)
-		}
-	}
-	if err := s.st.DeleteImage(ctx, s.img); err != nil {
-		t.Fatalf("DeleteImage %s: %v", s.img, err)
-	}
-	imgs, err := s.st.ListImages(ctx)
-	if err != nil {
-		t.Fatalf("ListImages: %v", err)
-	}
-	if slices.ContainsFunc(imgs, func(im storage.Image) bool { return im.Name == s.img }) {
-		t.Errorf("ListImages lists %s after DeleteImage", s.img)
-	}
-	if _, err := s.st.ListVersions(ctx, s.img); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("ListVersions of a deleted image: got %v, want storage.ErrNotFound", err)
-	}
-}
-
-// cleanup removes what a failed run left behind, ignoring errors.
-func (s *storageCheck) cleanup(t *testing.T) {
+// cleanup removes what the run left behind, ignoring errors.
+func (r *storageRun) cleanup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), storageStepTimeout)
 	defer cancel()
-	vols, _ := s.st.ListVolumes(ctx)
+	mine := func(name string) bool { return strings.HasPrefix(name, "ct-"+r.sfx+"-") }
+	vols, _ := r.st.ListVolumes(ctx)
 	for _, v := range vols {
-		if v.Image == s.img || strings.HasSuffix(v.Name, s.sfx) {
-			_ = s.st.Detach(ctx, v.Name)
-			_ = s.st.DeleteVolume(ctx, v.Name)
+		if mine(v.Name) || mine(v.Image) {
+			_ = r.st.Detach(ctx, v.Name)
+			_ = r.st.DeleteVolume(ctx, v.Name)
 		}
 	}
-	_ = s.st.DeleteImage(ctx, s.img)
+	imgs, _ := r.st.ListImages(ctx)
+	for _, im := range imgs {
+		if mine(im.Name) {
+			_ = r.st.DeleteImage(ctx, im.Name)
+		}
+	}
 	if t.Failed() {
-		t.Logf("storage checks used image %s and volumes pt-*-%s", s.img, s.sfx)
+		t.Logf("the storage suite's images and volumes were named ct-%s-*", r.sfx)
 	}
 }
 
@@ -566,7 +682,8 @@ func randomSuffix() string {
 }
 
 // patterned returns n bytes of seeded pseudo-random data: no zero runs a
-// storage could keep sparse, and different for each seed.
+// storage could keep sparse, nothing a compressing storage could shrink,
+// and different for each seed.
 func patterned(seed uint64, n int) []byte {
 	r := mathrand.New(mathrand.NewPCG(seed, 0x646c73))
 	b := make([]byte, n)
@@ -580,14 +697,14 @@ func patterned(seed uint64, n int) []byte {
 }
 
 func firstDiff(a, b []byte) int {
+	if bytes.Equal(a, b) {
+		return -1
+	}
 	n := min(len(a), len(b))
 	for i := range n {
 		if a[i] != b[i] {
 			return i
 		}
 	}
-	if len(a) != len(b) {
-		return n
-	}
-	return -1
+	return n
 }

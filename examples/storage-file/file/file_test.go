@@ -32,11 +32,6 @@ func source(t *testing.T, size int, fill byte) string {
 	return p
 }
 
-func TestStorageBasics(t *testing.T) {
-	h := plugintest.Start(t, file.New())
-	plugintest.RunStorageBasics(t, h.Storage(), t.TempDir())
-}
-
 func TestInfoAndDefaultRoot(t *testing.T) {
 	h := plugintest.Start(t, file.New())
 	if h.Info.Type != "file" || !slices.Contains(h.Info.Capabilities, storage.CapabilityPromote) {
