@@ -16,9 +16,9 @@ const (
 	FormatRaw Format = "raw"
 
 	// FormatOverlay is a copy-on-write overlay: a per-client delta file and
-	// its block map over a shared, read-only base image. Paths holds exactly
-	// three paths, in this order: the delta, the map, the base. The format is
-	// reserved: Validate accepts it, Open refuses it with ErrUnsupportedFormat.
+	// its allocation map over a shared, read-only base image, made by
+	// CreateOverlay. Paths holds exactly three paths, in this order: the
+	// delta, the map, the base. FORMAT.md describes the files.
 	FormatOverlay Format = "overlay"
 )
 
@@ -41,7 +41,8 @@ var (
 	ErrInvalidDescriptor = errors.New("invalid volume descriptor")
 
 	// ErrUnsupportedFormat is wrapped when a descriptor's format is
-	// unknown, or known but not yet openable (FormatOverlay).
+	// unknown, or when an overlay's map is of a newer format version than
+	// this SDK reads.
 	ErrUnsupportedFormat = errors.New("unsupported volume format")
 )
 
@@ -50,7 +51,7 @@ var (
 // them with Open. A descriptor is plain data and travels over gRPC as the
 // VolumeDescriptor message, field for field.
 type Descriptor struct {
-	// Format says how the data is laid out in Paths: FormatRaw, or (later)
+	// Format says how the data is laid out in Paths: FormatRaw or
 	// FormatOverlay. It must be set.
 	Format Format
 
@@ -75,8 +76,9 @@ type Descriptor struct {
 	ReadOnly bool
 
 	// Options carries format-specific settings as string pairs, for formats
-	// that need more than the fields above. FormatRaw defines none and
-	// ignores any it is given. May be nil.
+	// that need more than the fields above. FormatRaw defines none;
+	// FormatOverlay defines OptionFlushInterval. Formats ignore options they
+	// do not define. May be nil.
 	Options map[string]string
 }
 

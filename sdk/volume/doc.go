@@ -49,7 +49,34 @@
 // # Formats
 //
 // [FormatRaw] is one file holding the whole disk, byte for byte.
-// [FormatOverlay] (a copy-on-write delta over a shared base image) is
-// reserved: descriptors using it validate, but [Open] refuses them with
-// [ErrUnsupportedFormat] until the SDK implements it.
+//
+// [FormatOverlay] is a copy-on-write clone of a shared, read-only base
+// image, for storage without reflinks: a sparse delta file holding the
+// clusters written since the clone was made, at their own offsets, and a
+// map file recording which clusters those are (a 4 KiB header, then one bit
+// per cluster). [CreateOverlay] makes one in constant time, whatever the
+// base's size; [ResetOverlay] empties one; [CopyVolume] flattens any volume
+// into a new sparse raw file, say to make a client's overlay a new image
+// version:
+//
+//	d, err := volume.CreateOverlay("/srv/images/lab/v3.raw",
+//		"/srv/volumes/pc-01/delta", "/srv/volumes/pc-01/map", 0)
+//	// ... the target: v, err := volume.Open(d)
+//
+// An overlay's first write into a cluster copies the whole cluster (base
+// bytes merged with the new ones) into the delta; later writes go there in
+// place. The map on disk learns of new clusters only at Flush, after their
+// data is durable, so:
+//
+//   - once Flush has returned, every earlier write and discard survives a
+//     crash of the process or of the machine;
+//   - a first write into a cluster that no Flush followed may be lost in a
+//     crash, but never in part: the cluster reads either as before the
+//     write or with all of it, never zeros or garbage;
+//   - a Flush runs on its own [DefaultFlushInterval] (5 s) after the first
+//     such write, so at most that much is lost even if the initiator never
+//     flushes ([OptionFlushInterval] changes it).
+//
+// FORMAT.md, beside this file, describes the files byte by byte and the
+// crash guarantee in full.
 package volume

@@ -24,7 +24,8 @@ var (
 
 // Volume is an open volume: a disk of Size bytes presented in blocks of
 // BlockSize. All methods are safe for concurrent use by many goroutines;
-// ReadAt and WriteAt on disjoint ranges never wait for each other.
+// ReadAt and WriteAt on disjoint ranges never wait for each other, except
+// that in an overlay two first writes into the same cluster take turns.
 //
 // ReadAt and WriteAt follow io.ReaderAt and io.WriterAt, bounded by Size: a
 // request that reaches before 0 or past Size fails with ErrOutOfRange and
@@ -42,8 +43,10 @@ type Volume interface {
 	// 512 or 4096.
 	BlockSize() uint32
 
-	// Flush makes every write that returned before the call durable
-	// (fdatasync). An iSCSI SYNCHRONIZE CACHE or FUA write maps to it.
+	// Flush makes every write and discard that returned before the call
+	// durable (fdatasync; an overlay also records its new clusters in its
+	// map). An iSCSI SYNCHRONIZE CACHE or FUA write maps to it. Once Flush
+	// has failed on an overlay, it keeps failing: the data may be lost.
 	Flush() error
 
 	// Discard frees length bytes at off: afterwards they read as zeros. It
@@ -53,7 +56,8 @@ type Volume interface {
 	// with ErrReadOnly on a read-only volume and ErrOutOfRange outside it.
 	Discard(off, length int64) error
 
-	// Close releases the volume's files. Calls after Close fail.
+	// Close releases the volume's files; a writable overlay flushes first,
+	// as its map must record its new clusters. Calls after Close fail.
 	Close() error
 }
 
@@ -63,8 +67,19 @@ type Volume interface {
 //
 // For FormatRaw, Paths[0] must be a regular file or a block device at least
 // Size bytes long; it is opened read-write, or read-only when ReadOnly is
-// set. FormatOverlay is refused with an error wrapping ErrUnsupportedFormat.
-// Errors name the path: "open volume /path: ...".
+// set.
+//
+// For FormatOverlay, Paths are the delta, the map and the base that
+// CreateOverlay made. Open reads and checks the map's header (magic,
+// version, checksum, cluster size, and a volume size equal to Size),
+// refuses a base whose size or modification time differs from what the map
+// recorded (ErrBaseChanged) and a map shorter than its header says
+// (ErrBadMap), and opens the base read-only. On Linux it locks the map:
+// one writer, or any number of readers (ErrInUse otherwise). Options may
+// set OptionFlushInterval. FORMAT.md describes the files and what survives
+// a crash.
+//
+// Errors name the path (the delta for an overlay): "open volume /path: ...".
 func Open(d Descriptor) (Volume, error) {
 	if err := d.Validate(); err != nil {
 		if len(d.Paths) == 0 {
@@ -75,6 +90,8 @@ func Open(d Descriptor) (Volume, error) {
 	switch d.Format {
 	case FormatRaw:
 		return openRaw(d)
+	case FormatOverlay:
+		return openOverlay(d)
 	default:
 		return nil, fmt.Errorf("open volume %s: %w %q: not implemented yet",
 			d.Paths[0], ErrUnsupportedFormat, d.Format)

@@ -365,11 +365,11 @@ func TestOpenRefuses(t *testing.T) {
 			t.Fatalf("Open without paths = %v", err)
 		}
 	})
-	t.Run("overlay", func(t *testing.T) {
+	t.Run("overlay whose map is not a map", func(t *testing.T) {
 		d := volume.Descriptor{Format: volume.FormatOverlay, Paths: []string{small, small, small}, Size: 4096}
 		_, err := volume.Open(d)
-		if !errors.Is(err, volume.ErrUnsupportedFormat) || !strings.Contains(err.Error(), `"overlay"`) {
-			t.Fatalf("Open overlay = %v, want ErrUnsupportedFormat naming overlay", err)
+		if !errors.Is(err, volume.ErrBadMap) || !strings.Contains(err.Error(), "map "+small+": ") {
+			t.Fatalf("Open overlay = %v, want ErrBadMap naming the map", err)
 		}
 	})
 }
