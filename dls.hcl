@@ -16,6 +16,15 @@ boot {
 
 database "sqlite" {}          # var/dls.db
 
+# The embedded default storage: images, versions and per-client
+# copy-on-write volumes as files (plugins/storage/dir).
+storage "dir" "local" {
+  config {
+    root          = "storage"  # under var/plugins/local/
+    keep_versions = 5
+  }
+}
+
 # The example vendor plugin (examples/storage-file): images, versions and
 # volumes as plain files. Built to bin/plugins/dls-storage-file.
 storage "file" "files" {
