@@ -25,11 +25,20 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for out, pkg := range map[string]string{
+	builds := map[string]string{
 		"dls":                       "github.com/dls-project/dls/core/cmd/dls",
 		"plugins/dls-protocol-test": "github.com/dls-project/dls/core/internal/testplugin",
 		"plugins/dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
-	} {
+	}
+	// Every first-party plugin, as `make build` names them.
+	mains, _ := filepath.Glob("../../../plugins/*/*/main.go")
+	for _, m := range mains {
+		typ := filepath.Dir(m)
+		kind := filepath.Dir(typ)
+		name := "dls-" + filepath.Base(kind) + "-" + filepath.Base(typ)
+		builds["plugins/"+name] = "github.com/dls-project/dls/plugins/" + filepath.Base(kind) + "/" + filepath.Base(typ)
+	}
+	for out, pkg := range builds {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
