@@ -20,6 +20,7 @@ import (
 	"github.com/dls-project/dls/core/httpserver"
 	"github.com/dls-project/dls/core/pluginmetrics"
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/postgres"
 	"github.com/dls-project/dls/core/store/sqlite"
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/core/sysmetrics"
@@ -93,10 +94,12 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		d.reserved[n] = true
 	}
 	switch cfg.Database.Type {
-	case "sqlite":
+	case config.DatabaseSQLite:
 		d.store, err = sqlite.Open(ctx, cfg.Database.Path, sm)
+	case config.DatabasePostgres:
+		d.store, err = postgres.Open(ctx, cfg.Database.DSN, sm)
 	default:
-		err = fmt.Errorf("database %q is not available yet (sqlite is)", cfg.Database.Type)
+		err = fmt.Errorf("unknown database %q", cfg.Database.Type)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)

@@ -415,3 +415,23 @@ func TestReloadTouchesOnlyChangedPlugin(t *testing.T) {
 		h.waitFor(5*time.Second, "beta process gone", func() bool { return syscall.Kill(betaPid, 0) != nil })
 	}
 }
+
+func TestServeOnPostgres(t *testing.T) {
+	if os.Getenv("DLS_PG_DSN") == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("DLS_PG_DSN is not set (run .ci/postgres-setup.sh)")
+		}
+		t.Skip("DLS_PG_DSN is not set")
+	}
+	h := start(t, `
+database "postgres" {
+  dsn = env("DLS_PG_DSN")
+}
+protocol "test" "alpha" {}
+`)
+	h.waitFor(10*time.Second, "/readyz 200", func() bool { c, _ := h.readyz(); return c == 200 })
+	_, body := h.get("/metrics")
+	if v, ok := metric(body, "dls_database_queries_total"); !ok || v == 0 {
+		t.Errorf("dls_database_queries_total = %v (present %v)", v, ok)
+	}
+}

@@ -1,0 +1,141 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dls-project/dls/core/store"
+)
+
+// migrationFiles holds migrations/NNNN_name.sql. A package-level variable
+// only because go:embed requires one; it is never written.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrationLock is the advisory lock key every migration transaction takes
+// first, so that hosts starting at once against one database apply each
+// step once: the others wait, then see the step recorded. The lock is
+// database-wide; deployments in other schemas of the same database only
+// wait for each other's migrations, which is harmless.
+const migrationLock int64 = 0x646c_735f_6d69_6772 // "dls_migr"
+
+// migration is one schema step.
+type migration struct {
+	version int
+	name    string // file name, recorded in schema_migrations for humans
+	sql     string
+}
+
+// loadMigrations reads every *.sql file of fsys, ordered by version. Versions
+// must run 1, 2, 3, ... without gaps or duplicates: a gap usually means a
+// file lost in a merge, and guessing past it would leave a schema no
+// released binary ever had.
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var ms []migration
+	for _, name := range names {
+		prefix, _, ok := strings.Cut(name, "_")
+		version, err := strconv.Atoi(prefix)
+		if !ok || err != nil || version <= 0 {
+			return nil, fmt.Errorf("migration %s: name is not NNNN_name.sql", name)
+		}
+		body, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		ms = append(ms, migration{version: version, name: name, sql: string(body)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: version %d, want %d (missing or duplicate file)", m.name, m.version, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the migrations of fsys the database has not seen yet,
+// each in its own transaction together with its schema_migrations row, so a
+// failed step leaves the schema at the previous version (PostgreSQL's DDL
+// is transactional). Every transaction takes migrationLock before it looks
+// at the schema, so that hosts starting at once do not both apply a step
+// or both create schema_migrations.
+func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
+	ms, err := loadMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	latest := len(ms)
+	var current int
+	err = s.migrationTx(ctx, func(tx pgx.Tx) error {
+		if _, err := s.exec(ctx, tx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer     PRIMARY KEY,
+			name       text        NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		current, err = s.schemaVersion(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Check before anything else, even when there is nothing to apply.
+	if current > latest {
+		return fmt.Errorf("%w: database is at version %d, this dls knows up to %d: run a newer dls or restore a backup",
+			store.ErrSchemaTooNew, current, latest)
+	}
+	for _, m := range ms[current:] {
+		err := s.migrationTx(ctx, func(tx pgx.Tx) error {
+			v, err := s.schemaVersion(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if v >= m.version {
+				return nil // another host applied it while we waited
+			}
+			// No arguments: pgx sends it with the simple protocol, which
+			// runs a file of several statements.
+			if _, err := s.exec(ctx, tx, m.sql); err != nil {
+				return err
+			}
+			_, err = s.exec(ctx, tx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// migrationTx runs fn in a transaction holding migrationLock.
+func (s *Store) migrationTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := s.exec(ctx, tx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return fmt.Errorf("take migration lock: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// schemaVersion is the highest migration applied, 0 for a new database.
+func (s *Store) schemaVersion(ctx context.Context, q querier) (int, error) {
+	var v int
+	if err := s.queryRow(ctx, q, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`, nil, &v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
