@@ -8,7 +8,7 @@ PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs a
 EXAMPLES := storage-file
 CONFIG   ?= dls.hcl
 
-.PHONY: help build test run proto lint bench clean tools
+.PHONY: help build test run proto lint bench bench-storage clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,8 +38,12 @@ lint: tools ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
 
-bench: ## Go benchmarks: /metrics under load, host-service round trips, store, volumes
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./core/... ./sdk/...
+bench: ## Go benchmarks: /metrics under load, host-service round trips, store, volumes, clones
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./core/... ./sdk/... ./plugins/...
+
+bench-storage: ## clone time by image size; overlay and zfs volume I/O as ratios to a raw file
+	$(GO) test -run '^$$' -bench 'Clone|VolumeIO' -benchtime 2s ./plugins/storage/...
+	$(GO) test -run '^$$' -bench 'Raw|Overlay' -benchtime 2s ./sdk/volume/
 
 proto: tools ## regenerate sdk/proto/dlsv1 from sdk/proto/*.proto
 	cd sdk/proto && PATH="$(GOBIN):$$PATH" protoc -I . \
