@@ -9,6 +9,8 @@ package sdk
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/dls-project/dls/sdk/auth"
@@ -31,6 +33,11 @@ func Serve(impl base.Plugin) {
 		os.Exit(1)
 	}
 	go watchParent(logger, os.Getppid(), time.Second)
+	// The host drains plugins (Stop) before it kills them; a SIGTERM sent
+	// to the whole process group (a terminal's ^C, a service manager) must
+	// not end a plugin before that. The watchdog and the parent-death
+	// signal still end it when the host is gone.
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
 	plugin.Serve(cfg)
 }
 
