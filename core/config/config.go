@@ -56,6 +56,9 @@ type HTTP struct {
 	Listen string
 	// ScrapeTimeout bounds how long a scrape waits for plugins' samples.
 	ScrapeTimeout time.Duration
+	// TLSCert and TLSKey, when set, make the listener serve HTTPS.
+	TLSCert string
+	TLSKey  string
 }
 
 // Boot is the boot {} block.
@@ -74,6 +77,12 @@ type Boot struct {
 	DefaultImage string
 	// Files is the folder served at /boot/files/ (kernels, initrds, iPXE).
 	Files string
+	// Script is an iPXE script template (Go text/template) replacing the
+	// built-in one; empty for the built-in.
+	Script string
+	// StageTimeout is how long a boot session may wait for its next stage
+	// before it counts as failed at that stage (default 5m).
+	StageTimeout time.Duration
 }
 
 // Database is the database block; SQLite under DataDir when there is none.
@@ -144,6 +153,8 @@ type Client struct {
 	// Persistent keeps the client's volume across boots (default true);
 	// false resets it at every boot.
 	Persistent bool
+	// Script is this client's iPXE script template, overriding boot.script.
+	Script string
 	// CHAP is set when the client must authenticate its iSCSI login.
 	CHAP      *CHAP
 	DeclRange hcl.Range

@@ -29,6 +29,7 @@ const (
 	DefaultScrapeTimeout = 2 * time.Second
 	DefaultIQNPrefix     = "iqn.2026-11.io.dls"
 	DefaultBootFiles     = "boot"
+	DefaultStageTimeout  = 5 * time.Minute
 	DefaultSQLiteFile    = "dls.db"
 )
 
@@ -173,6 +174,7 @@ func (l *loader) load() *Config {
 			IQNPrefix:      DefaultIQNPrefix,
 			UnknownClients: UnknownClientsIgnore,
 			Files:          l.resolve(DefaultBootFiles),
+			StageTimeout:   DefaultStageTimeout,
 		},
 		Database: Database{Type: DatabaseSQLite},
 	}
@@ -278,8 +280,12 @@ func (l *loader) once(first **hcl.Block, b *hcl.Block) bool {
 
 func (l *loader) http(b *hcl.Block, h *HTTP) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "listen"}, {Name: "scrape_timeout"},
+		{Name: "listen"}, {Name: "scrape_timeout"}, {Name: "tls_cert"}, {Name: "tls_key"},
 	}})
+	l.path(c.Attributes, "tls_cert", &h.TLSCert)
+	if a := l.path(c.Attributes, "tls_key", &h.TLSKey); a != nil && h.TLSCert == "" {
+		l.invalid(a, "tls_key needs tls_cert.")
+	}
 	if a := l.str(c.Attributes, "listen", &h.Listen); a != nil {
 		if err := checkHostPort(h.Listen); err != nil {
 			l.invalid(a, "%v.", err)
@@ -293,7 +299,12 @@ func (l *loader) http(b *hcl.Block, h *HTTP) {
 func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "url"}, {Name: "iqn_prefix"}, {Name: "unknown_clients"}, {Name: "default_image"}, {Name: "files"},
+		{Name: "script"}, {Name: "stage_timeout"},
 	}})
+	l.path(c.Attributes, "script", &bt.Script)
+	if a := l.duration(c.Attributes, "stage_timeout", &bt.StageTimeout); a != nil && bt.StageTimeout <= 0 {
+		l.invalid(a, "The stage timeout must be more than zero.")
+	}
 	if a := l.str(c.Attributes, "url", &bt.URL); a != nil {
 		u, err := url.Parse(bt.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -473,7 +484,7 @@ func (l *loader) client(b *hcl.Block) *Client {
 	c := l.content(b.Body, &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "mac", Required: true}, {Name: "image", Required: true},
-			{Name: "address"}, {Name: "initiators"}, {Name: "persistent"},
+			{Name: "address"}, {Name: "initiators"}, {Name: "persistent"}, {Name: "script"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "chap"}},
 	})
@@ -521,6 +532,7 @@ func (l *loader) client(b *hcl.Block) *Client {
 		}
 	}
 	l.boolean(c.Attributes, "persistent", &cl.Persistent)
+	l.path(c.Attributes, "script", &cl.Script)
 	var chapBlock *hcl.Block
 	for _, nb := range c.Blocks {
 		if l.once(&chapBlock, nb) {

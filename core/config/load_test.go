@@ -74,6 +74,7 @@ func TestLoadSite(t *testing.T) {
 		IQNPrefix:      "iqn.2026-11.io.dls",
 		UnknownClients: "ignore",
 		Files:          testdata(t, "boot"),
+		StageTimeout:   DefaultStageTimeout,
 	}
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
@@ -128,6 +129,7 @@ func TestDefaults(t *testing.T) {
 		IQNPrefix:      "iqn.2026-11.io.dls",
 		UnknownClients: "ignore",
 		Files:          filepath.Join(dir, "boot"),
+		StageTimeout:   DefaultStageTimeout,
 	}
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
