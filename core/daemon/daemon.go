@@ -19,6 +19,7 @@ import (
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/httpserver"
 	"github.com/dls-project/dls/core/pluginmetrics"
+	"github.com/dls-project/dls/core/reconcile"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/postgres"
 	"github.com/dls-project/dls/core/store/sqlite"
@@ -45,10 +46,11 @@ type Daemon struct {
 	listening chan struct{} // closed once the HTTP listener is bound
 	addr      string
 
+	reconciler *reconcile.Reconciler
+
 	mu        sync.Mutex
 	cfg       *config.Config
 	instances map[string]*instance
-	images    map[string]string // image → storage instance
 }
 
 // instance is one configured plugin and its supervisor.
@@ -105,6 +107,9 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
 	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"))
+	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -161,8 +166,9 @@ func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 // Run starts the plugins and the HTTP server and blocks until ctx ends or
 // the HTTP server fails; reload receives SIGHUP notifications.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
-	d.reconcileObjects(ctx)
 	d.startPlugins(ctx, d.cfg.StartOrder())
+	// Images are imported by their storage plugins, so after they run.
+	d.reconciler.Apply(ctx, d.cfg)
 
 	d.mu.Lock()
 	cfg := d.cfg
@@ -299,50 +305,30 @@ func (d *Daemon) stopAll() {
 	}
 }
 
-// StorageForImage implements hostservices.StorageResolver.
+// StorageForImage implements hostservices.StorageResolver: the running
+// storage plugin that holds image, per the store.
 func (d *Daemon) StorageForImage(image string) (*storage.Client, error) {
-	d.mu.Lock()
-	name, ok := d.images[image]
-	in := d.instances[name]
-	d.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("image %q is not configured", image)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	im, err := d.store.GetImage(ctx, image)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", image, err)
 	}
+	d.mu.Lock()
+	in := d.instances[im.Storage]
+	d.mu.Unlock()
 	if in == nil {
-		return nil, fmt.Errorf("image %s: storage %q is not configured", image, name)
+		return nil, fmt.Errorf("image %s: storage %q is not configured", image, im.Storage)
 	}
 	p := in.sup.Process()
 	if p == nil {
-		return nil, fmt.Errorf("image %s: storage %s is not running", image, name)
+		return nil, fmt.Errorf("image %s: storage %s is not running", image, im.Storage)
 	}
 	st, ok := p.Client.(*storage.Client)
 	if !ok {
-		return nil, fmt.Errorf("image %s: plugin %s is not a storage plugin", image, name)
+		return nil, fmt.Errorf("image %s: plugin %s is not a storage plugin", image, im.Storage)
 	}
 	return st, nil
-}
-
-// reconcileObjects records image → storage and upserts configured clients.
-// (Drift reporting and images in the store come with the control plane.)
-func (d *Daemon) reconcileObjects(ctx context.Context) {
-	d.mu.Lock()
-	cfg := d.cfg
-	d.images = map[string]string{}
-	for _, im := range cfg.Images {
-		d.images[im.Name] = im.Storage
-	}
-	d.mu.Unlock()
-	for _, c := range cfg.Clients {
-		sc := store.Client{Name: c.Name, MAC: c.MAC, Image: c.Image, Initiators: c.Initiators, Persistent: c.Persistent}
-		if c.Address != "" {
-			if a, err := netipParse(c.Address); err == nil {
-				sc.Address = a
-			}
-		}
-		if err := d.store.PutClient(ctx, sc); err != nil {
-			d.logger.Error("client from config not stored", "client", c.Name, "error", err)
-		}
-	}
 }
 
 // Plugins implements httpserver.Readiness.

@@ -2,13 +2,10 @@ package daemon
 
 import (
 	"context"
-	"net/netip"
 
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/sdk/protocol"
 )
-
-func netipParse(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
 
 // Reload re-reads the config (SIGHUP). A config that does not load changes
 // nothing. Added plugins start, removed ones stop, a plugin whose binary
@@ -24,7 +21,6 @@ func (d *Daemon) Reload(ctx context.Context) {
 	old := d.instances
 	d.cfg = cfg
 	d.mu.Unlock()
-	d.reconcileObjects(ctx)
 
 	seen := map[string]bool{}
 	var added []*config.PluginBlock
@@ -54,6 +50,7 @@ func (d *Daemon) Reload(ctx context.Context) {
 		}
 	}
 	d.startPlugins(ctx, added)
+	d.reconciler.Apply(ctx, cfg)
 }
 
 func (d *Daemon) stopInstance(name string) {

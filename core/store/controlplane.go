@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -11,14 +13,17 @@ import (
 // Images holds the images admins declare; their versions live in the
 // storage plugins, the store keeps which storage holds each image.
 type Images interface {
-	// PutImage creates or replaces the image called img.Name.
+	// PutImage creates or replaces the image called img.Name (CreatedAt
+	// is kept), or fails with ErrInvalid when img does not pass Normalize.
 	PutImage(ctx context.Context, img Image) error
 	// GetImage returns the image called name, or ErrNotFound.
 	GetImage(ctx context.Context, name string) (Image, error)
 	// ListImages returns every image, ordered by name.
 	ListImages(ctx context.Context) ([]Image, error)
 	// DeleteImage removes the image, or returns ErrNotFound; ErrConflict
-	// while a client boots it.
+	// while a client boots it (a client whose Image is name). Clients may
+	// name images the store does not hold (there is no foreign key, so
+	// that config can declare them in any order).
 	DeleteImage(ctx context.Context, name string) error
 }
 
@@ -49,16 +54,20 @@ type BootProfile struct {
 // Sessions holds boot sessions: one per machine boot, from the first DHCP
 // packet to the last stage the client is expected to reach.
 type Sessions interface {
-	// CreateSession stores a new session and returns it with its ID.
+	// CreateSession stores a new session and returns it as stored: with
+	// its ID, normalized (see Session.Normalize), a zero Started set to
+	// now. ErrConflict when TokenHash belongs to another session.
 	CreateSession(ctx context.Context, s Session) (Session, error)
-	// UpdateSession replaces the session with s.ID, or ErrNotFound.
+	// UpdateSession replaces the session with s.ID, or ErrNotFound;
+	// ErrConflict when TokenHash belongs to another session.
 	UpdateSession(ctx context.Context, s Session) error
 	// GetSession returns the session with id, or ErrNotFound.
 	GetSession(ctx context.Context, id int64) (Session, error)
 	// SessionByToken returns the session whose boot token hashes to
-	// tokenHash, or ErrNotFound.
+	// tokenHash, or ErrNotFound (always, for "").
 	SessionByToken(ctx context.Context, tokenHash string) (Session, error)
-	// ListSessions returns sessions, newest first, filtered by f.
+	// ListSessions returns sessions, newest (latest Started) first,
+	// filtered by f, at most f.Limit of them (see SessionFilter).
 	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
 }
 
@@ -73,15 +82,20 @@ const (
 type Session struct {
 	ID     int64
 	Client string
-	MAC    string
+	// MAC is the booting NIC's address, canonical form once stored ("" if
+	// not known).
+	MAC string
 	// Address is the IPv4 address the machine got, when known.
 	Address string
 	// Stages maps each stage reached (dhcp, script, iscsi_login,
-	// handoff, booted) to when it was first reached.
+	// handoff, booted) to when it was first reached (millisecond
+	// precision, UTC, like every time the store returns). Nil when none.
 	Stages map[string]time.Time
 	// Expect is the last stage this boot should reach (handoff, booted).
 	Expect string
-	State  string
+	// State is SessionActive, SessionDone or SessionFailed; "" is stored
+	// as SessionActive.
+	State string
 	// FailedStage is the stage that did not arrive in time.
 	FailedStage string
 	// TokenHash is the SHA-256 (hex) of the per-boot token the OS posts to
@@ -90,31 +104,44 @@ type Session struct {
 	// TokenUsed is set once the token confirmed the boot.
 	TokenUsed bool
 	Started   time.Time
-	Ended     time.Time
+	// Ended is zero while the session is active.
+	Ended time.Time
 }
 
 // SessionFilter narrows ListSessions.
 type SessionFilter struct {
 	Client string // "" for all
 	State  string // "" for all
-	Limit  int    // <= 0: 100
+	Limit  int    // <= 0: DefaultSessionLimit; at most MaxSessionLimit
 }
+
+// Bounds of SessionFilter.Limit.
+const (
+	DefaultSessionLimit = 100
+	MaxSessionLimit     = 1000
+)
 
 // Tokens holds refresh tokens: long-lived, rotating, revocable. Access
 // tokens are short-lived and signed by the host, never stored.
 type Tokens interface {
-	// PutRefreshToken stores a new refresh token.
+	// PutRefreshToken stores a new refresh token: ErrConflict when the
+	// hash is taken, ErrInvalid when t does not pass Normalize. A zero
+	// Issued is set to now.
 	PutRefreshToken(ctx context.Context, t RefreshToken) error
 	// RotateRefreshToken marks the token hashed oldHash used and stores
 	// next, in one transaction. A token already used or revoked returns
 	// ErrConflict and nothing is stored (replay: the caller revokes the
-	// user's tokens).
+	// user's tokens). So does one that has expired (by the store's clock):
+	// a caller that must tell expiry from replay reads the token first.
+	// Of concurrent rotations of one token exactly one succeeds. An
+	// unknown oldHash returns ErrNotFound; a next of another user than the
+	// old token's, or one that fails Normalize, ErrInvalid.
 	RotateRefreshToken(ctx context.Context, oldHash string, next RefreshToken) error
 	// GetRefreshToken returns the token hashed hash, or ErrNotFound.
 	GetRefreshToken(ctx context.Context, hash string) (RefreshToken, error)
 	// RevokeRefreshToken revokes one token (logout); ErrNotFound if absent.
 	RevokeRefreshToken(ctx context.Context, hash string) error
-	// RevokeUserTokens revokes every token of user.
+	// RevokeUserTokens revokes every token of user (none is not an error).
 	RevokeUserTokens(ctx context.Context, user string) error
 	// CountActiveTokens counts unexpired, unrevoked, unused tokens (the
 	// dls_active_sessions gauge).
@@ -123,13 +150,77 @@ type Tokens interface {
 
 // RefreshToken is one refresh token, kept by its SHA-256 hash (hex).
 type RefreshToken struct {
-	Hash    string
-	User    string
-	Role    string
-	Groups  []string
-	Issued  time.Time
+	Hash   string
+	User   string
+	Role   string
+	Groups []string // nil when none
+	Issued time.Time
+	// Expires is when the token stops being active; it must be set.
 	Expires time.Time
 	// Used: rotated into a new token. Revoked: logged out or revoked.
 	Used    bool
 	Revoked bool
+}
+
+// Normalize returns img in the form the store keeps, or an error wrapping
+// ErrInvalid (empty name). Implementations call it before writing.
+func (img Image) Normalize() (Image, error) {
+	if strings.TrimSpace(img.Name) == "" {
+		return img, fmt.Errorf("image name is empty: %w", ErrInvalid)
+	}
+	return img, nil
+}
+
+// Normalize returns s in the form the store keeps (canonical MAC, "" state
+// as SessionActive, empty Stages nil), or an error wrapping ErrInvalid (a
+// MAC that does not parse, an unknown state). Implementations call it
+// before writing.
+func (s Session) Normalize() (Session, error) {
+	if s.MAC != "" {
+		mac, err := CanonicalMAC(s.MAC)
+		if err != nil {
+			return s, fmt.Errorf("session %d: %w", s.ID, err)
+		}
+		s.MAC = mac
+	}
+	switch s.State {
+	case "":
+		s.State = SessionActive
+	case SessionActive, SessionDone, SessionFailed:
+	default:
+		return s, fmt.Errorf("session %d: unknown state %q: %w", s.ID, s.State, ErrInvalid)
+	}
+	if len(s.Stages) == 0 {
+		s.Stages = nil
+	}
+	return s, nil
+}
+
+// Normalize returns f with Limit in bounds.
+func (f SessionFilter) Normalize() SessionFilter {
+	switch {
+	case f.Limit <= 0:
+		f.Limit = DefaultSessionLimit
+	case f.Limit > MaxSessionLimit:
+		f.Limit = MaxSessionLimit
+	}
+	return f
+}
+
+// Normalize returns t in the form the store keeps (empty Groups nil), or an
+// error wrapping ErrInvalid: a token needs a hash, a user and an expiry.
+// Implementations call it before writing.
+func (t RefreshToken) Normalize() (RefreshToken, error) {
+	switch {
+	case t.Hash == "":
+		return t, fmt.Errorf("refresh token without hash: %w", ErrInvalid)
+	case strings.TrimSpace(t.User) == "":
+		return t, fmt.Errorf("refresh token without user: %w", ErrInvalid)
+	case t.Expires.IsZero():
+		return t, fmt.Errorf("refresh token of %s without expiry: %w", t.User, ErrInvalid)
+	}
+	if len(t.Groups) == 0 {
+		t.Groups = nil
+	}
+	return t, nil
 }

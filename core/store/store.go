@@ -1,8 +1,9 @@
 // Package store defines the host's state store: the clients it boots, the
-// DHCP leases it has handed out and the audit log. The host's services
-// consume the Store interface; core/store/sqlite implements it on embedded
-// SQLite, and a PostgreSQL implementation for hosts that share state can
-// pass the same suite (core/store/storetest).
+// DHCP leases it has handed out, the audit log, and the control plane's
+// images, boot sessions and refresh tokens (controlplane.go). The host's
+// services consume the Store interface; core/store/sqlite implements it on
+// embedded SQLite and core/store/postgres on PostgreSQL for hosts that
+// share state, both passing the same suite (core/store/storetest).
 //
 // Times are kept with millisecond precision and returned in UTC.
 package store
@@ -41,6 +42,9 @@ type Store interface {
 	Clients
 	Leases
 	AuditLog
+	Images
+	Sessions
+	Tokens
 
 	// Ping reports whether the store can answer queries (for /readyz).
 	Ping(ctx context.Context) error
@@ -123,6 +127,16 @@ type Client struct {
 	// Persistent clients keep their clone across boots; the others get a
 	// fresh clone at every boot.
 	Persistent bool
+	// CHAPSecret is the secret the client's initiator answers the target's
+	// CHAP challenge with; "" means no CHAP. CHAPMutualSecret is the one
+	// the target answers with in mutual CHAP ("" for one-way).
+	//
+	// Both are stored as given, in clear: CHAP is a shared-secret
+	// challenge-response, so the iSCSI target needs the secret itself and a
+	// hash would be useless. Protect the database accordingly (the SQLite
+	// file is created 0600) and keep them out of logs and API answers.
+	CHAPSecret       string
+	CHAPMutualSecret string
 	// Labels are free-form admin tags. Nil when there are none.
 	Labels map[string]string
 	// CreatedAt and UpdatedAt are set by the store.

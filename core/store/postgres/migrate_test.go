@@ -168,3 +168,35 @@ func countRows(t *testing.T, s *Store, table string) int {
 	}
 	return n
 }
+
+// TestUpgradeFrom0001 opens a database written by a DLS that knew only
+// 0001: its clients survive 0002, without CHAP secrets.
+func TestUpgradeFrom0001(t *testing.T) {
+	dsn := freshDSN(t)
+	first, err := fs.ReadFile(embedded(t), "0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := open(t.Context(), dsn, nil, fstest.MapFS{"0001_init.sql": {Data: first}})
+	if err != nil {
+		t.Fatalf("open at 0001: %v", err)
+	}
+	if _, err := old.pool.Exec(t.Context(), `INSERT INTO clients (name, mac, image, created_at, updated_at)
+		VALUES ('pc-01', '52:54:00:00:00:01', 'lab', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s, err := Open(t.Context(), dsn, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	c, err := s.GetClient(t.Context(), "pc-01")
+	if err != nil || c.Image != "lab" || c.CHAPSecret != "" || c.CHAPMutualSecret != "" {
+		t.Errorf("client after upgrade: %+v, %v", c, err)
+	}
+	if err := s.PutImage(t.Context(), store.Image{Name: "lab"}); err != nil {
+		t.Errorf("PutImage after upgrade: %v", err)
+	}
+}

@@ -17,7 +17,7 @@ import (
 // lookup needs no transaction to be consistent and costs one query on the
 // DHCP path.
 const selectClient = `SELECT c.name, c.mac, c.image, c.address, c.persistent, c.labels,
-	c.created_at, c.updated_at,
+	c.chap_secret, c.chap_mutual_secret, c.created_at, c.updated_at,
 	(SELECT json_group_array(i.iqn ORDER BY i.position) FROM client_initiators i WHERE i.client_id = c.id)
 FROM clients c`
 
@@ -57,14 +57,16 @@ func (s *Store) PutClient(ctx context.Context, c store.Client) error {
 		}
 		var id int64
 		err := s.queryRow(ctx, tx, `INSERT INTO clients
-			(name, mac, image, address, persistent, labels, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET
 				mac = excluded.mac, image = excluded.image, address = excluded.address,
 				persistent = excluded.persistent, labels = excluded.labels,
+				chap_secret = excluded.chap_secret, chap_mutual_secret = excluded.chap_mutual_secret,
 				updated_at = excluded.updated_at
 			RETURNING id`,
-			[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels), now, now}, &id)
+			[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels),
+				c.CHAPSecret, c.CHAPMutualSecret, now, now}, &id)
 		if err != nil {
 			return conflict(err)
 		}
@@ -196,7 +198,7 @@ type clientRow struct {
 
 func (r *clientRow) dest() []any {
 	return []any{&r.c.Name, &r.c.MAC, &r.c.Image, &r.address, &r.c.Persistent, &r.labels,
-		&r.createdAt, &r.updatedAt, &r.initiators}
+		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.createdAt, &r.updatedAt, &r.initiators}
 }
 
 func (r *clientRow) client() (store.Client, error) {

@@ -104,6 +104,39 @@ func TestMetricsCounted(t *testing.T) {
 	check("AppendAudit", func() error { return s.AppendAudit(ctx, store.AuditEntry{Action: "x"}) }, false)
 	check("ListAudit", func() error { _, err := s.ListAudit(ctx, 5); return err }, false)
 	check("DeleteClient", func() error { return s.DeleteClient(ctx, "pc-01") }, false)
+	check("PutImage", func() error { return s.PutImage(ctx, store.Image{Name: "lab", Boot: &store.BootProfile{Kernel: "k"}}) }, false)
+	check("GetImage", func() error { _, err := s.GetImage(ctx, "lab"); return err }, false)
+	check("ListImages", func() error { _, err := s.ListImages(ctx); return err }, false)
+	check("DeleteImage", func() error { return s.DeleteImage(ctx, "lab") }, false)
+	var sess store.Session
+	check("CreateSession", func() (err error) {
+		sess, err = s.CreateSession(ctx, store.Session{Client: "pc-01", TokenHash: "t1",
+			Stages: map[string]time.Time{"dhcp": time.Now()}})
+		return err
+	}, false)
+	check("UpdateSession", func() error { sess.State = store.SessionDone; return s.UpdateSession(ctx, sess) }, false)
+	check("GetSession", func() error { _, err := s.GetSession(ctx, sess.ID); return err }, false)
+	check("SessionByToken", func() error { _, err := s.SessionByToken(ctx, "t1"); return err }, false)
+	check("ListSessions", func() error { _, err := s.ListSessions(ctx, store.SessionFilter{Client: "pc-01"}); return err }, false)
+	exp := time.Now().Add(time.Hour)
+	check("PutRefreshToken", func() error {
+		return s.PutRefreshToken(ctx, store.RefreshToken{Hash: "r1", User: "alice", Expires: exp})
+	}, false)
+	check("RotateRefreshToken", func() error {
+		return s.RotateRefreshToken(ctx, "r1", store.RefreshToken{Hash: "r2", User: "alice", Expires: exp})
+	}, false)
+	// A replayed token is an answer, not a database error.
+	check("RotateRefreshToken replay", func() error {
+		err := s.RotateRefreshToken(ctx, "r1", store.RefreshToken{Hash: "r3", User: "alice", Expires: exp})
+		if errors.Is(err, store.ErrConflict) {
+			return nil
+		}
+		return err
+	}, false)
+	check("GetRefreshToken", func() error { _, err := s.GetRefreshToken(ctx, "r2"); return err }, false)
+	check("RevokeRefreshToken", func() error { return s.RevokeRefreshToken(ctx, "r2") }, false)
+	check("RevokeUserTokens", func() error { return s.RevokeUserTokens(ctx, "alice") }, false)
+	check("CountActiveTokens", func() error { _, err := s.CountActiveTokens(ctx, time.Now()); return err }, false)
 	check("Ping", func() error { return s.Ping(ctx) }, false)
 	check("bad SQL", func() error { _, err := s.exec(ctx, s.write, "SELEKT 1"); return err }, true)
 	canceled, cancel := context.WithCancel(ctx)

@@ -1,5 +1,5 @@
 // Package storetest is the behaviour every store.Store implementation must
-// show, as a test suite an implementation runs from its own tests:
+// show (controlplane.go holds the control plane's part), as a test suite an implementation runs from its own tests:
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) store.Store { ... a new, empty store ... })
@@ -58,6 +58,18 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseBatchInvalid", testLeaseBatchInvalid},
 		{"LeaseConcurrent", func(t *testing.T, s store.Store) { testLeaseConcurrent(t, s, s) }},
 		{"Audit", testAudit},
+		{"ClientCHAP", testClientCHAP},
+		{"Images", testImages},
+		{"ImageDelete", testImageDelete},
+		{"Sessions", testSessions},
+		{"SessionConflictsInvalid", testSessionConflictsInvalid},
+		{"SessionList", testSessionList},
+		{"SessionListLimit", testSessionListLimit},
+		{"Tokens", testTokens},
+		{"TokenRotate", testTokenRotate},
+		{"TokenRevoke", testTokenRevoke},
+		{"TokenCount", testTokenCount},
+		{"TokenRotateRace", func(t *testing.T, s store.Store) { testTokenRotateRace(t, s, s) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, fresh(t)) })
 	}
@@ -101,6 +113,10 @@ func RunShared(t *testing.T, open func(t *testing.T) (store.Store, store.Store))
 	t.Run("LeaseConcurrent", func(t *testing.T) {
 		a, b := fresh(t)
 		testLeaseConcurrent(t, a, b)
+	})
+	t.Run("TokenRotateRace", func(t *testing.T) {
+		a, b := fresh(t)
+		testTokenRotateRace(t, a, b)
 	})
 }
 
