@@ -18,6 +18,8 @@ Usage:
   dls serve    --config FILE   run the host (foreground, logs to stderr)
   dls validate --config FILE   check FILE and every plugin's config block
   dls plugins  --config FILE   list plugins: kind, type, version, config schema
+  dls user add NAME --password-stdin --role admin|operator|viewer --config FILE
+  dls user passwd|delete|list ...   (runs the auth plugin; no host needed)
   dls version
 `
 
@@ -34,6 +36,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "user" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return user(ctx, rest, os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("dls "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "dls.hcl", "config file")

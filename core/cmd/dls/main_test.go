@@ -245,3 +245,46 @@ func processAlive(pid int) bool {
 	f := strings.Fields(string(b))
 	return len(f) > 2 && f[2] != "Z"
 }
+
+func dlsIn(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "dls"), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+// TestUserAdminWithoutHost manages local users with no host running.
+func TestUserAdminWithoutHost(t *testing.T) {
+	path := writeConfig(t, `
+auth "local" "admins" {
+  config {
+    hash_memory_kib = 8192
+    hash_iterations = 1
+  }
+}
+`)
+	if _, e, code := dlsIn(t, "correct horse battery\n", "user", "add", "alice", "--password-stdin", "--role", "admin", "--config", path); code != 0 {
+		t.Fatalf("user add: exit %d: %s", code, e)
+	}
+	if _, e, code := dlsIn(t, "correct horse battery\n", "user", "add", "alice", "--password-stdin", "--role", "admin", "--config", path); code != 1 || !strings.Contains(e, "exists") {
+		t.Errorf("second add: exit %d: %s", code, e)
+	}
+	if _, e, code := dlsIn(t, "short\n", "user", "add", "bob", "--password-stdin", "--role", "viewer", "--config", path); code != 1 {
+		t.Errorf("short password accepted: exit %d: %s", code, e)
+	}
+	if _, e, code := dlsIn(t, "x\n", "user", "add", "carol", "--password-stdin", "--role", "root", "--config", path); code != 2 || !strings.Contains(e, "--role") {
+		t.Errorf("bad role: exit %d: %s", code, e)
+	}
+	out, e, code := dlsIn(t, "", "user", "list", "--config", path)
+	if code != 0 || !strings.Contains(out, "alice") || !strings.Contains(out, "admin") || strings.Contains(out, "bob") {
+		t.Fatalf("user list: exit %d: %s%s", code, out, e)
+	}
+}
