@@ -16,6 +16,10 @@ boot {
 
 database "sqlite" {}          # var/dls.db
 
+# Admins: users in var/plugins/admins/users.json (argon2id). Create the
+# first one with: bin/dls user add admin --password-stdin --role admin
+auth "local" "admins" {}
+
 # The embedded default storage: images, versions and per-client
 # copy-on-write volumes as files (plugins/storage/dir).
 storage "dir" "local" {

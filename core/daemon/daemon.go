@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/httpserver"
@@ -25,6 +26,8 @@ import (
 	"github.com/dls-project/dls/core/store/sqlite"
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/core/sysmetrics"
+	"github.com/dls-project/dls/core/wol"
+	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
@@ -47,6 +50,7 @@ type Daemon struct {
 	addr      string
 
 	reconciler *reconcile.Reconciler
+	api        *api.API
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -109,6 +113,20 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"))
 	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
 		return nil, err
+	}
+	d.api, err = api.New(api.Deps{
+		Store:          d.store,
+		Authenticators: d.authenticators,
+		Storage:        api.StorageResolver(d.StorageForImage),
+		Plugins:        api.SupervisorPlugins(d.Statuses),
+		Waker:          &wol.Sender{},
+	}, api.Options{
+		KeyFile:    filepath.Join(cfg.DataDir, "api-token.key"),
+		Registerer: hr,
+		Logger:     logger.Named("api"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
 	}
 	return d, nil
 }
@@ -178,12 +196,19 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		d.stopAll()
 		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
 	}
-	srv := &http.Server{
-		Handler:           httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	mux := http.NewServeMux()
+	mux.Handle(api.Prefix+"/", d.api.Handler())
+	mux.Handle("/", httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout))
+	// No WriteTimeout: image imports through the API run for minutes.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cfg.HTTP.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	d.addr = ln.Addr().String()
 	close(d.listening)
 	d.logger.Info("dls serving", "http", ln.Addr().String(), "config", d.path, "plugins", len(cfg.Plugins))
@@ -329,6 +354,31 @@ func (d *Daemon) StorageForImage(image string) (*storage.Client, error) {
 		return nil, fmt.Errorf("image %s: plugin %s is not a storage plugin", image, im.Storage)
 	}
 	return st, nil
+}
+
+// authenticators lists the running auth plugins in config order.
+func (d *Daemon) authenticators() []api.Authenticator {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	var out []api.Authenticator
+	for _, b := range cfg.Plugins {
+		if b.Kind != base.KindAuth {
+			continue
+		}
+		d.mu.Lock()
+		in := d.instances[b.Name]
+		d.mu.Unlock()
+		if in == nil {
+			continue
+		}
+		if p := in.sup.Process(); p != nil {
+			if ac, ok := p.Client.(*auth.Client); ok {
+				out = append(out, ac)
+			}
+		}
+	}
+	return out
 }
 
 // Plugins implements httpserver.Readiness.

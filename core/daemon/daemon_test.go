@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	for out, pkg := range map[string]string{
 		"dls-protocol-test": "github.com/dls-project/dls/core/internal/testplugin",
 		"dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
+		"dls-auth-local":    "github.com/dls-project/dls/plugins/auth/local",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

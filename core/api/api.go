@@ -1,0 +1,396 @@
+// Package api serves the host's admin API under /api/v1: logins and
+// tokens, clients and their volumes, images and their versions, boot
+// sessions, plugins and the audit log. Every write lands in the audit log.
+//
+// Authentication: POST auth/login checks a username and password against
+// the auth plugins and answers a short-lived access token (HMAC-SHA256
+// signed, never stored) and a refresh token (random, stored hashed,
+// rotated at every use). Every other route takes the access token as
+// "Authorization: Bearer ...". The role (admin, operator, viewer) comes
+// from the user's groups at login.
+//
+// Revocation: logout revokes the refresh token in the store and denies the
+// access token's ID in memory until it expires; a replayed refresh token
+// revokes every refresh token of its user and denies the user's access
+// tokens issued until then, also in memory. Memory is lost at a restart
+// and not shared between hosts: there, a revoked access token stays valid
+// until it expires (AccessTTL, 15 minutes by default).
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/sdk/auth"
+	"github.com/dls-project/dls/sdk/storage"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Prefix is where the API lives.
+const Prefix = "/api/v1"
+
+// Store is the part of the state store the API uses.
+type Store interface {
+	PutClient(ctx context.Context, c store.Client) error
+	GetClient(ctx context.Context, name string) (store.Client, error)
+	ListClients(ctx context.Context) ([]store.Client, error)
+	DeleteClient(ctx context.Context, name string) error
+
+	PutImage(ctx context.Context, img store.Image) error
+	GetImage(ctx context.Context, name string) (store.Image, error)
+	ListImages(ctx context.Context) ([]store.Image, error)
+	DeleteImage(ctx context.Context, name string) error
+
+	GetSession(ctx context.Context, id int64) (store.Session, error)
+	ListSessions(ctx context.Context, f store.SessionFilter) ([]store.Session, error)
+
+	store.Tokens
+	store.AuditLog
+}
+
+// Authenticator checks a username and password: an auth plugin's client.
+// Wrong credentials answer an error wrapping auth.ErrInvalidCredentials.
+type Authenticator interface {
+	Verify(ctx context.Context, username, password string) (auth.Identity, error)
+}
+
+// ImageStorage is the part of a storage plugin the API drives.
+// *storage.Client implements it.
+type ImageStorage interface {
+	ImportImage(ctx context.Context, req storage.ImportRequest) (storage.Version, error)
+	DeleteImage(ctx context.Context, image string) error
+	CreateVersion(ctx context.Context, image string) (storage.Version, error)
+	ListVersions(ctx context.Context, image string) ([]storage.Version, error)
+	DeleteVersion(ctx context.Context, image string, version uint64) error
+	SetCurrentVersion(ctx context.Context, image string, version uint64) error
+	ResetVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error)
+	Promote(ctx context.Context, volume, image string) (storage.Version, error)
+}
+
+var _ ImageStorage = (*storage.Client)(nil)
+
+// Storage finds the storage plugin that holds an image.
+type Storage interface {
+	ImageStorage(image string) (ImageStorage, error)
+}
+
+// StorageResolver adapts a StorageForImage method (the daemon's) to
+// Storage.
+type StorageResolver func(image string) (*storage.Client, error)
+
+// ImageStorage implements Storage.
+func (f StorageResolver) ImageStorage(image string) (ImageStorage, error) {
+	c, err := f(image)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("image %s: no storage plugin", image)
+	}
+	return c, nil
+}
+
+// Waker wakes a machine with Wake-on-LAN; addr is the machine's reserved
+// address (zero when none), which picks its segment. *wol.Sender
+// implements it.
+type Waker interface {
+	Wake(ctx context.Context, mac string, addr netip.Addr) error
+}
+
+// Clock tells the time; tests pass a fake one.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// PluginStatus is one plugin instance as GET plugins shows it.
+type PluginStatus struct {
+	Name         string    `json:"name"`
+	Kind         string    `json:"kind"`
+	Type         string    `json:"type"`
+	Version      string    `json:"version,omitempty"`
+	Capabilities []string  `json:"capabilities,omitempty"`
+	State        string    `json:"state"`
+	Healthy      bool      `json:"healthy"`
+	Pid          int       `json:"pid,omitempty"`
+	Restarts     int       `json:"restarts"`
+	Error        string    `json:"error,omitempty"`
+	Since        time.Time `json:"since,omitzero"`
+}
+
+// SupervisorPlugins adapts a Statuses method (the daemon's) to
+// Deps.Plugins.
+func SupervisorPlugins(statuses func() []supervisor.Status) func() []PluginStatus {
+	return func() []PluginStatus {
+		sts := statuses()
+		out := make([]PluginStatus, len(sts))
+		for i, st := range sts {
+			out[i] = PluginStatus{
+				Name: st.Name, Kind: st.Kind, Type: st.Type, Version: st.Info.Version, Capabilities: st.Info.Capabilities,
+				State: string(st.State), Healthy: st.Healthy, Pid: st.Pid, Restarts: st.Restarts, Error: st.LastError, Since: st.Since,
+			}
+		}
+		return out
+	}
+}
+
+// Deps are what the API works on.
+type Deps struct {
+	// Store is the state store. Required.
+	Store Store
+	// Authenticators returns the running auth plugins in the order to try
+	// them. Required.
+	Authenticators func() []Authenticator
+	// Storage finds an image's storage plugin. Required.
+	Storage Storage
+	// Plugins lists the plugin instances; nil lists none.
+	Plugins func() []PluginStatus
+	// Waker sends Wake-on-LAN packets; nil answers 501 to wake requests.
+	Waker Waker
+	// Clock; nil is the system clock.
+	Clock Clock
+}
+
+// Options tune the API.
+type Options struct {
+	// KeyFile holds the key that signs access tokens (hex, mode 0600),
+	// created on first use, so that restarts keep everyone logged in.
+	// Required; typically <data_dir>/api-token.key.
+	KeyFile string
+	// AccessTTL is an access token's life; 0 means 15 minutes.
+	AccessTTL time.Duration
+	// RefreshTTL is a refresh token's life; 0 means 7 days.
+	RefreshTTL time.Duration
+	// RoleGroups maps group names to roles (admin, operator, viewer); the
+	// highest role of a user's groups wins. Nil means the groups admin,
+	// operator and viewer give the role of the same name.
+	RoleGroups map[string]string
+	// UserFailures and SourceFailures limit failed logins per username
+	// and per source address; zero values mean 10 and 20 per 15 minutes.
+	UserFailures   Limit
+	SourceFailures Limit
+	// LimiterEntries caps the usernames and sources each limiter
+	// remembers (the oldest are forgotten first); 0 means 10000.
+	LimiterEntries int
+	// ImportTimeout bounds an image import run by POST images; 0 means
+	// one hour.
+	ImportTimeout time.Duration
+	// Registerer gets the API's metrics; nil registers them nowhere.
+	Registerer prometheus.Registerer
+	// Logger; nil discards.
+	Logger hclog.Logger
+}
+
+// Limit is a number of events allowed in a sliding window.
+type Limit struct {
+	Max    int
+	Window time.Duration
+}
+
+// API is the admin API.
+type API struct {
+	deps    Deps
+	opts    Options
+	clock   Clock
+	logger  hclog.Logger
+	tokens  *tokenSigner
+	deny    *denylist
+	users   *limiter
+	sources *limiter
+	metrics *metrics
+	roles   map[string]role
+	// listsPlugins: Deps.Plugins was given, so POST images can check that
+	// the storage named exists.
+	listsPlugins bool
+
+	// writeMu serialises check-then-write sequences (a POST's "does the
+	// name exist?" and its PutClient) on this host.
+	writeMu sync.Mutex
+}
+
+// New loads (or creates) the token key and registers the metrics.
+func New(deps Deps, opts Options) (*API, error) {
+	if deps.Store == nil || deps.Authenticators == nil || deps.Storage == nil {
+		return nil, errors.New("api: Store, Authenticators and Storage are required")
+	}
+	if opts.KeyFile == "" {
+		return nil, errors.New("api: KeyFile is required")
+	}
+	if opts.AccessTTL <= 0 {
+		opts.AccessTTL = 15 * time.Minute
+	}
+	if opts.RefreshTTL <= 0 {
+		opts.RefreshTTL = 7 * 24 * time.Hour
+	}
+	if opts.UserFailures.Max <= 0 || opts.UserFailures.Window <= 0 {
+		opts.UserFailures = Limit{Max: 10, Window: 15 * time.Minute}
+	}
+	if opts.SourceFailures.Max <= 0 || opts.SourceFailures.Window <= 0 {
+		opts.SourceFailures = Limit{Max: 20, Window: 15 * time.Minute}
+	}
+	if opts.LimiterEntries <= 0 {
+		opts.LimiterEntries = 10000
+	}
+	if opts.ImportTimeout <= 0 {
+		opts.ImportTimeout = time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if deps.Clock == nil {
+		deps.Clock = systemClock{}
+	}
+	listsPlugins := deps.Plugins != nil
+	if !listsPlugins {
+		deps.Plugins = func() []PluginStatus { return nil }
+	}
+	roles, err := roleMap(opts.RoleGroups)
+	if err != nil {
+		return nil, err
+	}
+	key, err := loadOrCreateKey(opts.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, deps.Store, deps.Clock)
+	if err != nil {
+		return nil, err
+	}
+	return &API{
+		deps: deps, opts: opts, clock: deps.Clock, logger: opts.Logger,
+		tokens:  &tokenSigner{key: key},
+		deny:    newDenylist(),
+		users:   newLimiter(opts.UserFailures, opts.LimiterEntries),
+		sources: newLimiter(opts.SourceFailures, opts.LimiterEntries),
+		metrics: m,
+		roles:   roles,
+
+		listsPlugins: listsPlugins,
+	}, nil
+}
+
+// route is one endpoint: method, path pattern under Prefix, the least role
+// allowed (roleNone: no token needed) and the handler.
+type route struct {
+	method  string
+	path    string
+	role    role
+	handler func(w http.ResponseWriter, r *http.Request) error
+}
+
+func (a *API) routes() []route {
+	return []route{
+		{"POST", "/auth/login", roleNone, a.login},
+		{"POST", "/auth/refresh", roleNone, a.refresh},
+		{"POST", "/auth/logout", roleNone, a.logout},
+		{"GET", "/openapi.json", roleNone, serveOpenAPI},
+
+		{"GET", "/clients", roleViewer, a.listClients},
+		{"POST", "/clients", roleOperator, a.createClient},
+		{"GET", "/clients/{name}", roleViewer, a.getClient},
+		{"PUT", "/clients/{name}", roleOperator, a.updateClient},
+		{"DELETE", "/clients/{name}", roleOperator, a.deleteClient},
+		{"POST", "/clients/{name}/volume", roleOperator, a.clientVolume},
+		{"POST", "/clients/{name}/wake", roleOperator, a.wakeClient},
+
+		{"GET", "/images", roleViewer, a.listImages},
+		{"POST", "/images", roleAdmin, a.createImage},
+		{"GET", "/images/{name}", roleViewer, a.getImage},
+		{"PUT", "/images/{name}", roleAdmin, a.updateImage},
+		{"DELETE", "/images/{name}", roleAdmin, a.deleteImage},
+		{"GET", "/images/{name}/versions", roleViewer, a.listVersions},
+		{"POST", "/images/{name}/versions", roleAdmin, a.createVersion},
+		{"PUT", "/images/{name}/versions/current", roleAdmin, a.setCurrentVersion},
+		{"DELETE", "/images/{name}/versions/{n}", roleAdmin, a.deleteVersion},
+
+		{"GET", "/sessions", roleViewer, a.listSessions},
+		{"GET", "/sessions/{id}", roleViewer, a.getSession},
+		{"GET", "/plugins", roleViewer, a.listPlugins},
+		{"GET", "/audit", roleViewer, a.listAudit},
+	}
+}
+
+// Handler serves every route under Prefix. Unknown paths answer 404 and
+// known paths with another method 405, both as JSON errors.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	routes := a.routes()
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+Prefix+rt.path, a.wrap(rt))
+	}
+	mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, rt := range routes {
+			if matchPath(Prefix+rt.path, r.URL.Path) {
+				allow = append(allow, rt.method)
+			}
+		}
+		if len(allow) == 0 {
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, "")
+			return
+		}
+		sort.Strings(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")), "")
+	})
+	return mux
+}
+
+// matchPath reports whether path matches a route pattern whose wildcards
+// ({name}) each stand for one segment.
+func matchPath(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i, p := range ps {
+		if !(strings.HasPrefix(p, "{") && xs[i] != "") && p != xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// wrap authenticates and authorises the request, runs the handler and
+// writes the error it returns.
+func (a *API) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if rt.role != roleNone {
+			p, err := a.authenticate(r)
+			if err != nil {
+				a.writeErr(w, r, err)
+				return
+			}
+			if p.role < rt.role {
+				a.audit(r.Context(), p.user, "authz.denied", rt.method+" "+Prefix+rt.path, map[string]string{
+					"path": r.URL.Path, "role": p.role.String(), "required": rt.role.String(),
+				}, remoteIP(r))
+				writeError(w, http.StatusForbidden, fmt.Sprintf("role %s may not %s %s (needs %s)", p.role, rt.method, r.URL.Path, rt.role), "")
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		}
+		if err := rt.handler(w, r); err != nil {
+			a.writeErr(w, r, err)
+		}
+	})
+}

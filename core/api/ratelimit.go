@@ -1,0 +1,104 @@
+package api
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// limiter counts failures per key (a username, a source address) in a
+// sliding window. A login reserves a failure before the password is
+// checked, so that concurrent attempts cannot overshoot the limit, and
+// releases it when the password turns out right.
+//
+// It remembers at most cap keys, forgetting the least recently failed
+// first: memory stays bounded whatever an attacker sends, at the price of
+// forgetting old counters when more than cap keys fail within a window.
+type limiter struct {
+	limit Limit
+	cap   int
+
+	mu   sync.Mutex
+	keys map[string]*list.Element // of *failures
+	lru  list.List                // front: most recently touched
+}
+
+// failures are one key's failure times, oldest first, at most limit.Max.
+type failures struct {
+	key   string
+	times []time.Time
+}
+
+func newLimiter(l Limit, capacity int) *limiter {
+	return &limiter{limit: l, cap: capacity, keys: map[string]*list.Element{}}
+}
+
+// reserve records a failure at now for key unless key is already at its
+// limit; then it answers how long until the oldest failure leaves the
+// window.
+func (l *limiter) reserve(key string, now time.Time) (retryAfter time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.keys[key]
+	if e == nil {
+		e = l.lru.PushFront(&failures{key: key})
+		l.keys[key] = e
+		for l.lru.Len() > l.cap {
+			old := l.lru.Back()
+			l.lru.Remove(old)
+			delete(l.keys, old.Value.(*failures).key)
+		}
+	} else {
+		l.lru.MoveToFront(e)
+	}
+	f := e.Value.(*failures)
+	cutoff := now.Add(-l.limit.Window)
+	i := 0
+	for i < len(f.times) && !f.times[i].After(cutoff) {
+		i++
+	}
+	f.times = f.times[i:]
+	if len(f.times) >= l.limit.Max {
+		return f.times[0].Sub(cutoff), false
+	}
+	f.times = append(f.times, now)
+	return 0, true
+}
+
+// release forgets the failure reserve recorded at t.
+func (l *limiter) release(key string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.keys[key]
+	if e == nil {
+		return
+	}
+	f := e.Value.(*failures)
+	for i := len(f.times) - 1; i >= 0; i-- {
+		if f.times[i].Equal(t) {
+			f.times = append(f.times[:i], f.times[i+1:]...)
+			break
+		}
+	}
+	if len(f.times) == 0 {
+		l.lru.Remove(e)
+		delete(l.keys, key)
+	}
+}
+
+// reset forgets key's failures.
+func (l *limiter) reset(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.keys[key]; e != nil {
+		l.lru.Remove(e)
+		delete(l.keys, key)
+	}
+}
+
+// size is the number of keys remembered.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lru.Len()
+}
