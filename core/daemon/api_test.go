@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/auth"
 )
 
@@ -50,8 +51,7 @@ storage "file" "files" {}
 	h.d.mu.Lock()
 	p := h.d.instances["admins"].sup.Process()
 	h.d.mu.Unlock()
-	ua := p.Client.(*auth.Client)
-	if err := ua.CreateUser(context.Background(), "alice", "correct horse battery", []string{"admin"}); err != nil {
+	if err := createUser(p, "alice", "correct horse battery", "admin"); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := h.do("POST", "/api/v1/auth/login", "", `{"username":"alice","password":"wrong password!"}`); code != 401 {
@@ -84,4 +84,8 @@ storage "file" "files" {}
 	if v, ok := metric(metrics, `dls_auth_failures_total{reason="bad_credentials"}`); !ok || v != 1 {
 		t.Errorf("bad_credentials failures = %v (%v)", v, ok)
 	}
+}
+
+func createUser(p *supervisor.Process, name, password, role string) error {
+	return p.Client.(*auth.Client).CreateUser(context.Background(), name, password, []string{role})
 }

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,11 +17,13 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/api"
+	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/httpserver"
 	"github.com/dls-project/dls/core/pluginmetrics"
 	"github.com/dls-project/dls/core/reconcile"
+	"github.com/dls-project/dls/core/sessions"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/postgres"
 	"github.com/dls-project/dls/core/store/sqlite"
@@ -51,6 +54,7 @@ type Daemon struct {
 
 	reconciler *reconcile.Reconciler
 	api        *api.API
+	sessions   *sessions.Tracker
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -110,7 +114,20 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"))
+	d.sessions, err = sessions.New(ctx, sessions.Options{
+		Sessions: d.store, Clients: d.store, Images: d.store,
+		StageTimeout: cfg.Boot.StageTimeout, Registerer: hr,
+		Logger: logger.Named("sessions"), OnNewSession: d.resetVolume,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boot sessions: %w", err)
+	}
+	tpl, err := bootscript.LoadTemplates(cfg.Boot.Script, clientScripts(cfg))
+	if err != nil {
+		return nil, err
+	}
+	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"),
+		hostservices.WithSessions(d.sessions), hostservices.WithTemplates(tpl))
 	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
 		return nil, err
 	}
@@ -160,7 +177,10 @@ func (h hostRegisterer) Unregister(c prometheus.Collector) bool { return h.reg.U
 
 // bootSettings derives the host services' view of the boot block.
 func bootSettings(cfg *config.Config) hostservices.Boot {
-	b := hostservices.Boot{URL: cfg.Boot.URL, IQNPrefix: cfg.Boot.IQNPrefix}
+	b := hostservices.Boot{
+		URL: cfg.Boot.URL, IQNPrefix: cfg.Boot.IQNPrefix,
+		UnknownClients: cfg.Boot.UnknownClients, DefaultImage: cfg.Boot.DefaultImage,
+	}
 	if u, err := url.Parse(cfg.Boot.URL); err == nil {
 		b.ServerAddress = u.Hostname()
 	}
@@ -196,8 +216,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		d.stopAll()
 		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
 	}
+	go d.sessions.Run(ctx)
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix+"/", d.api.Handler())
+	mux.Handle("/boot/", httpserver.BootHandler(httpserver.BootOptions{
+		Scripts: d.services, Events: d.services, Confirmer: d.sessions,
+		Files: cfg.Boot.Files, Logger: d.logger.Named("boot"),
+	}))
 	mux.Handle("/", httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout))
 	// No WriteTimeout: image imports through the API run for minutes.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -354,6 +379,36 @@ func (d *Daemon) StorageForImage(image string) (*storage.Client, error) {
 		return nil, fmt.Errorf("image %s: plugin %s is not a storage plugin", image, im.Storage)
 	}
 	return st, nil
+}
+
+// clientScripts maps clients to their own script templates.
+func clientScripts(cfg *config.Config) map[string]string {
+	out := map[string]string{}
+	for _, c := range cfg.Clients {
+		if c.Script != "" {
+			out[c.Name] = c.Script
+		}
+	}
+	return out
+}
+
+// resetVolume gives a non-persistent client a fresh clone when a new boot
+// session starts. A volume not made yet needs nothing: the first attach
+// clones it.
+func (d *Daemon) resetVolume(ctx context.Context, client string) error {
+	c, err := d.store.GetClient(ctx, client)
+	if err != nil {
+		return fmt.Errorf("reset volume of %s: %w", client, err)
+	}
+	st, err := d.StorageForImage(c.Image)
+	if err != nil {
+		return fmt.Errorf("reset volume of %s: %w", client, err)
+	}
+	_, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // authenticators lists the running auth plugins in config order.

@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 
+	"github.com/dls-project/dls/core/bootscript"
+
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/sdk/protocol"
 )
@@ -21,6 +23,12 @@ func (d *Daemon) Reload(ctx context.Context) {
 	old := d.instances
 	d.cfg = cfg
 	d.mu.Unlock()
+	if tpl, err := bootscript.LoadTemplates(cfg.Boot.Script, clientScripts(cfg)); err != nil {
+		d.logger.Error("reload: script templates refused; keeping the running ones", "error", err)
+	} else {
+		d.services.SetTemplates(tpl)
+	}
+	d.sessions.SetStageTimeout(cfg.Boot.StageTimeout)
 
 	seen := map[string]bool{}
 	var added []*config.PluginBlock

@@ -1,6 +1,11 @@
 // Package hostservices implements the services the host offers plugins
 // (sdk/host): boot decisions, boot events, volume attachment and leases,
 // on top of the state store and the storage plugins.
+//
+// A boot decision by MAC carries the client's iPXE script, rendered by
+// core/bootscript; the host's HTTP server serves the same script at
+// /boot/<mac>.ipxe (Script). Boot events go to the boot-session tracker
+// (core/sessions) when one is given.
 package hostservices
 
 import (
@@ -10,7 +15,9 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/storage"
@@ -27,7 +34,36 @@ type Boot struct {
 	IQNPrefix string
 	// ServerAddress is the address of the iSCSI and TFTP services.
 	ServerAddress string
+	// UnknownClients is what happens to a machine the store does not know:
+	// "ignore" (or "") answers unknown; "register" creates the client
+	// (see Lookup) with DefaultImage.
+	UnknownClients string
+	DefaultImage   string
 }
+
+// Values of Boot.UnknownClients.
+const (
+	UnknownIgnore   = "ignore"
+	UnknownRegister = "register"
+)
+
+// Sessions is what the services need of the boot-session tracker
+// (*sessions.Tracker): the events, and the per-boot tokens of the scripts
+// of clients that confirm their boot.
+type Sessions interface {
+	host.Events
+	Token(ctx context.Context, client string) (string, error)
+}
+
+// Option adds an optional part to the services.
+type Option func(*Services)
+
+// WithSessions sends boot events to the tracker and puts its tokens in the
+// scripts of clients whose image confirms.
+func WithSessions(t Sessions) Option { return func(s *Services) { s.sessions = t } }
+
+// WithTemplates sets the site's custom script templates (SetTemplates).
+func WithTemplates(t *bootscript.Templates) Option { return func(s *Services) { s.templates.Store(t) } }
 
 // StorageResolver finds the storage plugin holding an image.
 type StorageResolver interface {
@@ -38,36 +74,68 @@ type StorageResolver interface {
 
 // Services implements host.Services for one host.
 type Services struct {
-	boot    Boot
-	clients store.Clients
-	leases  store.Leases
-	storage StorageResolver
-	logger  hclog.Logger
+	boot      Boot
+	clients   store.Clients
+	images    store.Images
+	leases    store.Leases
+	audit     store.AuditLog
+	storage   StorageResolver
+	logger    hclog.Logger
+	sessions  Sessions
+	templates atomic.Pointer[bootscript.Templates]
 
 	mu     sync.Mutex
-	recent []host.Event // the newest events, for the admin view until sessions land
+	recent []host.Event // the newest raw events, for the admin view
 }
 
 // New builds the host services.
-func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger) *Services {
-	return &Services{boot: boot, clients: st, leases: st, storage: storage, logger: logger}
+func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
+	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
+
+// SetTemplates replaces the custom script templates (config reload); nil
+// goes back to the built-in ones.
+func (s *Services) SetTemplates(t *bootscript.Templates) { s.templates.Store(t) }
 
 // For returns the services as plugins see them.
 func (s *Services) For() host.Services {
 	return host.Services{Clients: s, Events: s, Volumes: s, Leases: s}
 }
 
-// Lookup implements host.Clients.
+// Lookup implements host.Clients. A query by MAC also gets the client's
+// script (Decision.Script, for the TFTP plugin to serve); a script that
+// cannot be rendered is logged and left empty, the rest of the decision
+// stands. With unknown_clients = "register", an unknown MAC asking as boot
+// firmware (vendor class PXEClient or HTTPClient, or user class iPXE:
+// never an OS's DHCP client) is registered and answered as known.
 func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, error) {
 	c, err := s.find(ctx, q)
+	if errors.Is(err, store.ErrNotFound) && q.MAC != "" && s.boot.UnknownClients == UnknownRegister && firmwareQuery(q) {
+		c, err = s.register(ctx, q.MAC)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return host.Decision{Known: false}, nil
 	}
 	if err != nil {
 		return host.Decision{}, fmt.Errorf("look up client (mac %q, initiator %q): %w", q.MAC, q.Initiator, err)
 	}
-	return s.decide(c, q), nil
+	d := s.decide(c, q)
+	if q.MAC != "" {
+		arch := archOf{arch: q.Arch, known: q.VendorClass != "" || q.UserClass != ""}
+		if d.Script, err = s.render(ctx, c, arch); err != nil {
+			s.logger.Error("boot script not rendered", "client", c.Name, "error", err)
+		}
+	}
+	return d, nil
+}
+
+// firmwareQuery reports whether a DHCP query comes from boot firmware.
+func firmwareQuery(q host.Query) bool {
+	return strings.HasPrefix(q.VendorClass, "PXEClient") || strings.HasPrefix(q.VendorClass, "HTTPClient") || q.UserClass == "iPXE"
 }
 
 func (s *Services) find(ctx context.Context, q host.Query) (store.Client, error) {
@@ -101,12 +169,15 @@ func bootFile(arch uint16) string {
 	return "undionly.kpxe"
 }
 
+// decide is the decision for client c, without the script. CHAP: the
+// initiator authenticates as its initiator IQN, the target (mutual CHAP)
+// as its target IQN.
 func (s *Services) decide(c store.Client, q host.Query) host.Decision {
 	target := s.boot.IQNPrefix + ":" + c.Name
 	initiator := s.boot.IQNPrefix + ":initiator:" + c.Name
 	d := host.Decision{
 		Known: true, Client: c.Name, BootFile: bootFile(q.Arch), NextServer: s.boot.ServerAddress,
-		ScriptURL:    strings.TrimRight(s.boot.URL, "/") + "/boot/" + strings.ReplaceAll(c.MAC, ":", "-") + ".ipxe",
+		ScriptURL:    s.ScriptURL(c.MAC),
 		TargetIQN:    target,
 		InitiatorIQN: initiator,
 		Initiators:   append([]string{initiator}, c.Initiators...),
@@ -114,27 +185,41 @@ func (s *Services) decide(c store.Client, q host.Query) host.Decision {
 	if c.Address.IsValid() {
 		d.ReservedAddress = c.Address.String()
 	}
-	d.Script = fmt.Sprintf("#!ipxe\nset initiator-iqn %s\nsanboot iscsi:%s:::0:%s\n", initiator, s.boot.ServerAddress, target)
+	if c.CHAPSecret != "" {
+		d.CHAPUser, d.CHAPSecret, d.CHAPMutualSecret = initiator, c.CHAPSecret, c.CHAPMutualSecret
+	}
 	return d
+}
+
+// ScriptURL is the URL of the iPXE script of the client with mac
+// (canonical form): <boot url>/boot/<mac with dashes>.ipxe.
+func (s *Services) ScriptURL(mac string) string {
+	return strings.TrimRight(s.boot.URL, "/") + "/boot/" + strings.ReplaceAll(mac, ":", "-") + ".ipxe"
 }
 
 // maxRecent bounds the in-memory event history.
 const maxRecent = 1024
 
-// Report implements host.Events.
-func (s *Services) Report(_ context.Context, events []host.Event) error {
+// Report implements host.Events: it keeps the newest events (Recent) and
+// hands the known ones to the boot-session tracker.
+func (s *Services) Report(ctx context.Context, events []host.Event) error {
+	kept := make([]host.Event, 0, len(events))
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, e := range events {
 		if !knownEvent(e.Type) {
 			s.logger.Warn("plugin reported an unknown event type; dropped", "type", e.Type)
 			continue
 		}
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
-		s.recent = append(s.recent, e)
+		kept = append(kept, e)
 	}
+	s.recent = append(s.recent, kept...)
 	if over := len(s.recent) - maxRecent; over > 0 {
 		s.recent = append(s.recent[:0], s.recent[over:]...)
+	}
+	s.mu.Unlock()
+	if s.sessions != nil && len(kept) > 0 {
+		return s.sessions.Report(ctx, kept)
 	}
 	return nil
 }

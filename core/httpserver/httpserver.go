@@ -1,5 +1,6 @@
 // Package httpserver serves the host's HTTP endpoints: /metrics, /healthz
-// and /readyz. Later: /api/v1 and /boot.
+// and /readyz (Handler), and what booting machines fetch under /boot
+// (BootHandler, boot.go).
 package httpserver
 
 import (

@@ -27,6 +27,8 @@ type conf struct {
 	Unhealthy    bool          `hcl:"unhealthy,optional" doc:"fail every health check"`
 	Port         int           `hcl:"port,optional" doc:"must be 1-65535 when set (semantic check)"`
 	Tick         time.Duration `hcl:"tick,optional" doc:"how often to count a fake request"`
+	Events       []string      `hcl:"events,optional" doc:"boot events to report, one per TCP connection to listen"`
+	EventMAC     string        `hcl:"event_mac,optional" doc:"the MAC those events are about"`
 	Pools        []struct {
 		Name string `hcl:"name"`
 	} `hcl:"pool,block" doc:"repeatable block"`
@@ -43,6 +45,7 @@ type plugin struct {
 	ln      net.Listener
 	stop    chan struct{}
 	host    host.Services
+	next    int // index of the next event to report
 }
 
 func newPlugin() *plugin {
@@ -101,13 +104,32 @@ func (p *plugin) Start(context.Context) error {
 					return
 				}
 				p.requests.WithLabelValues("tcp").Inc()
+				p.reportNext()
 				_ = c.Close()
 			}
 		}()
 	}
-	p.started, p.stop = true, make(chan struct{})
+	p.started, p.stop, p.next = true, make(chan struct{}), 0
 	go p.tick(p.stop, p.cfg.Tick)
 	return nil
+}
+
+// reportNext reports the next configured event to the host, synchronously,
+// so a test knows it arrived once its connection is closed.
+func (p *plugin) reportNext() {
+	p.mu.Lock()
+	if p.next >= len(p.cfg.Events) || p.host.Events == nil {
+		p.mu.Unlock()
+		return
+	}
+	e := host.Event{Type: p.cfg.Events[p.next], MAC: p.cfg.EventMAC, Time: time.Now()}
+	if e.Type == host.EventDHCPDiscover {
+		e.Attrs = map[string]string{"vendor_class": "PXEClient:Arch:00000:UNDI:002001"}
+	}
+	p.next++
+	events := p.host.Events
+	p.mu.Unlock()
+	_ = events.Report(context.Background(), []host.Event{e})
 }
 
 func (p *plugin) tick(stop chan struct{}, every time.Duration) {

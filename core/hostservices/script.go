@@ -1,0 +1,134 @@
+package hostservices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/core/store"
+)
+
+// Platforms a script request may name: iPXE's ${platform}.
+const (
+	PlatformEFI  = "efi"
+	PlatformBIOS = "pcbios"
+)
+
+// archOf is what the renderer knows of the machine's architecture.
+type archOf struct {
+	arch  uint16
+	known bool
+}
+
+// Script renders the iPXE script of the machine with mac (any spelling),
+// as served at /boot/<mac>.ipxe, and returns its client's name. platform
+// is iPXE's ${platform} when the request tells it (PlatformEFI,
+// PlatformBIOS), "" otherwise: the script then decides when it runs.
+//
+// An unknown MAC (or one that does not parse) is an error wrapping
+// store.ErrNotFound (store.ErrInvalid), unless unknown_clients is
+// "register": whoever fetches an iPXE script is boot firmware, so the
+// machine is registered.
+func (s *Services) Script(ctx context.Context, mac, platform string) (client, script string, err error) {
+	m, err := store.CanonicalMAC(mac)
+	if err != nil {
+		return "", "", fmt.Errorf("boot script: %w", err)
+	}
+	c, err := s.clients.ClientByMAC(ctx, m)
+	if errors.Is(err, store.ErrNotFound) && s.boot.UnknownClients == UnknownRegister {
+		c, err = s.register(ctx, m)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("boot script for %s: %w", m, err)
+	}
+	var a archOf
+	switch platform {
+	case PlatformEFI:
+		a = archOf{arch: 7, known: true}
+	case PlatformBIOS:
+		a = archOf{arch: 0, known: true}
+	}
+	script, err = s.render(ctx, c, a)
+	return c.Name, script, err
+}
+
+// render renders client c's script: its custom template, boot.script's, or
+// the built-in one for its image (sanboot, or a kernel for an image with a
+// boot profile). An image that confirms gets the boot's token.
+func (s *Services) render(ctx context.Context, c store.Client, a archOf) (string, error) {
+	target := s.boot.IQNPrefix + ":" + c.Name
+	initiator := s.boot.IQNPrefix + ":initiator:" + c.Name
+	d := bootscript.ScriptData{
+		Client: c.Name, MAC: c.MAC, InitiatorIQN: initiator, TargetIQN: target,
+		Server: s.boot.ServerAddress, BootURL: strings.TrimRight(s.boot.URL, "/"),
+		Arch: a.arch, ArchKnown: a.known, UEFI: a.known && bootscript.UEFIArch(a.arch),
+		Image: c.Image,
+	}
+	if c.CHAPSecret != "" {
+		d.CHAPUser, d.CHAPSecret = initiator, c.CHAPSecret
+		if c.CHAPMutualSecret != "" {
+			d.CHAPMutualUser, d.CHAPMutualSecret = target, c.CHAPMutualSecret
+		}
+	}
+	if s.images != nil && c.Image != "" {
+		img, err := s.images.GetImage(ctx, c.Image)
+		switch {
+		case err == nil && img.Boot != nil:
+			d.Kernel, d.Initrd, d.Cmdline, d.Confirm = img.Boot.Kernel, img.Boot.Initrd, img.Boot.Cmdline, img.Boot.Confirm
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return "", fmt.Errorf("boot script for client %s: image %s: %w", c.Name, c.Image, err)
+		}
+	}
+	if d.Confirm && s.sessions != nil {
+		tok, err := s.sessions.Token(ctx, c.Name)
+		if err != nil {
+			return "", fmt.Errorf("boot script for client %s: boot token: %w", c.Name, err)
+		}
+		d.Token = tok
+	}
+	return bootscript.Render(d, s.templates.Load().For(c.Name))
+}
+
+// RegisteredPrefix starts the names of clients registered on first boot:
+// "auto-" and the MAC's hex digits.
+const RegisteredPrefix = "auto-"
+
+// register creates the client of an unknown MAC (unknown_clients =
+// "register"): named auto-<mac hex>, booting boot.default_image,
+// persistent, labelled dls.origin = "register"; the audit log records it.
+func (s *Services) register(ctx context.Context, mac string) (store.Client, error) {
+	name := RegisteredPrefix + strings.ReplaceAll(mac, ":", "")
+	switch c, err := s.clients.GetClient(ctx, name); {
+	case err == nil && c.MAC == mac:
+		return c, nil // registered by a concurrent lookup
+	case err == nil:
+		return store.Client{}, fmt.Errorf("register %s: the name %s belongs to the client with MAC %s: %w", mac, name, c.MAC, store.ErrConflict)
+	case !errors.Is(err, store.ErrNotFound):
+		return store.Client{}, fmt.Errorf("register %s: %w", mac, err)
+	}
+	c := store.Client{
+		Name: name, MAC: mac, Image: s.boot.DefaultImage, Persistent: true,
+		Labels: map[string]string{"dls.origin": "register"},
+	}
+	if err := s.clients.PutClient(ctx, c); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// The MAC was given to another client meanwhile.
+			if other, err2 := s.clients.ClientByMAC(ctx, mac); err2 == nil {
+				return other, nil
+			}
+		}
+		return store.Client{}, fmt.Errorf("register %s as %s: %w", mac, name, err)
+	}
+	if s.audit != nil {
+		if err := s.audit.AppendAudit(ctx, store.AuditEntry{
+			Actor: "host", Action: "client.register", Object: "client/" + name,
+			Detail: fmt.Sprintf(`{"mac":%q,"image":%q}`, mac, s.boot.DefaultImage), Source: "boot",
+		}); err != nil {
+			s.logger.Warn("client registration not audited", "client", name, "error", err)
+		}
+	}
+	s.logger.Info("unknown machine registered", "client", name, "mac", mac, "image", s.boot.DefaultImage)
+	return s.clients.GetClient(ctx, name)
+}

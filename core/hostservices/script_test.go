@@ -1,0 +1,284 @@
+package hostservices_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/core/hostservices"
+	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/sdk/host"
+	"github.com/hashicorp/go-hclog"
+)
+
+// fakeSessions records events and hands out one token per client.
+type fakeSessions struct {
+	mu     sync.Mutex
+	events []host.Event
+	tokens map[string]string
+}
+
+func (f *fakeSessions) Report(_ context.Context, events []host.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events = append(f.events, events...)
+	return nil
+}
+
+func (f *fakeSessions) Token(_ context.Context, client string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.tokens == nil {
+		f.tokens = map[string]string{}
+	}
+	if f.tokens[client] == "" {
+		f.tokens[client] = "tok-" + client
+	}
+	return f.tokens[client], nil
+}
+
+// bootStore is a SQLite store with pc-01 (sanboot image lab), pc-02
+// (image linux: kernel, confirms) and pc-03 (CHAP, mutual).
+func bootStore(t *testing.T) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dls.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	for _, img := range []store.Image{
+		{Name: "lab", Storage: "tank"},
+		{Name: "linux", Storage: "tank", Boot: &store.BootProfile{Kernel: "linux/vmlinuz", Initrd: "linux/initrd.img", Cmdline: "iscsi_auto root=/dev/sda rw", Confirm: true}},
+	} {
+		if err := st.PutImage(ctx, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []store.Client{
+		{Name: "pc-01", MAC: "52:54:00:aa:00:01", Image: "lab", Persistent: true},
+		{Name: "pc-02", MAC: "52:54:00:aa:00:02", Image: "linux", Persistent: true},
+		{Name: "pc-03", MAC: "52:54:00:aa:00:03", Image: "lab", CHAPSecret: "pc03-secret-1", CHAPMutualSecret: "target-secret-1"},
+	} {
+		if err := st.PutClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+func TestLookupKernelScriptWithToken(t *testing.T) {
+	st := bootStore(t)
+	fs := &fakeSessions{}
+	s := hostservices.New(boot, st, resolver{err: errNoStorage}, hclog.NewNullLogger(), hostservices.WithSessions(fs))
+	ctx := context.Background()
+
+	// From a UEFI PXE ROM's DISCOVER: the architecture is known.
+	d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02", Arch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003016"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{
+		"set initiator-iqn " + prefix + ":initiator:pc-02\n",
+		"sanhook iscsi:10.0.0.1:::0:" + prefix + ":pc-02\n",
+		"kernel http://10.0.0.1:9180/boot/files/linux/vmlinuz iscsi_auto root=/dev/sda rw initrd=initrd.img dls.url=http://10.0.0.1:9180 dls.token=tok-pc-02\n",
+		"initrd http://10.0.0.1:9180/boot/files/linux/initrd.img\n",
+	} {
+		if !strings.Contains(d.Script, part) {
+			t.Errorf("script lacks %q:\n%s", part, d.Script)
+		}
+	}
+	// From a BIOS ROM: no initrd=.
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02", Arch: 0, UserClass: "iPXE"})
+	if !strings.Contains(d.Script, "rw dls.url=") {
+		t.Errorf("BIOS script:\n%s", d.Script)
+	}
+	// From TFTP: not known, ${platform} decides.
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02"})
+	if !strings.Contains(d.Script, "iseq ${platform} efi") {
+		t.Errorf("script for an unknown architecture:\n%s", d.Script)
+	}
+	// A sanboot image has no token.
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01"})
+	if strings.Contains(d.Script, "dls.token") || !strings.Contains(d.Script, "sanboot ") {
+		t.Errorf("sanboot script:\n%s", d.Script)
+	}
+	// iSCSI lookups need no script.
+	d, _ = s.Lookup(ctx, host.Query{Target: prefix + ":pc-02"})
+	if !d.Known || d.Script != "" {
+		t.Errorf("lookup by target: %+v", d)
+	}
+}
+
+func TestLookupCHAP(t *testing.T) {
+	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger())
+	d, err := s.Lookup(context.Background(), host.Query{MAC: "52:54:00:aa:00:03"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.CHAPUser != prefix+":initiator:pc-03" || d.CHAPSecret != "pc03-secret-1" || d.CHAPMutualSecret != "target-secret-1" {
+		t.Errorf("CHAP in the decision: %q %q %q", d.CHAPUser, d.CHAPSecret, d.CHAPMutualSecret)
+	}
+	for _, part := range []string{
+		"set username " + prefix + ":initiator:pc-03\nset password pc03-secret-1\n",
+		"set reverse-username " + prefix + ":pc-03\nset reverse-password target-secret-1\n",
+	} {
+		if !strings.Contains(d.Script, part) {
+			t.Errorf("script lacks %q:\n%s", part, d.Script)
+		}
+	}
+	d, _ = s.Lookup(context.Background(), host.Query{MAC: "52:54:00:aa:00:01"})
+	if d.CHAPUser != "" || d.CHAPSecret != "" || strings.Contains(d.Script, "password") {
+		t.Errorf("client without CHAP: %+v", d)
+	}
+}
+
+func TestLookupCustomTemplates(t *testing.T) {
+	dir := t.TempDir()
+	global := filepath.Join(dir, "site.tmpl")
+	own := filepath.Join(dir, "pc-01.tmpl")
+	_ = os.WriteFile(global, []byte("#!ipxe\necho site {{.Client}}\nsanboot iscsi:{{.Server}}:::0:{{.TargetIQN}}\n"), 0o644)
+	_ = os.WriteFile(own, []byte("#!ipxe\necho own {{.Client}}\n"), 0o644)
+	ts, err := bootscript.LoadTemplates(global, map[string]string{"pc-01": own})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithTemplates(ts))
+	ctx := context.Background()
+	d, _ := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01"})
+	if d.Script != "#!ipxe\necho own pc-01\n" {
+		t.Errorf("pc-01 script %q", d.Script)
+	}
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02"})
+	if !strings.HasPrefix(d.Script, "#!ipxe\necho site pc-02\n") {
+		t.Errorf("pc-02 script %q", d.Script)
+	}
+	s.SetTemplates(nil)
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01"})
+	if !strings.Contains(d.Script, "sanboot iscsi:10.0.0.1:::0:") {
+		t.Errorf("built-in after SetTemplates(nil): %q", d.Script)
+	}
+}
+
+func TestScriptByMAC(t *testing.T) {
+	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithSessions(&fakeSessions{}))
+	ctx := context.Background()
+	client, script, err := s.Script(ctx, "52-54-00-AA-00-02", hostservices.PlatformEFI)
+	if err != nil || client != "pc-02" || !strings.Contains(script, " initrd=initrd.img ") {
+		t.Errorf("Script(efi) = %s, %q, %v", client, script, err)
+	}
+	_, script, _ = s.Script(ctx, "52:54:00:aa:00:02", hostservices.PlatformBIOS)
+	if strings.Contains(script, "initrd=") {
+		t.Errorf("Script(pcbios) = %q", script)
+	}
+	_, script, _ = s.Script(ctx, "52:54:00:aa:00:02", "")
+	if !strings.Contains(script, "${dls-initrd}") {
+		t.Errorf("Script(\"\") = %q", script)
+	}
+	if _, _, err := s.Script(ctx, "52:54:00:ff:ff:ff", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown MAC: %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.Script(ctx, "not-a-mac", ""); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("bad MAC: %v, want ErrInvalid", err)
+	}
+}
+
+func TestRegisterUnknown(t *testing.T) {
+	st := bootStore(t)
+	b := boot
+	b.UnknownClients, b.DefaultImage = hostservices.UnknownRegister, "linux"
+	s := hostservices.New(b, st, nil, hclog.NewNullLogger(), hostservices.WithSessions(&fakeSessions{}))
+	ctx := context.Background()
+
+	// An OS's DHCP client is never registered.
+	for _, q := range []host.Query{
+		{MAC: "52:54:00:bb:00:01"},
+		{MAC: "52:54:00:bb:00:01", VendorClass: "MSFT 5.0"},
+		{Target: prefix + ":auto-525400bb0001"},
+	} {
+		d, err := s.Lookup(ctx, q)
+		if err != nil || d.Known {
+			t.Errorf("Lookup(%+v) = %+v, %v; want unknown", q, d, err)
+		}
+	}
+	if _, err := st.ClientByMAC(ctx, "52:54:00:bb:00:01"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("registered from a non-firmware query: %v", err)
+	}
+
+	d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:bb:00:01", Arch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003016"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Known || d.Client != "auto-525400bb0001" || d.TargetIQN != prefix+":auto-525400bb0001" ||
+		d.ScriptURL != "http://10.0.0.1:9180/boot/52-54-00-bb-00-01.ipxe" || !strings.Contains(d.Script, "linux/vmlinuz") {
+		t.Errorf("registered decision %+v", d)
+	}
+	c, err := st.GetClient(ctx, "auto-525400bb0001")
+	if err != nil || c.MAC != "52:54:00:bb:00:01" || c.Image != "linux" || !c.Persistent || c.Labels["dls.origin"] != "register" {
+		t.Errorf("registered client %+v, %v", c, err)
+	}
+	audit, _ := st.ListAudit(ctx, 10)
+	if len(audit) != 1 || audit[0].Action != "client.register" || audit[0].Object != "client/auto-525400bb0001" {
+		t.Errorf("audit %+v", audit)
+	}
+	// Again: the same client, no second registration.
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:bb:00:01", UserClass: "iPXE"})
+	if d.Client != "auto-525400bb0001" {
+		t.Errorf("second lookup %+v", d)
+	}
+	if audit, _ := st.ListAudit(ctx, 10); len(audit) != 1 {
+		t.Errorf("registered twice: %+v", audit)
+	}
+	// The script URL registers too (iPXE is asking).
+	client, script, err := s.Script(ctx, "52-54-00-bb-00-02", "")
+	if err != nil || client != "auto-525400bb0002" || !strings.HasPrefix(script, "#!ipxe") {
+		t.Errorf("Script of an unknown MAC = %s, %v", client, err)
+	}
+	// A name taken by another MAC is not overwritten.
+	if err := st.PutClient(ctx, store.Client{Name: "auto-525400bb0003", MAC: "52:54:00:cc:00:03", Image: "lab"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:bb:00:03", UserClass: "iPXE"}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("registration onto a taken name: %v, want ErrConflict", err)
+	}
+	if c, _ := st.GetClient(ctx, "auto-525400bb0003"); c.MAC != "52:54:00:cc:00:03" {
+		t.Errorf("taken name overwritten: %+v", c)
+	}
+}
+
+func TestIgnoreUnknownScript(t *testing.T) {
+	b := boot
+	b.UnknownClients = hostservices.UnknownIgnore
+	s := hostservices.New(b, bootStore(t), nil, hclog.NewNullLogger())
+	if _, _, err := s.Script(context.Background(), "52:54:00:bb:00:01", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ignore mode: %v", err)
+	}
+	if d, _ := s.Lookup(context.Background(), host.Query{MAC: "52:54:00:bb:00:01", UserClass: "iPXE"}); d.Known {
+		t.Errorf("ignore mode answered %+v", d)
+	}
+}
+
+func TestReportForwardsToSessions(t *testing.T) {
+	fs := &fakeSessions{}
+	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithSessions(fs))
+	err := s.Report(context.Background(), []host.Event{
+		{Type: host.EventDHCPDiscover, MAC: "52:54:00:aa:00:01"},
+		{Type: "made_up"},
+		{Type: host.EventScriptServed, MAC: "52:54:00:aa:00:01"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs.events) != 2 || fs.events[0].Type != host.EventDHCPDiscover || fs.events[1].Type != host.EventScriptServed {
+		t.Errorf("tracker got %+v, want the two known events", fs.events)
+	}
+	if len(s.Recent()) != 2 {
+		t.Errorf("recent %+v", s.Recent())
+	}
+}

@@ -1,0 +1,750 @@
+// Package sessions follows every machine's boot as a boot session, from the
+// boot events plugins report (and the host's own /boot handlers) to the
+// last stage the client is expected to reach, and keeps them in the state
+// store so that history can be queried and a restarted host carries on.
+//
+// # Stages
+//
+// A session moves through dhcp → script → iscsi_login → handoff → booted,
+// forward only:
+//
+//   - dhcp: a dhcp_discover from boot firmware. The DHCP plugin tells
+//     firmware from an OS's own DHCP client with the event's Attrs: a
+//     vendor_class starting with "PXEClient" or "HTTPClient", a user_class
+//     of "iPXE", or an arch attribute (option 93, which only PXE firmware
+//     sends). A discover without such evidence never starts or restarts a
+//     session: a running OS asking for an address is not a new boot (and
+//     must not reset a non-persistent client's volume under it).
+//   - script: script_served (the iPXE script went out, over HTTP or TFTP).
+//   - iscsi_login: iscsi_login. handoff: iscsi_handoff. booted: os_booted,
+//     or the OS posting its token to /boot/done (Confirm).
+//
+// dhcp_offer, dhcp_request and dhcp_ack only record the address of an
+// active session; other events do not touch sessions. An event names its
+// machine by Client or MAC; a MAC the store does not know is ignored.
+//
+// A session starts at a firmware dhcp_discover, or at script_served for a
+// machine that already had an address (or whose DHCP events were lost).
+// Later stages never start one: a running OS logging in to its target
+// again is not a boot. Stages already reached are ignored (duplicates);
+// a stage after the current one moves the session there, skipped stages
+// staying absent; an earlier stage arriving late (plugins send their
+// events in batches, so a script_served can overtake the discover before
+// it) fills the gap with its own time and may move Started back.
+//
+// The session ends "done" at its expected last stage: handoff by default,
+// booted when the client's image has a boot profile with confirm = true.
+// dls_boot_time_seconds observes Started to that stage.
+//
+// # Failures and reboots
+//
+// Sweep fails every active session whose next stage did not arrive within
+// the stage timeout of the latest one: FailedStage, and the stage label of
+// dls_boot_failures_total, is the stage that did not arrive.
+//
+// A firmware dhcp_discover for a client whose active session has gone
+// past dhcp, more than the restart grace after its latest stage, is a new
+// boot: the machine started over before reaching its last stage. The old
+// session fails at its pending stage (counted like a timeout: a machine
+// that reboots in a loop shows as failures, not as an ever-running
+// session) and a new one starts. Discovers while the session is still at
+// dhcp (the PXE ROM's, then the chainloaded iPXE's) or within the grace
+// (a script that runs dhcp again) belong to the current boot.
+//
+// # Tokens
+//
+// Clients that confirm get a per-boot token in their script: Token issues
+// it (32 random bytes, base64url) when the script is rendered, and the
+// session keeps only its SHA-256 (hex) as TokenHash; the raw token lives
+// in memory, so every render during one boot carries the same token. A
+// token rendered before the session started (the DHCP lookup comes before
+// its event) is adopted by the session that starts within the stage
+// timeout. Confirm refuses a missing token, an unknown one, one already
+// used, and one whose session is no longer active or has waited longer
+// than the stage timeout; each outcome is counted in
+// dls_boot_confirmations_total{result}.
+//
+// # Metrics
+//
+//	dls_boot_sessions_total               sessions started
+//	dls_boot_failures_total{stage}        sessions failed, by the stage that did not arrive
+//	dls_boot_time_seconds                 start to the expected last stage (10 30 60 90 120 180 300)
+//	dls_active_clients                    distinct clients with an active session, or one
+//	                                      done within the last stage timeout (a machine that
+//	                                      just booted counts while it settles)
+//	dls_boot_confirmations_total{result}  /boot/done answers: ok missing unknown reused expired error
+//
+// # Restart
+//
+// New reloads the active sessions from the store (and, for
+// dls_active_clients, those done within the stage timeout). Their raw
+// tokens are gone: a token rendered before the restart still confirms,
+// but a script rendered again after it carries a new token.
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/sdk/host"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stages, in the order a boot reaches them.
+const (
+	StageDHCP       = "dhcp"
+	StageScript     = "script"
+	StageISCSILogin = "iscsi_login"
+	StageHandoff    = "handoff"
+	StageBooted     = "booted"
+)
+
+var stages = []string{StageDHCP, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+
+func stageIndex(stage string) int {
+	for i, s := range stages {
+		if s == stage {
+			return i
+		}
+	}
+	return -1
+}
+
+// Event attributes that tell boot firmware's DHCP from an OS's.
+const (
+	AttrVendorClass = "vendor_class" // DHCP option 60
+	AttrUserClass   = "user_class"   // DHCP option 77
+	AttrArch        = "arch"         // DHCP option 93
+)
+
+// Results of Confirm, the result label of dls_boot_confirmations_total.
+const (
+	ResultOK      = "ok"
+	ResultMissing = "missing"
+	ResultUnknown = "unknown"
+	ResultReused  = "reused"
+	ResultExpired = "expired"
+	ResultError   = "error"
+)
+
+// Errors Confirm returns for refused tokens (errors.Is).
+var (
+	ErrTokenMissing = errors.New("boot token missing")
+	ErrTokenUnknown = errors.New("boot token unknown")
+	ErrTokenReused  = errors.New("boot token already used")
+	ErrTokenExpired = errors.New("boot token expired")
+)
+
+// Defaults of Options.
+const (
+	DefaultStageTimeout = 5 * time.Minute
+	DefaultRestartGrace = 10 * time.Second
+)
+
+// Options configure a Tracker.
+type Options struct {
+	// Sessions keeps the sessions; Clients resolves MACs and client names.
+	Sessions store.Sessions
+	Clients  store.Clients
+	// Images gives the clients' boot profiles (confirm = true: sessions
+	// end at booted). Nil: every session ends at handoff.
+	Images store.Images
+	// StageTimeout is how long a session waits for its next stage
+	// (boot.stage_timeout); <= 0: DefaultStageTimeout.
+	StageTimeout time.Duration
+	// RestartGrace: a firmware discover this soon after the latest stage
+	// belongs to the current boot; <= 0: DefaultRestartGrace.
+	RestartGrace time.Duration
+	// Registerer receives the metrics (the host's registry); nil: a
+	// private registry.
+	Registerer prometheus.Registerer
+	Logger     hclog.Logger
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+	// OnNewSession is called when a session starts for a client that is
+	// not persistent, after the events that started it are recorded and
+	// before Report returns; the daemon resets the client's volume. Its
+	// error is logged.
+	OnNewSession func(ctx context.Context, client string) error
+}
+
+// Tracker follows boot sessions. It is safe for concurrent use; Report,
+// Confirm, Token and Sweep take one lock, store writes included.
+type Tracker struct {
+	sessions store.Sessions
+	clients  store.Clients
+	images   store.Images
+	grace    time.Duration
+	logger   hclog.Logger
+	now      func() time.Time
+	onNew    func(ctx context.Context, client string) error
+	m        metrics
+
+	mu      sync.Mutex
+	timeout time.Duration
+	active  map[string]*session  // active sessions by client
+	macs    map[string]string    // MAC → client, of active sessions
+	done    map[string]time.Time // client → when its last session ended done
+	pending map[string]token     // client → token issued before its session started
+}
+
+// session is an active session and what only this process knows of it.
+type session struct {
+	store.Session
+	token string    // the raw token; "" when not issued by this process
+	last  time.Time // when the latest stage was reached
+}
+
+type token struct {
+	raw, hash string
+	issued    time.Time
+}
+
+// New builds a tracker, registers its metrics and reloads the active
+// sessions from the store.
+func New(ctx context.Context, o Options) (*Tracker, error) {
+	if o.Sessions == nil || o.Clients == nil {
+		return nil, errors.New("boot sessions: a session store and a client store are required")
+	}
+	if o.StageTimeout <= 0 {
+		o.StageTimeout = DefaultStageTimeout
+	}
+	if o.RestartGrace <= 0 {
+		o.RestartGrace = DefaultRestartGrace
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &Tracker{
+		sessions: o.Sessions, clients: o.Clients, images: o.Images, grace: o.RestartGrace,
+		logger: o.Logger, now: o.Now, onNew: o.OnNewSession, timeout: o.StageTimeout,
+		active: map[string]*session{}, macs: map[string]string{}, done: map[string]time.Time{}, pending: map[string]token{},
+	}
+	var err error
+	if t.m, err = newMetrics(o.Registerer, t.activeClients); err != nil {
+		return nil, err
+	}
+	if err := t.load(ctx); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// load reloads active sessions, and recently done ones for the gauge.
+func (t *Tracker) load(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	act, err := t.sessions.ListSessions(ctx, store.SessionFilter{State: store.SessionActive, Limit: store.MaxSessionLimit})
+	if err != nil {
+		return fmt.Errorf("load active boot sessions: %w", err)
+	}
+	for _, st := range act { // newest first
+		s := &session{Session: st, last: st.Started}
+		if s.Stages == nil {
+			s.Stages = map[string]time.Time{}
+		}
+		for _, at := range s.Stages {
+			if at.After(s.last) {
+				s.last = at
+			}
+		}
+		if stageIndex(s.Expect) < stageIndex(StageHandoff) {
+			s.Expect = StageHandoff
+		}
+		if newer := t.active[s.Client]; newer != nil {
+			// Two active sessions for one client: the machine booted
+			// again while the host was down.
+			t.fail(ctx, s, newer.Started)
+			continue
+		}
+		t.active[s.Client] = s
+		if s.MAC != "" {
+			t.macs[s.MAC] = s.Client
+		}
+	}
+	done, err := t.sessions.ListSessions(ctx, store.SessionFilter{State: store.SessionDone, Limit: store.MaxSessionLimit})
+	if err != nil {
+		return fmt.Errorf("load done boot sessions: %w", err)
+	}
+	now := t.now()
+	for _, st := range done {
+		if now.Sub(st.Ended) <= t.timeout && st.Ended.After(t.done[st.Client]) {
+			t.done[st.Client] = st.Ended
+		}
+	}
+	if len(act) > 0 {
+		t.logger.Info("boot sessions reloaded", "active", len(t.active))
+	}
+	return nil
+}
+
+// SetStageTimeout changes the stage timeout (config reload).
+func (t *Tracker) SetStageTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultStageTimeout
+	}
+	t.mu.Lock()
+	t.timeout = d
+	t.mu.Unlock()
+}
+
+// Report implements host.Events: it moves sessions along. Events are
+// taken in time order (a zero or future Time counts as now). It never
+// fails: store errors are logged, the sessions go on in memory.
+func (t *Tracker) Report(ctx context.Context, events []host.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	now := t.now()
+	evs := make([]host.Event, len(events))
+	copy(evs, events)
+	for i := range evs {
+		if evs[i].Time.IsZero() || evs[i].Time.After(now) {
+			evs[i].Time = now
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+
+	var fresh []string
+	t.mu.Lock()
+	for _, e := range evs {
+		if c := t.observe(ctx, e, now); c != "" {
+			fresh = append(fresh, c)
+		}
+	}
+	t.mu.Unlock()
+	if t.onNew != nil {
+		for _, c := range fresh {
+			if err := t.onNew(context.WithoutCancel(ctx), c); err != nil {
+				t.logger.Error("new boot session: reset of the volume failed", "client", c, "error", err)
+			}
+		}
+	}
+	return nil
+}
+
+// observe applies one event; it returns the client when a session started
+// for a non-persistent client.
+func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) string {
+	mac := ""
+	if e.MAC != "" {
+		if m, err := store.CanonicalMAC(e.MAC); err == nil {
+			mac = m
+		}
+	}
+	switch e.Type {
+	case host.EventDHCPOffer, host.EventDHCPRequest, host.EventDHCPAck:
+		if s := t.find(e.Client, mac); s != nil && e.Address != "" && s.Address != e.Address {
+			s.Address = e.Address
+			t.persist(ctx, s)
+		}
+		return ""
+	}
+	stage := eventStage(e.Type)
+	if stage == "" || (stage == StageDHCP && !fromFirmware(e)) {
+		return ""
+	}
+	s := t.find(e.Client, mac)
+	if s == nil {
+		if stage != StageDHCP && stage != StageScript {
+			return "" // a later stage never starts a boot
+		}
+		if e.Time.Before(now.Add(-t.timeout)) {
+			return "" // stale: its session would have timed out already
+		}
+		c, err := t.resolve(ctx, e.Client, mac)
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				t.logger.Warn("boot event of an unresolved machine dropped", "type", e.Type, "mac", mac, "client", e.Client, "error", err)
+			}
+			return ""
+		}
+		if s = t.active[c.Name]; s == nil {
+			return t.start(ctx, c, mac, stage, e, now)
+		}
+	}
+	if stage == StageDHCP && s.current() > stageIndex(StageDHCP) && e.Time.Sub(s.last) > t.grace {
+		// The machine boots again before reaching its last stage.
+		t.logger.Info("boot session superseded: the machine booted again", "client", s.Client, "id", s.ID, "pending", s.next())
+		t.fail(ctx, s, e.Time)
+		c, err := t.resolve(ctx, s.Client, "")
+		if err != nil {
+			t.logger.Warn("no new boot session: client not resolved", "client", s.Client, "error", err)
+			return ""
+		}
+		return t.start(ctx, c, mac, stage, e, now)
+	}
+	t.advance(ctx, s, stage, e.Time, e.Address)
+	return ""
+}
+
+func eventStage(typ string) string {
+	switch typ {
+	case host.EventDHCPDiscover:
+		return StageDHCP
+	case host.EventScriptServed:
+		return StageScript
+	case host.EventISCSILogin:
+		return StageISCSILogin
+	case host.EventISCSIHandoff:
+		return StageHandoff
+	case host.EventOSBooted:
+		return StageBooted
+	}
+	return ""
+}
+
+// fromFirmware reports whether a DHCP event comes from boot firmware
+// (PXE ROM, UEFI HTTP boot, iPXE) rather than an OS.
+func fromFirmware(e host.Event) bool {
+	vc := e.Attrs[AttrVendorClass]
+	_, arch := e.Attrs[AttrArch]
+	return strings.HasPrefix(vc, "PXEClient") || strings.HasPrefix(vc, "HTTPClient") ||
+		e.Attrs[AttrUserClass] == "iPXE" || arch
+}
+
+// find returns the active session of client, or of mac when client is "".
+func (t *Tracker) find(client, mac string) *session {
+	if client != "" {
+		return t.active[client]
+	}
+	if c, ok := t.macs[mac]; ok && mac != "" {
+		return t.active[c]
+	}
+	return nil
+}
+
+func (t *Tracker) resolve(ctx context.Context, client, mac string) (store.Client, error) {
+	switch {
+	case client != "":
+		return t.clients.GetClient(ctx, client)
+	case mac != "":
+		return t.clients.ClientByMAC(ctx, mac)
+	}
+	return store.Client{}, store.ErrNotFound
+}
+
+// expect is the last stage client c's boots reach.
+func (t *Tracker) expect(ctx context.Context, c store.Client) string {
+	if t.images == nil || c.Image == "" {
+		return StageHandoff
+	}
+	img, err := t.images.GetImage(ctx, c.Image)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			t.logger.Warn("boot profile unknown: session ends at handoff", "client", c.Name, "image", c.Image, "error", err)
+		}
+		return StageHandoff
+	}
+	if img.Boot != nil && img.Boot.Confirm {
+		return StageBooted
+	}
+	return StageHandoff
+}
+
+func (t *Tracker) start(ctx context.Context, c store.Client, mac, stage string, e host.Event, now time.Time) string {
+	if mac == "" {
+		mac = c.MAC
+	}
+	s := &session{
+		Session: store.Session{
+			Client: c.Name, MAC: mac, Address: e.Address, Stages: map[string]time.Time{stage: e.Time},
+			Expect: t.expect(ctx, c), State: store.SessionActive, Started: e.Time,
+		},
+		last: e.Time,
+	}
+	if p, ok := t.pending[c.Name]; ok {
+		delete(t.pending, c.Name)
+		if now.Sub(p.issued) <= t.timeout {
+			s.token, s.TokenHash = p.raw, p.hash
+		}
+	}
+	t.active[c.Name] = s
+	if mac != "" {
+		t.macs[mac] = c.Name
+	}
+	t.m.started.Inc()
+	t.persist(ctx, s)
+	t.logger.Debug("boot session started", "client", c.Name, "mac", mac, "stage", stage, "expect", s.Expect)
+	if !c.Persistent {
+		return c.Name
+	}
+	return ""
+}
+
+// current is the index of the latest stage reached.
+func (s *session) current() int {
+	cur := -1
+	for st := range s.Stages {
+		cur = max(cur, stageIndex(st))
+	}
+	return cur
+}
+
+// next is the stage the session waits for.
+func (s *session) next() string {
+	if i := s.current() + 1; i < len(stages) {
+		return stages[i]
+	}
+	return StageBooted
+}
+
+func (t *Tracker) advance(ctx context.Context, s *session, stage string, at time.Time, addr string) {
+	changed := false
+	if addr != "" && s.Address == "" {
+		s.Address, changed = addr, true
+	}
+	cur := s.current()
+	idx := stageIndex(stage)
+	_, seen := s.Stages[stage]
+	switch {
+	case seen:
+		// A duplicate.
+	case idx < cur:
+		// A late event of an earlier stage fills the gap when it
+		// belongs to this boot.
+		if !at.After(s.Stages[stages[cur]]) && !at.Before(s.Started.Add(-t.timeout)) {
+			s.Stages[stage] = at
+			if at.Before(s.Started) {
+				s.Started = at
+			}
+			changed = true
+		}
+	default:
+		s.Stages[stage] = at
+		if at.After(s.last) {
+			s.last = at
+		}
+		if idx >= stageIndex(s.Expect) {
+			t.finish(ctx, s, at)
+			return
+		}
+		changed = true
+	}
+	if changed {
+		t.persist(ctx, s)
+	}
+}
+
+func (t *Tracker) finish(ctx context.Context, s *session, at time.Time) {
+	s.State, s.Ended = store.SessionDone, at
+	t.m.bootTime.Observe(at.Sub(s.Started).Seconds())
+	t.remove(s)
+	if at.After(t.done[s.Client]) {
+		t.done[s.Client] = at
+	}
+	t.persist(ctx, s)
+	t.logger.Info("boot session done", "client", s.Client, "id", s.ID, "stage", stages[s.current()], "seconds", at.Sub(s.Started).Seconds())
+}
+
+func (t *Tracker) fail(ctx context.Context, s *session, at time.Time) {
+	s.State, s.FailedStage, s.Ended = store.SessionFailed, s.next(), at
+	t.m.failures.WithLabelValues(s.FailedStage).Inc()
+	t.remove(s)
+	t.persist(ctx, s)
+	t.logger.Info("boot session failed", "client", s.Client, "id", s.ID, "stage", s.FailedStage)
+}
+
+func (t *Tracker) remove(s *session) {
+	if t.active[s.Client] == s {
+		delete(t.active, s.Client)
+	}
+	if t.macs[s.MAC] == s.Client {
+		delete(t.macs, s.MAC)
+	}
+}
+
+// persist writes s to the store (creating it on first write); failures are
+// logged and retried with the next write.
+func (t *Tracker) persist(ctx context.Context, s *session) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	rec := s.Session
+	rec.Stages = maps.Clone(s.Stages)
+	if s.ID == 0 {
+		got, err := t.sessions.CreateSession(ctx, rec)
+		if err != nil {
+			t.logger.Error("boot session not stored", "client", s.Client, "error", err)
+			return
+		}
+		s.ID = got.ID
+		return
+	}
+	if err := t.sessions.UpdateSession(ctx, rec); err != nil {
+		t.logger.Error("boot session not updated", "client", s.Client, "id", s.ID, "error", err)
+	}
+}
+
+// Sweep fails the sessions whose next stage is overdue and forgets what
+// no longer counts. Run calls it periodically; tests call it directly.
+func (t *Tracker) Sweep(ctx context.Context) {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.active {
+		if now.Sub(s.last) > t.timeout {
+			t.fail(ctx, s, s.last.Add(t.timeout))
+		}
+	}
+	for c, at := range t.done {
+		if now.Sub(at) > t.timeout {
+			delete(t.done, c)
+		}
+	}
+	for c, p := range t.pending {
+		if now.Sub(p.issued) > t.timeout {
+			delete(t.pending, c)
+		}
+	}
+}
+
+// Run sweeps every tenth of the stage timeout (between 1 s and 30 s)
+// until ctx ends.
+func (t *Tracker) Run(ctx context.Context) {
+	for {
+		t.mu.Lock()
+		every := min(max(t.timeout/10, time.Second), 30*time.Second)
+		t.mu.Unlock()
+		timer := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+			t.Sweep(ctx)
+		}
+	}
+}
+
+// Token returns the per-boot token of client's current boot, issuing it
+// on first use: the token of its active session, or one the session that
+// starts next adopts. The script renderer calls it for clients whose
+// image confirms.
+func (t *Tracker) Token(ctx context.Context, client string) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if s := t.active[client]; s != nil {
+		if s.token == "" {
+			s.token, s.TokenHash = newToken()
+			t.persist(ctx, s)
+		}
+		return s.token, nil
+	}
+	if p, ok := t.pending[client]; ok && now.Sub(p.issued) <= t.timeout {
+		return p.raw, nil
+	}
+	raw, hash := newToken()
+	t.pending[client] = token{raw: raw, hash: hash, issued: now}
+	return raw, nil
+}
+
+func newToken() (raw, hash string) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand crashes the program instead)
+	raw = base64.RawURLEncoding.EncodeToString(b)
+	return raw, HashToken(raw)
+}
+
+// HashToken is the SHA-256 (hex) of a boot token, as Session.TokenHash.
+func HashToken(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
+}
+
+// Confirm records that the OS of the session whose token is raw booted
+// (POST /boot/done from remote). It returns nil, an error wrapping one of
+// ErrTokenMissing, ErrTokenUnknown, ErrTokenReused, ErrTokenExpired, or a
+// store error; every outcome is counted.
+func (t *Tracker) Confirm(ctx context.Context, raw, remote string) error {
+	result, err := t.confirm(ctx, raw, remote)
+	t.m.confirmations.WithLabelValues(result).Inc()
+	if err != nil {
+		t.logger.Info("boot confirmation refused", "result", result, "remote", remote, "error", err)
+	}
+	return err
+}
+
+func (t *Tracker) confirm(ctx context.Context, raw, remote string) (string, error) {
+	if raw == "" {
+		return ResultMissing, ErrTokenMissing
+	}
+	hash := HashToken(raw)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var s *session
+	for _, a := range t.active {
+		if a.TokenHash == hash {
+			s = a
+			break
+		}
+	}
+	if s == nil {
+		st, err := t.sessions.SessionByToken(ctx, hash)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return ResultUnknown, ErrTokenUnknown
+		case err != nil:
+			return ResultError, fmt.Errorf("confirm boot: %w", err)
+		case st.TokenUsed:
+			return ResultReused, fmt.Errorf("%w (client %s, session %d)", ErrTokenReused, st.Client, st.ID)
+		}
+		return ResultExpired, fmt.Errorf("%w (client %s, session %d is %s)", ErrTokenExpired, st.Client, st.ID, st.State)
+	}
+	now := t.now()
+	if now.Sub(s.last) > t.timeout {
+		return ResultExpired, fmt.Errorf("%w (client %s, session %d waited since %s)", ErrTokenExpired, s.Client, s.ID, s.last.Format(time.RFC3339))
+	}
+	s.TokenUsed = true
+	t.advance(ctx, s, StageBooted, now, remote)
+	t.logger.Info("boot confirmed", "client", s.Client, "id", s.ID, "remote", remote)
+	return ResultOK, nil
+}
+
+// Active returns a copy of the active sessions, oldest first.
+func (t *Tracker) Active() []store.Session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]store.Session, 0, len(t.active))
+	for _, s := range t.active {
+		c := s.Session
+		c.Stages = maps.Clone(s.Stages)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+// activeClients is dls_active_clients.
+func (t *Tracker) activeClients() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	n := len(t.active)
+	for c, at := range t.done {
+		if _, busy := t.active[c]; !busy && now.Sub(at) <= t.timeout {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+var _ host.Events = (*Tracker)(nil)
