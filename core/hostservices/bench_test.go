@@ -4,19 +4,23 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/postgres"
 	"github.com/dls-project/dls/core/store/sqlite"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
 )
 
 // benchClients is how many clients the store holds.
@@ -29,13 +33,10 @@ func benchMAC(i int) string { return fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8&0
 // offered over the go-plugin broker to a protocol plugin served by
 // plugintest, whose Configure hands back its host.Services (the gRPC
 // clients of the brokered connection).
-func pluginSide(b *testing.B) host.Services {
+func pluginSide(b *testing.B, open func(b *testing.B) store.Store) host.Services {
 	b.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "dls.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := open(b)
 	b.Cleanup(func() { _ = st.Close() }) // registered before the plugin's: runs after it
 	for i := range benchClients {
 		c := store.Client{
@@ -81,10 +82,56 @@ func pluginSide(b *testing.B) host.Services {
 	return hs
 }
 
+// backends are the stores the benchmarks run on: SQLite always, and
+// PostgreSQL (a fresh schema in $DLS_PG_DSN's database) when it is set.
+func backends(b *testing.B, run func(b *testing.B, open func(b *testing.B) store.Store)) {
+	b.Run("sqlite", func(b *testing.B) {
+		run(b, func(b *testing.B) store.Store {
+			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "dls.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		})
+	})
+	b.Run("postgres", func(b *testing.B) {
+		dsn := os.Getenv("DLS_PG_DSN")
+		if dsn == "" {
+			b.Skip("DLS_PG_DSN is not set (eval \"$(.ci/postgres-setup.sh)\")")
+		}
+		run(b, func(b *testing.B) store.Store {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+			if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				_, _ = conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+				_ = conn.Close(context.Background())
+			})
+			sep := "?"
+			if strings.Contains(dsn, "?") {
+				sep = "&"
+			}
+			st, err := postgres.Open(ctx, dsn+sep+"search_path="+schema, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		})
+	})
+}
+
 // BenchmarkClientsLookup is one boot decision by MAC (a DHCP DISCOVER's),
 // plugin → host over the broker → SQLite, among benchClients clients.
-func BenchmarkClientsLookup(b *testing.B) {
-	hs := pluginSide(b)
+func BenchmarkClientsLookup(b *testing.B) { backends(b, benchmarkLookup) }
+
+func benchmarkLookup(b *testing.B, open func(b *testing.B) store.Store) {
+	hs := pluginSide(b, open)
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -102,8 +149,10 @@ func BenchmarkClientsLookup(b *testing.B) {
 
 // BenchmarkClientsLookupParallel is BenchmarkClientsLookup from
 // GOMAXPROCS goroutines at once (one broker connection, as a plugin has).
-func BenchmarkClientsLookupParallel(b *testing.B) {
-	hs := pluginSide(b)
+func BenchmarkClientsLookupParallel(b *testing.B) { backends(b, benchmarkLookupParallel) }
+
+func benchmarkLookupParallel(b *testing.B, open func(b *testing.B) store.Store) {
+	hs := pluginSide(b, open)
 	ctx := context.Background()
 	var next atomic.Int64
 	b.ResetTimer()
@@ -128,8 +177,8 @@ func BenchmarkClientsLookupParallel(b *testing.B) {
 // benchmarkCommit commits batches of size leases, each a new address and
 // MAC (a real insert), plugin → host over the broker → one SQLite
 // transaction per batch.
-func benchmarkCommit(b *testing.B, size int) {
-	hs := pluginSide(b)
+func benchmarkCommit(b *testing.B, open func(b *testing.B) store.Store, size int) {
+	hs := pluginSide(b, open)
 	ctx := context.Background()
 	batch := make([]host.Lease, size)
 	n := uint32(0)
@@ -159,5 +208,10 @@ func benchmarkCommit(b *testing.B, size int) {
 	b.ReportMetric(float64(b.N*size)/secs, "leases/s")
 }
 
-func BenchmarkLeasesCommit1(b *testing.B)   { benchmarkCommit(b, 1) }
-func BenchmarkLeasesCommit256(b *testing.B) { benchmarkCommit(b, 256) }
+func BenchmarkLeasesCommit1(b *testing.B) {
+	backends(b, func(b *testing.B, open func(b *testing.B) store.Store) { benchmarkCommit(b, open, 1) })
+}
+
+func BenchmarkLeasesCommit256(b *testing.B) {
+	backends(b, func(b *testing.B, open func(b *testing.B) store.Store) { benchmarkCommit(b, open, 256) })
+}
