@@ -324,6 +324,9 @@ func (a *API) routes() []route {
 		{"GET", "/sessions/{id}", roleViewer, a.getSession},
 		{"GET", "/plugins", roleViewer, a.listPlugins},
 		{"GET", "/audit", roleViewer, a.listAudit},
+
+		{"GET", "/backup", roleAdmin, a.backup},
+		{"POST", "/restore", roleAdmin, a.restore},
 	}
 }
 

@@ -21,7 +21,8 @@ Usage:
   dls user add NAME --password-stdin --role admin|operator|viewer --config FILE
   dls user passwd|delete|list ...   (runs the auth plugin; no host needed)
   dls version
-`
+
+` + apiUsage
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -40,6 +41,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return user(ctx, rest, os.Stdin, stdout, stderr)
+	}
+	if isAPICommand(cmd) {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return apiCommand(ctx, cmd, rest, os.Stdin, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("dls "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+const imageUsage = `Usage:
+  dls image list
+  dls image get NAME
+  dls image add NAME --storage STORAGE [--source PATH]
+                [--kernel K [--initrd I] [--cmdline C] [--confirm]]
+  dls image delete NAME [--purge]
+  dls image versions NAME
+  dls image snapshot NAME                 new version: a snapshot of the current content
+  dls image promote NAME --client CLIENT  new version: the client's volume
+  dls image import NAME --source PATH     new version: a raw disk file
+  dls image current NAME VERSION          make VERSION the one new volumes clone
+  dls image delete-version NAME VERSION
+
+add with --source imports version 1 before answering (this can take a
+while). delete --purge also deletes the image and its versions from its
+storage. Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
+`
+
+type bootProfile struct {
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd"`
+	Cmdline string `json:"cmdline"`
+	Confirm bool   `json:"confirm"`
+}
+
+// apiImage is an image as the API shows it.
+type apiImage struct {
+	Name      string       `json:"name"`
+	Storage   string       `json:"storage"`
+	Source    string       `json:"source,omitempty"`
+	Boot      *bootProfile `json:"boot,omitempty"`
+	Origin    string       `json:"origin"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Version   *apiVersion  `json:"version,omitempty"`
+}
+
+// apiVersion is an image version as the API shows it.
+type apiVersion struct {
+	Image   string    `json:"image"`
+	Number  uint64    `json:"number"`
+	Size    int64     `json:"size"`
+	Created time.Time `json:"created"`
+	Current bool      `json:"current"`
+}
+
+func (c *cli) image(ctx context.Context, args []string) error {
+	verb, args, err := c.verb(args)
+	if err != nil {
+		return err
+	}
+	fs, f := c.flags(imageUsage)
+	var (
+		storage, source, client, kernel, initrd, cmdline *string
+		confirm, purge                                   *bool
+	)
+	want, what := 1, "image name"
+	switch verb {
+	case "list":
+		want = 0
+	case "get", "versions", "snapshot":
+	case "add":
+		storage = fs.String("storage", "", "storage plugin instance that holds the image")
+		source = fs.String("source", "", "raw disk file to import as version 1")
+		kernel = fs.String("kernel", "", "boot profile: kernel URL or path (default: sanboot the volume)")
+		initrd = fs.String("initrd", "", "boot profile: initrd")
+		cmdline = fs.String("cmdline", "", "boot profile: kernel command line")
+		confirm = fs.Bool("confirm", false, "boot profile: the OS confirms its boot (sessions end at booted)")
+	case "delete":
+		purge = fs.Bool("purge", false, "also delete the image and its versions from its storage")
+	case "promote":
+		client = fs.String("client", "", "client whose volume becomes the new version")
+	case "import":
+		source = fs.String("source", "", "raw disk file to import")
+	case "current", "delete-version":
+		want, what = 2, "image name and version"
+	default:
+		return usagef("unknown command %q", verb)
+	}
+	pos, err := c.parse(fs, f, args, want, want, what)
+	if err != nil {
+		return err
+	}
+	var n uint64
+	if want == 2 {
+		if n, err = parseUint(pos[1], "version"); err != nil {
+			return err
+		}
+	}
+	switch {
+	case verb == "add" && *storage == "":
+		return usagef("add needs --storage")
+	case verb == "add" && *kernel == "" && (*initrd != "" || *cmdline != "" || *confirm):
+		return usagef("--initrd, --cmdline and --confirm go with --kernel")
+	case verb == "promote" && *client == "":
+		return usagef("promote needs --client")
+	case verb == "import" && *source == "":
+		return usagef("import needs --source")
+	}
+	conn, err := c.connect(f, true)
+	if err != nil {
+		return err
+	}
+	var name, path string
+	if want > 0 {
+		name = pos[0]
+		path = "/images/" + url.PathEscape(name)
+	}
+	switch verb {
+	case "list":
+		b, err := conn.call(ctx, "GET", "/images", nil)
+		if err != nil || f.json() {
+			return c.raw(b, err)
+		}
+		var ims []apiImage
+		if err := json.Unmarshal(b, &ims); err != nil {
+			return fmt.Errorf("decode images: %w", err)
+		}
+		rows := make([][]string, len(ims))
+		for i, im := range ims {
+			boot := "sanboot"
+			if im.Boot != nil {
+				boot = im.Boot.Kernel
+			}
+			rows[i] = []string{im.Name, im.Storage, im.Origin, boot, im.Source}
+		}
+		return c.table("NAME\tSTORAGE\tORIGIN\tBOOT\tSOURCE", rows)
+	case "get":
+		b, err := conn.call(ctx, "GET", path, nil)
+		return c.showImage(f, b, err)
+	case "add":
+		in := map[string]any{"name": name, "storage": *storage}
+		if *source != "" {
+			in["source"] = *source
+		}
+		if *kernel != "" {
+			in["boot"] = bootProfile{Kernel: *kernel, Initrd: *initrd, Cmdline: *cmdline, Confirm: *confirm}
+		}
+		b, err := conn.call(ctx, "POST", "/images", in)
+		return c.showImage(f, b, err)
+	case "delete":
+		p := path
+		if *purge {
+			p += "?purge=true"
+		}
+		if _, err := conn.call(ctx, "DELETE", p, nil); err != nil {
+			return err
+		}
+		if !f.json() {
+			fmt.Fprintf(c.stdout, "image %s deleted\n", name)
+		}
+		return nil
+	case "versions":
+		b, err := conn.call(ctx, "GET", path+"/versions", nil)
+		if err != nil || f.json() {
+			return c.raw(b, err)
+		}
+		var vs []apiVersion
+		if err := json.Unmarshal(b, &vs); err != nil {
+			return fmt.Errorf("decode versions: %w", err)
+		}
+		return c.versionTable(vs)
+	case "snapshot", "promote", "import":
+		in := map[string]string{"action": verb}
+		if verb == "promote" {
+			in["client"] = *client
+		}
+		if verb == "import" {
+			in["source"] = *source
+		}
+		b, err := conn.call(ctx, "POST", path+"/versions", in)
+		if err != nil || f.json() {
+			return c.raw(b, err)
+		}
+		var v apiVersion
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("decode version: %w", err)
+		}
+		return c.versionTable([]apiVersion{v})
+	case "current":
+		b, err := conn.call(ctx, "PUT", path+"/versions/current", map[string]uint64{"version": n})
+		if err != nil || f.json() {
+			return c.raw(b, err)
+		}
+		fmt.Fprintf(c.stdout, "image %s: version %d is current\n", name, n)
+		return nil
+	case "delete-version":
+		if _, err := conn.call(ctx, "DELETE", path+"/versions/"+strconv.FormatUint(n, 10), nil); err != nil {
+			return err
+		}
+		if !f.json() {
+			fmt.Fprintf(c.stdout, "image %s: version %d deleted\n", name, n)
+		}
+		return nil
+	}
+	return nil
+}
+
+// raw prints an answer as JSON, or returns the call's error.
+func (c *cli) raw(b []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	c.printJSON(b)
+	return nil
+}
+
+func (c *cli) versionTable(vs []apiVersion) error {
+	rows := make([][]string, len(vs))
+	for i, v := range vs {
+		cur := ""
+		if v.Current {
+			cur = "*"
+		}
+		rows[i] = []string{strconv.FormatUint(v.Number, 10), size(v.Size), when(v.Created), cur}
+	}
+	return c.table("VERSION\tSIZE\tCREATED\tCURRENT", rows)
+}
+
+// showImage prints the image a call answered.
+func (c *cli) showImage(f *commonFlags, b []byte, err error) error {
+	if err != nil || f.json() {
+		return c.raw(b, err)
+	}
+	var im apiImage
+	if err := json.Unmarshal(b, &im); err != nil {
+		return fmt.Errorf("decode image: %w", err)
+	}
+	pairs := []string{"Name", im.Name, "Storage", im.Storage, "Origin", im.Origin, "Source", im.Source}
+	if im.Boot == nil {
+		pairs = append(pairs, "Boot", "sanboot (the client's volume)")
+	} else {
+		pairs = append(pairs, "Kernel", im.Boot.Kernel, "Initrd", im.Boot.Initrd, "Cmdline", im.Boot.Cmdline, "Confirm", yesNo(im.Boot.Confirm))
+	}
+	if im.Version != nil {
+		pairs = append(pairs, "Imported", fmt.Sprintf("version %d (%s)", im.Version.Number, size(im.Version.Size)))
+	}
+	pairs = append(pairs, "Created", when(im.CreatedAt), "Updated", when(im.UpdatedAt))
+	return c.fields(pairs...)
+}
