@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 		"dls-protocol-test": "github.com/dls-project/dls/core/internal/testplugin",
 		"dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
 		"dls-auth-local":    "github.com/dls-project/dls/plugins/auth/local",
+		"dls-auth-ldap":     "github.com/dls-project/dls/plugins/auth/ldap",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -16,13 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/internal/slapdtest"
 	"github.com/dls-project/dls/plugins/auth/ldap/ldapauth"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/plugintest"
 )
 
 // searchConfig finds users with the service account.
-func searchConfig(s *slapd) map[string]any {
+func searchConfig(s *slapdtest.Server) map[string]any {
 	return map[string]any{
 		"url":           s.URL,
 		"bind_dn":       serviceDN,
@@ -172,7 +173,7 @@ func TestFilterInjection(t *testing.T) {
 // plugin even connects (here: to a port where nothing listens).
 func TestEmptyPasswordNeverSent(t *testing.T) {
 	_, c := startPlugin(t, map[string]any{
-		"url":              fmt.Sprintf("ldap://127.0.0.1:%d", freePort(t)),
+		"url":              fmt.Sprintf("ldap://127.0.0.1:%d", slapdtest.FreePort(t)),
 		"user_dn_template": "uid={username}," + peopleDN,
 	})
 	wantInvalid(t, c, "alice", "")
