@@ -122,11 +122,12 @@ func stageIndex(stage string) int {
 	return -1
 }
 
-// Event attributes that tell boot firmware's DHCP from an OS's.
+// Event attributes that tell boot firmware's DHCP from an OS's (the SDK's,
+// which DHCP plugins set).
 const (
-	AttrVendorClass = "vendor_class" // DHCP option 60
-	AttrUserClass   = "user_class"   // DHCP option 77
-	AttrArch        = "arch"         // DHCP option 93
+	AttrVendorClass = host.AttrVendorClass
+	AttrUserClass   = host.AttrUserClass
+	AttrArch        = host.AttrArch
 )
 
 // Results of Confirm, the result label of dls_boot_confirmations_total.

@@ -108,6 +108,20 @@ const (
 	EventOSBooted     = "os_booted"
 )
 
+// Event attributes (Event.Attrs keys) the host understands. A DHCP plugin
+// sets the first three on dhcp_discover and dhcp_request: they tell boot
+// firmware (which starts a boot session) from a running OS renewing its
+// address (which does not).
+const (
+	AttrVendorClass = "vendor_class" // DHCP option 60, e.g. "PXEClient:Arch:00007:..."
+	AttrUserClass   = "user_class"   // DHCP option 77, "iPXE" once iPXE runs
+	AttrArch        = "arch"         // DHCP option 93, decimal
+	AttrFile        = "file"         // file_served, script_served: the name served
+	AttrInitiator   = "initiator"    // iscsi_*: the initiator IQN
+	AttrTarget      = "target"       // iscsi_*: the target IQN
+	AttrRemote      = "remote"       // the peer's address
+)
+
 // EventTypes lists every event type, for validation.
 var EventTypes = []string{
 	EventDHCPDiscover, EventDHCPOffer, EventDHCPRequest, EventDHCPAck,
