@@ -8,7 +8,7 @@ PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs a
 EXAMPLES := storage-file
 CONFIG   ?= dls.hcl
 
-.PHONY: help build test run proto lint bench bench-storage clean tools
+.PHONY: help build test run proto lint bench bench-storage bench-dhcp clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,9 @@ bench: ## Go benchmarks: /metrics under load, host-service round trips, store, v
 bench-storage: ## clone time by image size; overlay and zfs volume I/O as ratios to a raw file
 	$(GO) test -run '^$$' -bench 'Clone|VolumeIO' -benchtime 2s ./plugins/storage/...
 	$(GO) test -run '^$$' -bench 'Raw|Overlay' -benchtime 2s ./sdk/volume/
+
+bench-dhcp: ## DHCP throughput: DLS against kea-dhcp4 with perfdhcp (root; kea-admin kea-dhcp4-server)
+	bash bench/dhcp/run.sh
 
 proto: tools ## regenerate sdk/proto/dlsv1 from sdk/proto/*.proto
 	cd sdk/proto && PATH="$(GOBIN):$$PATH" protoc -I . \

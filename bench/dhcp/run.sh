@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# DHCP throughput: DLS against kea-dhcp4, same machine, same namespaces,
+# same run. perfdhcp (package kea-admin) plays a relay with 50000 distinct
+# clients and 4-way exchanges (DISCOVER-OFFER-REQUEST-ACK); the rate steps
+# up until more than 1 % of either exchange is lost. Each server starts
+# from an empty lease store, serves a pool large enough for every client,
+# and stores its leases before it ACKs: DLS in its SQLite state store
+# (synchronous=FULL), Kea in its memfile (multi-threading on).
+#
+# Needs root (network namespaces) and: apt-get install -y kea-admin kea-dhcp4-server
+# Knobs (environment): START=2000 STEP=1000 MAX=30000 SECONDS_PER_STEP=10
+#   CLIENTS=50000 PIN=1 (servers on CPU 1, perfdhcp on CPU 0, when there are 2+ CPUs)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
+
+START=${START:-2000} STEP=${STEP:-1000} MAX=${MAX:-30000}
+SECS=${SECONDS_PER_STEP:-10} CLIENTS=${CLIENTS:-50000} PIN=${PIN:-1}
+
+[ "$(id -u)" = 0 ] || { echo "bench-dhcp: needs root (network namespaces)"; exit 1; }
+for tool in perfdhcp kea-dhcp4 ip; do
+  command -v $tool >/dev/null || { echo "bench-dhcp: $tool missing: apt-get install -y kea-admin kea-dhcp4-server"; exit 1; }
+done
+
+work=$(mktemp -d /tmp/dls-bench-dhcp.XXXXXX)
+srv=dlsb-srv-$$ cli=dlsb-cli-$$
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  ip netns del "$srv" 2>/dev/null || true
+  ip netns del "$cli" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== build"
+go build -o "$work/bin/dls" ./core/cmd/dls
+go build -o "$work/bin/plugins/dls-protocol-dhcp" ./plugins/protocol/dhcp
+
+echo "== namespaces $srv (10.99.0.1/16) and $cli (perfdhcp, 10.99.0.2/16)"
+ip netns add "$srv"; ip netns add "$cli"
+ip link add "vb$$s" type veth peer name "vb$$c"
+ip link set "vb$$s" netns "$srv" name vsrv; ip link set "vb$$c" netns "$cli" name vcli
+ip netns exec "$srv" ip addr add 10.99.0.1/16 dev vsrv
+ip netns exec "$cli" ip addr add 10.99.0.2/16 dev vcli
+for n in "$srv" "$cli"; do ip netns exec "$n" ip link set lo up; done
+ip netns exec "$srv" ip link set vsrv up; ip netns exec "$cli" ip link set vcli up
+
+pin_server=() pin_load=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  pin_server=(taskset -c 1) pin_load=(taskset -c 0)
+fi
+
+# The pool: 10.99.1.0 - 10.99.255.250, 65000 addresses for 50000 clients.
+cat > "$work/dls.hcl" <<HCL
+data_dir   = "$work/dls-var"
+plugin_dir = "$work/bin/plugins"
+http {
+  listen = "127.0.0.1:9180"
+}
+protocol "dhcp" "lan" {
+  config {
+    interface = "vsrv"
+    server_ip = "10.99.0.1"
+    pool {
+      name       = "bench"
+      start      = "10.99.1.0"
+      end        = "10.99.255.250"
+      netmask    = "255.255.0.0"
+      router     = "10.99.0.1"
+      lease_time = "1h"
+    }
+  }
+}
+HCL
+cat > "$work/kea.json" <<JSON
+{ "Dhcp4": {
+    "interfaces-config": { "interfaces": [ "vsrv" ] },
+    "lease-database": { "type": "memfile", "persist": true, "name": "$work/kea-leases.csv" },
+    "multi-threading": { "enable-multi-threading": true },
+    "valid-lifetime": 3600,
+    "subnet4": [ { "id": 1, "subnet": "10.99.0.0/16",
+                   "pools": [ { "pool": "10.99.1.0 - 10.99.255.250" } ],
+                   "option-data": [ { "name": "routers", "data": "10.99.0.1" } ] } ],
+    "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$work/kea.log" } ], "severity": "WARN" } ]
+} }
+JSON
+
+start_dls() {
+  rm -rf "$work/dls-var"
+  ip netns exec "$srv" "${pin_server[@]}" "$work/bin/dls" serve --config "$work/dls.hcl" >"$work/dls.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    ip netns exec "$srv" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9180 && printf "GET /readyz HTTP/1.0\r\n\r\n" >&3 && head -1 <&3' 2>/dev/null | grep -q 200 && return
+    sleep 0.2
+  done
+  echo "DLS did not start:"; cat "$work/dls.log"; exit 1
+}
+start_kea() {
+  rm -f "$work"/kea-leases.csv*
+  mkdir -p "$work/kea-run"
+  KEA_PIDFILE_DIR="$work/kea-run" KEA_LOCKFILE_DIR="$work/kea-run" \
+    ip netns exec "$srv" "${pin_server[@]}" kea-dhcp4 -c "$work/kea.json" >"$work/kea.out" 2>&1 &
+  server_pid=$!
+  sleep 2
+  kill -0 "$server_pid" 2>/dev/null || { echo "kea-dhcp4 did not start:"; cat "$work/kea.out"; exit 1; }
+}
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+  sleep 1
+}
+
+# step RATE: one perfdhcp run; prints "achieved worst_drop_percent".
+step() {
+  local out
+  out=$(ip netns exec "$cli" "${pin_load[@]}" perfdhcp -4 -l vcli -r "$1" -R "$CLIENTS" -p "$SECS" 10.99.0.1 2>&1 || true)
+  echo "$out" >>"$work/perfdhcp.log"
+  local achieved drops
+  achieved=$(echo "$out" | sed -n 's/^Rate: \([0-9.]*\) 4-way.*/\1/p' | head -1)
+  drops=$(echo "$out" | sed -n 's/^drops ratio: \([0-9.e+-]*\) %.*/\1/p' | sort -g | tail -1)
+  echo "${achieved:-0} ${drops:-100}"
+}
+
+# highest NAME: steps the rate up; sets BEST to the highest rate whose
+# exchanges lost under 1 %.
+highest() {
+  local name=$1 rate=$START best=0 achieved drops
+  while [ "$rate" -le "$MAX" ]; do
+    read -r achieved drops < <(step "$rate")
+    printf '  %-4s offered %6d/s  achieved %9.1f/s  worst drops %7.3f %%\n' "$name" "$rate" "$achieved" "$drops"
+    if awk -v d="$drops" 'BEGIN { exit !(d < 1) }'; then
+      best=$rate
+      rate=$((rate + STEP))
+    else
+      break
+    fi
+  done
+  # One half step between the last pass and the first failure.
+  if [ "$best" -gt 0 ] && [ "$rate" -le "$MAX" ] && [ "$STEP" -ge 200 ]; then
+    local mid=$((best + STEP / 2))
+    read -r achieved drops < <(step "$mid")
+    printf '  %-4s offered %6d/s  achieved %9.1f/s  worst drops %7.3f %%\n' "$name" "$mid" "$achieved" "$drops"
+    awk -v d="$drops" 'BEGIN { exit !(d < 1) }' && best=$mid
+  fi
+  BEST=$best
+}
+
+echo "== DLS (dls serve + dls-protocol-dhcp, SQLite store)"
+start_dls
+highest DLS; dls_best=$BEST
+stop_server
+
+echo "== Kea $(kea-dhcp4 -v) (memfile, multi-threading)"
+start_kea
+highest Kea; kea_best=$BEST
+stop_server
+
+echo "== result: highest offered rate with < 1 % drops (perfdhcp, $CLIENTS clients, 4-way, ${SECS}s steps)"
+printf 'DLS %6d exchanges/s\n' "$dls_best"
+printf 'Kea %6d exchanges/s\n' "$kea_best"
+awk -v a="$dls_best" -v b="$kea_best" 'BEGIN { if (b > 0) printf "ratio DLS/Kea %.2f\n", a / b; else print "ratio: Kea passed no step" }'

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+
+	"github.com/dls-project/dls/sdk/host"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// Option 93 architectures (RFC 4578 and the IANA registry) the built-in
+// boot files cover.
+const (
+	archBIOS          uint16 = 0
+	archEFIIA32       uint16 = 6
+	archEFIX64        uint16 = 7
+	archEFIBC         uint16 = 9
+	archEFIARM32      uint16 = 10
+	archEFIARM64      uint16 = 11
+	archEFIX64HTTP    uint16 = 16
+	archEFIARM64HTTP  uint16 = 19
+	archEFIIA32HTTP   uint16 = 15
+	archEFIARM32HTTP  uint16 = 18
+	archEFIBCHTTP     uint16 = 17
+	archBIOSHTTP      uint16 = 20
+	archUnknownOrNone uint16 = 0xffff
+)
+
+// archKeys are the names boot_files accepts, with the option 93 values
+// each covers (an HTTP boot variant takes its EFI sibling's file).
+var archKeys = map[string][]uint16{
+	"bios":      {archBIOS},
+	"efi_ia32":  {archEFIIA32, archEFIIA32HTTP},
+	"efi_x64":   {archEFIX64, archEFIBC, archEFIX64HTTP, archEFIBCHTTP},
+	"efi_arm32": {archEFIARM32, archEFIARM32HTTP},
+	"efi_arm64": {archEFIARM64, archEFIARM64HTTP},
+}
+
+// defaultBootFile is the iPXE build a firmware of arch chains into.
+func defaultBootFile(arch uint16) string {
+	switch arch {
+	case archEFIIA32, archEFIX64, archEFIBC, archEFIIA32HTTP, archEFIX64HTTP, archEFIBCHTTP:
+		return "ipxe.efi"
+	case archEFIARM32, archEFIARM64, archEFIARM32HTTP, archEFIARM64HTTP:
+		return "snp.efi"
+	}
+	return "undionly.kpxe"
+}
+
+// builtinBootFiles are the iPXE builds the host names by default: a
+// decision naming one of them says nothing about the client itself.
+var builtinBootFiles = map[string]bool{"undionly.kpxe": true, "ipxe.efi": true, "snp.efi": true, "snponly.efi": true}
+
+// client is what a request says about the machine sending it.
+type client struct {
+	vendorClass string // option 60
+	userClass   string // option 77
+	arch        uint16 // option 93 (or from option 60); archUnknownOrNone if absent
+	uuid        []byte // option 97
+	hostname    string // option 12
+}
+
+// firmware reports whether the request comes from boot firmware (PXE ROM,
+// UEFI HTTP boot, iPXE) rather than an operating system's DHCP client.
+func (c client) firmware() bool {
+	return c.pxe() || c.http() || c.ipxe() || c.arch != archUnknownOrNone
+}
+
+func (c client) pxe() bool  { return strings.HasPrefix(c.vendorClass, "PXEClient") }
+func (c client) http() bool { return strings.HasPrefix(c.vendorClass, "HTTPClient") }
+func (c client) ipxe() bool { return c.userClass == "iPXE" }
+
+// bootArch is the architecture that picks the boot file: BIOS when none
+// was sent.
+func (c client) bootArch() uint16 {
+	if c.arch == archUnknownOrNone {
+		return archBIOS
+	}
+	return c.arch
+}
+
+// clientOf reads the client's identity options.
+func clientOf(req *dhcpv4.DHCPv4) client {
+	c := client{
+		vendorClass: printable(req.Options.Get(dhcpv4.OptionClassIdentifier)),
+		arch:        archUnknownOrNone,
+		uuid:        req.Options.Get(dhcpv4.OptionClientMachineIdentifier),
+		hostname:    printable(req.Options.Get(dhcpv4.OptionHostName)),
+	}
+	if uc := req.Options.Get(dhcpv4.OptionUserClassInformation); len(uc) > 0 {
+		// iPXE sends the bare string "iPXE"; RFC 3004 clients send
+		// length-prefixed strings: take the first.
+		if int(uc[0])+1 <= len(uc) && uc[0] > 0 && uc[0] < 32 && !isText(uc[:1]) {
+			c.userClass = printable(uc[1 : 1+int(uc[0])])
+		} else {
+			c.userClass = printable(uc)
+		}
+	}
+	if a := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); len(a) >= 2 {
+		c.arch = binary.BigEndian.Uint16(a)
+	} else if rest, ok := strings.CutPrefix(c.vendorClass, "PXEClient:Arch:"); ok && len(rest) >= 5 {
+		if n, err := strconv.ParseUint(rest[:5], 10, 16); err == nil {
+			c.arch = uint16(n)
+		}
+	}
+	return c
+}
+
+// printable returns b as a string of at most 255 printable ASCII bytes
+// (others become '?'), for logs, events and host queries.
+func printable(b []byte) string {
+	if len(b) > 255 {
+		b = b[:255]
+	}
+	ok := true
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return string(b)
+	}
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out[i] = c
+	}
+	return strings.TrimRight(string(out), "?")
+}
+
+func isText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// bootFile is what a known firmware client d boots next: its own boot
+// script URL once iPXE runs, else the first-stage file for its
+// architecture (the client's own when the host set one, else the
+// config's, else the built-in), as a URL for UEFI HTTP boot. "" means
+// nothing to boot.
+func (s *settings) bootFile(c client, d host.Decision) string {
+	if c.ipxe() {
+		return d.ScriptURL
+	}
+	arch := c.bootArch()
+	file := s.bootFiles[arch]
+	if d.BootFile != "" && !builtinBootFiles[d.BootFile] {
+		// The host names one of the built-in files unless the client has
+		// one of its own; the config's choice beats only the built-in.
+		file = d.BootFile
+	}
+	if file == "" {
+		file = defaultBootFile(arch)
+	}
+	if !c.http() || strings.Contains(file, "://") {
+		return file
+	}
+	base := s.HTTPBootURL
+	if base == "" {
+		i := strings.Index(d.ScriptURL, "/boot/")
+		if i < 0 {
+			return ""
+		}
+		base = d.ScriptURL[:i] + "/boot/files/"
+	}
+	return strings.TrimRight(base, "/") + "/" + strings.TrimLeft(file, "/")
+}
+
+// pxeOptions adds the boot answer for firmware client c to resp: siaddr
+// and the file field, options 66 and 67, option 60 (PXEClient or
+// HTTPClient), option 97 echoed and, for a proxy answer to a PXE ROM,
+// option 43 telling it to boot the file without a boot server discovery.
+// It reports false when there is nothing to boot.
+func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, proxy bool) bool {
+	if file == "" {
+		return false
+	}
+	if next != 0 {
+		resp.ServerIPAddr = next.ip()
+		resp.Options.Update(dhcpv4.OptTFTPServerName(next.String()))
+	}
+	if len(file) < 128 {
+		resp.BootFileName = file
+	}
+	resp.Options.Update(dhcpv4.OptBootFileName(file))
+	switch {
+	case c.http():
+		resp.Options.Update(dhcpv4.OptClassIdentifier("HTTPClient"))
+	case c.pxe():
+		resp.Options.Update(dhcpv4.OptClassIdentifier("PXEClient"))
+		if proxy {
+			// PXE_DISCOVERY_CONTROL = 8: boot the file named here.
+			resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
+		}
+	}
+	if len(c.uuid) > 0 {
+		resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, c.uuid))
+	}
+	return true
+}
