@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in the repository for a bounded time (FUZZTIME,
+# default 15s each). New crashers land in the package's testdata/fuzz and
+# fail the run; commit them as regression tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime="${FUZZTIME:-15s}"
+git ls-files '*_test.go' | xargs grep -l '^func Fuzz' | while read -r f; do
+  pkg="./$(dirname "$f")"
+  grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | while read -r target; do
+    echo "fuzz $pkg $target ($fuzztime)"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tail -3
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz $target found a failure"; exit 1; }
+  done
+done
