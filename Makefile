@@ -8,7 +8,7 @@ PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs a
 EXAMPLES := storage-file
 CONFIG   ?= dls.hcl
 
-.PHONY: help build test run proto lint bench bench-storage bench-dhcp clean tools
+.PHONY: help build test run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,12 @@ bench-storage: ## clone time by image size; overlay and zfs volume I/O as ratios
 
 bench-dhcp: ## DHCP throughput: DLS against kea-dhcp4 with perfdhcp (root; kea-admin kea-dhcp4-server)
 	bash bench/dhcp/run.sh
+
+bench-iscsi: ## DLS's iSCSI target vs tgt on one file: qemu-img bench and iscsi-perf, ratios (root)
+	bash bench/iscsi/run.sh
+
+conformance-iscsi: ## libiscsi iscsi-test-cu against DLS and tgt, passed/total for both (root)
+	bash bench/iscsi/conformance.sh
 
 proto: tools ## regenerate sdk/proto/dlsv1 from sdk/proto/*.proto
 	cd sdk/proto && PATH="$(GOBIN):$$PATH" protoc -I . \

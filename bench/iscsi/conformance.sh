@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# libiscsi's conformance suite (iscsi-test-cu, package libiscsi-bin)
+# against DLS's target and against tgt, each on its own 64 MiB file, in
+# the same run; prints passed/total for both and the tests DLS fails.
+# Both of iscsi-test-cu's default initiator names are the client's
+# initiators. Root (tgtd); under a minute.
+#
+#   bash bench/iscsi/conformance.sh [TEST]     # TEST: ALL (default) or FAMILY[.SUITE[.TEST]]
+source "$(dirname "$0")/lib.sh"
+
+TEST="${1:-ALL}"
+need iscsi-test-cu libiscsi-bin
+INITIATORS="$(iscsi-test-cu --help 2>&1 | sed -n 's/.*Initiatorname to use \[\(.*\)\]/\1/p' | paste -sd, -)"
+[ -n "$INITIATORS" ] || INITIATORS="iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test,iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
+truncate -s 64M "$WORK/dls.img" "$WORK/tgt.img"
+start_dls "$WORK/dls.img" "$INITIATORS"
+start_tgt "$WORK/tgt.img"
+
+run() { # NAME URL: run the suite, print "passed total"
+	timeout 900 iscsi-test-cu -d --test="$TEST" "$2" >"$WORK/$1.log" 2>&1 || true
+	awk '$1 == "tests" {print $4, $2}' "$WORK/$1.log"
+}
+read -r dls_pass dls_total <<<"$(run dls "$DLS_URL")"
+read -r tgt_pass tgt_total <<<"$(run tgt "$TGT_URL")"
+echo "DLS: ${dls_pass:-0}/${dls_total:-?} passed"
+echo "tgt: ${tgt_pass:-0}/${tgt_total:-?} passed"
+failures() { # LOG: Suite.Test of each failed test
+	awk '/^Suite: /{suite=$2} /^ *Test: /{t=$2} /FAILED$/ && t != "" {print "  " suite "." t; t=""}' "$1"
+}
+echo "tests DLS fails:"
+failures "$WORK/dls.log"
+echo "tests tgt fails:"
+failures "$WORK/tgt.log"
+[ "${dls_pass:-0}" -ge "${tgt_pass:-0}" ] && [ "${dls_pass:-0}" -gt 0 ]

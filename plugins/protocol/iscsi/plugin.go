@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/plugins/protocol/iscsi/target"
+	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/config"
+	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/metrics"
+	"github.com/dls-project/dls/sdk/protocol"
+	"github.com/dls-project/dls/sdk/volume"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Version of this plugin.
+const Version = "0.1.0"
+
+// Config is the plugin's config block.
+type Config struct {
+	Listen           string        `hcl:"listen,optional" format:"host_port" doc:"TCP address of the iSCSI portal"`
+	MaxSessions      int           `hcl:"max_sessions,optional" doc:"most normal sessions open at once; 0: no limit"`
+	QueueDepth       int           `hcl:"queue_depth,optional" doc:"commands each session may have in flight (CmdSN window)"`
+	MaxRecvDataSeg   int           `hcl:"max_recv_data_segment_length,optional" doc:"largest data segment the target accepts, bytes (512 to 16777215)"`
+	MaxBurstLength   int           `hcl:"max_burst_length,optional" doc:"largest solicited data burst the target allows, bytes"`
+	FirstBurstLength int           `hcl:"first_burst_length,optional" doc:"largest unsolicited data burst the target allows, bytes"`
+	MaxOutstandingR2 int           `hcl:"max_outstanding_r2t,optional" doc:"R2Ts outstanding per command at most"`
+	Digests          bool          `hcl:"digests,optional" doc:"accept CRC32C header and data digests when initiators ask for them"`
+	LoginTimeout     time.Duration `hcl:"login_timeout,optional" doc:"how long a connection may take to log in"`
+}
+
+// Plugin is the iscsi protocol plugin.
+type Plugin struct {
+	reg         *metrics.Registry
+	connections prometheus.Counter
+	errors      *prometheus.CounterVec
+	sessions    prometheus.Gauge
+	readBytes   prometheus.Counter
+	writeBytes  prometheus.Counter
+	latency     map[string]prometheus.Observer
+
+	mu      sync.Mutex
+	cfg     Config
+	host    host.Services
+	logger  hclog.Logger
+	srv     *target.Server
+	ln      net.Listener
+	events  *host.Batcher
+	serving bool
+}
+
+var (
+	_ protocol.Protocol    = (*Plugin)(nil)
+	_ base.MetricsDeclarer = (*Plugin)(nil)
+	_ base.HealthChecker   = (*Plugin)(nil)
+)
+
+// Latency buckets of SCSI commands, seconds.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
+// New returns an unconfigured plugin.
+func New() *Plugin {
+	reg := metrics.NewRegistry()
+	p := &Plugin{
+		reg:         reg,
+		connections: reg.Counter("dls_iscsi_connections_total", "iSCSI TCP connections accepted.").WithLabelValues(),
+		errors:      reg.Counter("dls_iscsi_errors_total", "iSCSI logins refused, protocol errors and failed commands, by reason.", "reason"),
+		sessions:    reg.Gauge("dls_iscsi_sessions", "iSCSI normal sessions open now.").WithLabelValues(),
+		readBytes:   reg.Counter("dls_iscsi_read_bytes_total", "Bytes read from volumes for initiators.").WithLabelValues(),
+		writeBytes:  reg.Counter("dls_iscsi_written_bytes_total", "Bytes written to volumes by initiators.").WithLabelValues(),
+		logger:      hclog.NewNullLogger(),
+	}
+	lat := reg.Histogram("dls_iscsi_command_duration_seconds", "SCSI command latency in the target, by opcode group (read, write, sync, unmap, other).", latencyBuckets, "group")
+	p.latency = map[string]prometheus.Observer{}
+	for _, g := range []string{"read", "write", "sync", "unmap", "other"} {
+		p.latency[g] = lat.WithLabelValues(g)
+	}
+	return p
+}
+
+// Info implements base.Plugin.
+func (p *Plugin) Info() base.Info { return base.Info{Type: "iscsi", Version: Version} }
+
+// NewConfig implements base.Plugin.
+func (p *Plugin) NewConfig() any {
+	d := target.DefaultLimits
+	return &Config{
+		Listen: "127.0.0.1:3260", QueueDepth: d.QueueDepth, MaxRecvDataSeg: d.MaxRecvDataSegmentLength,
+		MaxBurstLength: d.MaxBurstLength, FirstBurstLength: d.FirstBurstLength, MaxOutstandingR2: d.MaxOutstandingR2T,
+		Digests: true, LoginTimeout: 30 * time.Second,
+	}
+}
+
+// Metrics implements base.MetricsDeclarer.
+func (p *Plugin) Metrics() *metrics.Registry { return p.reg }
+
+// Configure implements base.Plugin.
+func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
+	c := *req.Config.(*Config)
+	var errs config.Errors
+	seg := func(path string, v, lo int) {
+		if v < lo || v > 1<<24-1 {
+			errs.Add(config.Errorf(path, "%s must be %d to 16777215", path, lo))
+		}
+	}
+	if c.Listen == "" {
+		errs.Add(config.Errorf("listen", "listen is required"))
+	}
+	if c.MaxSessions < 0 {
+		errs.Add(config.Errorf("max_sessions", "max_sessions must be 0 (no limit) or more"))
+	}
+	if c.QueueDepth < 1 || c.QueueDepth > 4096 {
+		errs.Add(config.Errorf("queue_depth", "queue_depth must be 1 to 4096"))
+	}
+	seg("max_recv_data_segment_length", c.MaxRecvDataSeg, 512)
+	seg("max_burst_length", c.MaxBurstLength, 512)
+	seg("first_burst_length", c.FirstBurstLength, 512)
+	if c.FirstBurstLength > c.MaxBurstLength {
+		errs.Add(config.Errorf("first_burst_length", "first_burst_length must not exceed max_burst_length"))
+	}
+	if c.MaxOutstandingR2 < 1 || c.MaxOutstandingR2 > 65535 {
+		errs.Add(config.Errorf("max_outstanding_r2t", "max_outstanding_r2t must be 1 to 65535"))
+	}
+	if c.LoginTimeout <= 0 {
+		errs.Add(config.Errorf("login_timeout", "login_timeout must be positive"))
+	}
+	if err := errs.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg, p.host = c, req.Host
+	if req.Logger != nil {
+		p.logger = req.Logger
+	}
+	return nil
+}
+
+// Start implements protocol.Protocol.
+func (p *Plugin) Start(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.serving {
+		return errors.New("iscsi: already serving")
+	}
+	if p.host.Clients == nil || p.host.Volumes == nil {
+		return errors.New("iscsi: the host offers no Clients or Volumes service")
+	}
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("iscsi: listen on %s: %w", p.cfg.Listen, err)
+	}
+	if p.host.Events != nil {
+		p.events = host.NewBatcher(p.host.Events, 500*time.Millisecond, 64, 4096)
+	}
+	srv := &target.Server{
+		Resolver: &resolver{host: p.host, logger: p.logger},
+		Hooks:    p.hooks(p.events),
+		Logger:   p.logger,
+		Limits: target.Limits{
+			MaxRecvDataSegmentLength: p.cfg.MaxRecvDataSeg, MaxBurstLength: p.cfg.MaxBurstLength,
+			FirstBurstLength: p.cfg.FirstBurstLength, MaxOutstandingR2T: p.cfg.MaxOutstandingR2,
+			QueueDepth: p.cfg.QueueDepth, Digests: p.cfg.Digests,
+			DefaultTime2Wait: target.DefaultLimits.DefaultTime2Wait,
+		},
+		MaxSessions:  p.cfg.MaxSessions,
+		Vendor:       "DLS",
+		Product:      "DLS iSCSI disk",
+		Revision:     "0.1",
+		LoginTimeout: p.cfg.LoginTimeout,
+	}
+	p.srv, p.ln, p.serving = srv, ln, true
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, target.ErrClosed) {
+			p.logger.Error("iscsi portal stopped", "listen", ln.Addr().String(), "error", err)
+		}
+	}()
+	p.logger.Info("iscsi portal serving", "listen", ln.Addr().String())
+	return nil
+}
+
+// Stop implements protocol.Protocol: close the portal, let commands in
+// flight finish, close every volume, send the last events.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	srv, events := p.srv, p.events
+	p.srv, p.ln, p.events, p.serving = nil, nil, nil, false
+	p.mu.Unlock()
+	var err error
+	if srv != nil {
+		err = srv.Close(ctx)
+	}
+	if events != nil {
+		_ = events.Close(ctx)
+	}
+	return err
+}
+
+// Status implements protocol.Protocol.
+func (p *Plugin) Status(context.Context) (protocol.Status, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := protocol.Status{Serving: p.serving}
+	if p.ln != nil {
+		st.Listeners = []string{"tcp " + p.ln.Addr().String()}
+		st.Message = fmt.Sprintf("%d sessions", p.srv.Sessions())
+	}
+	return st, nil
+}
+
+// Health implements base.HealthChecker.
+func (p *Plugin) Health(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.serving {
+		return errors.New("iscsi portal not serving")
+	}
+	return nil
+}
+
+// hooks turn target events into metrics and boot events.
+func (p *Plugin) hooks(events *host.Batcher) target.Hooks {
+	emit := func(typ string, s target.Info) {
+		if events == nil {
+			return
+		}
+		addr := s.Remote
+		if h, _, err := net.SplitHostPort(s.Remote); err == nil {
+			addr = h
+		}
+		events.Emit(host.Event{Type: typ, Client: s.Client, Address: addr, Attrs: map[string]string{
+			host.AttrInitiator: s.Initiator, host.AttrTarget: s.Target, host.AttrRemote: s.Remote,
+		}})
+	}
+	return target.Hooks{
+		Connection: p.connections.Inc,
+		Error:      func(reason string) { p.errors.WithLabelValues(reason).Inc() },
+		Sessions:   func(d int) { p.sessions.Add(float64(d)) },
+		Login:      func(s target.Info) { emit(host.EventISCSILogin, s) },
+		Logout:     func(s target.Info) { emit(host.EventISCSILogout, s) },
+		Handoff:    func(s target.Info) { emit(host.EventISCSIHandoff, s) },
+		Command: func(group string, d time.Duration, read, written int64) {
+			if o := p.latency[group]; o != nil {
+				o.Observe(d.Seconds())
+			}
+			if read > 0 {
+				p.readBytes.Add(float64(read))
+			}
+			if written > 0 {
+				p.writeBytes.Add(float64(written))
+			}
+		},
+	}
+}
+
+// resolver answers the target's questions with the host's services.
+type resolver struct {
+	host   host.Services
+	logger hclog.Logger
+}
+
+// allowed reports whether initiator belongs to the decision's client.
+func allowed(d host.Decision, initiator string) bool {
+	if strings.EqualFold(d.InitiatorIQN, initiator) {
+		return true
+	}
+	return slices.ContainsFunc(d.Initiators, func(i string) bool { return strings.EqualFold(i, initiator) })
+}
+
+func access(d host.Decision) target.Access {
+	return target.Access{
+		Known: true, Client: d.Client, Name: d.TargetIQN,
+		CHAPUser: d.CHAPUser, CHAPSecret: d.CHAPSecret, MutualSecret: d.CHAPMutualSecret,
+	}
+}
+
+func (r *resolver) Authorize(ctx context.Context, initiator, tgt string) (target.Access, error) {
+	if tgt == "" {
+		// Discovery: the initiator must belong to a client; it then sees
+		// that client's target only.
+		d, err := r.host.Clients.Lookup(ctx, host.Query{Initiator: initiator})
+		if err != nil {
+			return target.Access{}, err
+		}
+		if !d.Known || !allowed(d, initiator) {
+			return target.Access{Known: true}, nil
+		}
+		a := access(d)
+		a.Allowed = true
+		return a, nil
+	}
+	// Ask by target: whose disk is it? Then check the initiator here, so
+	// that an initiator of another client is told "not allowed".
+	d, err := r.host.Clients.Lookup(ctx, host.Query{Target: tgt})
+	if err != nil {
+		return target.Access{}, err
+	}
+	if !d.Known || !strings.EqualFold(d.TargetIQN, tgt) {
+		return target.Access{}, nil
+	}
+	a := access(d)
+	a.Allowed = allowed(d, initiator)
+	return a, nil
+}
+
+func (r *resolver) Discover(ctx context.Context, initiator string) ([]string, error) {
+	d, err := r.host.Clients.Lookup(ctx, host.Query{Initiator: initiator})
+	if err != nil {
+		return nil, err
+	}
+	if !d.Known || !allowed(d, initiator) || d.TargetIQN == "" {
+		return nil, nil
+	}
+	return []string{d.TargetIQN}, nil
+}
+
+func (r *resolver) Attach(ctx context.Context, tgt string, a target.Access) (target.Volume, error) {
+	desc, err := r.host.Volumes.Attach(ctx, a.Client)
+	if err != nil {
+		return nil, fmt.Errorf("attach volume of client %s: %w", a.Client, err)
+	}
+	v, err := volume.Open(desc)
+	if err != nil {
+		if derr := r.host.Volumes.Detach(ctx, a.Client); derr != nil {
+			r.logger.Error("detach after a failed open", "client", a.Client, "error", derr)
+		}
+		return nil, fmt.Errorf("client %s: %w", a.Client, err)
+	}
+	r.logger.Info("volume attached", "client", a.Client, "target", tgt, "format", string(desc.Format), "size", desc.Size)
+	return v, nil
+}
+
+func (r *resolver) Detach(ctx context.Context, tgt string, a target.Access) {
+	if err := r.host.Volumes.Detach(ctx, a.Client); err != nil {
+		r.logger.Error("detach volume", "client", a.Client, "target", tgt, "error", err)
+		return
+	}
+	r.logger.Info("volume detached", "client", a.Client, "target", tgt)
+}

@@ -1,0 +1,367 @@
+// Package target is an iSCSI target (RFC 7143): it accepts connections,
+// runs login (security and operational negotiation, CHAP), SendTargets
+// discovery and full-feature sessions, and serves each target's LUN 0
+// through package scsi. Who may log in where, and which volume a target
+// serves, come from a Resolver; events and metrics go to Hooks.
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/plugins/protocol/iscsi/scsi"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Access is the Resolver's answer for one initiator and target.
+type Access struct {
+	// Allowed is false when the initiator may not log in to the target
+	// (or, for discovery, is unknown).
+	Allowed bool
+	// Known is false when the target does not exist.
+	Known bool
+	// Client names the client the target belongs to.
+	Client string
+	// Name is the target's name as the initiator knows it: what the
+	// target answers as CHAP_N in mutual CHAP, also for discovery.
+	Name string
+	// CHAPUser and CHAPSecret, when CHAPSecret is set, are what the
+	// initiator must answer with; MutualSecret what the target answers
+	// with (as the target's name) when the initiator asks.
+	CHAPUser     string
+	CHAPSecret   string
+	MutualSecret string
+}
+
+// Volume is what a target serves as LUN 0.
+type Volume interface {
+	scsi.Backing
+	io.Closer
+}
+
+// Resolver decides who may log in where and opens targets' volumes.
+type Resolver interface {
+	// Authorize answers whether initiator may log in to target; an empty
+	// target asks about a discovery session.
+	Authorize(ctx context.Context, initiator, target string) (Access, error)
+	// Discover lists the targets initiator may log in to.
+	Discover(ctx context.Context, initiator string) ([]string, error)
+	// Attach opens the volume of a target for its first session.
+	Attach(ctx context.Context, target string, a Access) (Volume, error)
+	// Detach is called after the target's last session ended and its
+	// volume was closed.
+	Detach(ctx context.Context, target string, a Access)
+}
+
+// Hooks receive what the target reports. Any may be nil.
+type Hooks struct {
+	// Connection: a TCP connection was accepted.
+	Connection func()
+	// Error: something was refused or failed; reason is a short label
+	// (auth, authorization, not_found, protocol, digest, ...).
+	Error func(reason string)
+	// Login, Logout and Handoff are boot events of a normal session.
+	Login   func(s Info)
+	Logout  func(s Info)
+	Handoff func(s Info)
+	// Sessions: the number of open normal sessions changed by delta.
+	Sessions func(delta int)
+	// Command: one SCSI command finished.
+	Command func(group string, d time.Duration, read, written int64)
+}
+
+// Info describes a session for hooks.
+type Info struct {
+	Initiator string
+	Target    string
+	Client    string
+	Remote    string
+}
+
+// Limits are the target's side of operational negotiation.
+type Limits struct {
+	// MaxRecvDataSegmentLength the target declares (bytes).
+	MaxRecvDataSegmentLength int
+	// MaxBurstLength and FirstBurstLength the target offers at most.
+	MaxBurstLength   int
+	FirstBurstLength int
+	// MaxOutstandingR2T the target allows at most.
+	MaxOutstandingR2T int
+	// QueueDepth is the CmdSN window per session.
+	QueueDepth int
+	// Digests allows CRC32C header and data digests when initiators ask.
+	Digests bool
+	// DefaultTime2Wait and DefaultTime2Retain the target offers.
+	DefaultTime2Wait   int
+	DefaultTime2Retain int
+}
+
+// DefaultLimits are sensible for boot and for throughput.
+var DefaultLimits = Limits{
+	MaxRecvDataSegmentLength: 256 << 10,
+	MaxBurstLength:           16<<20 - 1024,
+	FirstBurstLength:         256 << 10,
+	MaxOutstandingR2T:        8,
+	QueueDepth:               128,
+	Digests:                  true,
+	DefaultTime2Wait:         2,
+	DefaultTime2Retain:       0,
+}
+
+// Server is an iSCSI target serving on any number of listeners.
+type Server struct {
+	Resolver Resolver
+	Hooks    Hooks
+	Logger   hclog.Logger
+	Limits   Limits
+	// MaxSessions bounds normal sessions (0: no bound).
+	MaxSessions int
+	// Identity is the INQUIRY vendor, product and revision.
+	Vendor, Product, Revision string
+	// LoginTimeout bounds the login phase of a connection.
+	LoginTimeout time.Duration
+
+	mu       sync.Mutex
+	closed   bool
+	lns      []net.Listener
+	conns    map[*conn]struct{}
+	sessions map[uint16]*session
+	nextTSIH uint16
+	targets  map[string]*attached
+	detach   map[string]chan struct{} // targets whose volume is closing
+	nSess    int
+	wg       sync.WaitGroup
+}
+
+// attached is a target whose volume is open, shared by its sessions.
+type attached struct {
+	name string
+	mu   sync.Mutex // held while attaching
+	refs int
+	lu   *scsi.LU
+	vol  Volume
+	acc  Access
+	// sessions on this target, for resets and reservations.
+	sessions map[*session]struct{}
+}
+
+func (s *Server) logger() hclog.Logger {
+	if s.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return s.Logger
+}
+
+func (s *Server) limits() Limits {
+	l := s.Limits
+	d := DefaultLimits
+	if l.MaxRecvDataSegmentLength <= 0 {
+		l.MaxRecvDataSegmentLength = d.MaxRecvDataSegmentLength
+	}
+	if l.MaxBurstLength <= 0 {
+		l.MaxBurstLength = d.MaxBurstLength
+	}
+	if l.FirstBurstLength <= 0 {
+		l.FirstBurstLength = d.FirstBurstLength
+	}
+	if l.MaxOutstandingR2T <= 0 {
+		l.MaxOutstandingR2T = d.MaxOutstandingR2T
+	}
+	if l.QueueDepth <= 0 {
+		l.QueueDepth = d.QueueDepth
+	}
+	return l
+}
+
+func (s *Server) fail(reason string) {
+	if s.Hooks.Error != nil {
+		s.Hooks.Error(reason)
+	}
+}
+
+// ErrClosed is returned by Serve after Close.
+var ErrClosed = errors.New("iscsi target closed")
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.lns = append(s.lns, ln)
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+		s.sessions = map[uint16]*session{}
+		s.targets = map[string]*attached{}
+		s.detach = map[string]chan struct{}{}
+	}
+	s.mu.Unlock()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		if s.Hooks.Connection != nil {
+			s.Hooks.Connection()
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+			_ = tc.SetKeepAlive(true)
+			_ = tc.SetKeepAlivePeriod(30 * time.Second)
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, ends every connection after its commands in
+// flight finish (bounded by ctx), and closes every volume.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.lns = nil
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(ctx)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Sessions returns the number of open normal sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nSess
+}
+
+// acquire opens (or shares) the target's volume for a new session.
+func (s *Server) acquire(ctx context.Context, target string, a Access) (*attached, error) {
+	key := strings.ToLower(target)
+	s.mu.Lock()
+	for s.detach[key] != nil {
+		// The last session just ended and its volume is being closed:
+		// an overlay opens once at a time, so wait for it.
+		ch := s.detach[key]
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	t := s.targets[key]
+	if t == nil {
+		t = &attached{name: target, sessions: map[*session]struct{}{}}
+		s.targets[key] = t
+	}
+	t.refs++
+	s.mu.Unlock()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lu == nil {
+		vol, err := s.Resolver.Attach(ctx, target, a)
+		if err != nil {
+			s.mu.Lock()
+			t.refs--
+			if t.refs == 0 {
+				delete(s.targets, key)
+			}
+			s.mu.Unlock()
+			return nil, fmt.Errorf("attach volume of target %s: %w", target, err)
+		}
+		t.vol, t.acc = vol, a
+		t.lu = scsi.NewLU(vol, scsi.Identity{
+			Vendor: s.Vendor, Product: s.Product, Revision: s.Revision, Name: target,
+		})
+	}
+	return t, nil
+}
+
+// release drops a session's hold on its target; the last one closes the
+// volume and detaches it.
+func (s *Server) release(t *attached) {
+	key := strings.ToLower(t.name)
+	s.mu.Lock()
+	t.refs--
+	last := t.refs == 0
+	var done chan struct{}
+	if last {
+		delete(s.targets, key)
+		done = make(chan struct{})
+		s.detach[key] = done
+	}
+	s.mu.Unlock()
+	if !last {
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(s.detach, key)
+		s.mu.Unlock()
+		close(done)
+	}()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.vol != nil {
+		if err := t.vol.Close(); err != nil {
+			s.logger().Error("close volume", "target", t.name, "error", err)
+		}
+		t.vol = nil
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.Resolver.Detach(ctx, t.name, t.acc)
+		cancel()
+	}
+}

@@ -1,0 +1,210 @@
+package target
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dls-project/dls/plugins/protocol/iscsi/pdu"
+)
+
+type memVol struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (m *memVol) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return copy(p, m.b[off:]), nil
+}
+func (m *memVol) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return copy(m.b[off:], p), nil
+}
+func (m *memVol) Size() int64                { return int64(len(m.b)) }
+func (m *memVol) BlockSize() uint32          { return 512 }
+func (m *memVol) Flush() error               { return nil }
+func (m *memVol) Discard(off, n int64) error { return nil }
+func (m *memVol) Close() error               { return nil }
+
+const (
+	testTarget    = "iqn.2026-11.io.dls:fuzz"
+	testInitiator = "iqn.2026-11.io.dls:initiator:fuzz"
+)
+
+type staticResolver struct{ secret string }
+
+func (r staticResolver) Authorize(_ context.Context, initiator, target string) (Access, error) {
+	return Access{Known: target == "" || target == testTarget, Allowed: initiator == testInitiator, Client: "fuzz",
+		Name: testTarget, CHAPUser: testInitiator, CHAPSecret: r.secret}, nil
+}
+func (staticResolver) Discover(context.Context, string) ([]string, error) {
+	return []string{testTarget}, nil
+}
+func (staticResolver) Attach(context.Context, string, Access) (Volume, error) {
+	return &memVol{b: make([]byte, 1<<20)}, nil
+}
+func (staticResolver) Detach(context.Context, string, Access) {}
+
+func loginPDU(csg, nsg byte, transit bool, kvs ...string) []byte {
+	p := &pdu.PDU{}
+	p.SetOpcode(pdu.OpLogin, true)
+	p.Header[1] = csg << 2
+	if transit {
+		p.Header[1] |= pdu.FlagTransit | nsg
+	}
+	p.Header[8] = 0x80
+	var text []byte
+	for i := 0; i+1 < len(kvs); i += 2 {
+		text = pdu.AppendText(text, kvs[i], kvs[i+1])
+	}
+	p.Data = text
+	return p.Encode(nil, false, false)
+}
+
+func scsiPDU(cmdSN uint32, cdb []byte, edtl uint32, flags byte, data []byte) []byte {
+	p := &pdu.PDU{}
+	p.SetOpcode(pdu.OpSCSICommand, false)
+	p.Header[1] = pdu.FlagFinal | flags
+	p.SetU32(16, cmdSN)
+	p.SetU32(20, edtl)
+	p.SetU32(24, cmdSN)
+	copy(p.Header[32:], cdb)
+	p.Data = data
+	return p.Encode(nil, false, false)
+}
+
+// seedStream is a valid login followed by a few commands: the fuzz seed.
+func seedStream() []byte {
+	var b []byte
+	b = append(b, loginPDU(0, 1, true, "InitiatorName", testInitiator, "TargetName", testTarget, "SessionType", "Normal", "AuthMethod", "None")...)
+	b = append(b, loginPDU(1, 3, true, "HeaderDigest", "None", "DataDigest", "None", "MaxRecvDataSegmentLength", "8192",
+		"InitialR2T", "No", "ImmediateData", "Yes", "FirstBurstLength", "65536", "MaxBurstLength", "262144", "X-vendor", "1")...)
+	read := make([]byte, 10)
+	read[0], read[8] = 0x28, 1
+	b = append(b, scsiPDU(0, read, 512, pdu.FlagRead, nil)...)
+	write := make([]byte, 10)
+	write[0], write[8] = 0x2a, 2
+	b = append(b, scsiPDU(1, write, 1024, pdu.FlagWrite, make([]byte, 512))...)
+	return b
+}
+
+// serveStream runs one connection of a server over an in-memory pipe,
+// feeding it in and returning what it answered.
+func serveStream(t testing.TB, srv *Server, in []byte) []byte {
+	a, b := net.Pipe()
+	srv.conns, srv.sessions, srv.targets, srv.detach = map[*conn]struct{}{}, map[uint16]*session{}, map[string]*attached{}, map[string]chan struct{}{}
+	c := newConn(srv, a)
+	done := make(chan struct{})
+	go func() { c.serve(); close(done) }()
+	var out []byte
+	readDone := make(chan struct{})
+	go func() {
+		out, _ = io.ReadAll(b)
+		close(readDone)
+	}()
+	_ = b.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	_, _ = b.Write(in)
+	time.Sleep(5 * time.Millisecond)
+	b.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection did not end after its peer closed")
+	}
+	<-readDone
+	return out
+}
+
+func TestLoginAndCommandsOverPipe(t *testing.T) {
+	srv := &Server{Resolver: staticResolver{}, LoginTimeout: time.Second}
+	out := serveStream(t, srv, seedStream())
+	r := pdu.Reader{R: bytesReader(out)}
+	var ops []byte
+	var p pdu.PDU
+	for r.Read(&p) == nil {
+		ops = append(ops, p.Opcode())
+		if p.Opcode() == pdu.OpLoginResp && binary.BigEndian.Uint16(p.Header[36:]) != 0 {
+			t.Fatalf("login refused: %#x", p.Header[36:38])
+		}
+		if p.Opcode() == pdu.OpLoginResp {
+			kvs, _ := pdu.ParseText(p.Data)
+			if v, _ := pdu.Get(kvs, "X-vendor"); v != "" && v != "NotUnderstood" {
+				t.Errorf("X-vendor answered %q", v)
+			}
+		}
+	}
+	// Two login answers, then the read's data and the write's R2T, in
+	// either order: commands run concurrently.
+	if len(ops) < 4 || ops[0] != pdu.OpLoginResp || ops[1] != pdu.OpLoginResp ||
+		!bytes.Contains(ops[2:], []byte{pdu.OpDataIn}) || !bytes.Contains(ops[2:], []byte{pdu.OpR2T}) {
+		t.Fatalf("answers %x", ops)
+	}
+}
+
+func TestCHAPRefusesWrongSecret(t *testing.T) {
+	srv := &Server{Resolver: staticResolver{secret: "right-secret"}, LoginTimeout: time.Second}
+	in := loginPDU(0, 1, false, "InitiatorName", testInitiator, "TargetName", testTarget, "AuthMethod", "CHAP")
+	in = append(in, loginPDU(0, 1, false, "CHAP_A", "5")...)
+	in = append(in, loginPDU(0, 1, true, "CHAP_N", testInitiator, "CHAP_R", "0x00112233445566778899aabbccddeeff")...)
+	out := serveStream(t, srv, in)
+	r := pdu.Reader{R: bytesReader(out)}
+	var p pdu.PDU
+	var last uint16
+	for r.Read(&p) == nil {
+		last = binary.BigEndian.Uint16(p.Header[36:])
+	}
+	if last != loginAuthFailure {
+		t.Fatalf("last login status %#04x, want %#04x", last, loginAuthFailure)
+	}
+}
+
+func TestCHAPResponse(t *testing.T) {
+	// RFC 1994: MD5 over identifier, secret, challenge.
+	got := chapResponse(1, "secret", []byte{1, 2, 3})
+	if len(got) != 16 {
+		t.Fatal(got)
+	}
+	for _, v := range []string{"0x0a0b", "0b" + "AAEC"} {
+		if _, err := decodeBinary(v); err != nil {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+	if _, err := decodeBinary("zz"); err == nil {
+		t.Error("accepted a value without 0x or 0b")
+	}
+}
+
+// FuzzConnection feeds arbitrary bytes to a connection, from login on:
+// the target must answer or hang up, never panic or hang.
+func FuzzConnection(f *testing.F) {
+	f.Add(seedStream())
+	f.Add(loginPDU(0, 1, false, "InitiatorName", testInitiator, "TargetName", testTarget, "AuthMethod", "CHAP", "CHAP_A", "5"))
+	f.Add(loginPDU(1, 3, true, "InitiatorName", testInitiator, "SessionType", "Discovery", "MaxBurstLength", "x"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		srv := &Server{Resolver: staticResolver{}, LoginTimeout: 500 * time.Millisecond, Limits: Limits{QueueDepth: 4}}
+		serveStream(t, srv, in)
+	})
+}
+
+type reader struct {
+	b []byte
+}
+
+func bytesReader(b []byte) *reader { return &reader{b: b} }
+
+func (r *reader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
