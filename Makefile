@@ -8,7 +8,7 @@ PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs a
 EXAMPLES := storage-file
 CONFIG   ?= dls.hcl
 
-.PHONY: help build test run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi clean tools
+.PHONY: help build test run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,11 @@ build: ## build bin/dls and every plugin into bin/plugins/
 	done
 
 run: build ## build, then serve dls.hcl (loopback, ports > 1024, state in ./var, no root)
+	@# First-stage iPXE binaries for the TFTP plugin, from Debian's ipxe package when installed.
+	@mkdir -p var/plugins/boot/tftp
+	@for f in undionly.kpxe ipxe.efi snponly.efi; do \
+	  if [ -e /usr/lib/ipxe/$$f ] && [ ! -e var/plugins/boot/tftp/$$f ]; then cp -L /usr/lib/ipxe/$$f var/plugins/boot/tftp/; fi; \
+	done
 	$(BIN)/dls serve --config $(CONFIG)
 
 test: ## unit and subprocess tests with the race detector (no root, no network)
@@ -44,6 +49,9 @@ bench: ## Go benchmarks: /metrics under load, host-service round trips, store, v
 bench-storage: ## clone time by image size; overlay and zfs volume I/O as ratios to a raw file
 	$(GO) test -run '^$$' -bench 'Clone|VolumeIO' -benchtime 2s ./plugins/storage/...
 	$(GO) test -run '^$$' -bench 'Raw|Overlay' -benchtime 2s ./sdk/volume/
+
+bench-tftp: ## TFTP plugin vs tftp-hpa (lock-step, windowsize 16, 200-client storm) and HTTP /boot/files, same run (root)
+	bash bench/tftp/run.sh
 
 bench-dhcp: ## DHCP throughput: DLS against kea-dhcp4 with perfdhcp (root; kea-admin kea-dhcp4-server)
 	bash bench/dhcp/run.sh

@@ -36,3 +36,13 @@ storage "file" "files" {
     root = "file-storage"     # under the plugin's data dir, var/plugins/files/
   }
 }
+
+# First-stage boot files over TFTP (plugins/protocol/tftp): iPXE binaries in
+# var/plugins/boot/tftp/ (make run copies Debian's), per-client scripts as
+# mac/<mac>.ipxe.
+protocol "tftp" "boot" {
+  config {
+    listen = "127.0.0.1:6970"
+    root   = "tftp"
+  }
+}

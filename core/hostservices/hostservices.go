@@ -125,7 +125,10 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 	}
 	d := s.decide(c, q)
 	if q.MAC != "" {
-		arch := archOf{arch: q.Arch, known: q.VendorClass != "" || q.UserClass != ""}
+		// Option 93 comes with option 60 from PXE firmware; a user class
+		// alone ("iPXE", e.g. a TFTP fetch of the script) says nothing of
+		// the architecture: the script then tests ${platform} itself.
+		arch := archOf{arch: q.Arch, known: q.VendorClass != ""}
 		if d.Script, err = s.render(ctx, c, arch); err != nil {
 			s.logger.Error("boot script not rendered", "client", c.Name, "error", err)
 		}

@@ -95,7 +95,7 @@ func TestLookupKernelScriptWithToken(t *testing.T) {
 		}
 	}
 	// From a BIOS ROM: no initrd=.
-	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02", Arch: 0, UserClass: "iPXE"})
+	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02", Arch: 0, UserClass: "iPXE", VendorClass: "PXEClient:Arch:00000:UNDI:002001"})
 	if !strings.Contains(d.Script, "rw dls.url=") {
 		t.Errorf("BIOS script:\n%s", d.Script)
 	}

@@ -126,7 +126,7 @@ func (b *boot) script(w http.ResponseWriter, r *http.Request) {
 		mac, _ := store.CanonicalMAC(name)
 		b.report(r.Context(), host.Event{
 			Type: host.EventScriptServed, MAC: mac, Client: client, Address: remoteIP(r),
-			Attrs: map[string]string{"via": "http"},
+			Attrs: map[string]string{"via": "http", host.AttrFile: r.URL.Path, host.AttrRemote: r.RemoteAddr},
 		})
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -180,7 +180,7 @@ func (b *boot) file(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	http.ServeContent(sw, r, path.Base(p), st.ModTime(), f)
 	if r.Method == http.MethodGet && (sw.status == http.StatusOK || sw.status == http.StatusPartialContent) {
-		attrs := map[string]string{"file": p, "via": "http"}
+		attrs := map[string]string{host.AttrFile: p, "via": "http", host.AttrRemote: r.RemoteAddr}
 		if rg := r.Header.Get("Range"); rg != "" && sw.status == http.StatusPartialContent {
 			attrs["range"] = rg
 		}
