@@ -31,6 +31,7 @@ const (
 	OpReset         = "reset"
 	OpDeleteVolume  = "delete_volume"
 	OpAttach        = "attach"
+	OpDetach        = "detach"
 	OpPromote       = "promote"
 )
 

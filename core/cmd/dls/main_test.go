@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -286,5 +287,74 @@ auth "local" "admins" {
 	out, e, code := dlsIn(t, "", "user", "list", "--config", path)
 	if code != 0 || !strings.Contains(out, "alice") || !strings.Contains(out, "admin") || strings.Contains(out, "bob") {
 		t.Fatalf("user list: exit %d: %s%s", code, out, e)
+	}
+}
+
+// TestRepoConfigServes runs the repository's dls.hcl (what `make run`
+// serves) with every plugin it names, moved to free ports and a temp data
+// dir: every plugin must come up and /readyz answer 200.
+func TestRepoConfigServes(t *testing.T) {
+	repo, err := os.ReadFile("../../../dls.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	body := string(repo)
+	for old, new := range map[string]string{
+		`plugin_dir = "bin/plugins"`: fmt.Sprintf("plugin_dir = %q", filepath.Join(binDir, "plugins")),
+		`data_dir   = "var"`:         fmt.Sprintf("data_dir = %q", filepath.Join(dir, "var")),
+		`"127.0.0.1:9180"`:           `"127.0.0.1:0"`,
+		`"127.0.0.1:6970"`:           `"127.0.0.1:0"`,
+	} {
+		if !strings.Contains(body, old) {
+			t.Fatalf("dls.hcl no longer contains %s: update this test", old)
+		}
+		body = strings.Replace(body, old, new, 1)
+	}
+	path := filepath.Join(dir, "dls.hcl")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "dls"), "serve", "--config", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	addr := make(chan string, 1)
+	var log strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if i := strings.Index(sc.Text(), "http="); i >= 0 && strings.Contains(sc.Text(), "dls serving") {
+				addr <- strings.Fields(sc.Text()[i+5:])[0]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatal("host did not start serving")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz = %d: %s", resp.StatusCode, b)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

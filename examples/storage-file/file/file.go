@@ -176,7 +176,7 @@ func do[T any](p *Plugin, op string, fn func(*store) (T, error)) (T, error) {
 		return zero, err
 	}
 	v, err := fn(st)
-	p.metrics.observe(op, start, st)
+	p.metrics.observe(op, start, err, st)
 	return v, err
 }
 
@@ -188,7 +188,7 @@ func doErr(p *Plugin, op string, fn func(*store) error) error {
 
 // ImportImage implements storage.Storage.
 func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (storage.Version, error) {
-	return do(p, "import", func(st *store) (storage.Version, error) { return st.importImage(ctx, req) })
+	return do(p, storage.OpImport, func(st *store) (storage.Version, error) { return st.importImage(ctx, req) })
 }
 
 // ListImages implements storage.Storage.
@@ -202,13 +202,13 @@ func (p *Plugin) ListImages(context.Context) ([]storage.Image, error) {
 
 // DeleteImage implements storage.Storage.
 func (p *Plugin) DeleteImage(_ context.Context, image string) error {
-	return doErr(p, "delete_image", func(st *store) error { return st.deleteImage(image) })
+	return doErr(p, storage.OpDeleteImage, func(st *store) error { return st.deleteImage(image) })
 }
 
 // CreateVersion implements storage.Storage: the current version is copied
 // as the next one, which becomes current.
 func (p *Plugin) CreateVersion(ctx context.Context, image string) (storage.Version, error) {
-	return do(p, "create_version", func(st *store) (storage.Version, error) { return st.createVersion(ctx, image) })
+	return do(p, storage.OpCreateVersion, func(st *store) (storage.Version, error) { return st.createVersion(ctx, image) })
 }
 
 // ListVersions implements storage.Storage.
@@ -222,28 +222,28 @@ func (p *Plugin) ListVersions(_ context.Context, image string) ([]storage.Versio
 
 // DeleteVersion implements storage.Storage.
 func (p *Plugin) DeleteVersion(_ context.Context, image string, version uint64) error {
-	return doErr(p, "delete_version", func(st *store) error { return st.deleteVersion(image, version) })
+	return doErr(p, storage.OpDeleteVersion, func(st *store) error { return st.deleteVersion(image, version) })
 }
 
 // SetCurrentVersion implements storage.Storage.
 func (p *Plugin) SetCurrentVersion(_ context.Context, image string, version uint64) error {
-	return doErr(p, "set_current_version", func(st *store) error { return st.setCurrentVersion(image, version) })
+	return doErr(p, storage.OpSetCurrent, func(st *store) error { return st.setCurrentVersion(image, version) })
 }
 
 // CreateVolume implements storage.Storage: a full copy of the version.
 func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
-	return do(p, "create_volume", func(st *store) (storage.Volume, error) { return st.createVolume(ctx, req) })
+	return do(p, storage.OpClone, func(st *store) (storage.Volume, error) { return st.createVolume(ctx, req) })
 }
 
 // ResetVolume implements storage.Storage: the volume is replaced by a
 // fresh copy of the version. It is refused while the volume is attached.
 func (p *Plugin) ResetVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
-	return do(p, "reset_volume", func(st *store) (storage.Volume, error) { return st.resetVolume(ctx, req) })
+	return do(p, storage.OpReset, func(st *store) (storage.Volume, error) { return st.resetVolume(ctx, req) })
 }
 
 // DeleteVolume implements storage.Storage.
 func (p *Plugin) DeleteVolume(_ context.Context, name string) error {
-	return doErr(p, "delete_volume", func(st *store) error { return st.deleteVolume(name) })
+	return doErr(p, storage.OpDeleteVolume, func(st *store) error { return st.deleteVolume(name) })
 }
 
 // ListVolumes implements storage.Storage.
@@ -271,17 +271,17 @@ func (p *Plugin) Capacity(context.Context) (storage.Capacity, error) {
 
 // Attach implements storage.Storage: a raw descriptor of the volume's file.
 func (p *Plugin) Attach(_ context.Context, name string) (volume.Descriptor, error) {
-	return do(p, "attach", func(st *store) (volume.Descriptor, error) { return st.attach(name) })
+	return do(p, storage.OpAttach, func(st *store) (volume.Descriptor, error) { return st.attach(name) })
 }
 
 // Detach implements storage.Storage.
 func (p *Plugin) Detach(_ context.Context, name string) error {
-	return doErr(p, "detach", func(st *store) error { return st.detach(name) })
+	return doErr(p, storage.OpDetach, func(st *store) error { return st.detach(name) })
 }
 
 // Promote implements storage.Promoter: the volume, which must not be
 // attached, is copied as the image's next version and made current. The
 // image is created if it does not exist.
 func (p *Plugin) Promote(ctx context.Context, vol, image string) (storage.Version, error) {
-	return do(p, "promote", func(st *store) (storage.Version, error) { return st.promote(ctx, vol, image) })
+	return do(p, storage.OpPromote, func(st *store) (storage.Version, error) { return st.promote(ctx, vol, image) })
 }

@@ -167,10 +167,12 @@ func TestMetrics(t *testing.T) {
 	if got := h.MetricValue(t, "dls_storage_available_bytes"); got <= 0 {
 		t.Errorf("dls_storage_available_bytes = %v, want > 0", got)
 	}
-	if got := h.MetricValue(t, "dls_image_operations_total", "create_volume"); got != 2 {
-		t.Errorf("dls_image_operations_total{op=create_volume} = %v, want 2 (failures count)", got)
+	cloned := h.MetricValue(t, "dls_image_operations_total", storage.OpClone, "ok")
+	refused := h.MetricValue(t, "dls_image_operations_total", storage.OpClone, "error")
+	if cloned != 1 || refused != 1 {
+		t.Errorf("dls_image_operations_total{op=clone} ok %v error %v, want 1 and 1", cloned, refused)
 	}
-	s, ok := h.MetricSample(t, "dls_image_operation_duration_seconds", "import")
+	s, ok := h.MetricSample(t, "dls_image_operation_duration_seconds", storage.OpImport)
 	if !ok || s.Count != 1 || len(s.BucketCounts) == 0 {
 		t.Errorf("dls_image_operation_duration_seconds{op=import} = %+v, %v; want one observation", s, ok)
 	}
