@@ -64,14 +64,17 @@ func destroyTree(t testing.TB, r *runner, ds string) {
 		return
 	}
 	names := strings.Fields(string(out))
-	for i := len(names) - 1; i >= 0; i-- {
-		_, _ = r.zfsCmd(ctx, "umount", names[i])
-	}
-	for attempt := 0; attempt < 20; attempt++ {
+	// zfs-fuse keeps a dataset busy for a while after its last file is
+	// closed, longer on a loaded machine: force the unmounts and retry
+	// for up to 30 s.
+	for attempt := 0; attempt < 60; attempt++ {
+		for i := len(names) - 1; i >= 0; i-- {
+			_, _ = r.zfsCmd(ctx, "umount", "-f", names[i])
+		}
 		if _, err = r.zfsCmd(ctx, "destroy", "-R", ds); err == nil {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	t.Errorf("cleanup: %v", err)
 }
