@@ -389,6 +389,31 @@ func (h *Harness) MetricValue(t testing.TB, name string, labelValues ...string) 
 	return s.Value
 }
 
+// WaitMetric polls the plugin's metrics until the series of family name
+// with the given label values satisfies ok, and fails t after 10 s with the
+// last sample seen. Plugins usually count a request after their reply has
+// left, so a test that has just read the reply must wait for the count.
+func (h *Harness) WaitMetric(t testing.TB, ok func(metrics.Sample) bool, name string, labelValues ...string) metrics.Sample {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, found := h.MetricSample(t, name, labelValues...)
+		if found && ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugintest: %s%s never reached the wanted value; last %+v (found %v)", name, formatLabels(labelValues), s, found)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitMetricValue waits until a counter or gauge series equals want.
+func (h *Harness) WaitMetricValue(t testing.TB, want float64, name string, labelValues ...string) {
+	t.Helper()
+	h.WaitMetric(t, func(s metrics.Sample) bool { return s.Value == want }, name, labelValues...)
+}
+
 func formatLabels(values []string) string {
 	if len(values) == 0 {
 		return ""

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
@@ -87,18 +88,14 @@ func TestPluginOverGRPCOnLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if v := h.MetricValue(t, "dls_dhcp_requests_total", "request"); v != 2 {
-		t.Errorf("requests{request} = %v, want 2", v)
-	}
+	h.WaitMetricValue(t, 2, "dls_dhcp_requests_total", "request")
 	if v := h.MetricValue(t, "dls_dhcp_pool_addresses", "lo"); v != 100 {
 		t.Errorf("pool size = %v, want 100", v)
 	}
 	if v := h.MetricValue(t, "dls_dhcp_pool_active_leases", "lo"); v != 2 {
 		t.Errorf("active leases = %v, want 2", v)
 	}
-	if s, ok := h.MetricSample(t, "dls_dhcp_reply_duration_seconds", "ack"); !ok || s.Count != 1 {
-		t.Errorf("latency histogram: %+v", s)
-	}
+	h.WaitMetric(t, func(s metrics.Sample) bool { return s.Count == 1 }, "dls_dhcp_reply_duration_seconds", "ack")
 	if err := h.Protocol().Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +108,8 @@ func TestPluginOverGRPCOnLoopback(t *testing.T) {
 	if _, err := client.WriteTo(other.ToBytes(), server); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if v := h.MetricValue(t, "dls_dhcp_errors_total", reasonAddressTaken); v != 2 {
-		t.Errorf("address_taken = %v, want 2 (the stolen and the restarted)", v)
-	}
+	// Two address_taken: the stolen and the restarted.
+	h.WaitMetricValue(t, 2, "dls_dhcp_errors_total", reasonAddressTaken)
 }
 
 func TestModeOffServesNothing(t *testing.T) {

@@ -83,22 +83,6 @@ func (s *served) errorsOf(t *testing.T, reason string) float64 {
 	return s.h.MetricValue(t, "dls_tftp_errors_total", reason)
 }
 
-// waitMetric waits until the series reaches want.
-func (s *served) waitMetric(t *testing.T, want float64, name string, labels ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, _ := s.h.MetricSample(t, name, labels...)
-		if got.Value == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s%v = %v, want %v", name, labels, got.Value, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // fetchOpts shape what the test client does.
 type fetchOpts struct {
 	mode    string   // default octet

@@ -125,7 +125,7 @@ func TestPathSafety(t *testing.T) {
 			if res.from[s.addr] == 0 {
 				t.Errorf("refusal came from %v, not the listen port %v", res.from, s.addr)
 			}
-			s.waitMetric(t, before+1, "dls_tftp_errors_total", tc.reason)
+			s.h.WaitMetricValue(t, before+1, "dls_tftp_errors_total", tc.reason)
 		})
 	}
 	mustFetch(t, s.addr, "inside-link", inside, fetchOpts{})
@@ -210,7 +210,7 @@ func TestRetransmission(t *testing.T) {
 			before := s.h.MetricValue(t, "dls_tftp_retransmits_total")
 			errs := s.errorsOf(t, reasonTimeout)
 			mustFetch(t, s.addr, "kernel", want, tc.o)
-			s.waitMetric(t, 0, "dls_tftp_active_transfers")
+			s.h.WaitMetricValue(t, 0, "dls_tftp_active_transfers")
 			if after := s.h.MetricValue(t, "dls_tftp_retransmits_total"); after <= before {
 				t.Errorf("retransmits %v → %v: want more", before, after)
 			}
@@ -230,12 +230,12 @@ func TestTimeout(t *testing.T) {
 	if _, err := fetch(t, s.addr, "f", fetchOpts{stopAfter: 3}); err != nil {
 		t.Fatal(err)
 	}
-	s.waitMetric(t, 1, "dls_tftp_errors_total", reasonTimeout)
+	s.h.WaitMetricValue(t, 1, "dls_tftp_errors_total", reasonTimeout)
 	// 20ms, then 40ms, then 80ms: the third wait ends the transfer.
 	if d := time.Since(start); d < 140*time.Millisecond {
 		t.Errorf("gave up after %s: want backoff 20+40+80ms", d)
 	}
-	s.waitMetric(t, 0, "dls_tftp_active_transfers")
+	s.h.WaitMetricValue(t, 0, "dls_tftp_active_transfers")
 }
 
 // TestSinglePort sends everything from the listen port and keeps
@@ -320,6 +320,21 @@ func TestDuplicateRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The server reads its listen socket in order: once a malformed
+	// request sent after the three is refused, all three were seen before
+	// the client's first ACK, as a retransmitting client's would be.
+	fence, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fence.Close()
+	if _, err := fence.WriteToUDPAddrPort(rrq("no-mode"), s.addr); err != nil {
+		t.Fatal(err)
+	}
+	_ = fence.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, _, err := fence.ReadFromUDPAddrPort(make([]byte, 600)); err != nil || n < 2 {
+		t.Fatalf("malformed request not refused: %v", err)
+	}
 	var got []byte
 	ports := map[netip.AddrPort]bool{}
 	buf := make([]byte, 600)
@@ -343,8 +358,8 @@ func TestDuplicateRequest(t *testing.T) {
 	if !bytes.Equal(got, want) || len(ports) != 1 {
 		t.Fatalf("got %d bytes from %v", len(got), ports)
 	}
-	if n := s.h.MetricValue(t, "dls_tftp_requests_total"); n != 1 {
-		t.Errorf("requests_total %v, want 1", n)
+	if n := s.h.MetricValue(t, "dls_tftp_requests_total"); n != 2 {
+		t.Errorf("requests_total %v, want 2 (the transfer and the malformed one)", n)
 	}
 }
 
@@ -363,9 +378,9 @@ func TestMaxTransfers(t *testing.T) {
 	if _, err := conn.WriteToUDPAddrPort(rrq("f", "octet"), s.addr); err != nil {
 		t.Fatal(err)
 	}
-	s.waitMetric(t, 1, "dls_tftp_errors_total", reasonBusy)
+	s.h.WaitMetricValue(t, 1, "dls_tftp_errors_total", reasonBusy)
 	// Once the stalled transfer is given up, requests are served again.
-	s.waitMetric(t, 1, "dls_tftp_errors_total", reasonTimeout)
+	s.h.WaitMetricValue(t, 1, "dls_tftp_errors_total", reasonTimeout)
 	mustFetch(t, s.addr, "f", func() []byte { b, _ := os.ReadFile(filepath.Join(s.root, "f")); return b }(), fetchOpts{})
 }
 
@@ -374,9 +389,9 @@ func TestMetrics(t *testing.T) {
 	s := startTFTP(t, nil)
 	want := s.file(t, "f", 10000)
 	mustFetch(t, s.addr, "f", want, fetchOpts{})
-	s.waitMetric(t, 1, "dls_tftp_requests_total")
-	s.waitMetric(t, 10000, "dls_tftp_sent_bytes_total")
-	s.waitMetric(t, 0, "dls_tftp_active_transfers")
+	s.h.WaitMetricValue(t, 1, "dls_tftp_requests_total")
+	s.h.WaitMetricValue(t, 10000, "dls_tftp_sent_bytes_total")
+	s.h.WaitMetricValue(t, 0, "dls_tftp_active_transfers")
 	h, ok := s.h.MetricSample(t, "dls_tftp_transfer_duration_seconds")
 	if !ok || h.Count != 1 {
 		t.Errorf("duration histogram %+v", h)
@@ -396,7 +411,7 @@ func TestStopAbortsAtGrace(t *testing.T) {
 	if _, err := fetch(t, s.addr, "f", fetchOpts{stopAfter: 1}); err != nil {
 		t.Fatal(err)
 	}
-	s.waitMetric(t, 1, "dls_tftp_active_transfers")
+	s.h.WaitMetricValue(t, 1, "dls_tftp_active_transfers")
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -410,7 +425,7 @@ func TestStopAbortsAtGrace(t *testing.T) {
 	if err != nil || st.Serving {
 		t.Errorf("status after stop: %+v, %v", st, err)
 	}
-	s.waitMetric(t, 1, "dls_tftp_errors_total", reasonShutdown)
+	s.h.WaitMetricValue(t, 1, "dls_tftp_errors_total", reasonShutdown)
 	// Start again on the same config (a reload).
 	if err := s.h.Protocol().Start(ctx); err != nil {
 		t.Fatal(err)
