@@ -8,7 +8,7 @@ PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs a
 EXAMPLES := storage-file
 CONFIG   ?= dls.hcl
 
-.PHONY: help build test run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
+.PHONY: help build test e2e demo run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,12 @@ run: build ## build, then serve dls.hcl (loopback, ports > 1024, state in ./var,
 
 test: ## unit and subprocess tests with the race detector (no root, no network)
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+e2e: ## (root) QEMU machines boot from DLS in network namespaces, against dnsmasq+tgt, watched by Prometheus
+	bash e2e/run.sh test $(ARGS)
+
+demo: ## (root) one QEMU machine boots from DLS; its console, session and metrics
+	bash e2e/run.sh demo $(ARGS)
 
 lint: tools ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -5,7 +5,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -117,7 +116,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	d.sessions, err = sessions.New(ctx, sessions.Options{
 		Sessions: d.store, Clients: d.store, Images: d.store,
 		StageTimeout: cfg.Boot.StageTimeout, Registerer: hr,
-		Logger: logger.Named("sessions"), OnNewSession: d.resetVolume,
+		Logger: logger.Named("sessions"), OnNewSession: func(ctx context.Context, client string) error { return d.services.ResetVolume(ctx, client) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot sessions: %w", err)
@@ -390,25 +389,6 @@ func clientScripts(cfg *config.Config) map[string]string {
 		}
 	}
 	return out
-}
-
-// resetVolume gives a non-persistent client a fresh clone when a new boot
-// session starts. A volume not made yet needs nothing: the first attach
-// clones it.
-func (d *Daemon) resetVolume(ctx context.Context, client string) error {
-	c, err := d.store.GetClient(ctx, client)
-	if err != nil {
-		return fmt.Errorf("reset volume of %s: %w", client, err)
-	}
-	st, err := d.StorageForImage(c.Image)
-	if err != nil {
-		return fmt.Errorf("reset volume of %s: %w", client, err)
-	}
-	_, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image})
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
 }
 
 // authenticators lists the running auth plugins in config order.

@@ -84,13 +84,14 @@ type Services struct {
 	sessions  Sessions
 	templates atomic.Pointer[bootscript.Templates]
 
-	mu     sync.Mutex
-	recent []host.Event // the newest raw events, for the admin view
+	mu       sync.Mutex
+	recent   []host.Event    // the newest raw events, for the admin view
+	resetDue map[string]bool // non-persistent clients whose reset waits for their old boot's detach
 }
 
 // New builds the host services.
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
-	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger}
+	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -243,12 +244,63 @@ func knownEvent(t string) bool {
 	return false
 }
 
+// ResetVolume gives a non-persistent client a fresh clone for the boot
+// that starts now (the session tracker calls it). While the machine's
+// previous boot still has the volume attached (a machine that reboots
+// never logs out of iSCSI), the reset waits for the client's next Attach,
+// which comes after the protocol plugin has let the old session go.
+func (s *Services) ResetVolume(ctx context.Context, client string) error {
+	s.mu.Lock()
+	delete(s.resetDue, client)
+	s.mu.Unlock()
+	err := s.reset(ctx, client)
+	if errors.Is(err, storage.ErrInUse) {
+		s.mu.Lock()
+		s.resetDue[client] = true
+		s.mu.Unlock()
+		s.logger.Debug("volume still attached by the previous boot: reset at its next attach", "client", client)
+		return nil
+	}
+	return err
+}
+
+// reset resets the client's volume; one not made yet needs nothing (the
+// first attach clones it).
+func (s *Services) reset(ctx context.Context, client string) error {
+	c, err := s.clients.GetClient(ctx, client)
+	if err != nil {
+		return fmt.Errorf("reset volume of client %s: %w", client, err)
+	}
+	st, err := s.storage.StorageForImage(c.Image)
+	if err != nil {
+		return fmt.Errorf("reset volume of client %s: %w", client, err)
+	}
+	if _, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("reset volume of client %s: %w", client, err)
+	}
+	return nil
+}
+
 // Attach implements host.Volumes: the client's volume on the storage its
 // image lives on, created from the image's current version on first use.
+// A non-persistent client's reset that had to wait is done first; if the
+// volume is still in use it is refused rather than served with the last
+// boot's writes.
 func (s *Services) Attach(ctx context.Context, client string) (volume.Descriptor, error) {
 	c, err := s.clients.GetClient(ctx, client)
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
+	}
+	s.mu.Lock()
+	due := s.resetDue[c.Name]
+	s.mu.Unlock()
+	if due {
+		if err := s.reset(ctx, c.Name); err != nil {
+			return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: its fresh clone for this boot: %w", client, err)
+		}
+		s.mu.Lock()
+		delete(s.resetDue, c.Name)
+		s.mu.Unlock()
 	}
 	st, err := s.storage.StorageForImage(c.Image)
 	if err != nil {

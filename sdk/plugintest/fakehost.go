@@ -33,6 +33,7 @@ type FakeHost struct {
 	newEvent chan struct{} // closed and replaced on every Report
 	attach   func(ctx context.Context, client string) (volume.Descriptor, error)
 	attached map[string]int
+	attaches map[string]int
 	leases   map[leaseKey]host.Lease
 	now      func() time.Time
 }
@@ -52,9 +53,9 @@ func NewFakeHost() *FakeHost {
 	return &FakeHost{
 		clients:  map[string]host.Decision{},
 		newEvent: make(chan struct{}),
-		attached: map[string]int{},
-		leases:   map[leaseKey]host.Lease{},
-		now:      time.Now,
+		attached: map[string]int{}, attaches: map[string]int{},
+		leases: map[leaseKey]host.Lease{},
+		now:    time.Now,
 	}
 }
 
@@ -188,6 +189,7 @@ func (h *FakeHost) Attach(ctx context.Context, client string) (volume.Descriptor
 	}
 	h.mu.Lock()
 	h.attached[client]++
+	h.attaches[client]++
 	h.mu.Unlock()
 	return d, nil
 }
@@ -218,6 +220,14 @@ func (h *FakeHost) Attached() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// AttachCount returns how often the client's volume was attached
+// successfully, detaches notwithstanding.
+func (h *FakeHost) AttachCount(client string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attaches[client]
 }
 
 // PutLease stores l as it is, without the conflict check: the state a

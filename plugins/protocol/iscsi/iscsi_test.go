@@ -370,10 +370,11 @@ func TestDigestsAndConcurrentSessions(t *testing.T) {
 }
 
 // TestBadInput sends malformed PDUs on one connection and checks that a
-// second session goes on undisturbed.
+// second session of the same initiator (multipath: end_stale_sessions
+// off) goes on undisturbed.
 func TestBadInput(t *testing.T) {
 	pc1 := &client{name: "pc-01", mac: "52:54:00:00:00:01"}
-	e := startTarget(t, map[string]any{"max_recv_data_segment_length": 8192}, pc1)
+	e := startTarget(t, map[string]any{"max_recv_data_segment_length": 8192, "end_stale_sessions": false}, pc1)
 	ctx := context.Background()
 	good := e.mustDial(t, pc1, func(c *initiator.Config) { c.ISID = [6]byte{0x80, 0, 0, 0, 0, 1} })
 	bad := e.mustDial(t, pc1, func(c *initiator.Config) { c.ISID = [6]byte{0x80, 0, 0, 0, 0, 2} })
@@ -474,6 +475,47 @@ func TestVanishMidWrite(t *testing.T) {
 		if !bytes.Equal(fileAt(t, pc1.path, int64(lba)*512, len(data)), data) {
 			t.Errorf("acknowledged write at LBA %d lost", lba)
 		}
+	}
+}
+
+// TestStaleSessionsEnd: a rebooted machine logs in under a new ISID; its
+// dead session ends and the volume is detached before the new one
+// attaches, unless end_stale_sessions is off (multipath initiators).
+func TestStaleSessionsEnd(t *testing.T) {
+	for _, end := range []bool{true, false} {
+		t.Run(fmt.Sprintf("end_stale_sessions=%v", end), func(t *testing.T) {
+			pc1 := &client{name: "pc-01", mac: "52:54:00:00:00:01"}
+			e := startTarget(t, map[string]any{"end_stale_sessions": end}, pc1)
+			ctx := context.Background()
+			first := e.mustDial(t, pc1, func(c *initiator.Config) { c.ISID = [6]byte{0x80, 0, 0, 0, 0, 1} })
+			if err := first.TestUnitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			second := e.mustDial(t, pc1, func(c *initiator.Config) { c.ISID = [6]byte{0x80, 0, 0, 0, 0, 2} })
+			if err := second.TestUnitReady(ctx); err != nil {
+				t.Fatal(err)
+			}
+			err := first.TestUnitReady(ctx)
+			if end {
+				if err == nil {
+					t.Error("the stale session still answers")
+				}
+				e.h.WaitMetricValue(t, 1, "dls_iscsi_sessions")
+				// Attached twice: the stale session's volume was
+				// detached before the new session attached it.
+				if n := e.host.AttachCount("pc-01"); n != 2 {
+					t.Errorf("volume attached %d times, want 2 (detached in between)", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Errorf("with end_stale_sessions off the first session ended: %v", err)
+			}
+			e.h.WaitMetricValue(t, 2, "dls_iscsi_sessions")
+			if n := e.host.AttachCount("pc-01"); n != 1 {
+				t.Errorf("volume attached %d times, want 1 (shared by both sessions)", n)
+			}
+		})
 	}
 }
 

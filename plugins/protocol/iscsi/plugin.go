@@ -35,6 +35,7 @@ type Config struct {
 	MaxOutstandingR2 int           `hcl:"max_outstanding_r2t,optional" doc:"R2Ts outstanding per command at most"`
 	Digests          bool          `hcl:"digests,optional" doc:"accept CRC32C header and data digests when initiators ask for them"`
 	LoginTimeout     time.Duration `hcl:"login_timeout,optional" doc:"how long a connection may take to log in"`
+	EndStaleSessions bool          `hcl:"end_stale_sessions,optional" doc:"a login ends the initiator's older sessions on its target whatever their ISID: a rebooting diskless machine never logs out (false: only sessions of the same ISID, RFC 7143)"`
 }
 
 // Plugin is the iscsi protocol plugin.
@@ -95,7 +96,7 @@ func (p *Plugin) NewConfig() any {
 	return &Config{
 		Listen: "127.0.0.1:3260", QueueDepth: d.QueueDepth, MaxRecvDataSeg: d.MaxRecvDataSegmentLength,
 		MaxBurstLength: d.MaxBurstLength, FirstBurstLength: d.FirstBurstLength, MaxOutstandingR2: d.MaxOutstandingR2T,
-		Digests: true, LoginTimeout: 30 * time.Second,
+		Digests: true, LoginTimeout: 30 * time.Second, EndStaleSessions: true,
 	}
 }
 
@@ -171,11 +172,12 @@ func (p *Plugin) Start(context.Context) error {
 			QueueDepth: p.cfg.QueueDepth, Digests: p.cfg.Digests,
 			DefaultTime2Wait: target.DefaultLimits.DefaultTime2Wait,
 		},
-		MaxSessions:  p.cfg.MaxSessions,
-		Vendor:       "DLS",
-		Product:      "DLS iSCSI disk",
-		Revision:     "0.1",
-		LoginTimeout: p.cfg.LoginTimeout,
+		MaxSessions:      p.cfg.MaxSessions,
+		EndStaleSessions: p.cfg.EndStaleSessions,
+		Vendor:           "DLS",
+		Product:          "DLS iSCSI disk",
+		Revision:         "0.1",
+		LoginTimeout:     p.cfg.LoginTimeout,
 	}
 	p.srv, p.ln, p.serving = srv, ln, true
 	go func() {

@@ -43,6 +43,7 @@ type session struct {
 	conn  *conn
 	ahead map[uint32]bool // CmdSNs received ahead of ExpCmdSN (reader only)
 	ended bool
+	gone  chan struct{} // closed once the session ended and released its target
 }
 
 // sn serial-number comparisons (RFC 1982, 32 bits).
@@ -398,7 +399,7 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 	}
 	sess := &session{
 		srv: s, isid: l.isid, initiator: l.initiator, target: l.target, discovery: l.discovery,
-		access: l.access, depth: uint32(lim.QueueDepth), ahead: map[uint32]bool{}, conn: c,
+		access: l.access, depth: uint32(lim.QueueDepth), ahead: map[uint32]bool{}, conn: c, gone: make(chan struct{}),
 		nexus: &scsi.Nexus{ID: fmt.Sprintf("%s,i,0x%x", strings.ToLower(l.initiator), l.isid[:])},
 		info:  Info{Initiator: l.initiator, Target: l.target, Client: l.access.Client, Remote: c.nc.RemoteAddr().String()},
 	}
@@ -406,11 +407,13 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 	sess.maxCmdSN.Store(l.cmdSN + sess.depth - 1)
 	if !l.discovery {
 		// Session reinstatement: an old session of the same initiator
-		// port on the same target ends first.
+		// port (or with EndStaleSessions, the same initiator) on the same
+		// target ends first, and its volume is released before the new
+		// session attaches it.
 		s.mu.Lock()
 		var olds []*session
 		for _, o := range s.sessions {
-			if !o.discovery && o.isid == l.isid && strings.EqualFold(o.initiator, l.initiator) && strings.EqualFold(o.target, l.target) {
+			if !o.discovery && (o.isid == l.isid || s.EndStaleSessions) && strings.EqualFold(o.initiator, l.initiator) && strings.EqualFold(o.target, l.target) {
 				olds = append(olds, o)
 			}
 		}
@@ -468,18 +471,8 @@ func (sess *session) close(wait time.Duration) {
 	}
 	c.nc.Close()
 	select {
-	case <-c.wdone:
+	case <-sess.gone:
 	case <-time.After(wait):
-	}
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		sess.mu.Lock()
-		ended := sess.ended
-		sess.mu.Unlock()
-		if ended {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -500,6 +493,7 @@ func (s *Server) endSession(sess *session, c *conn) {
 		delete(sess.t.sessions, sess)
 	}
 	s.mu.Unlock()
+	defer close(sess.gone)
 	if sess.discovery {
 		return
 	}

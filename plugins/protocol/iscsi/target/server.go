@@ -126,6 +126,13 @@ type Server struct {
 	Vendor, Product, Revision string
 	// LoginTimeout bounds the login phase of a connection.
 	LoginTimeout time.Duration
+	// EndStaleSessions makes a new login end the initiator's older
+	// sessions on the same target whatever their ISID, not only those of
+	// the same ISID (session reinstatement, RFC 7143 6.3.5). A diskless
+	// machine that reboots, or whose OS takes over from its firmware,
+	// never logs out: its old session would keep the volume until TCP
+	// gives up, and iPXE and the OS use different ISIDs.
+	EndStaleSessions bool
 
 	mu       sync.Mutex
 	closed   bool

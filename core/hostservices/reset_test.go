@@ -1,0 +1,117 @@
+package hostservices_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dls-project/dls/core/hostservices"
+	"github.com/dls-project/dls/examples/storage-file/file"
+	"github.com/dls-project/dls/sdk/plugintest"
+	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/volume"
+	"github.com/hashicorp/go-hclog"
+)
+
+// oneStorage resolves every image to one storage plugin.
+type oneStorage struct{ st *storage.Client }
+
+func (o oneStorage) StorageForImage(string) (*storage.Client, error) { return o.st, nil }
+
+// TestResetWaitsForTheOldBootsDetach: a non-persistent machine reboots
+// without logging out, so at its new boot's DHCP its volume is still
+// attached. The reset waits for the next attach: refused while the old
+// attach holds the volume, done once it is gone, and only once per boot.
+func TestResetWaitsForTheOldBootsDetach(t *testing.T) {
+	ctx := context.Background()
+	start, _ := plugintest.StorageInProcess(func() storage.Storage { return file.New() })
+	st := start(t)
+	src := filepath.Join(t.TempDir(), "lab.img")
+	if err := os.WriteFile(src, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ImportImage(ctx, storage.ImportRequest{Image: "lab", Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	_, db := newServices(t)
+	s := hostservices.New(boot, db, oneStorage{st}, hclog.NewNullLogger())
+
+	write := func(d volume.Descriptor, b []byte) {
+		t.Helper()
+		v, err := volume.Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		if _, err := v.WriteAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(d volume.Descriptor) []byte {
+		t.Helper()
+		v, err := volume.Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		b := make([]byte, 4)
+		if _, err := v.ReadAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	// Boot 1 attaches and writes; the machine never logs out.
+	d, err := s.Attach(ctx, "pc-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(d, []byte("MARK"))
+	// Boot 2 starts: the reset has to wait.
+	if err := s.ResetVolume(ctx, "pc-01"); err != nil {
+		t.Fatalf("ResetVolume while attached: %v, want nil (deferred)", err)
+	}
+	if _, err := s.Attach(ctx, "pc-01"); !errors.Is(err, storage.ErrInUse) {
+		t.Fatalf("Attach while boot 1 still holds the volume: %v, want ErrInUse (never boot 1's writes)", err)
+	}
+	// The protocol plugin lets boot 1's session go.
+	if err := s.Detach(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = s.Attach(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(d); !bytes.Equal(got, make([]byte, 4)) {
+		t.Fatalf("boot 2 sees %q, want the image's zeros", got)
+	}
+	// Boot 2 writes, reconnects within the same boot: its write stays.
+	write(d, []byte("TWO!"))
+	if err := s.Detach(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = s.Attach(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(d); string(got) != "TWO!" {
+		t.Fatalf("a reconnect within boot 2 sees %q, want its own write", got)
+	}
+	if err := s.Detach(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	// Boot 3 starts with the volume detached: reset at once.
+	if err := s.ResetVolume(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = s.Attach(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(d); !bytes.Equal(got, make([]byte, 4)) {
+		t.Fatalf("boot 3 sees %q, want the image's zeros", got)
+	}
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# make e2e / make demo: installs the Debian packages the end-to-end run
+# needs when they are missing, then runs the e2e test (go test -tags e2e
+# ./e2e/) or the demo (e2e/demo) as root. Whatever happens, the network
+# namespaces of this run (named $DLS_E2E_PREFIX-*) are deleted at exit;
+# the processes the run started die with it (parent-death signal).
+#
+#   bash e2e/run.sh test [go test flags...]     # make e2e
+#   bash e2e/run.sh demo [-boots N] [-keep]     # make demo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+mode="${1:-test}"
+shift || true
+args=("$@")
+
+if [ "$(id -u)" != 0 ]; then
+	echo "make $([ "$mode" = demo ] && echo demo || echo e2e) needs root (network namespaces, taps, ports 67 and 69): run it with sudo" >&2
+	exit 1
+fi
+
+# Packages: command (or file) → package.
+need=(
+	"qemu-system-x86_64 qemu-system-x86"
+	"/usr/lib/ipxe/qemu/efi-virtio.rom ipxe-qemu"
+	"nasm nasm"
+	"ip iproute2"
+)
+if [ "$mode" = test ]; then
+	need+=(
+		"dnsmasq dnsmasq-base"
+		"prometheus prometheus"
+		"promtool prometheus"
+		"tgtd tgt"
+	)
+fi
+missing=()
+for n in "${need[@]}"; do
+	what="${n% *}" pkg="${n#* }"
+	if [[ $what == /* ]]; then [ -e "$what" ] && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
+	[[ " ${missing[*]:-} " == *" $pkg "* ]] || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "== installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
+
+export DLS_E2E_PREFIX="${DLS_E2E_PREFIX:-dlse2e$$}"
+# The run's temporary folders (the test's t.TempDir, the demo's) go here,
+# removed at exit even when the run was killed.
+export TMPDIR="$(mktemp -d /tmp/dls-e2e-run.XXXXXX)"
+cleanup() {
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$DLS_E2E_PREFIX-" || true); do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	rm -rf "$TMPDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+case "$mode" in
+test)
+	# -v: every boot's times and the DLS/reference ratio are in the log.
+	go test -tags e2e -count=1 -v -timeout 25m "${args[@]}" ./e2e/
+	;;
+demo)
+	go build -o "$TMPDIR/dls-demo" ./e2e/demo
+	"$TMPDIR/dls-demo" "${args[@]}"
+	;;
+*)
+	echo "usage: bash e2e/run.sh test|demo [args]" >&2
+	exit 2
+	;;
+esac
