@@ -178,10 +178,22 @@ type Options struct {
 	// highest role of a user's groups wins. Nil means the groups admin,
 	// operator and viewer give the role of the same name.
 	RoleGroups map[string]string
-	// UserFailures and SourceFailures limit failed logins per username
-	// and per source address; zero values mean 10 and 20 per 15 minutes.
+	// UserFailures limits failed logins of one username from one source
+	// address, SourceFailures those of one source whatever the username;
+	// zero values mean 10 and 20 per 15 minutes. Neither is keyed on the
+	// username alone: an attacker's failures must not lock the account's
+	// owner out.
 	UserFailures   Limit
 	SourceFailures Limit
+	// AccountFailures limits failed logins of one username from every
+	// source together (an attack spread over many addresses); zero means
+	// 100 per 15 minutes. It does not apply to a source the user logged
+	// in from within TrustedSourceTTL, so the owner's usual workstation
+	// still gets in while the account is under attack.
+	AccountFailures Limit
+	// TrustedSourceTTL is how long a successful login makes its source
+	// address trusted for that username; 0 means 30 days.
+	TrustedSourceTTL time.Duration
 	// LimiterEntries caps the usernames and sources each limiter
 	// remembers (the oldest are forgotten first); 0 means 10000.
 	LimiterEntries int
@@ -202,16 +214,18 @@ type Limit struct {
 
 // API is the admin API.
 type API struct {
-	deps    Deps
-	opts    Options
-	clock   Clock
-	logger  hclog.Logger
-	tokens  *tokenSigner
-	deny    *denylist
-	users   *limiter
-	sources *limiter
-	metrics *metrics
-	roles   map[string]role
+	deps     Deps
+	opts     Options
+	clock    Clock
+	logger   hclog.Logger
+	tokens   *tokenSigner
+	deny     *denylist
+	users    *limiter // by username and source
+	sources  *limiter // by source
+	accounts *limiter // by username, every source but trusted ones
+	trusted  *trustedSources
+	metrics  *metrics
+	roles    map[string]role
 	// listsPlugins: Deps.Plugins was given, so POST images can check that
 	// the storage named exists.
 	listsPlugins bool
@@ -240,6 +254,12 @@ func New(deps Deps, opts Options) (*API, error) {
 	}
 	if opts.SourceFailures.Max <= 0 || opts.SourceFailures.Window <= 0 {
 		opts.SourceFailures = Limit{Max: 20, Window: 15 * time.Minute}
+	}
+	if opts.AccountFailures.Max <= 0 || opts.AccountFailures.Window <= 0 {
+		opts.AccountFailures = Limit{Max: 100, Window: 15 * time.Minute}
+	}
+	if opts.TrustedSourceTTL <= 0 {
+		opts.TrustedSourceTTL = 30 * 24 * time.Hour
 	}
 	if opts.LimiterEntries <= 0 {
 		opts.LimiterEntries = 10000
@@ -275,12 +295,14 @@ func New(deps Deps, opts Options) (*API, error) {
 	}
 	return &API{
 		deps: deps, opts: opts, clock: deps.Clock, logger: opts.Logger,
-		tokens:  &tokenSigner{key: key},
-		deny:    newDenylist(),
-		users:   newLimiter(opts.UserFailures, opts.LimiterEntries),
-		sources: newLimiter(opts.SourceFailures, opts.LimiterEntries),
-		metrics: m,
-		roles:   roles,
+		tokens:   &tokenSigner{key: key},
+		deny:     newDenylist(),
+		users:    newLimiter(opts.UserFailures, opts.LimiterEntries),
+		sources:  newLimiter(opts.SourceFailures, opts.LimiterEntries),
+		accounts: newLimiter(opts.AccountFailures, opts.LimiterEntries),
+		trusted:  newTrustedSources(opts.TrustedSourceTTL, opts.LimiterEntries),
+		metrics:  m,
+		roles:    roles,
 
 		listsPlugins: listsPlugins,
 	}, nil

@@ -162,13 +162,23 @@ func (a *API) accessToken(user string, r role, now time.Time) (string, error) {
 	return a.tokens.sign(claims{User: user, Role: r.String(), Iat: now.Unix(), Exp: now.Add(a.opts.AccessTTL).Unix(), JTI: jti})
 }
 
+// limitKey is one limiter and the key a login attempt counts under.
+type limitKey struct {
+	l   *limiter
+	key string
+}
+
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 }
 
-// login: POST auth/login. Failed logins are limited per username and per
-// source before any authenticator runs.
+// login: POST auth/login. Failed logins are limited before any
+// authenticator runs: per username and source, per source, and per
+// username over every source but those the user logged in from before
+// (see Options.AccountFailures). No limit is keyed on the username alone
+// for every source, so an attacker guessing a user's password cannot lock
+// that user out of a workstation they have used.
 func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
 	if err := decode(w, r, &req, false); err != nil {
@@ -184,17 +194,27 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	src := remoteIP(r)
 	userKey := strings.ToLower(req.Username)
 	now := a.clock.Now()
-	userWait, userOK := a.users.reserve(userKey, now)
-	srcWait, srcOK := a.sources.reserve(src, now)
-	if !userOK || !srcOK {
-		if userOK {
-			a.users.release(userKey, now)
+	keys := []limitKey{{a.users, userKey + "\x00" + src}, {a.sources, src}}
+	if !a.trusted.has(userKey, src, now) {
+		keys = append(keys, limitKey{a.accounts, userKey})
+	}
+	var wait time.Duration
+	var reserved []limitKey
+	for _, k := range keys {
+		if w, ok := k.l.reserve(k.key, now); ok {
+			reserved = append(reserved, k)
+		} else {
+			wait = max(wait, w)
 		}
-		if srcOK {
-			a.sources.release(src, now)
+	}
+	release := func() {
+		for _, k := range reserved {
+			k.l.release(k.key, now)
 		}
+	}
+	if len(reserved) < len(keys) {
+		release()
 		a.metrics.failures.WithLabelValues("rate_limited").Inc()
-		wait := max(userWait, srcWait)
 		secs := int(math.Ceil(wait.Seconds()))
 		a.logger.Warn("login refused: too many failures", "user", req.Username, "source", src)
 		return &apiError{status: http.StatusTooManyRequests,
@@ -210,14 +230,16 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		a.logger.Info("login failed", "user", req.Username, "source", src)
 		return errorf(http.StatusUnauthorized, "invalid username or password")
 	case err != nil:
-		a.users.release(userKey, now)
-		a.sources.release(src, now)
+		release()
 		a.metrics.failures.WithLabelValues("unavailable").Inc()
 		a.logger.Error("login: no auth plugin could answer", "user", req.Username, "error", err)
 		return errorf(http.StatusServiceUnavailable, "cannot check credentials now: %v", err)
 	}
-	a.users.reset(userKey)
-	a.sources.release(src, now)
+	// The account's failures from elsewhere stand: they are someone
+	// else's guesses, not this user's typos.
+	a.users.reset(keys[0].key)
+	release()
+	a.trusted.add(userKey, src, now)
 	user := id.Username
 	if user == "" {
 		user = req.Username

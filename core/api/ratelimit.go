@@ -102,3 +102,53 @@ func (l *limiter) size() int {
 	defer l.mu.Unlock()
 	return l.lru.Len()
 }
+
+// trustedSources remembers, per username, the source addresses it logged
+// in from, for ttl: the account-wide failure limit does not apply to them.
+// Like limiter it holds at most cap entries, forgetting the least recently
+// used first.
+type trustedSources struct {
+	ttl time.Duration
+	cap int
+
+	mu   sync.Mutex
+	keys map[string]*list.Element // of *trustedSource
+	lru  list.List                // front: most recent login
+}
+
+type trustedSource struct {
+	key   string
+	until time.Time
+}
+
+func newTrustedSources(ttl time.Duration, capacity int) *trustedSources {
+	return &trustedSources{ttl: ttl, cap: capacity, keys: map[string]*list.Element{}}
+}
+
+func trustKey(user, src string) string { return user + "\x00" + src }
+
+// add trusts src for user from now on, for ttl.
+func (t *trustedSources) add(user, src string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := trustKey(user, src)
+	if e := t.keys[k]; e != nil {
+		e.Value.(*trustedSource).until = now.Add(t.ttl)
+		t.lru.MoveToFront(e)
+		return
+	}
+	t.keys[k] = t.lru.PushFront(&trustedSource{key: k, until: now.Add(t.ttl)})
+	for t.lru.Len() > t.cap {
+		old := t.lru.Back()
+		t.lru.Remove(old)
+		delete(t.keys, old.Value.(*trustedSource).key)
+	}
+}
+
+// has reports whether user logged in from src within ttl of now.
+func (t *trustedSources) has(user, src string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.keys[trustKey(user, src)]
+	return e != nil && now.Before(e.Value.(*trustedSource).until)
+}

@@ -53,3 +53,26 @@ func TestLimiterIsBounded(t *testing.T) {
 		t.Error("oldest key kept")
 	}
 }
+
+func TestTrustedSourcesExpireAndAreBounded(t *testing.T) {
+	ts := newTrustedSources(time.Hour, 50)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ts.add("alice", "192.0.2.1", t0)
+	switch {
+	case !ts.has("alice", "192.0.2.1", t0.Add(59*time.Minute)):
+		t.Error("trusted source forgotten within its time")
+	case ts.has("alice", "192.0.2.2", t0), ts.has("bob", "192.0.2.1", t0):
+		t.Error("trust is per username and address")
+	case ts.has("alice", "192.0.2.1", t0.Add(time.Hour)):
+		t.Error("trusted source kept past its time")
+	}
+	for i := range 1000 {
+		ts.add(fmt.Sprintf("user%d", i), "192.0.2.1", t0)
+	}
+	if ts.lru.Len() != 50 || len(ts.keys) != 50 {
+		t.Fatalf("%d entries, want 50", ts.lru.Len())
+	}
+	if !ts.has("user999", "192.0.2.1", t0) || ts.has("user0", "192.0.2.1", t0) {
+		t.Error("want the most recent logins kept")
+	}
+}

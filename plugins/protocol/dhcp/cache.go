@@ -51,10 +51,15 @@ func (c *decisions) get(key string, firmware bool, now time.Time) (host.Decision
 	return e.d, true
 }
 
+// maxUnknownCached bounds the cached decisions once they hold this many:
+// beyond it only known machines' are added. A flood from random MACs
+// would otherwise grow the cache by one entry per MAC until the sweep.
+const maxUnknownCached = 1 << 16
+
 func (c *decisions) put(key, mac string, d host.Decision, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ttl > 0 {
+	if c.ttl > 0 && (d.Known || len(c.m) < maxUnknownCached) {
 		c.m[key] = cachedDecision{d: d, at: now}
 	}
 	if d.Known {

@@ -36,6 +36,7 @@ type Config struct {
 	DeclineTime   time.Duration     `hcl:"decline_time,optional" doc:"how long an address a client declined (in use by someone else) is quarantined"`
 	ProbeTimeout  time.Duration     `hcl:"probe_timeout,optional" doc:"ping a never-used address before offering it and wait this long for an echo; 0: no probe"`
 	ClientCache   time.Duration     `hcl:"client_cache,optional" doc:"how long the host's answer for an OS's DHCP client (not boot firmware) is reused"`
+	UnknownLeases int               `hcl:"unknown_leases,optional" doc:"most addresses of a pool that MACs the host does not know may hold at once, offered or leased, in pools that set none; 0: no limit (see the README: starvation)"`
 	RateLimit     float64           `hcl:"rate_limit,optional" doc:"packets per second accepted from one MAC; 0: no limit"`
 	RateBurst     int               `hcl:"rate_burst,optional" doc:"packets one MAC may send at once before rate_limit applies"`
 	Workers       int               `hcl:"workers,optional" doc:"packets handled at once"`
@@ -58,6 +59,8 @@ type Pool struct {
 	Domain    string        `hcl:"domain,optional" doc:"domain name (option 15)"`
 	NTP       []string      `hcl:"ntp,optional" format:"ip" doc:"NTP servers (option 42)"`
 	MTU       int           `hcl:"mtu,optional" doc:"interface MTU (option 26)"`
+
+	UnknownLeases int `hcl:"unknown_leases,optional" doc:"most addresses of this pool that MACs the host does not know may hold at once, offered or leased; 0: the config's unknown_leases"`
 }
 
 // defaultConfig is what NewConfig returns: the defaults of every attribute.
@@ -101,6 +104,9 @@ type poolSettings struct {
 	dns, ntp   []ip4
 	domain     string
 	mtu        int
+	// unknownLeases caps the addresses held by MACs the host does not
+	// know (0: no cap).
+	unknownLeases int
 }
 
 // check validates c and returns it as settings. Errors name the attribute.
@@ -146,6 +152,9 @@ func check(c Config) (*settings, error) {
 	}
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
 		errs.Add(config.Errorf("mtu", "mtu must be 68 to 65535 (or 0: not sent)"))
+	}
+	if c.UnknownLeases < 0 {
+		errs.Add(config.Errorf("unknown_leases", "unknown_leases must not be negative (0: no limit)"))
 	}
 	if c.RateLimit < 0 {
 		errs.Add(config.Errorf("rate_limit", "rate_limit must not be negative"))
@@ -277,6 +286,13 @@ func checkPool(i int, pc Pool, c Config, dns, ntp []ip4) (poolSettings, error) {
 	}
 	if p.mtu == 0 {
 		p.mtu = c.MTU
+	}
+	p.unknownLeases = pc.UnknownLeases
+	if p.unknownLeases == 0 {
+		p.unknownLeases = c.UnknownLeases
+	}
+	if pc.UnknownLeases < 0 {
+		errs.Add(config.Errorf(path("unknown_leases"), "unknown_leases must not be negative (0: the config's)"))
 	}
 	if pc.MTU != 0 && (pc.MTU < 68 || pc.MTU > 65535) {
 		errs.Add(config.Errorf(path("mtu"), "mtu must be 68 to 65535 (or 0: the config's)"))

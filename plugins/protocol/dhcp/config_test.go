@@ -27,6 +27,14 @@ func TestConfigDefaultsAndPoolNames(t *testing.T) {
 	if s.pools[0].leaseTime != time.Hour || s.pools[1].leaseTime != 2*time.Hour {
 		t.Errorf("lease times %s %s", s.pools[0].leaseTime, s.pools[1].leaseTime)
 	}
+	if s.pools[0].unknownLeases != 0 {
+		t.Errorf("unknown_leases default %d, want 0 (no limit)", s.pools[0].unknownLeases)
+	}
+	c.UnknownLeases = 40
+	c.Pools[1].UnknownLeases = 3
+	if s, err = check(*c); err != nil || s.pools[0].unknownLeases != 40 || s.pools[1].unknownLeases != 3 {
+		t.Errorf("unknown_leases: the config's for pool 0, pool 1's own: %v %v", s, err)
+	}
 	if s.pools[1].mask.String() != "255.255.255.0" || s.pools[1].dns[0].String() != "9.9.9.9" || s.pools[0].dns[0].String() != "10.0.0.53" {
 		t.Errorf("pool defaults: %+v", s.pools[1])
 	}
@@ -57,6 +65,8 @@ func TestConfigErrorsNameTheAttribute(t *testing.T) {
 		{func(c *Config) { c.LeaseTime = 0; c.Pools[0].LeaseTime = 0 }, "lease_time"},
 		{func(c *Config) { c.Workers = 0 }, "workers"},
 		{func(c *Config) { c.HTTPBootURL = "files" }, "http_boot_url"},
+		{func(c *Config) { c.UnknownLeases = -1 }, "unknown_leases"},
+		{func(c *Config) { c.Pools[0].UnknownLeases = -1 }, "pool[0].unknown_leases"},
 	}
 	for _, tc := range cases {
 		c := baseConfig()

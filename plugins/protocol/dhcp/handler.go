@@ -136,10 +136,13 @@ func (s *server) discover(ctx context.Context, req *dhcpv4.DHCPv4, in packetInfo
 		s.m.drop(reasonNoPool)
 		return
 	}
-	p, a, fresh, err := s.table.offer(pools, mac, ip4FromIP(req.RequestedIPAddress()), reserved, reservedOnly)
+	p, a, fresh, err := s.table.offer(pools, mac, ip4FromIP(req.RequestedIPAddress()), reserved, reservedOnly, d.Known)
 	switch {
 	case errors.Is(err, errReservedInUse):
 		s.m.drop(reasonReservedInUse)
+		return
+	case errors.Is(err, errUnknownLimit):
+		s.m.drop(reasonUnknownLimit)
 		return
 	case err != nil:
 		s.m.drop(reasonExhausted)
@@ -199,7 +202,11 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, in packetInfo,
 		s.m.drop(reasonNoPool)
 		return
 	}
-	lease, p, why := s.table.request(pools, mac, a, c.hostname, reservedOnly)
+	lease, p, why := s.table.request(pools, mac, a, c.hostname, reservedOnly, d.Known)
+	if why == refusedUnknownLimit {
+		s.m.drop(reasonUnknownLimit)
+		return
+	}
 	if why != nakNone {
 		s.m.drop(why)
 		s.nak(req, in, mac, d)

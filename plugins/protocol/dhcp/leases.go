@@ -83,13 +83,19 @@ type pool struct {
 	next   int            // the next never-used slot to try
 	scan   int            // where the search for a reusable slot goes on
 	usable int            // addresses that may be leased
+	// unknown holds the addresses offered or leased to MACs the host does
+	// not know, with the end of that offer or lease (unix ns), when
+	// unknownLeases caps them; entries past their end are pruned when the
+	// cap is reached, at most once per expiry (pruneAt).
+	unknown map[ip4]int64
+	pruneAt int64
 }
 
 func newPool(ps poolSettings, reserved ...ip4) *pool {
 	p := &pool{
 		poolSettings: ps, subnet: ps.start & ps.mask, opts: poolOptions(ps),
 		slots: make([]slot, int(ps.end-ps.start)+1),
-		extra: map[ip4]*slot{}, byMAC: map[string]ip4{},
+		extra: map[ip4]*slot{}, byMAC: map[string]ip4{}, unknown: map[ip4]int64{},
 	}
 	bcast := p.subnet | ^ps.mask
 	unusable := append([]ip4{p.subnet, bcast, ps.router}, reserved...)
@@ -108,6 +114,46 @@ func newPool(ps poolSettings, reserved ...ip4) *pool {
 
 func (p *pool) inRange(a ip4) bool  { return a >= p.start && a <= p.end }
 func (p *pool) inSubnet(a ip4) bool { return a&p.mask == p.subnet }
+
+// admitUnknown reports whether a MAC the host does not know may take a
+// (offered or leased until its end) without going over unknownLeases. An
+// address already counted is not counted twice.
+func (p *pool) admitUnknown(a ip4, now int64) bool {
+	if p.unknownLeases == 0 || len(p.unknown) < p.unknownLeases {
+		return true
+	}
+	if _, ok := p.unknown[a]; ok {
+		return true
+	}
+	if now >= p.pruneAt {
+		// Scanning the map is O(cap): do it only once an entry has
+		// expired, not for every packet of a flood.
+		p.pruneAt = 1<<63 - 1
+		for b, end := range p.unknown {
+			if end <= now {
+				delete(p.unknown, b)
+			} else {
+				p.pruneAt = min(p.pruneAt, end)
+			}
+		}
+	}
+	return len(p.unknown) < p.unknownLeases
+}
+
+// holder records who holds a until end: counted against unknownLeases
+// when the host does not know the MAC, forgotten otherwise (end 0: no
+// one holds it).
+func (p *pool) holder(a ip4, known bool, end int64) {
+	if p.unknownLeases == 0 {
+		return
+	}
+	if known || end == 0 {
+		delete(p.unknown, a)
+		return
+	}
+	p.unknown[a] = end
+	p.pruneAt = min(p.pruneAt, end)
+}
 
 // slot returns the slot of a, in the range or among the reserved extras;
 // create adds an extra slot for an address of the subnet.
@@ -130,6 +176,7 @@ func (p *pool) slot(a ip4, create bool) *slot {
 var (
 	errExhausted     = errors.New("pool exhausted")
 	errReservedInUse = errors.New("reserved address in use by another MAC")
+	errUnknownLimit  = errors.New("addresses of unknown MACs at the pool's unknown_leases")
 )
 
 // nak reasons: why a REQUEST is refused.
@@ -139,6 +186,9 @@ const (
 	nakTaken       = "address_taken" // another MAC holds it
 	nakReserved    = "reserved"      // reserved for another MAC
 	nakReservation = "reservation"   // the client has a reservation elsewhere
+	// Not a NAK: the REQUEST of an unknown MAC over unknown_leases goes
+	// unanswered, like its DISCOVER.
+	refusedUnknownLimit = "unknown_limit"
 )
 
 // table is the plugin's in-memory lease state: every pool's addresses and
@@ -221,14 +271,28 @@ func (t *table) freeFor(s *slot, a ip4, mac string, now int64) bool {
 // holds it for the offer time: the reserved address when it is free, else
 // the MAC's previous address, else the requested one, else a never-used
 // one, else one whose lease ended. fresh says a never-used address was
-// taken (worth a probe).
-func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reservedOnly bool) (p *pool, a ip4, fresh bool, err error) {
+// taken (worth a probe). A MAC the host does not know (known false) gets a
+// new address only from a pool under its unknown_leases.
+func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reservedOnly, known bool) (p *pool, a ip4, fresh bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now().UnixNano()
 	hold := func(p *pool, a ip4, s *slot) {
 		s.offerTo, s.offerEnd = mac, now+int64(t.offerTime)
 		p.byMAC[mac] = a
+		end := s.offerEnd
+		if s.mac == mac && s.state == stateBound {
+			end = max(end, s.expires)
+		}
+		p.holder(a, known, end)
+	}
+	capped := false // a pool refused an unknown MAC
+	admit := func(p *pool, a ip4) bool {
+		if known || p.admitUnknown(a, now) {
+			return true
+		}
+		capped = true
+		return false
 	}
 	if reserved != 0 {
 		if p := poolOf(pools, reserved); p != nil {
@@ -250,6 +314,9 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 		if a, ok := p.byMAC[mac]; ok {
 			s := p.slot(a, false)
 			if s != nil && (s.mac == mac || s.offerTo == mac) && s.state != stateDeclined && t.freeFor(s, a, mac, now) {
+				if !admit(p, a) {
+					continue // still its address once the cap allows
+				}
 				hold(p, a, s)
 				return p, a, false, nil
 			}
@@ -261,13 +328,16 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 			if !p.inRange(requested) {
 				continue
 			}
-			if s := p.slot(requested, false); s.state != stateUnusable && t.freeFor(s, requested, mac, now) {
+			if s := p.slot(requested, false); s.state != stateUnusable && t.freeFor(s, requested, mac, now) && admit(p, requested) {
 				hold(p, requested, s)
 				return p, requested, s.state == stateFree && s.mac == "", nil
 			}
 		}
 	}
 	for _, p := range pools {
+		if !admit(p, 0) {
+			continue
+		}
 		for p.next < len(p.slots) {
 			i := p.next
 			p.next++
@@ -280,6 +350,9 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 		}
 	}
 	for _, p := range pools {
+		if !admit(p, 0) {
+			continue
+		}
 		n := len(p.slots)
 		for k := 0; k < n; k++ {
 			i := (p.scan + k) % n
@@ -295,6 +368,9 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 			}
 		}
 	}
+	if capped {
+		return nil, 0, false, errUnknownLimit
+	}
 	return nil, 0, false, errExhausted
 }
 
@@ -307,6 +383,9 @@ func (t *table) unoffer(mac string) {
 		if a, ok := p.byMAC[mac]; ok {
 			if s := p.slot(a, false); s != nil && s.offerTo == mac {
 				s.offerTo, s.offerEnd = "", 0
+				if s.mac != mac || s.state != stateBound {
+					p.holder(a, true, 0)
+				}
 			}
 		}
 	}
@@ -315,8 +394,10 @@ func (t *table) unoffer(mac string) {
 // request binds a to mac if it may have it, for the pool's lease time, and
 // returns the lease to commit; otherwise it returns why the REQUEST must be
 // NAKed. mustReserve is the reservation-mode rule: only the reserved
-// address.
-func (t *table) request(pools []*pool, mac string, a ip4, hostname string, mustReserve bool) (host.Lease, *pool, string) {
+// address. A MAC the host does not know (known false) may bind an address
+// it was not offered and does not hold only under the pool's
+// unknown_leases (else refusedUnknownLimit).
+func (t *table) request(pools []*pool, mac string, a ip4, hostname string, mustReserve, known bool) (host.Lease, *pool, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -348,6 +429,9 @@ func (t *table) request(pools []*pool, mac string, a ip4, hostname string, mustR
 	if !t.freeFor(s, a, mac, ns) || (s.state == stateDeclined && s.mac == mac && s.expires > ns) {
 		return host.Lease{}, nil, nakTaken
 	}
+	if ours := s.offerTo == mac || (s.mac == mac && s.state == stateBound); !known && !ours && !p.admitUnknown(a, ns) {
+		return host.Lease{}, nil, refusedUnknownLimit
+	}
 	if old := s.mac; old != "" && old != mac && p.byMAC[old] == a {
 		delete(p.byMAC, old)
 	}
@@ -357,6 +441,7 @@ func (t *table) request(pools []*pool, mac string, a ip4, hostname string, mustR
 		s.offerTo, s.offerEnd = "", 0
 	}
 	p.byMAC[mac] = a
+	p.holder(a, known, s.expires)
 	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: exp, State: host.LeaseBound, Hostname: hostname}, p, nakNone
 }
 
@@ -377,6 +462,7 @@ func (t *table) conflict(pools []*pool, a ip4, mac, holder string) {
 	}
 	h := macBytes(holder)
 	s.mac, s.state, s.expires = h, stateBound, t.now().Add(p.leaseTime).UnixNano()
+	p.holder(a, true, 0) // another host's lease: not ours to count
 	if h != "" {
 		p.byMAC[h] = a
 	}
@@ -396,6 +482,9 @@ func (t *table) release(pools []*pool, mac string, a ip4) (host.Lease, bool) {
 	}
 	now := t.now()
 	s.state, s.expires = stateReleased, now.UnixNano()
+	if s.offerTo == "" || s.offerEnd <= now.UnixNano() {
+		p.holder(a, true, 0)
+	}
 	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: now, State: host.LeaseReleased, Hostname: s.hostname}, true
 }
 
@@ -413,6 +502,7 @@ func (t *table) decline(pools []*pool, mac string, a ip4) (host.Lease, bool) {
 	}
 	exp := t.now().Add(t.declineTime)
 	s.mac, s.state, s.expires, s.offerTo, s.offerEnd = mac, stateDeclined, exp.UnixNano(), "", 0
+	p.holder(a, true, 0)
 	if p.byMAC[mac] == a {
 		delete(p.byMAC, mac)
 	}
@@ -428,6 +518,7 @@ func (t *table) quarantine(p *pool, a ip4, mac string) {
 		return
 	}
 	s.state, s.expires, s.offerTo, s.offerEnd = stateDeclined, t.now().Add(t.declineTime).UnixNano(), "", 0
+	p.holder(a, true, 0)
 	if p.byMAC[mac] == a {
 		delete(p.byMAC, mac)
 	}

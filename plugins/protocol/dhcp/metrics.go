@@ -22,6 +22,7 @@ const (
 	reasonNoPool         = "no_pool"              // no pool serves the client's network
 	reasonExhausted      = "pool_exhausted"       // no address left
 	reasonUnknownClient  = "unknown_client"       // proxy and reservation modes: the host does not know it
+	reasonUnknownLimit   = refusedUnknownLimit    // full mode: the pool's addresses for unknown MACs are all held
 	reasonNoReservation  = "no_reservation"       // reservation mode: known, but no reserved address
 	reasonReservedInUse  = "reservation_in_use"   // reservation mode: another MAC holds the address
 	reasonRateLimited    = "rate_limited"         // its MAC sent too many packets
@@ -43,7 +44,7 @@ const (
 // first scrape.
 var errorReasons = []string{
 	reasonMalformed, reasonTruncated, reasonOversized, reasonWrongOp, reasonHardware, reasonBOOTP,
-	reasonUnsupported, reasonOtherServer, reasonNoPool, reasonExhausted, reasonUnknownClient,
+	reasonUnsupported, reasonOtherServer, reasonNoPool, reasonExhausted, reasonUnknownClient, reasonUnknownLimit,
 	reasonNoReservation, reasonReservedInUse, reasonRateLimited, reasonNotPXE, reasonNoBootFile,
 	reasonLookupFailed, reasonCommitFailed, reasonCommitQueue, reasonConflict, reasonAddressInUse,
 	reasonSendFailed, reasonNotOurs, reasonAddressTaken, reasonReservedOther, reasonReservationMov,

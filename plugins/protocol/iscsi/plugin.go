@@ -35,6 +35,7 @@ type Config struct {
 	MaxOutstandingR2 int           `hcl:"max_outstanding_r2t,optional" doc:"R2Ts outstanding per command at most"`
 	Digests          bool          `hcl:"digests,optional" doc:"accept CRC32C header and data digests when initiators ask for them"`
 	LoginTimeout     time.Duration `hcl:"login_timeout,optional" doc:"how long a connection may take to log in"`
+	MaxLoginConns    int           `hcl:"max_login_connections,optional" doc:"connections still logging in at once; past it the oldest that has not sent a whole PDU (else the oldest) is closed"`
 	EndStaleSessions bool          `hcl:"end_stale_sessions,optional" doc:"a login ends the initiator's older sessions on its target whatever their ISID: a rebooting diskless machine never logs out (false: only sessions of the same ISID, RFC 7143)"`
 }
 
@@ -97,6 +98,7 @@ func (p *Plugin) NewConfig() any {
 		Listen: "127.0.0.1:3260", QueueDepth: d.QueueDepth, MaxRecvDataSeg: d.MaxRecvDataSegmentLength,
 		MaxBurstLength: d.MaxBurstLength, FirstBurstLength: d.FirstBurstLength, MaxOutstandingR2: d.MaxOutstandingR2T,
 		Digests: true, LoginTimeout: 30 * time.Second, EndStaleSessions: true,
+		MaxLoginConns: target.DefaultMaxLoginConnections,
 	}
 }
 
@@ -132,6 +134,9 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 	}
 	if c.LoginTimeout <= 0 {
 		errs.Add(config.Errorf("login_timeout", "login_timeout must be positive"))
+	}
+	if c.MaxLoginConns < 1 {
+		errs.Add(config.Errorf("max_login_connections", "max_login_connections must be 1 or more"))
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -172,12 +177,13 @@ func (p *Plugin) Start(context.Context) error {
 			QueueDepth: p.cfg.QueueDepth, Digests: p.cfg.Digests,
 			DefaultTime2Wait: target.DefaultLimits.DefaultTime2Wait,
 		},
-		MaxSessions:      p.cfg.MaxSessions,
-		EndStaleSessions: p.cfg.EndStaleSessions,
-		Vendor:           "DLS",
-		Product:          "DLS iSCSI disk",
-		Revision:         "0.1",
-		LoginTimeout:     p.cfg.LoginTimeout,
+		MaxSessions:         p.cfg.MaxSessions,
+		EndStaleSessions:    p.cfg.EndStaleSessions,
+		Vendor:              "DLS",
+		Product:             "DLS iSCSI disk",
+		Revision:            "0.1",
+		LoginTimeout:        p.cfg.LoginTimeout,
+		MaxLoginConnections: p.cfg.MaxLoginConns,
 	}
 	p.srv, p.ln, p.serving = srv, ln, true
 	go func() {

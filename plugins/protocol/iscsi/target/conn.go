@@ -2,6 +2,7 @@ package target
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -58,6 +59,9 @@ type conn struct {
 	rd  pdu.Reader
 	p   params
 
+	seq      uint64      // accept order (Server.connSeq)
+	progress atomic.Bool // a whole PDU arrived during login
+
 	sess *session
 
 	out    chan *outPDU
@@ -77,13 +81,33 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
-		srv: s, nc: nc, br: bufio.NewReaderSize(nc, 256<<10),
+		srv: s, nc: nc, br: bufio.NewReaderSize(nc, loginBuffer),
 		out: make(chan *outPDU, 512), dead: make(chan struct{}), wdone: make(chan struct{}),
 		tasks: map[uint32]*task{}, statSN: 1, nextTTT: 1,
 	}
 	c.rd.R = c.br
 	c.rd.MaxData = 8192
 	return c
+}
+
+// Read buffers: small while a connection logs in (a login PDU's data is
+// at most 8 KiB), so that thousands of connections that never log in
+// cost little; large once it does, for reads of whole bursts.
+const (
+	loginBuffer = 16 << 10
+	ffpBuffer   = 256 << 10
+)
+
+// growBuffer gives the reader its full-feature-phase buffer, keeping
+// what the initiator already sent after its last login PDU.
+func (c *conn) growBuffer() {
+	var r io.Reader = c.nc
+	if n := c.br.Buffered(); n > 0 {
+		pending, _ := c.br.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), c.nc)
+	}
+	c.br = bufio.NewReaderSize(r, ffpBuffer)
+	c.rd.R = c.br
 }
 
 func (c *conn) ctx() (context.Context, context.CancelFunc) {
@@ -223,6 +247,7 @@ func (c *conn) writerDead() {
 func (c *conn) serve() {
 	defer c.nc.Close()
 	sess, err := c.login()
+	c.srv.loginDone(c)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			c.log().Debug("login ended", "error", err)
@@ -274,7 +299,8 @@ func (c *conn) login() (*session, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	_ = c.nc.SetDeadline(time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
+	_ = c.nc.SetDeadline(deadline)
 	l := &login{c: c, first: true, p: defaultParams(c.srv.limits())}
 	var req pdu.PDU
 	for {
@@ -283,8 +309,13 @@ func (c *conn) login() (*session, error) {
 				c.srv.fail("protocol")
 				c.loginReject(&req, loginInvalidRequest)
 			}
+			if isTimeout(err) && !time.Now().Before(deadline) {
+				// Not a shutdown's deadline: the initiator's time ran out.
+				c.srv.fail("login_timeout")
+			}
 			return nil, err
 		}
+		c.progress.Store(true)
 		if req.Opcode() != pdu.OpLogin {
 			c.srv.fail("protocol")
 			c.loginReject(&req, loginInvalidRequest)
@@ -334,6 +365,7 @@ func (c *conn) login() (*session, error) {
 		_ = c.nc.SetDeadline(time.Time{})
 		c.rd.HeaderDigest, c.rd.DataDigest = c.p.headerDigest, c.p.dataDigest
 		c.rd.MaxData = c.srv.limits().MaxRecvDataSegmentLength
+		c.growBuffer()
 		return sess, nil
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dls-project/dls/plugins/protocol/iscsi/scsi"
@@ -126,6 +128,14 @@ type Server struct {
 	Vendor, Product, Revision string
 	// LoginTimeout bounds the login phase of a connection.
 	LoginTimeout time.Duration
+	// MaxLoginConnections bounds the connections still in their login
+	// phase (0: DefaultMaxLoginConnections). When a new connection would
+	// go over it, the oldest connection that has not sent one whole PDU
+	// is closed (else the oldest in login): idle and half-open
+	// connections cannot hold the portal's file descriptors and memory
+	// for LoginTimeout each, and a machine that sends its login at once
+	// gets in.
+	MaxLoginConnections int
 	// EndStaleSessions makes a new login end the initiator's older
 	// sessions on the same target whatever their ISID, not only those of
 	// the same ISID (session reinstatement, RFC 7143 6.3.5). A diskless
@@ -138,11 +148,14 @@ type Server struct {
 	closed   bool
 	lns      []net.Listener
 	conns    map[*conn]struct{}
+	logins   map[*conn]struct{} // connections in their login phase
 	sessions map[uint16]*session
 	nextTSIH uint16
 	targets  map[string]*attached
 	detach   map[string]chan struct{} // targets whose volume is closing
 	nSess    int
+	connSeq  uint64 // accept order, for choosing whom to evict
+	lastLog  atomic.Int64
 	wg       sync.WaitGroup
 }
 
@@ -205,11 +218,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.lns = append(s.lns, ln)
 	if s.conns == nil {
 		s.conns = map[*conn]struct{}{}
+		s.logins = map[*conn]struct{}{}
 		s.sessions = map[uint16]*session{}
 		s.targets = map[string]*attached{}
 		s.detach = map[string]chan struct{}{}
 	}
 	s.mu.Unlock()
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -224,8 +239,21 @@ func (s *Server) Serve(ln net.Listener) error {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
-			return err
+			if !acceptRetryable(err) {
+				return err
+			}
+			// Out of file descriptors (or a connection reset before it
+			// was accepted): the portal must outlive it. Wait for
+			// connections to end, longer each time, as net/http does.
+			s.fail("accept")
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if s.logOnce() {
+				s.logger().Warn("accept failed; retrying", "error", err, "in", backoff)
+			}
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		if s.Hooks.Connection != nil {
 			s.Hooks.Connection()
 		}
@@ -241,7 +269,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrClosed
 		}
+		s.connSeq++
+		c.seq = s.connSeq
 		s.conns[c] = struct{}{}
+		s.admitLogin(c)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
@@ -252,6 +283,64 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.mu.Unlock()
 		}()
 	}
+}
+
+// DefaultMaxLoginConnections is MaxLoginConnections when unset.
+const DefaultMaxLoginConnections = 512
+
+// admitLogin counts c among the connections in login, closing another
+// when that goes over MaxLoginConnections. s.mu is held.
+func (s *Server) admitLogin(c *conn) {
+	limit := s.MaxLoginConnections
+	if limit <= 0 {
+		limit = DefaultMaxLoginConnections
+	}
+	for len(s.logins) >= limit {
+		var idle, oldest *conn
+		for o := range s.logins {
+			if oldest == nil || o.seq < oldest.seq {
+				oldest = o
+			}
+			if !o.progress.Load() && (idle == nil || o.seq < idle.seq) {
+				idle = o
+			}
+		}
+		victim := idle
+		if victim == nil {
+			victim = oldest
+		}
+		delete(s.logins, victim)
+		// Its login's read fails at once; serve ends it.
+		victim.nc.Close()
+		s.fail("login_evicted")
+	}
+	s.logins[c] = struct{}{}
+}
+
+// loginDone stops counting c among the connections in login.
+func (s *Server) loginDone(c *conn) {
+	s.mu.Lock()
+	delete(s.logins, c)
+	s.mu.Unlock()
+}
+
+// logOnce limits warnings from the accept loop to one a second.
+func (s *Server) logOnce() bool {
+	now := time.Now().UnixNano()
+	last := s.lastLog.Load()
+	return now-last >= int64(time.Second) && s.lastLog.CompareAndSwap(last, now)
+}
+
+// acceptRetryable reports whether Accept may work again later: out of
+// file descriptors or buffers, or a connection aborted before it was
+// accepted.
+func acceptRetryable(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops accepting, ends every connection after its commands in

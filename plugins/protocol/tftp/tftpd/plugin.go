@@ -43,7 +43,8 @@ type Config struct {
 	SinglePort         bool          `hcl:"single_port,optional" doc:"send every transfer from the listen port, for firewalled sites; default: an ephemeral port per transfer"`
 	Timeout            time.Duration `hcl:"timeout,optional" doc:"first retransmission timeout when the client sets none (10ms to 255s); doubles on each retry"`
 	Retries            int           `hcl:"retries,optional" doc:"times a packet is sent again before a transfer is given up, 1 to 100"`
-	MaxTransfers       int           `hcl:"max_transfers,optional" doc:"concurrent transfers; requests beyond are dropped until one ends (the client asks again)"`
+	MaxTransfers       int           `hcl:"max_transfers,optional" doc:"concurrent transfers; a request beyond ends the oldest transfer whose client never answered, else it is dropped until one ends (the client asks again)"`
+	MaxPerClient       int           `hcl:"max_transfers_per_client,optional" doc:"concurrent transfers of one client IP address; requests beyond are dropped; 0: no limit"`
 	ReadBuffer         int           `hcl:"read_buffer,optional" doc:"listen socket receive buffer in bytes (capped by net.core.rmem_max without CAP_NET_ADMIN)"`
 }
 
@@ -88,13 +89,16 @@ func (c *Config) check() (Settings, error) {
 	if c.MaxTransfers < 1 {
 		errs.Add(config.Errorf("max_transfers", "must be 1 or more, not %d", c.MaxTransfers))
 	}
+	if c.MaxPerClient < 0 {
+		errs.Add(config.Errorf("max_transfers_per_client", "must be 0 (no limit) or more, not %d", c.MaxPerClient))
+	}
 	if c.ReadBuffer < 0 {
 		errs.Add(config.Errorf("read_buffer", "must be 0 (the system default) or more, not %d", c.ReadBuffer))
 	}
 	return Settings{
 		Listen: c.Listen, SinglePort: c.SinglePort, Tsize: c.Tsize, BlksizeNegotiation: c.BlksizeNegotiation,
 		MaxBlksize: c.MaxBlksize, MaxWindowsize: c.MaxWindowsize, Timeout: c.Timeout, Retries: c.Retries,
-		MaxTransfers: c.MaxTransfers, ReadBuffer: c.ReadBuffer, ScriptDir: scripts,
+		MaxTransfers: c.MaxTransfers, MaxPerClient: c.MaxPerClient, ReadBuffer: c.ReadBuffer, ScriptDir: scripts,
 	}, errs.Err()
 }
 

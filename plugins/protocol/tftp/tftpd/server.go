@@ -1,6 +1,7 @@
 package tftpd
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,8 @@ const (
 	reasonTimeout      = "timeout"          // the client stopped acknowledging
 	reasonAborted      = "aborted"          // the client sent an error (or closed its port) mid-transfer
 	reasonBusy         = "busy"             // max_transfers reached: the request was dropped
+	reasonClientBusy   = "client_busy"      // max_transfers_per_client reached: the request was dropped
+	reasonEvicted      = "evicted"          // ended for a new request at max_transfers: its client never answered
 	reasonUnavailable  = "host_unavailable" // the host did not answer a script lookup
 	reasonShutdown     = "shutdown"         // aborted when the plugin stopped before it ended
 	reasonInternal     = "internal"         // a read or socket error on our side
@@ -36,7 +39,7 @@ const (
 
 var reasons = []string{
 	reasonNotFound, reasonAccessDenied, reasonBadRequest, reasonWriteRefused, reasonTimeout,
-	reasonAborted, reasonBusy, reasonUnavailable, reasonShutdown, reasonInternal,
+	reasonAborted, reasonBusy, reasonClientBusy, reasonEvicted, reasonUnavailable, reasonShutdown, reasonInternal,
 }
 
 // lookupTimeout bounds the host's answer for a script.
@@ -61,9 +64,14 @@ type Settings struct {
 	// not ask for one; Retries how many times a packet is sent again.
 	Timeout time.Duration
 	Retries int
-	// MaxTransfers bounds concurrent transfers; requests beyond it are
-	// dropped (the client asks again).
+	// MaxTransfers bounds concurrent transfers. A request beyond it ends
+	// the oldest transfer whose client never answered (a spoofed or dead
+	// requester), or is dropped when every client has (the client asks
+	// again).
 	MaxTransfers int
+	// MaxPerClient bounds the concurrent transfers of one IP address
+	// (0: no bound); requests beyond it are dropped.
+	MaxPerClient int
 	// ReadBuffer is the listen socket's receive buffer in bytes.
 	ReadBuffer int
 	// ScriptDir is the folder of per-client scripts, <dir>/<mac>.ipxe;
@@ -99,6 +107,10 @@ type Server struct {
 
 	mu      sync.RWMutex
 	active  map[netip.AddrPort]*transfer
+	perAddr map[netip.Addr]int // active transfers by client address
+	// silent are the active transfers whose client has not answered yet,
+	// oldest first: the ones a request at max_transfers ends.
+	silent  list.List
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -108,7 +120,9 @@ type transfer struct {
 	peer     netip.AddrPort
 	req      string // the request packet: a retransmitted RRQ is ignored
 	answered atomic.Bool
-	mux      *muxLink // single-port mode
+	evicted  atomic.Bool   // ended for a newer request (counted then)
+	mux      *muxLink      // single-port mode
+	silentAt *list.Element // in Server.silent until the client answers; guarded by Server.mu
 
 	mu      sync.Mutex
 	link    link
@@ -173,7 +187,7 @@ func Listen(set Settings, o ServerOptions) (*Server, error) {
 		set: set, root: o.Root, clients: o.Clients, emit: o.Emit, m: o.Metrics, logger: o.Logger,
 		conn: conn, local: conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr(),
 		ctx: ctx, cancel: cancel, loopDone: make(chan struct{}),
-		active: map[netip.AddrPort]*transfer{}, busyAt: int64(set.threadWaits),
+		active: map[netip.AddrPort]*transfer{}, perAddr: map[netip.Addr]int{}, busyAt: int64(set.threadWaits),
 	}
 	if set.threadWaits == 0 {
 		s.busyAt = int64(runtime.GOMAXPROCS(0))
@@ -276,7 +290,7 @@ func (s *Server) request(b []byte, peer netip.AddrPort) {
 		}
 		// The client started over from the same port.
 		old.abort()
-		delete(s.active, peer)
+		s.forget(old)
 	}
 	s.m.Requests.Inc()
 	if req.Write {
@@ -284,11 +298,27 @@ func (s *Server) request(b []byte, peer netip.AddrPort) {
 		s.refuse(peer, req.Name, &requestError{code: codeAccess, reason: reasonWriteRefused, msg: "write requests are refused: this server is read-only"})
 		return
 	}
-	if len(s.active) >= s.set.MaxTransfers {
+	if s.set.MaxPerClient > 0 && s.perAddr[peer.Addr()] >= s.set.MaxPerClient {
 		s.mu.Unlock()
-		s.m.Errors.WithLabelValues(reasonBusy).Inc()
-		s.logger.Debug("tftp request dropped: max_transfers reached", "peer", peer, "file", req.Name)
+		s.m.Errors.WithLabelValues(reasonClientBusy).Inc()
+		s.logger.Debug("tftp request dropped: max_transfers_per_client reached", "peer", peer, "file", req.Name)
 		return
+	}
+	var victim *transfer
+	if len(s.active) >= s.set.MaxTransfers {
+		e := s.silent.Front()
+		if e == nil {
+			s.mu.Unlock()
+			s.m.Errors.WithLabelValues(reasonBusy).Inc()
+			s.logger.Debug("tftp request dropped: max_transfers reached", "peer", peer, "file", req.Name)
+			return
+		}
+		// A flood of requests that are never acknowledged (spoofed
+		// sources, or a client gone) must not hold every slot until
+		// their retries run out: the oldest gives way.
+		victim = e.Value.(*transfer)
+		victim.evicted.Store(true)
+		s.forget(victim)
 	}
 	t := &transfer{peer: peer, req: string(b)}
 	if s.set.SinglePort {
@@ -296,11 +326,49 @@ func (s *Server) request(b []byte, peer netip.AddrPort) {
 		t.link = t.mux
 	}
 	s.active[peer] = t
+	s.perAddr[peer.Addr()]++
+	t.silentAt = s.silent.PushBack(t)
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if victim != nil {
+		victim.abort()
+		s.m.Errors.WithLabelValues(reasonEvicted).Inc()
+		s.logger.Debug("tftp transfer ended for a new request: max_transfers reached, its client never answered", "peer", victim.peer)
+	}
 	s.m.Active.Inc()
 	s.running.Add(1)
 	go s.serve(t, &req)
+}
+
+// forget removes t from the active transfers, if it is still there.
+// s.mu is held.
+func (s *Server) forget(t *transfer) {
+	if t.silentAt != nil {
+		s.silent.Remove(t.silentAt)
+		t.silentAt = nil
+	}
+	if s.active[t.peer] != t {
+		return
+	}
+	delete(s.active, t.peer)
+	a := t.peer.Addr()
+	if s.perAddr[a] <= 1 {
+		delete(s.perAddr, a)
+	} else {
+		s.perAddr[a]--
+	}
+}
+
+// heard records the client's first answer: t no longer gives way to
+// new requests.
+func (s *Server) heard(t *transfer) {
+	s.mu.Lock()
+	if t.silentAt != nil {
+		s.silent.Remove(t.silentAt)
+		t.silentAt = nil
+	}
+	s.mu.Unlock()
+	t.answered.Store(true)
 }
 
 // deliver hands a single-port transfer the packet its peer sent.
@@ -318,9 +386,7 @@ func (s *Server) deliver(b []byte, peer netip.AddrPort) {
 	if r.op == opERROR {
 		// Forget the peer now: its next request is a new transfer.
 		s.mu.Lock()
-		if s.active[peer] == t {
-			delete(s.active, peer)
-		}
+		s.forget(t)
 		s.mu.Unlock()
 	}
 	t.mux.deliver(r)
@@ -335,9 +401,7 @@ func (s *Server) refuse(peer netip.AddrPort, name string, e *requestError) {
 
 func (s *Server) finish(t *transfer) {
 	s.mu.Lock()
-	if s.active[t.peer] == t {
-		delete(s.active, t.peer)
-	}
+	s.forget(t)
 	s.mu.Unlock()
 	t.mu.Lock()
 	t.aborted = true
@@ -390,13 +454,16 @@ func (s *Server) serve(t *transfer, req *Request) {
 	snd := &sender{
 		link: t.link, src: src, blksize: p.blksize, window: int64(p.window),
 		timeout: p.timeout, retries: s.set.Retries, pkt: make([]byte, 4+p.blksize),
-		answered: func() { t.answered.Store(true) }, bytes: s.m.SentBytes, retransmits: s.m.Retransmits,
+		answered: func() { s.heard(t) }, bytes: s.m.SentBytes, retransmits: s.m.Retransmits,
 	}
 	if len(p.oack) > 0 {
 		snd.oack = appendOACK(nil, p.oack)
 	}
 	terr := snd.run()
 	if terr != nil {
+		if t.evicted.Load() {
+			return // counted as evicted
+		}
 		s.m.Errors.WithLabelValues(terr.reason).Inc()
 		s.logger.Debug("tftp transfer failed", "peer", t.peer, "file", req.Name, "reason", terr.reason, "error", terr.err)
 		return

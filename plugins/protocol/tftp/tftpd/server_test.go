@@ -367,7 +367,9 @@ func TestDuplicateRequest(t *testing.T) {
 func TestMaxTransfers(t *testing.T) {
 	s := startTFTP(t, map[string]any{"max_transfers": 1, "timeout": "100ms", "retries": 1})
 	s.file(t, "f", 100000)
-	if _, err := fetch(t, s.addr, "f", fetchOpts{stopAfter: 1}); err != nil {
+	// A client that acknowledged block 1, then went silent: it answered
+	// once, so a new request does not end its transfer.
+	if _, err := fetch(t, s.addr, "f", fetchOpts{stopAfter: 2}); err != nil {
 		t.Fatal(err)
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
