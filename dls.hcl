@@ -11,7 +11,9 @@ http {
 
 boot {
   iqn_prefix      = "iqn.2026-11.io.dls"
-  unknown_clients = "ignore"
+  unknown_clients = "ignore"   # "register": boot firmware of unknown MACs becomes
+                               # client auto-<mac>, booting default_image,
+  # max_registered = 4096      # at most this many (a flood of random MACs stops there)
 }
 
 database "sqlite" {}          # var/dls.db

@@ -75,6 +75,11 @@ type Boot struct {
 	// DefaultImage is the image of registered unknown clients; it names an
 	// image block, and is set when UnknownClients is "register".
 	DefaultImage string
+	// MaxRegistered bounds how many clients unknown_clients = "register"
+	// creates (clients labelled dls.origin = "register"): a flood of
+	// random MACs from boot firmware must not fill the database and every
+	// pool. 0: no bound.
+	MaxRegistered int
 	// Files is the folder served at /boot/files/ (kernels, initrds, iPXE).
 	Files string
 	// Script is an iPXE script template (Go text/template) replacing the

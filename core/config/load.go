@@ -30,6 +30,9 @@ const (
 	DefaultIQNPrefix     = "iqn.2026-11.io.dls"
 	DefaultBootFiles     = "boot"
 	DefaultStageTimeout  = 5 * time.Minute
+	// DefaultMaxRegistered is boot.max_registered's default: a large lab
+	// registers on its first storm, a flood stops there.
+	DefaultMaxRegistered = 4096
 	DefaultSQLiteFile    = "dls.db"
 )
 
@@ -175,6 +178,7 @@ func (l *loader) load() *Config {
 			UnknownClients: UnknownClientsIgnore,
 			Files:          l.resolve(DefaultBootFiles),
 			StageTimeout:   DefaultStageTimeout,
+			MaxRegistered:  DefaultMaxRegistered,
 		},
 		Database: Database{Type: DatabaseSQLite},
 	}
@@ -299,8 +303,11 @@ func (l *loader) http(b *hcl.Block, h *HTTP) {
 func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "url"}, {Name: "iqn_prefix"}, {Name: "unknown_clients"}, {Name: "default_image"}, {Name: "files"},
-		{Name: "script"}, {Name: "stage_timeout"},
+		{Name: "script"}, {Name: "stage_timeout"}, {Name: "max_registered"},
 	}})
+	if a := l.integer(c.Attributes, "max_registered", &bt.MaxRegistered); a != nil && bt.MaxRegistered < 0 {
+		l.invalid(a, "max_registered must be 0 (no bound) or more.")
+	}
 	l.path(c.Attributes, "script", &bt.Script)
 	if a := l.duration(c.Attributes, "stage_timeout", &bt.StageTimeout); a != nil && bt.StageTimeout <= 0 {
 		l.invalid(a, "The stage timeout must be more than zero.")

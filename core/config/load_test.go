@@ -75,6 +75,7 @@ func TestLoadSite(t *testing.T) {
 		UnknownClients: "ignore",
 		Files:          testdata(t, "boot"),
 		StageTimeout:   DefaultStageTimeout,
+		MaxRegistered:  DefaultMaxRegistered,
 	}
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
@@ -130,6 +131,7 @@ func TestDefaults(t *testing.T) {
 		UnknownClients: "ignore",
 		Files:          filepath.Join(dir, "boot"),
 		StageTimeout:   DefaultStageTimeout,
+		MaxRegistered:  DefaultMaxRegistered,
 	}
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
@@ -336,6 +338,7 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"register_missing.hcl", []string{
 			`2:21: Missing boot.default_image; unknown_clients = "register" needs default_image, the image registered clients boot.`,
+			`3:21: Invalid value for "max_registered"; max_registered must be 0 (no bound) or more.`,
 		}},
 		{"functions.hcl", []string{
 			`1:14: Error in function call; Call to function "env" failed: environment variable DLS_TEST_UNSET_VAR is not set.`,
@@ -443,7 +446,7 @@ client "pc-02" {
 	if !reflect.DeepEqual(cfg.Images[0].Boot, want) {
 		t.Errorf("image boot = %+v", cfg.Images[0].Boot)
 	}
-	if cfg.Boot.UnknownClients != UnknownClientsRegister || cfg.Boot.DefaultImage != "lab" {
+	if cfg.Boot.UnknownClients != UnknownClientsRegister || cfg.Boot.DefaultImage != "lab" || cfg.Boot.MaxRegistered != DefaultMaxRegistered {
 		t.Errorf("boot = %+v", cfg.Boot)
 	}
 	c1, c2 := cfg.Clients[0], cfg.Clients[1]

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/store"
@@ -39,6 +40,8 @@ type Boot struct {
 	// (see Lookup) with DefaultImage.
 	UnknownClients string
 	DefaultImage   string
+	// MaxRegistered bounds the clients registration creates; 0: none.
+	MaxRegistered int
 }
 
 // Values of Boot.UnknownClients.
@@ -87,11 +90,16 @@ type Services struct {
 	mu       sync.Mutex
 	recent   []host.Event    // the newest raw events, for the admin view
 	resetDue map[string]bool // non-persistent clients whose reset waits for their old boot's detach
+
+	regMu      sync.Mutex
+	registered int       // clients registered so far; -1: not counted yet
+	regCounted time.Time // when registered was last counted from the store
+	regWarned  time.Time // when the bound was last logged
 }
 
 // New builds the host services.
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
-	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}}
+	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1}
 	for _, o := range opts {
 		o(s)
 	}

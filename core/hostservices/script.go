@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/store"
@@ -108,6 +109,9 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 	case !errors.Is(err, store.ErrNotFound):
 		return store.Client{}, fmt.Errorf("register %s: %w", mac, err)
 	}
+	if err := s.mayRegister(ctx); err != nil {
+		return store.Client{}, fmt.Errorf("register %s: %w", mac, err)
+	}
 	c := store.Client{
 		Name: name, MAC: mac, Image: s.boot.DefaultImage, Persistent: true,
 		Labels: map[string]string{"dls.origin": "register"},
@@ -129,6 +133,52 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 			s.logger.Warn("client registration not audited", "client", name, "error", err)
 		}
 	}
+	s.regMu.Lock()
+	if s.registered >= 0 {
+		s.registered++
+	}
+	s.regMu.Unlock()
 	s.logger.Info("unknown machine registered", "client", name, "mac", mac, "image", s.boot.DefaultImage)
 	return s.clients.GetClient(ctx, name)
+}
+
+// recountRegistered is how often, at most, a registration at the bound
+// counts the registered clients again (an admin may have deleted some).
+const recountRegistered = 10 * time.Second
+
+// mayRegister refuses a registration once boot.max_registered clients were
+// registered, as store.ErrNotFound: the machine is then simply unknown.
+// The count comes from the store once, is kept in memory, and is taken
+// again (at most every recountRegistered) while at the bound.
+func (s *Services) mayRegister(ctx context.Context) error {
+	max := s.boot.MaxRegistered
+	if max <= 0 {
+		return nil
+	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	if s.registered >= 0 && s.registered < max {
+		return nil
+	}
+	if now := time.Now(); s.registered < 0 || now.Sub(s.regCounted) >= recountRegistered {
+		cs, err := s.clients.ListClients(ctx)
+		if err != nil {
+			return fmt.Errorf("count registered clients: %w", err)
+		}
+		n := 0
+		for _, c := range cs {
+			if c.Labels["dls.origin"] == "register" {
+				n++
+			}
+		}
+		s.registered, s.regCounted = n, now
+	}
+	if s.registered < max {
+		return nil
+	}
+	if time.Since(s.regWarned) >= time.Minute {
+		s.regWarned = time.Now()
+		s.logger.Warn("unknown machine not registered: boot.max_registered reached", "registered", s.registered, "max_registered", max)
+	}
+	return fmt.Errorf("%d clients registered, boot.max_registered is %d: %w", s.registered, max, store.ErrNotFound)
 }

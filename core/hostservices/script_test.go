@@ -3,11 +3,13 @@ package hostservices_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/hostservices"
@@ -280,5 +282,60 @@ func TestReportForwardsToSessions(t *testing.T) {
 	}
 	if len(s.Recent()) != 2 {
 		t.Errorf("recent %+v", s.Recent())
+	}
+}
+
+// TestRegisterBound: a flood of firmware DISCOVERs from random MACs
+// registers boot.max_registered machines and no more; the rest stay
+// unknown (not an error), known clients are still answered, and deleting
+// registered clients makes room again.
+func TestRegisterBound(t *testing.T) {
+	st := bootStore(t)
+	b := boot
+	b.UnknownClients, b.DefaultImage, b.MaxRegistered = hostservices.UnknownRegister, "lab", 3
+	s := hostservices.New(b, st, nil, hclog.NewNullLogger(), hostservices.WithSessions(&fakeSessions{}))
+	ctx := context.Background()
+	known := 0
+	for i := range 50 {
+		d, err := s.Lookup(ctx, host.Query{MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256), UserClass: "iPXE"})
+		if err != nil {
+			t.Fatalf("flood lookup %d: %v", i, err)
+		}
+		if d.Known {
+			known++
+		}
+	}
+	if known != 3 {
+		t.Errorf("%d flooding MACs registered, want 3 (max_registered)", known)
+	}
+	if d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01", UserClass: "iPXE"}); err != nil || !d.Known || d.Client != "pc-01" {
+		t.Errorf("known client during the flood: %+v, %v", d, err)
+	}
+	if _, _, err := s.Script(ctx, "02-00-00-00-01-00", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("script of a MAC past the bound: %v, want ErrNotFound", err)
+	}
+	// The admin deletes the registered clients: registration resumes
+	// once the count is taken again (at most every 10 s).
+	cs, _ := st.ListClients(ctx)
+	for _, c := range cs {
+		if c.Labels["dls.origin"] == "register" {
+			if err := st.DeleteClient(ctx, c.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:dd:00:01", UserClass: "iPXE"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Known {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("registration did not resume after the registered clients were deleted")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

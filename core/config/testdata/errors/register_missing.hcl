@@ -1,3 +1,4 @@
 boot {
   unknown_clients = "register"
+  max_registered  = -1
 }
