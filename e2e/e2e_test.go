@@ -83,14 +83,21 @@ type record struct {
 	session *lab.Session
 }
 
+// skip skips the test for what it lacks, or fails it under CI, where the
+// e2e test must run.
+func skip(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format+" (CI is set: the e2e test must run)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
 func needRoot(t *testing.T) {
 	t.Helper()
 	skip := func(format string, args ...any) {
 		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf(format+" (CI is set: the e2e test must run)", args...)
-		}
-		t.Skipf(format, args...)
+		skip(t, format, args...)
 	}
 	if os.Geteuid() != 0 {
 		skip("needs root (network namespaces, taps); run make e2e")

@@ -32,6 +32,10 @@ if [ "$mode" = test ]; then
 		"prometheus prometheus"
 		"promtool prometheus"
 		"tgtd tgt"
+		"debootstrap debootstrap"
+		"/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
+		"/usr/sbin/mke2fs e2fsprogs"
+		"busybox busybox"
 	)
 fi
 missing=()

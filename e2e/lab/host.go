@@ -24,6 +24,16 @@ type HostClient struct {
 	// Script is a client script template (its own iPXE script); "": the
 	// built-in sanboot script.
 	Script string
+	// Image is the client's image; "": "e2e".
+	Image string
+}
+
+// HostImage is an image block with a boot profile: the kernel and initrd
+// (paths under boot.files) boot with root on the client's clone.
+type HostImage struct {
+	Name, Source            string
+	Kernel, Initrd, Cmdline string
+	Confirm                 bool
 }
 
 // HostDHCP is a protocol "dhcp" block.
@@ -41,9 +51,12 @@ type HostConfig struct {
 	// BootIP is the address machines reach the host at: boot.url is
 	// http://<BootIP>:9180; TFTP and iSCSI listen on it.
 	BootIP  string
-	Image   string // the raw image file the image "e2e" is imported from
+	Image   string // the raw image file the image "e2e" is imported from; "": no such image
+	Images  []HostImage
 	Clients []HostClient
 	DHCP    []HostDHCP
+	// Files is boot.files (kernels and initrds); "": the default.
+	Files string
 }
 
 // Host is `dls serve` running in a namespace.
@@ -75,7 +88,11 @@ http {
 boot {
   url        = "http://%s:9180"
   iqn_prefix = "iqn.2026-11.io.dls"
-}
+`, filepath.Join(dir, "var"), filepath.Join(bin, "plugins"), c.BootIP)
+	if c.Files != "" {
+		fmt.Fprintf(&b, "  files      = %q\n", c.Files)
+	}
+	b.WriteString(`}
 
 database "sqlite" {}
 
@@ -86,14 +103,20 @@ storage "dir" "local" {
     root = "storage"
   }
 }
-
-image "e2e" {
-  storage = "local"
-  source  = %q
-}
-`, filepath.Join(dir, "var"), filepath.Join(bin, "plugins"), c.BootIP, c.Image)
+`)
+	if c.Image != "" {
+		fmt.Fprintf(&b, "\nimage \"e2e\" {\n  storage = \"local\"\n  source  = %q\n}\n", c.Image)
+	}
+	for _, im := range c.Images {
+		fmt.Fprintf(&b, "\nimage %q {\n  storage = \"local\"\n  source  = %q\n  boot {\n    kernel  = %q\n    initrd  = %q\n    cmdline = %q\n    confirm = %v\n  }\n}\n",
+			im.Name, im.Source, im.Kernel, im.Initrd, im.Cmdline, im.Confirm)
+	}
 	for _, cl := range c.Clients {
-		fmt.Fprintf(&b, "\nclient %q {\n  mac   = %q\n  image = \"e2e\"\n", cl.Name, cl.MAC)
+		image := cl.Image
+		if image == "" {
+			image = "e2e"
+		}
+		fmt.Fprintf(&b, "\nclient %q {\n  mac   = %q\n  image = %q\n", cl.Name, cl.MAC, image)
 		if cl.NotPersistent {
 			b.WriteString("  persistent = false\n")
 		}
@@ -158,6 +181,21 @@ func (h *Host) UserAdd(name, password string) error {
 		return fmt.Errorf("dls user add: %v: %s", err, out)
 	}
 	return nil
+}
+
+// CLI runs `dls ARGS...` (the API client) in the host's namespace against
+// its API, with stdin, its credentials kept in the host's folder; it
+// returns standard output, and standard error with the error.
+func (h *Host) CLI(stdin string, args ...string) (string, error) {
+	cmd := h.NS.Command(append([]string{filepath.Join(h.Bin, "dls")}, args...)...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(h.Dir, "cli"), "DLS_SERVER=http://"+HTTPAddr)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("dls %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
 }
 
 // Start runs `dls serve` and waits until /readyz answers 200.
@@ -375,4 +413,60 @@ func (h *Host) PluginPid(binary string) int {
 		}
 	}
 	return 0
+}
+
+// CPU is the processor time the host and its plugins have used so far
+// (user + system, with the plugins that exited and were waited for).
+func (h *Host) CPU() time.Duration {
+	host := h.Proc.Pid()
+	var ticks int64
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// After the name, from 0: state, ppid, ..., utime 11, stime 12,
+		// cutime 13, cstime 14 (proc(5)).
+		f := strings.Fields(s[i+1:])
+		if len(f) < 15 {
+			continue
+		}
+		n := 13 // utime, stime
+		switch {
+		case pid == host:
+			n = 15 // and cutime, cstime: plugins that exited
+		case f[1] != strconv.Itoa(host):
+			continue
+		}
+		for _, v := range f[11:n] {
+			t, _ := strconv.ParseInt(v, 10, 64)
+			ticks += t
+		}
+	}
+	// USER_HZ is 100 on Linux.
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// LoadAverage is the machine's one-minute load average, as /proc/loadavg
+// says ("" if unreadable): the e2e figures depend on what else runs.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }

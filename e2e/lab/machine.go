@@ -83,7 +83,27 @@ type BootOptions struct {
 	OnReady func()
 	// Console receives the serial console as it comes (the demo).
 	Console io.Writer
+
+	// A Linux machine's boot (e2e/testdata/linux-init.sh) differs from
+	// the boot sector's: Ready is the console text at which OnReady runs
+	// and Go is sent (default "DLS-READY" and "g"); PowerOff: the boot
+	// ends well with QEMU's exit status 0 (the OS powered off, -no-reboot)
+	// instead of StatusOK.
+	Ready    string
+	Go       string
+	PowerOff bool
+	// UEFI boots OVMF (q35, pflash) with iPXE's EFI ROM for virtio-net
+	// instead of SeaBIOS (packages ovmf, ipxe-qemu).
+	UEFI bool
+	// Memory is the machine's RAM in MiB (default 256).
+	Memory int
 }
+
+// OVMF firmware files (package ovmf).
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
 
 var (
 	reMark  = regexp.MustCompile(`DLS-MARK seen=([0-9a-f]{8}) prev=([0-9a-f]{8})`)
@@ -117,6 +137,16 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 3 * time.Minute
 	}
+	if opts.Ready == "" {
+		opts.Ready, opts.Go = "DLS-READY", "g"
+	}
+	want := StatusOK
+	if opts.PowerOff {
+		want = 0
+	}
+	if opts.Memory == 0 {
+		opts.Memory = 256
+	}
 	m.mu.Lock()
 	m.n++
 	b := &Boot{Machine: m.Name, N: m.n, Status: StatusNone}
@@ -130,10 +160,25 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	args := m.NS.Exec("qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot",
+	qemu := []string{"qemu-system-x86_64", "-accel", "tcg", "-m", strconv.Itoa(opts.Memory), "-nographic", "-no-reboot",
 		"-boot", "n", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-		"-netdev", "tap,id=n0,ifname="+m.Tap+",script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=n0,mac="+m.MAC)
+		"-netdev", "tap,id=n0,ifname=" + m.Tap + ",script=no,downscript=no"}
+	nic := "virtio-net-pci,netdev=n0,mac=" + m.MAC
+	if opts.UEFI {
+		// The machine's own copy of the UEFI variables, kept across its
+		// boots as a real machine's NVRAM is.
+		vars := filepath.Join(m.lab.Dir, "ovmf-vars-"+m.Tap+".fd")
+		if _, err := os.Stat(vars); err != nil {
+			if err := CopySparse(OVMFVars, vars); err != nil {
+				return b, err
+			}
+		}
+		qemu = append(qemu, "-machine", "q35",
+			"-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,file="+vars)
+		nic += ",romfile=/usr/lib/ipxe/qemu/efi-virtio.rom"
+	}
+	args := m.NS.Exec(append(qemu, "-device", nic)...)
 	cmd := exec.Command(args[0], args[1:]...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -181,12 +226,12 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 		case reMark.MatchString(text):
 			s := reMark.FindStringSubmatch(text)
 			b.Seen, b.Prev = hex32(s[1]), hex32(s[2])
-		case strings.Contains(text, "DLS-READY"):
+		case strings.Contains(text, opts.Ready):
 			b.ReadyAt = at
 			if opts.OnReady != nil {
 				opts.OnReady()
 			}
-			_, _ = io.WriteString(stdin, "g")
+			_, _ = io.WriteString(stdin, opts.Go)
 		case reWrote.MatchString(text):
 			s := reWrote.FindStringSubmatch(text)
 			b.Wrote, b.Nonce = true, hex32(s[2])
@@ -206,7 +251,7 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 	case errors.As(err, &ee) && ee.Exited():
 		b.Status = ee.ExitCode()
 	}
-	if b.Status == StatusOK {
+	if b.Status == want {
 		return b, nil
 	}
 	why := fmt.Sprintf("QEMU exit status %d", b.Status)

@@ -30,43 +30,64 @@ func (l *Lab) Dnsmasq(name string, ns *NS, iface, first, last, router string, ex
 	return l.Start(name, ns.Command(args...))
 }
 
-// Reference is the reference stack: dnsmasq (DHCP, and TFTP serving one
-// iPXE script) and tgt (iSCSI) on one bridge of their own, serving a copy
-// of the same image to a machine with the same MAC.
+// Reference is the reference stack: dnsmasq (DHCP, and TFTP serving iPXE
+// scripts) and tgt (iSCSI), and for Linux machines a static HTTP server
+// (busybox httpd) for kernels and initrds, on one bridge of their own.
 type Reference struct {
 	NS      *NS
 	Bridge  string
 	Dnsmasq *Proc
 	Tgtd    *Proc
+	HTTPD   *Proc
 	IQN     string
+	// TFTP is dnsmasq's TFTP root: boot.ipxe is every machine's boot file.
+	TFTP string
 
-	lab  *Lab
-	ip   string
-	tftp string
+	lab     *Lab
+	ip      string
+	dir     string
+	control int // tgtd's management port
 }
 
 // ReferenceStack starts the reference stack in ns on bridge (address
-// ip/24, pool .100-.150) serving image (copied) to initiatorIQN.
+// ip/24, pool .100-.150) serving image (copied) to initiatorIQN: boot.ipxe
+// sanboots LUN 1 of target IQN.
 func (l *Lab) ReferenceStack(ns *NS, bridge, ip, image, initiatorIQN string) (*Reference, error) {
+	r, err := l.ReferenceServers(ns, bridge, ip)
+	if err != nil {
+		return nil, err
+	}
+	r.IQN = "iqn.2026-11.io.dls:reference"
+	disk := filepath.Join(r.dir, "disk.img")
+	if err := copyFile(image, disk); err != nil {
+		return nil, err
+	}
+	if err := r.AddTarget(1, r.IQN, disk); err != nil {
+		return nil, err
+	}
+	script := fmt.Sprintf("#!ipxe\nset initiator-iqn %s\nsanboot iscsi:%s:::1:%s\n", initiatorIQN, ip, r.IQN)
+	if err := os.WriteFile(filepath.Join(r.TFTP, "boot.ipxe"), []byte(script), 0o644); err != nil {
+		return nil, err
+	}
+	if err := r.StartDnsmasq(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ReferenceServers starts tgtd (no targets yet) in ns on bridge (address
+// ip/24) and makes the TFTP root; StartDnsmasq starts DHCP and TFTP once
+// boot.ipxe is written.
+func (l *Lab) ReferenceServers(ns *NS, bridge, ip string) (*Reference, error) {
 	dir := filepath.Join(l.Dir, "reference")
 	tftp := filepath.Join(dir, "tftp")
 	if err := os.MkdirAll(tftp, 0o755); err != nil {
 		return nil, err
 	}
-	disk := filepath.Join(dir, "disk.img")
-	if err := copyFile(image, disk); err != nil {
-		return nil, err
-	}
-	r := &Reference{NS: ns, Bridge: bridge, IQN: "iqn.2026-11.io.dls:reference", lab: l, ip: ip, tftp: tftp}
-	script := fmt.Sprintf("#!ipxe\nset initiator-iqn %s\nsanboot iscsi:%s:::1:%s\n", initiatorIQN, ip, r.IQN)
-	if err := os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte(script), 0o644); err != nil {
-		return nil, err
-	}
-
-	// tgtd: its LUN 0 is its controller, the disk is LUN 1. The control
-	// port names its management socket; pick one no other tgtd uses.
-	control := 2000 + rand.IntN(5000)
-	tgtd, err := l.Start("tgtd", ns.Command("tgtd", "-f", "-C", strconv.Itoa(control), "--iscsi", "portal="+ip+":3260"))
+	// The control port names tgtd's management socket; pick one no other
+	// tgtd uses.
+	r := &Reference{NS: ns, Bridge: bridge, TFTP: tftp, lab: l, ip: ip, dir: dir, control: 2000 + rand.IntN(5000)}
+	tgtd, err := l.Start("tgtd", ns.Command("tgtd", "-f", "-C", strconv.Itoa(r.control), "--iscsi", "portal="+ip+":3260"))
 	if err != nil {
 		return nil, err
 	}
@@ -74,8 +95,14 @@ func (l *Lab) ReferenceStack(ns *NS, bridge, ip, image, initiatorIQN string) (*R
 	if err := waitTCP(ns, ip+":3260", 20*time.Second); err != nil {
 		return nil, fmt.Errorf("tgtd: %w; log:\n%s", err, tgtd.LogTail(20))
 	}
+	return r, nil
+}
+
+// AddTarget makes target tid named iqn with disk as LUN 1 (tgt's LUN 0 is
+// its controller), open to every initiator.
+func (r *Reference) AddTarget(tid int, iqn, disk string) error {
 	adm := func(args ...string) error {
-		a := append([]string{"tgtadm", "-C", strconv.Itoa(control), "--lld", "iscsi"}, args...)
+		a := append([]string{"tgtadm", "-C", strconv.Itoa(r.control), "--lld", "iscsi"}, args...)
 		var err error
 		for try := 0; try < 50; try++ {
 			if err = run(a...); err == nil {
@@ -85,20 +112,28 @@ func (l *Lab) ReferenceStack(ns *NS, bridge, ip, image, initiatorIQN string) (*R
 		}
 		return err
 	}
+	t := strconv.Itoa(tid)
 	for _, a := range [][]string{
-		{"--op", "new", "--mode", "target", "--tid", "1", "-T", r.IQN},
-		{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", disk},
-		{"--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"},
+		{"--op", "new", "--mode", "target", "--tid", t, "-T", iqn},
+		{"--op", "new", "--mode", "logicalunit", "--tid", t, "--lun", "1", "-b", disk},
+		{"--op", "bind", "--mode", "target", "--tid", t, "-I", "ALL"},
 	} {
 		if err := adm(a...); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
-	if err := r.StartDnsmasq(); err != nil {
-		return nil, err
+// StartHTTP serves dir over HTTP at ip:port with busybox httpd.
+func (r *Reference) StartHTTP(dir string, port int) error {
+	addr := fmt.Sprintf("%s:%d", r.ip, port)
+	p, err := r.lab.Start("reference-httpd", r.NS.Command("busybox", "httpd", "-f", "-p", addr, "-h", dir))
+	if err != nil {
+		return err
 	}
-	return r, nil
+	r.HTTPD = p
+	return waitTCP(r.NS, addr, 20*time.Second)
 }
 
 // StartDnsmasq (re)starts the reference's dnsmasq: DHCP with boot file
@@ -107,7 +142,7 @@ func (r *Reference) StartDnsmasq(extra ...string) error {
 	if r.Dnsmasq != nil {
 		r.Dnsmasq.Stop(5 * time.Second)
 	}
-	args := append([]string{"--enable-tftp", "--tftp-root=" + r.tftp, "--dhcp-boot=boot.ipxe"}, extra...)
+	args := append([]string{"--enable-tftp", "--tftp-root=" + r.TFTP, "--dhcp-boot=boot.ipxe"}, extra...)
 	// One name: the same lease file (a new address costs dnsmasq's 3 s
 	// ping) and one log, appended.
 	dm, err := r.lab.Dnsmasq("reference-dnsmasq", r.NS, r.Bridge, prefix24(r.ip)+".100", prefix24(r.ip)+".150", "", args...)

@@ -354,6 +354,101 @@ func TestImageCommands(t *testing.T) {
 	h.fails(1, "role viewer may not POST", "image", "snapshot", "win11")
 }
 
+// TestImageImportFromDir: dls image import --from-dir makes an ext4 disk
+// of a directory tree with mke2fs (package e2fsprogs; skipped without it)
+// and imports it; the host is handed the disk's absolute path while the
+// file exists, and a temporary disk is removed afterwards.
+func TestImageImportFromDir(t *testing.T) {
+	debugfs := ""
+	for _, d := range []string{"/usr/sbin", "/sbin"} {
+		if _, err := os.Stat(filepath.Join(d, "mke2fs")); err == nil {
+			debugfs = filepath.Join(d, "debugfs")
+		}
+	}
+	if debugfs == "" {
+		t.Skip("mke2fs not installed (package e2fsprogs)")
+	}
+	h := newTestHost(t)
+	h.login("alice")
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("diskless\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var sources []string
+	h.stor.onImport = func(req storage.ImportRequest) error {
+		sources = append(sources, req.Source)
+		if !filepath.IsAbs(req.Source) {
+			return fmt.Errorf("source %q is not absolute", req.Source)
+		}
+		// The disk is ext4 holding the tree, read back without mounting.
+		out, err := exec.Command(debugfs, "-R", "cat /etc/hostname", req.Source).Output()
+		if err != nil || string(out) != "diskless\n" {
+			return fmt.Errorf("debugfs cat /etc/hostname in %s: %v %q", req.Source, err, out)
+		}
+		st, err := os.Stat(req.Source)
+		if err != nil {
+			return err
+		}
+		if st.Size()%(64<<20) != 0 || st.Size() < 128<<20 {
+			return fmt.Errorf("disk of %d bytes: want a multiple of 64 MiB, at least 128 MiB", st.Size())
+		}
+		return nil
+	}
+
+	out := h.ok("image", "import", "win11", "--from-dir", root)
+	if !strings.HasPrefix(out, "VERSION") || !strings.Contains(out, "\n2 ") {
+		t.Errorf("import --from-dir:\n%s", out)
+	}
+	if len(sources) != 1 {
+		t.Fatalf("imports %v, want one", sources)
+	}
+	if _, err := os.Stat(sources[0]); !os.IsNotExist(err) {
+		t.Errorf("the temporary disk %s is still there: %v", sources[0], err)
+	}
+
+	// --out keeps the disk where asked; --size sets it.
+	kept := filepath.Join(t.TempDir(), "linux.img")
+	_, errOut, code := h.dls("", "image", "import", "win11", "--from-dir", root, "--out", kept, "--size", "256M")
+	if code != 0 || !strings.Contains(errOut, "made "+kept+": ext4, 256.0 MiB, from "+root) {
+		t.Fatalf("import --out --size: exit %d, stderr %q", code, errOut)
+	}
+	if st, err := os.Stat(kept); err != nil || st.Size() != 256<<20 || sources[1] != kept {
+		t.Errorf("kept disk %s: %v (sources %v)", kept, err, sources)
+	}
+	if vs := h.stor.versions["win11"]; len(vs) != 3 {
+		t.Errorf("win11 has %d versions, want 3 (config's, then two imports)", len(vs))
+	}
+
+	// What is refused, and nothing imported for it.
+	h.fails(2, "import needs --source or --from-dir", "image", "import", "win11")
+	h.fails(2, "import needs --source or --from-dir", "image", "import", "win11", "--source", "/x.img", "--from-dir", root)
+	h.fails(2, "--out and --size go with --from-dir", "image", "import", "win11", "--source", "/x.img", "--size", "1G")
+	h.fails(2, `--size: size "big"`, "image", "import", "win11", "--from-dir", root, "--size", "big")
+	h.fails(1, "image win11 from "+filepath.Join(root, "nope"), "image", "import", "win11", "--from-dir", filepath.Join(root, "nope"))
+	h.fails(1, "file exists", "image", "import", "win11", "--from-dir", root, "--out", kept)
+	if len(sources) != 2 {
+		t.Errorf("imports %v after refusals, want two", sources)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1048576": 1 << 20, "512M": 512 << 20, "2G": 2 << 30, "2g": 2 << 30, "1.5GiB": 3 << 29, "100K": 100 << 10, "1T": 1 << 40, "1500": 1024,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "G", "-1G", "0", "ten", "1X", "2P"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
 func TestSessionCommands(t *testing.T) {
 	h := newTestHost(t)
 	ctx := context.Background()
@@ -620,6 +715,9 @@ type fakeStorage struct {
 	versions map[string][]storage.Version
 	calls    []string
 	now      func() time.Time
+	// onImport, when set, sees each import's request while the call is
+	// in progress (the source file exists then) and may fail it.
+	onImport func(storage.ImportRequest) error
 }
 
 var _ api.ImageStorage = (*fakeStorage)(nil)
@@ -650,6 +748,11 @@ func (f *fakeStorage) ImportImage(_ context.Context, req storage.ImportRequest) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "import "+req.Image)
+	if f.onImport != nil {
+		if err := f.onImport(req); err != nil {
+			return storage.Version{}, err
+		}
+	}
 	return f.add(req.Image), nil
 }
 

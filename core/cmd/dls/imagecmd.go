@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/dls-project/dls/core/diskimage"
 )
 
 const imageUsage = `Usage:
@@ -19,12 +24,20 @@ const imageUsage = `Usage:
   dls image snapshot NAME                 new version: a snapshot of the current content
   dls image promote NAME --client CLIENT  new version: the client's volume
   dls image import NAME --source PATH     new version: a raw disk file
+  dls image import NAME --from-dir ROOTFS [--out FILE] [--size SIZE]
+                                          new version: an ext4 disk made from a
+                                          directory tree (mke2fs -d, e2fsprogs)
   dls image current NAME VERSION          make VERSION the one new volumes clone
   dls image delete-version NAME VERSION
 
 add with --source imports version 1 before answering (this can take a
 while). delete --purge also deletes the image and its versions from its
-storage. Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
+storage. --source names a file on the host's machine: the host reads it.
+--from-dir builds the disk here first (as root, to read every file of a root
+filesystem): the tree's size plus a quarter (at least 128 MiB), rounded up to
+64 MiB, unless --size (e.g. 2G, 1500M); into --out, else a temporary file
+removed after the import, which the host must be able to read at the same
+path. Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
 `
 
 type bootProfile struct {
@@ -63,6 +76,7 @@ func (c *cli) image(ctx context.Context, args []string) error {
 	fs, f := c.flags(imageUsage)
 	var (
 		storage, source, client, kernel, initrd, cmdline *string
+		fromDir, out, imgSize                            *string
 		confirm, purge                                   *bool
 	)
 	want, what := 1, "image name"
@@ -83,6 +97,9 @@ func (c *cli) image(ctx context.Context, args []string) error {
 		client = fs.String("client", "", "client whose volume becomes the new version")
 	case "import":
 		source = fs.String("source", "", "raw disk file to import")
+		fromDir = fs.String("from-dir", "", "directory tree to make an ext4 disk of and import")
+		out = fs.String("out", "", "with --from-dir: where the disk is written and kept (default: a temporary file)")
+		imgSize = fs.String("size", "", "with --from-dir: disk size, bytes or with K, M, G, T (default: from the tree's size)")
 	case "current", "delete-version":
 		want, what = 2, "image name and version"
 	default:
@@ -105,8 +122,16 @@ func (c *cli) image(ctx context.Context, args []string) error {
 		return usagef("--initrd, --cmdline and --confirm go with --kernel")
 	case verb == "promote" && *client == "":
 		return usagef("promote needs --client")
-	case verb == "import" && *source == "":
-		return usagef("import needs --source")
+	case verb == "import" && (*source == "") == (*fromDir == ""):
+		return usagef("import needs --source or --from-dir")
+	case verb == "import" && *fromDir == "" && (*out != "" || *imgSize != ""):
+		return usagef("--out and --size go with --from-dir")
+	}
+	var diskSize int64
+	if verb == "import" && *imgSize != "" {
+		if diskSize, err = parseSize(*imgSize); err != nil {
+			return usagef("--size: %v", err)
+		}
 	}
 	conn, err := c.connect(f, true)
 	if err != nil {
@@ -177,7 +202,16 @@ func (c *cli) image(ctx context.Context, args []string) error {
 			in["client"] = *client
 		}
 		if verb == "import" {
-			in["source"] = *source
+			src := *source
+			if *fromDir != "" {
+				built, cleanup, err := c.buildDisk(ctx, name, *fromDir, *out, diskSize)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				src = built
+			}
+			in["source"] = src
 		}
 		b, err := conn.call(ctx, "POST", path+"/versions", in)
 		if err != nil || f.json() {
@@ -248,4 +282,51 @@ func (c *cli) showImage(f *commonFlags, b []byte, err error) error {
 	}
 	pairs = append(pairs, "Created", when(im.CreatedAt), "Updated", when(im.UpdatedAt))
 	return c.fields(pairs...)
+}
+
+// buildDisk makes the ext4 disk of dir for image name, into out or a
+// temporary file, and returns its absolute path (what the host reads) and
+// what removes the temporary file.
+func (c *cli) buildDisk(ctx context.Context, name, dir, out string, want int64) (string, func(), error) {
+	cleanup := func() {}
+	if out == "" {
+		tmp, err := os.MkdirTemp("", "dls-image-")
+		if err != nil {
+			return "", nil, fmt.Errorf("image %s from %s: %w", name, dir, err)
+		}
+		cleanup = func() { os.RemoveAll(tmp) }
+		out = filepath.Join(tmp, name+".img")
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("image %s from %s: %w", name, dir, err)
+	}
+	start := c.now()
+	got, err := diskimage.Ext4FromDir(ctx, dir, abs, want)
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("image %s from %s: %w", name, dir, err)
+	}
+	fmt.Fprintf(c.stderr, "made %s: ext4, %s, from %s in %s\n", abs, size(got), dir, c.now().Sub(start).Round(time.Millisecond))
+	return abs, cleanup, nil
+}
+
+// parseSize reads a size in bytes, or with a binary unit: 512M, 2G, 1.5G
+// (K, M, G, T; an optional "iB" or "B" after it).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := float64(1)
+	if t != "" {
+		if i := strings.IndexByte("KMGT", t[len(t)-1]); i >= 0 {
+			mult = float64(int64(1) << (10 * (i + 1)))
+			t = t[:len(t)-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v <= 0 || v*mult > 1<<50 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, or with K, M, G or T", s)
+	}
+	// mke2fs takes whole KiB.
+	return int64(v*mult) / 1024 * 1024, nil
 }
