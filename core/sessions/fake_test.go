@@ -140,7 +140,11 @@ func (f *fakeStore) PutClient(_ context.Context, c store.Client) error {
 	return nil
 }
 
-func (f *fakeStore) GetClient(_ context.Context, name string) (store.Client, error) {
+func (f *fakeStore) GetClient(ctx context.Context, name string) (store.Client, error) {
+	// Like database/sql: a query on an ended context fails.
+	if err := ctx.Err(); err != nil {
+		return store.Client{}, fmt.Errorf("get client %s: %w", name, err)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.clients[name]
@@ -150,7 +154,10 @@ func (f *fakeStore) GetClient(_ context.Context, name string) (store.Client, err
 	return c, nil
 }
 
-func (f *fakeStore) ClientByMAC(_ context.Context, mac string) (store.Client, error) {
+func (f *fakeStore) ClientByMAC(ctx context.Context, mac string) (store.Client, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Client{}, fmt.Errorf("client by mac %s: %w", mac, err)
+	}
 	m, err := store.CanonicalMAC(mac)
 	if err != nil {
 		return store.Client{}, err

@@ -148,6 +148,10 @@ var (
 	ErrTokenExpired = errors.New("boot token expired")
 )
 
+// reportTimeout bounds the store lookups of one Report, which go on when
+// the reporter gives up.
+const reportTimeout = 30 * time.Second
+
 // Defaults of Options.
 const (
 	DefaultStageTimeout = 5 * time.Minute
@@ -182,7 +186,10 @@ type Options struct {
 }
 
 // Tracker follows boot sessions. It is safe for concurrent use; Report,
-// Confirm, Token and Sweep take one lock, store writes included.
+// Confirm, Token and Sweep take one lock for the sessions in memory, and
+// write what changed to the store after releasing it (flush): in a boot
+// storm a thousand machines' events would otherwise queue behind each
+// other's fsyncs. Each still returns only once its changes are stored.
 type Tracker struct {
 	sessions store.Sessions
 	clients  store.Clients
@@ -199,6 +206,17 @@ type Tracker struct {
 	macs    map[string]string    // MAC → client, of active sessions
 	done    map[string]time.Time // client → when its last session ended done
 	pending map[string]token     // client → token issued before its session started
+	dirty   []write              // session changes not yet written, oldest first
+
+	// wmu orders the writers: one flush at a time writes, in the order
+	// the changes were made.
+	wmu sync.Mutex
+}
+
+// write is a session's state to store, as it was when it changed.
+type write struct {
+	s   *session
+	rec store.Session
 }
 
 // session is an active session and what only this process knows of it.
@@ -206,6 +224,10 @@ type session struct {
 	store.Session
 	token string    // the raw token; "" when not issued by this process
 	last  time.Time // when the latest stage was reached
+	// stored is the session's ID in the store, 0 until it is created;
+	// only the flushing writer (under wmu) reads and sets it. Session.ID
+	// follows it under mu.
+	stored int64
 }
 
 type token struct {
@@ -246,6 +268,7 @@ func New(ctx context.Context, o Options) (*Tracker, error) {
 	if err := t.load(ctx); err != nil {
 		return nil, err
 	}
+	t.flush(ctx)
 	return t, nil
 }
 
@@ -258,7 +281,7 @@ func (t *Tracker) load(ctx context.Context) error {
 		return fmt.Errorf("load active boot sessions: %w", err)
 	}
 	for _, st := range act { // newest first
-		s := &session{Session: st, last: st.Started}
+		s := &session{Session: st, last: st.Started, stored: st.ID}
 		if s.Stages == nil {
 			s.Stages = map[string]time.Time{}
 		}
@@ -314,6 +337,13 @@ func (t *Tracker) Report(ctx context.Context, events []host.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
+	// In a boot storm events queue for the lock, and the reporter may stop
+	// waiting (a plugin's RPC deadline) before its turn: events handed
+	// over are applied all the same, so their store lookups must not end
+	// with the reporter's context (a thousand-machine storm lost 723
+	// sessions' DHCP stage that way).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+	defer cancel()
 	now := t.now()
 	evs := make([]host.Event, len(events))
 	copy(evs, events)
@@ -332,6 +362,7 @@ func (t *Tracker) Report(ctx context.Context, events []host.Event) error {
 		}
 	}
 	t.mu.Unlock()
+	t.flush(ctx)
 	if t.onNew != nil {
 		for _, c := range fresh {
 			if err := t.onNew(context.WithoutCancel(ctx), c); err != nil {
@@ -355,7 +386,7 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 	case host.EventDHCPOffer, host.EventDHCPRequest, host.EventDHCPAck:
 		if s := t.find(e.Client, mac); s != nil && e.Address != "" && s.Address != e.Address {
 			s.Address = e.Address
-			t.persist(ctx, s)
+			t.persist(s)
 		}
 		return ""
 	}
@@ -483,7 +514,7 @@ func (t *Tracker) start(ctx context.Context, c store.Client, mac, stage string, 
 		t.macs[mac] = c.Name
 	}
 	t.m.started.Inc()
-	t.persist(ctx, s)
+	t.persist(s)
 	t.logger.Debug("boot session started", "client", c.Name, "mac", mac, "stage", stage, "expect", s.Expect)
 	if !c.Persistent {
 		return c.Name
@@ -541,7 +572,7 @@ func (t *Tracker) advance(ctx context.Context, s *session, stage string, at time
 		changed = true
 	}
 	if changed {
-		t.persist(ctx, s)
+		t.persist(s)
 	}
 }
 
@@ -552,7 +583,7 @@ func (t *Tracker) finish(ctx context.Context, s *session, at time.Time) {
 	if at.After(t.done[s.Client]) {
 		t.done[s.Client] = at
 	}
-	t.persist(ctx, s)
+	t.persist(s)
 	t.logger.Info("boot session done", "client", s.Client, "id", s.ID, "stage", stages[s.current()], "seconds", at.Sub(s.Started).Seconds())
 }
 
@@ -560,7 +591,7 @@ func (t *Tracker) fail(ctx context.Context, s *session, at time.Time) {
 	s.State, s.FailedStage, s.Ended = store.SessionFailed, s.next(), at
 	t.m.failures.WithLabelValues(s.FailedStage).Inc()
 	t.remove(s)
-	t.persist(ctx, s)
+	t.persist(s)
 	t.logger.Info("boot session failed", "client", s.Client, "id", s.ID, "stage", s.FailedStage)
 }
 
@@ -573,30 +604,100 @@ func (t *Tracker) remove(s *session) {
 	}
 }
 
-// persist writes s to the store (creating it on first write); failures are
-// logged and retried with the next write.
-func (t *Tracker) persist(ctx context.Context, s *session) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
+// persist queues s's state for the next flush; the caller holds mu.
+func (t *Tracker) persist(s *session) {
 	rec := s.Session
 	rec.Stages = maps.Clone(s.Stages)
-	if s.ID == 0 {
-		got, err := t.sessions.CreateSession(ctx, rec)
-		if err != nil {
-			t.logger.Error("boot session not stored", "client", s.Client, "error", err)
-			return
-		}
-		s.ID = got.ID
+	t.dirty = append(t.dirty, write{s: s, rec: rec})
+}
+
+// flush writes the queued session changes (creating a session on its
+// first write), after the caller released mu. A session changed several
+// times since the last flush is written once, in its latest state; a
+// store.SessionBatcher writes them all in one transaction. Failures are
+// logged, and retried with the session's next change.
+func (t *Tracker) flush(ctx context.Context) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	batch := t.dirty
+	t.dirty = nil
+	t.mu.Unlock()
+	if len(batch) == 0 {
 		return
 	}
+	latest := make(map[*session]int, len(batch))
+	for i, w := range batch {
+		latest[w.s] = i
+	}
+	ws := make([]write, 0, len(latest))
+	for i, w := range batch {
+		if latest[w.s] == i { // else a later state of this session follows
+			ws = append(ws, w)
+		}
+	}
+	ctx = context.WithoutCancel(ctx)
+	if b, ok := t.sessions.(store.SessionBatcher); ok && len(ws) > 1 && t.storeBatch(ctx, b, ws) {
+		return
+	}
+	// One at a time: no batch writer, or the batch failed, as a whole, and
+	// one by one each failure is logged with its session.
+	for _, w := range ws {
+		t.store(ctx, w)
+	}
+}
+
+// storeBatch writes ws in one transaction; the caller holds wmu. It
+// reports whether they were all written.
+func (t *Tracker) storeBatch(ctx context.Context, b store.SessionBatcher, ws []write) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	recs := make([]store.Session, len(ws))
+	for i, w := range ws {
+		recs[i] = w.rec
+		recs[i].ID = w.s.stored
+	}
+	got, err := b.WriteSessions(ctx, recs)
+	if err != nil {
+		t.logger.Warn("boot sessions not stored as a batch; one by one", "sessions", len(ws), "error", err)
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, w := range ws {
+		w.s.stored = got[i].ID
+		w.s.ID = got[i].ID
+	}
+	return true
+}
+
+// store writes one session state; the caller holds wmu.
+func (t *Tracker) store(ctx context.Context, w write) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, rec := w.s, w.rec
+	if s.stored == 0 {
+		got, err := t.sessions.CreateSession(ctx, rec)
+		if err != nil {
+			t.logger.Error("boot session not stored", "client", rec.Client, "error", err)
+			return
+		}
+		s.stored = got.ID
+		t.mu.Lock()
+		s.ID = got.ID
+		t.mu.Unlock()
+		return
+	}
+	rec.ID = s.stored
 	if err := t.sessions.UpdateSession(ctx, rec); err != nil {
-		t.logger.Error("boot session not updated", "client", s.Client, "id", s.ID, "error", err)
+		t.logger.Error("boot session not updated", "client", rec.Client, "id", rec.ID, "error", err)
 	}
 }
 
 // Sweep fails the sessions whose next stage is overdue and forgets what
 // no longer counts. Run calls it periodically; tests call it directly.
 func (t *Tracker) Sweep(ctx context.Context) {
+	defer t.flush(ctx)
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -640,13 +741,14 @@ func (t *Tracker) Run(ctx context.Context) {
 // starts next adopts. The script renderer calls it for clients whose
 // image confirms.
 func (t *Tracker) Token(ctx context.Context, client string) (string, error) {
+	defer t.flush(ctx)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	if s := t.active[client]; s != nil {
 		if s.token == "" {
 			s.token, s.TokenHash = newToken()
-			t.persist(ctx, s)
+			t.persist(s)
 		}
 		return s.token, nil
 	}
@@ -677,6 +779,7 @@ func HashToken(raw string) string {
 // store error; every outcome is counted.
 func (t *Tracker) Confirm(ctx context.Context, raw, remote string) error {
 	result, err := t.confirm(ctx, raw, remote)
+	t.flush(ctx)
 	t.m.confirmations.WithLabelValues(result).Inc()
 	if err != nil {
 		t.logger.Info("boot confirmation refused", "result", result, "remote", remote, "error", err)

@@ -396,6 +396,79 @@ func TestDuplicatesAndOutOfOrder(t *testing.T) {
 	}
 }
 
+// In a boot storm a plugin's event RPC may give up while its events wait
+// for the tracker: the events still count.
+func TestEventsOfAReporterThatGaveUp(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.tr.Report(ctx, []host.Event{discover(mac1, e.at(0))}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.only("pc-01"); s.Stages["dhcp"].IsZero() {
+		t.Errorf("session without its dhcp stage: %+v", s)
+	}
+}
+
+// batchStore is the fake store with store.SessionBatcher, counting its
+// batches.
+type batchStore struct {
+	*fakeStore
+	batches, written int
+}
+
+func (b *batchStore) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
+	b.batches++
+	b.written += len(ss)
+	out := make([]store.Session, len(ss))
+	for i, s := range ss {
+		if s.ID == 0 {
+			got, err := b.CreateSession(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = got
+			continue
+		}
+		if err := b.UpdateSession(ctx, s); err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// The changes of one Report are written together, each session once in
+// its latest state, and later writes update the sessions created so.
+func TestBatchedWrites(t *testing.T) {
+	e := newEnv(t)
+	bs := &batchStore{fakeStore: e.st}
+	tr, err := sessions.New(context.Background(), sessions.Options{
+		Sessions: bs, Clients: e.st, Images: e.st, StageTimeout: timeout, Logger: hclog.NewNullLogger(), Now: e.clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Report(context.Background(), []host.Event{
+		discover(mac1, e.at(0)), discover(mac2, e.at(0)), ev(host.EventScriptServed, mac1, e.at(time.Second)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if bs.batches != 1 || bs.written != 2 {
+		t.Errorf("%d batches, %d sessions written; want 1 batch of 2", bs.batches, bs.written)
+	}
+	if s := e.only("pc-01"); s.Stages["script"].IsZero() || s.ID == 0 {
+		t.Errorf("pc-01 stored %+v", s)
+	}
+	if err := tr.Report(context.Background(), []host.Event{clientEv(host.EventISCSILogin, "pc-01", e.at(2*time.Second))}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.only("pc-01"); s.Stages["iscsi_login"].IsZero() {
+		t.Errorf("pc-01 not updated: %+v", s)
+	}
+	e.only("pc-02")
+}
+
 func TestSkippedStages(t *testing.T) {
 	e := newEnv(t)
 	// Script served by TFTP without an event: login follows dhcp.
@@ -567,6 +640,47 @@ func TestTokenRefusals(t *testing.T) {
 	want := map[string]float64{"ok": 1, "missing": 1, "unknown": 2, "reused": 1, "expired": 3, "error": 0}
 	if got := results(); !equalCounts(got, want) {
 		t.Errorf("dls_boot_confirmations_total %v, want %v", got, want)
+	}
+}
+
+// TestRefusedTokensChangeNothing: missing and wrong tokens (a near miss
+// of the real one included) leave the waiting session as it was, so that
+// its own token still confirms it; and a used token stays refused after a
+// host restart, when only the store remembers it.
+func TestRefusedTokensChangeNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok, err := e.tr.Token(ctx, "pc-02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.report(discover(mac2, e.at(0)), ev(host.EventScriptServed, mac2, e.at(time.Second)),
+		clientEv(host.EventISCSILogin, "pc-02", e.at(2*time.Second)), clientEv(host.EventISCSIHandoff, "pc-02", e.at(3*time.Second)))
+	e.at(10 * time.Second)
+	for _, bad := range []string{"", tok[:len(tok)-1], tok + "A", strings.ToLower(tok) + "!"} {
+		if err := e.tr.Confirm(ctx, bad, "10.0.0.9"); err == nil {
+			t.Errorf("token %q confirmed pc-02's boot (the real one is %q)", bad, tok)
+		}
+	}
+	if s := e.only("pc-02"); s.State != store.SessionActive || s.TokenUsed || !s.Stages["booted"].IsZero() {
+		t.Fatalf("pc-02 after refused tokens: %+v, want still active, waiting for booted", s)
+	}
+	if got := [2]float64{e.counter("dls_boot_confirmations_total", "result", "missing"), e.counter("dls_boot_confirmations_total", "result", "unknown")}; got != [2]float64{1, 3} {
+		t.Errorf("missing, unknown counted %v, want 1, 3", got)
+	}
+	if err := e.tr.Confirm(ctx, tok, "10.0.0.9"); err != nil {
+		t.Fatalf("the real token after the refusals: %v", err)
+	}
+
+	e.tr = e.newTracker() // the host restarts
+	if err := e.tr.Confirm(ctx, tok, "10.0.0.9"); !errors.Is(err, sessions.ErrTokenReused) {
+		t.Errorf("used token after a restart: %v, want ErrTokenReused", err)
+	}
+	if n := e.counter("dls_boot_confirmations_total", "result", "reused"); n != 1 {
+		t.Errorf("reuse after the restart counted %v times, want 1", n)
+	}
+	if s := e.only("pc-02"); s.State != store.SessionDone || !s.TokenUsed {
+		t.Errorf("pc-02: %+v", s)
 	}
 }
 

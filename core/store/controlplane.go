@@ -71,6 +71,16 @@ type Sessions interface {
 	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
 }
 
+// SessionBatcher is what a Sessions store may add: many session writes in
+// one transaction, so that a boot storm's session changes cost one commit
+// (one fsync) per batch rather than one each.
+type SessionBatcher interface {
+	// WriteSessions creates each session whose ID is 0 and replaces the
+	// others, all or none, and returns them as stored (new ones with
+	// their IDs), in order. On an error nothing was written.
+	WriteSessions(ctx context.Context, ss []Session) ([]Session, error)
+}
+
 // Session states.
 const (
 	SessionActive = "active" // still moving through its stages

@@ -64,6 +64,57 @@ func (s *Store) UpdateSession(ctx context.Context, sess store.Session) error {
 	return nil
 }
 
+// WriteSessions implements store.SessionBatcher: one transaction for the
+// whole batch.
+func (s *Store) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
+	out := make([]store.Session, len(ss))
+	err := s.inTx(ctx, s.write, func(tx *sql.Tx) error {
+		for i, sess := range ss {
+			sess, err := sess.Normalize()
+			if err != nil {
+				return fmt.Errorf("write session for %s: %w", sess.Client, err)
+			}
+			if sess.ID == 0 && sess.Started.IsZero() {
+				sess.Started = time.Now()
+			}
+			r, err := newSessionRow(sess)
+			if err != nil {
+				return fmt.Errorf("write session for %s: %w", sess.Client, err)
+			}
+			if sess.ID == 0 {
+				err = s.queryRow(ctx, tx, `INSERT INTO sessions
+					(client, mac, address, stages, expect, state, failed_stage, token_hash, token_used, started, ended)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+					r.args(), &r.s.ID)
+				if err != nil {
+					return fmt.Errorf("create session for %s: %w", sess.Client, conflict(err))
+				}
+			} else {
+				res, err := s.exec(ctx, tx, `UPDATE sessions SET
+					client = ?, mac = ?, address = ?, stages = ?, expect = ?, state = ?, failed_stage = ?,
+					token_hash = ?, token_used = ?, started = ?, ended = ?
+					WHERE id = ?`, append(r.args(), sess.ID)...)
+				if err != nil {
+					return fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return fmt.Errorf("update session %d: %w", sess.ID, err)
+				} else if n == 0 {
+					return fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
+				}
+			}
+			if out[i], err = r.session(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GetSession implements store.Sessions.
 func (s *Store) GetSession(ctx context.Context, id int64) (store.Session, error) {
 	sess, err := s.oneSession(ctx, `id = ?`, id)

@@ -767,11 +767,18 @@ func (s *Session) CommandBuf(ctx context.Context, lun uint64, cdb []byte, dataOu
 // Read reads blocks at lba into buf (len(buf) is a multiple of the block
 // size) with READ(16).
 func (s *Session) Read(ctx context.Context, lba uint64, buf []byte, blockSize int) error {
+	return s.ReadLUN(ctx, 0, lba, buf, blockSize)
+}
+
+// ReadLUN is Read from another LUN than 0 (tgt, for one, serves disks
+// from LUN 1 up). lun is the 8-byte LUN field as Command takes it (SAM:
+// LUN n below 256 is n<<48).
+func (s *Session) ReadLUN(ctx context.Context, lun, lba uint64, buf []byte, blockSize int) error {
 	cdb := make([]byte, 16)
 	cdb[0] = 0x88
 	binary.BigEndian.PutUint64(cdb[2:], lba)
 	binary.BigEndian.PutUint32(cdb[10:], uint32(len(buf)/blockSize))
-	r, err := s.CommandBuf(ctx, 0, cdb, nil, buf)
+	r, err := s.CommandBuf(ctx, lun, cdb, nil, buf)
 	if err != nil {
 		return err
 	}
@@ -799,6 +806,11 @@ func (s *Session) Read10(ctx context.Context, lba uint32, buf []byte, blockSize 
 
 // Write writes data at lba with WRITE(16), FUA when fua.
 func (s *Session) Write(ctx context.Context, lba uint64, data []byte, blockSize int, fua bool) error {
+	return s.WriteLUN(ctx, 0, lba, data, blockSize, fua)
+}
+
+// WriteLUN is Write to another LUN than 0.
+func (s *Session) WriteLUN(ctx context.Context, lun, lba uint64, data []byte, blockSize int, fua bool) error {
 	cdb := make([]byte, 16)
 	cdb[0] = 0x8a
 	if fua {
@@ -806,7 +818,7 @@ func (s *Session) Write(ctx context.Context, lba uint64, data []byte, blockSize 
 	}
 	binary.BigEndian.PutUint64(cdb[2:], lba)
 	binary.BigEndian.PutUint32(cdb[10:], uint32(len(data)/blockSize))
-	r, err := s.Command(ctx, 0, cdb, data, 0)
+	r, err := s.Command(ctx, lun, cdb, data, 0)
 	if err != nil {
 		return err
 	}
@@ -831,9 +843,14 @@ func (s *Session) Write10(ctx context.Context, lba uint32, data []byte, blockSiz
 
 // SyncCache sends SYNCHRONIZE CACHE(10) for the whole unit.
 func (s *Session) SyncCache(ctx context.Context) error {
+	return s.SyncCacheLUN(ctx, 0)
+}
+
+// SyncCacheLUN is SyncCache of another LUN than 0.
+func (s *Session) SyncCacheLUN(ctx context.Context, lun uint64) error {
 	cdb := make([]byte, 10)
 	cdb[0] = 0x35
-	r, err := s.Command(ctx, 0, cdb, nil, 0)
+	r, err := s.Command(ctx, lun, cdb, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -843,10 +860,15 @@ func (s *Session) SyncCache(ctx context.Context) error {
 // ReadCapacity returns the number of blocks and the block size (READ
 // CAPACITY(16)).
 func (s *Session) ReadCapacity(ctx context.Context) (blocks uint64, blockSize int, err error) {
+	return s.ReadCapacityLUN(ctx, 0)
+}
+
+// ReadCapacityLUN is ReadCapacity of another LUN than 0.
+func (s *Session) ReadCapacityLUN(ctx context.Context, lun uint64) (blocks uint64, blockSize int, err error) {
 	cdb := make([]byte, 16)
 	cdb[0], cdb[1] = 0x9e, 0x10
 	binary.BigEndian.PutUint32(cdb[10:], 32)
-	r, err := s.Command(ctx, 0, cdb, nil, 32)
+	r, err := s.Command(ctx, lun, cdb, nil, 32)
 	if err != nil {
 		return 0, 0, err
 	}

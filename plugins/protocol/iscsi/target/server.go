@@ -286,7 +286,7 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // DefaultMaxLoginConnections is MaxLoginConnections when unset.
-const DefaultMaxLoginConnections = 512
+const DefaultMaxLoginConnections = 4096
 
 // admitLogin counts c among the connections in login, closing another
 // when that goes over MaxLoginConnections. s.mu is held.

@@ -1,0 +1,355 @@
+// Command storm is a boot-storm load tool: it plays N diskless machines
+// booting at once (or ramped over T seconds) against a DLS host, each
+// running the real chain — relayed DHCP DORA, TFTP of the first-stage
+// file, its iPXE script over HTTP, iSCSI login to its own target, a read
+// of its first M MiB and a synced write — and then the same storm against
+// a reference stack (dnsmasq + busybox httpd + tgt), and prints per-stage
+// latencies, the servers' CPU and peak RSS, and the ratios DLS/reference.
+// With -chaos it kills each plugin and the host mid-storm and checks that
+// every machine still boots with no duplicate lease and no lost write;
+// with -loop it soaks DLS and records its processes over time.
+//
+// It runs as root inside the clients' network namespace; the servers run
+// in -server-ns (see run.sh, which makes both).
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dls-project/dls/e2e/lab"
+)
+
+type options struct {
+	n           int
+	ramp        time.Duration
+	readMiB     int
+	imageMiB    int
+	stacks      string
+	chaos       bool
+	loop        time.Duration
+	sample      time.Duration
+	csv         string
+	work        string
+	bin         string
+	serverNS    string
+	iface       string
+	serverIP    string
+	relayIP     string
+	bootFile    string
+	deadline    time.Duration
+	resultsJSON string
+	maxLogins   int
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.n, "n", 1000, "machines")
+	flag.DurationVar(&o.ramp, "ramp", 0, "spread the machines' power-on over this long (0: all at once)")
+	flag.IntVar(&o.readMiB, "read-mib", 4, "MiB each machine reads from the start of its disk")
+	flag.IntVar(&o.imageMiB, "image-mib", 64, "image size in MiB (its first 8 MiB are data, the rest a hole)")
+	flag.StringVar(&o.stacks, "stacks", "dls,ref", "which stacks to storm: dls, ref or dls,ref")
+	flag.BoolVar(&o.chaos, "chaos", false, "DLS only: kill -9 each plugin in turn and the host mid-storm, then verify")
+	flag.DurationVar(&o.loop, "loop", 0, "DLS only: storm back to back for this long (soak), recording -csv")
+	flag.DurationVar(&o.sample, "sample", 5*time.Second, "soak: sampling interval")
+	flag.StringVar(&o.csv, "csv", "storm-soak.csv", "soak: the CSV of host and plugin RSS, threads, fds, goroutines")
+	flag.StringVar(&o.work, "work", "", "folder for configs, state and logs (default: a temporary one)")
+	flag.StringVar(&o.bin, "bin", "", "folder with dls and plugins/ (default: build them into -work)")
+	flag.StringVar(&o.serverNS, "server-ns", "", "network namespace the servers run in (required)")
+	flag.StringVar(&o.iface, "iface", "vsrv", "the servers' interface in -server-ns")
+	flag.StringVar(&o.serverIP, "server-ip", "10.99.0.1", "the servers' address")
+	flag.StringVar(&o.relayIP, "relay-ip", "10.99.0.2", "this namespace's address: the relay's giaddr")
+	flag.StringVar(&o.bootFile, "boot-file", "/usr/lib/ipxe/undionly.kpxe", "the first-stage file served over TFTP")
+	flag.DurationVar(&o.deadline, "deadline", 10*time.Minute, "a machine not booted by then counts as failed")
+	flag.IntVar(&o.maxLogins, "iscsi-max-logins", 0, "DLS's iSCSI max_login_connections (0: the plugin's default)")
+	flag.StringVar(&o.resultsJSON, "results", "", "write every machine's outcome (leases, its acknowledged write) here as JSON")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "storm:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Printf("%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+func run(o options) error {
+	if o.serverNS == "" {
+		return errors.New("-server-ns is required (run it through bench/storm/run.sh)")
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if o.work == "" {
+		d, err := os.MkdirTemp("", "dls-storm.")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.work = d
+	}
+	l := lab.New("storm", o.work, logf)
+	defer l.Close()
+	ns := &lab.NS{Name: o.serverNS}
+
+	if o.bin == "" {
+		root, err := lab.RepoRoot()
+		if err != nil {
+			return err
+		}
+		o.bin = filepath.Join(o.work, "bin")
+		logf("building dls and its plugins into %s", o.bin)
+		if err := lab.Build(root, o.bin); err != nil {
+			return err
+		}
+	}
+	image := filepath.Join(o.work, "storm.img")
+	img, err := makeImage(image, o.imageMiB, o.readMiB)
+	if err != nil {
+		return err
+	}
+	bootFile, err := os.ReadFile(o.bootFile)
+	if err != nil {
+		return fmt.Errorf("first-stage file (Debian package ipxe): %w", err)
+	}
+	machines := makeMachines(o.n)
+	rl, err := listenRelay(net.ParseIP(o.relayIP), net.ParseIP(o.serverIP))
+	if err != nil {
+		return err
+	}
+	defer rl.Close()
+	runID := make([]byte, 4)
+	_, _ = crand.Read(runID)
+	c := &chain{
+		relay: rl, bootFile: bootFile, image: img, readMiB: o.readMiB, runID: hex.EncodeToString(runID),
+		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true, MaxConnsPerHost: 0}},
+		// iPXE's DHCP: 1 s doubling to 10 s; TFTP: resend after 1 s, 5
+		// times; each stage 5 tries before the machine reboots.
+		dhcpTimeouts: backoff(time.Second, 10*time.Second, 6),
+		tftpTimeout:  time.Second, tftpRetries: 5, stageTries: 5,
+	}
+
+	doDLS, doRef := false, false
+	switch o.stacks {
+	case "dls":
+		doDLS = true
+	case "ref":
+		doRef = true
+	case "dls,ref", "ref,dls":
+		doDLS, doRef = true, true
+	default:
+		return fmt.Errorf("-stacks %q: dls, ref or dls,ref", o.stacks)
+	}
+	if o.chaos || o.loop > 0 {
+		doRef = false
+	}
+	logf("run %s: %d machines, ramp %s, read %d MiB each, image %d MiB", c.runID, o.n, o.ramp, o.readMiB, o.imageMiB)
+
+	var all []*outcome
+	var dlsSum, refSum summary
+	failed := false
+	if doDLS {
+		c.stack = stack{Name: "DLS", HTTPPort: 9180, WriteOffset: int64(o.imageMiB) << 20 / 2}
+		t0 := time.Now()
+		h, err := startDLS(ctx, l, ns, filepath.Join(o.work, "dls"), o.bin, o.iface, o.serverIP, image, o.bootFile, o.maxLogins, machines)
+		if err != nil {
+			return fmt.Errorf("start DLS: %w", err)
+		}
+		logf("DLS ready in %.1f s (host log %s)", time.Since(t0).Seconds(), h.proc.Log)
+		if o.loop > 0 {
+			rounds, err := soak(ctx, c, h, machines, o.ramp, o.loop, o.sample, o.csv, logf)
+			h.stop()
+			if err != nil {
+				return err
+			}
+			for _, s := range rounds {
+				if s.Done != s.Machines {
+					failed = true
+				}
+			}
+			logf("soak: %d rounds, samples in %s", len(rounds), o.csv)
+		} else {
+			outs, sum, bad := dlsStorm(ctx, c, h, machines, o)
+			all, dlsSum, failed = append(all, outs...), sum, failed || bad
+		}
+	}
+	if doRef && ctx.Err() == nil {
+		c.stack = stack{Name: "reference", HTTPPort: 9180, WriteLUNDelta: 1}
+		t0 := time.Now()
+		r, err := startRef(ctx, l, ns, filepath.Join(o.work, "ref"), o.iface, o.serverIP, image, o.bootFile, machines)
+		if err != nil {
+			return fmt.Errorf("start the reference: %w", err)
+		}
+		logf("reference (dnsmasq, busybox httpd, tgtd with %d targets) ready in %.1f s", o.n, time.Since(t0).Seconds())
+		before := r.procsNow()
+		sctx, cancel := context.WithTimeout(ctx, o.deadline)
+		var done atomic.Int64
+		outs := storm(sctx, c, machines, o.ramp, &done)
+		cancel()
+		refSum = summarize("reference: dnsmasq + busybox httpd + tgt", outs)
+		refSum.Procs = usage(before, r.procsNow())
+		checked, lost := verifyWrites(ctx, c.runID, outs)
+		r.stop()
+		refSum.print(os.Stdout)
+		fmt.Printf("writes read back: %d checked, %d lost\n", checked, len(lost))
+		for _, x := range lost {
+			fmt.Println("  LOST", x)
+		}
+		if d := duplicateLeases(outs); len(d) > 0 {
+			failed = true
+			fmt.Printf("duplicate leases: %v\n", d)
+		}
+		failed = failed || refSum.Done != refSum.Machines || len(lost) > 0
+		all = append(all, outs...)
+	}
+	if doDLS && doRef && dlsSum.Machines > 0 && refSum.Machines > 0 {
+		printRatios(os.Stdout, dlsSum, refSum)
+	}
+	if o.resultsJSON != "" {
+		b, err := json.MarshalIndent(all, "", " ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.resultsJSON, b, 0o644); err != nil {
+			return err
+		}
+	}
+	if failed {
+		return errors.New("some machines did not boot or a check failed (see above)")
+	}
+	return ctx.Err()
+}
+
+// dlsStorm runs one storm against h (with chaos when asked), then checks
+// the writes and the leases, and prints the summary.
+func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o options) ([]*outcome, summary, bool) {
+	failed := false
+	before := h.procs()
+	sctx, cancel := context.WithTimeout(ctx, o.deadline)
+	var done atomic.Int64
+	start := time.Now()
+	var cres chaosResult
+	chaosDone := make(chan struct{})
+	go func() {
+		defer close(chaosDone)
+		if o.chaos {
+			// Kills every interval, the last (the host) before the last
+			// machine powers on: every stage is busy at each kill.
+			cres = chaos(sctx, h, start, max(o.ramp/6, time.Second))
+		}
+	}()
+	progress := time.NewTicker(5 * time.Second)
+	stormDone := make(chan []*outcome)
+	go func() { stormDone <- storm(sctx, c, machines, o.ramp, &done) }()
+	var outs []*outcome
+	for outs == nil {
+		select {
+		case outs = <-stormDone:
+		case <-progress.C:
+			logf("DLS storm: %d/%d booted", done.Load(), len(machines))
+		}
+	}
+	progress.Stop()
+	<-chaosDone
+	cancel()
+	sum := summarize("DLS", outs)
+	sum.Procs = usage(before, h.procs())
+	sum.print(os.Stdout)
+	if o.chaos {
+		fmt.Println("(chaos: a process restarted mid-storm counts from its restart)")
+	}
+	if o.chaos {
+		fmt.Println("\n== chaos")
+		for _, k := range cres.Kills {
+			if k.Err != nil {
+				failed = true
+				fmt.Printf("kill -9 %-32s at %6.2f s: %v\n", k.What, k.At.Seconds(), k.Err)
+				continue
+			}
+			fmt.Printf("kill -9 %-32s at %6.2f s: ready again after %.2f s\n", k.What, k.At.Seconds(), k.Back.Seconds())
+		}
+		if m, err := h.metrics(ctx); err == nil {
+			cres.RestartsAfterHost = map[string]float64{}
+			for _, inst := range chaosOrder {
+				cres.RestartsAfterHost[inst] = m.Sum("dls_service_restarts_total", fmt.Sprintf("plugin=%q", inst))
+			}
+		}
+		for _, inst := range chaosOrder {
+			ok := cres.Restarts[inst] == 1 && cres.RestartsAfterHost[inst] == 0
+			failed = failed || !ok
+			fmt.Printf("dls_service_restarts_total{plugin=%q}: %.0f after its kill (want 1), %.0f on the restarted host (want 0)\n",
+				inst, cres.Restarts[inst], cres.RestartsAfterHost[inst])
+		}
+	}
+	checked, lost := verifyWrites(ctx, c.runID, outs)
+	h.stop()
+	fmt.Printf("writes read back through iSCSI: %d checked, %d lost\n", checked, len(lost))
+	for _, x := range lost {
+		fmt.Println("  LOST", x)
+	}
+	dup := duplicateLeases(outs)
+	acks := 0
+	for _, o := range outs {
+		acks += len(o.Acks)
+	}
+	fmt.Printf("DHCPACKs received: %d; addresses ACKed to more than one MAC: %d\n", acks, len(dup))
+	for addr, macs := range dup {
+		fmt.Printf("  DUPLICATE %s: %v\n", addr, macs)
+	}
+	mismatch := 0
+	if stored, err := h.storeLeases(ctx); err != nil {
+		failed = true
+		fmt.Printf("store leases: %v\n", err)
+	} else {
+		for _, o := range outs {
+			if n := len(o.Acks); n > 0 {
+				if a := o.Acks[n-1]; stored[a.Addr] != a.MAC {
+					mismatch++
+					fmt.Printf("  STORE %s: ACKed to %s, stored for %q\n", a.Addr, a.MAC, stored[a.Addr])
+				}
+			}
+		}
+		fmt.Printf("store: %d leases; machines whose last ACK the store does not hold: %d\n", len(stored), mismatch)
+	}
+	failed = failed || sum.Done != sum.Machines || len(lost) > 0 || len(dup) > 0 || mismatch > 0
+	return outs, sum, failed
+}
+
+// makeImage writes the image: sizeMiB, its first 8 MiB (at least readMiB)
+// random data, the rest a hole. It returns the first readMiB, which every
+// machine must read back.
+func makeImage(path string, sizeMiB, readMiB int) ([]byte, error) {
+	data := max(8, readMiB) << 20
+	if sizeMiB<<20 < data+(1<<20) {
+		return nil, fmt.Errorf("-image-mib %d: too small for %d MiB of data and the write", sizeMiB, data>>20)
+	}
+	b := make([]byte, data)
+	r := rand.NewChaCha8([32]byte{'d', 'l', 's'})
+	_, _ = r.Read(b)
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(int64(sizeMiB) << 20); err != nil {
+		return nil, err
+	}
+	return b[:readMiB<<20], f.Close()
+}
