@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -62,7 +63,9 @@ func FuzzJSONBodies(f *testing.F) {
 			}
 			return
 		}
-		if len(body) > 0 && !json.Valid(body) {
+		// A body of only white space is no body (endpoints with optional
+		// bodies take it as empty, as encoding/json would).
+		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
 			t.Fatalf("%s %s accepted (%d) a body that is not JSON: %q", ep.method, ep.path, w.Code, body)
 		}
 	})
