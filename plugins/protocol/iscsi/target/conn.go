@@ -38,7 +38,12 @@ type session struct {
 
 	expCmdSN atomic.Uint32
 	maxCmdSN atomic.Uint32
-	handoff  atomic.Bool
+	// advMaxCmdSN is the MaxCmdSN last sent to the initiator. A command
+	// past it is out of the window even when maxCmdSN has opened further
+	// (a command completes after its response was written): the
+	// initiator cannot know of that yet, so such a CmdSN is a violation.
+	advMaxCmdSN atomic.Uint32
+	handoff     atomic.Bool
 
 	mu    sync.Mutex
 	conn  *conn
@@ -197,7 +202,9 @@ func (c *conn) writer() {
 					c.statSN++
 				}
 				binary.BigEndian.PutUint32(h[28:], sess.expCmdSN.Load())
-				binary.BigEndian.PutUint32(h[32:], sess.maxCmdSN.Load())
+				max := sess.maxCmdSN.Load()
+				binary.BigEndian.PutUint32(h[32:], max)
+				sess.advMaxCmdSN.Store(max)
 			}
 			n := len(o.p.Data)
 			h[4] = 0
@@ -437,6 +444,7 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 	}
 	sess.expCmdSN.Store(l.cmdSN)
 	sess.maxCmdSN.Store(l.cmdSN + sess.depth - 1)
+	sess.advMaxCmdSN.Store(l.cmdSN + sess.depth - 1) // the login response's
 	if !l.discovery {
 		// Session reinstatement: an old session of the same initiator
 		// port (or with EndStaleSessions, the same initiator) on the same

@@ -126,14 +126,14 @@ func (c *conn) readAll(p *pdu.PDU) error {
 }
 
 // inOrder applies CmdSN windowing to a non-immediate command: it is
-// accepted when its CmdSN lies in [ExpCmdSN, MaxCmdSN] and was not seen
-// before; ExpCmdSN then moves past every CmdSN received without a gap.
+// accepted when its CmdSN lies in [ExpCmdSN, MaxCmdSN as last advertised]
+// and was not seen before; ExpCmdSN then moves past every CmdSN received without a gap.
 // Commands may run out of order (they are SIMPLE tasks). Others are
 // dropped, as RFC 7143 says.
 func (c *conn) inOrder(p *pdu.PDU) bool {
 	sess := c.sess
 	cmdSN := p.U32(24)
-	exp, max := sess.expCmdSN.Load(), sess.maxCmdSN.Load()
+	exp, max := sess.expCmdSN.Load(), sess.advMaxCmdSN.Load()
 	if snLT(cmdSN, exp) || snLT(max, cmdSN) || sess.ahead[cmdSN] {
 		c.srv.fail("cmdsn")
 		c.log().Debug("command outside the CmdSN window dropped", "cmdsn", cmdSN, "expcmdsn", exp, "maxcmdsn", max)
@@ -408,13 +408,24 @@ func (c *conn) execute(t *task) {
 
 // finishTask sends a task's data-in and status, then forgets it.
 func (c *conn) finishTask(t *task, res scsi.Result) {
+	// The window opens before the status is queued, so that the status
+	// advertises it: opened after, the last status of a burst would
+	// advertise a window the target has already left behind (and, with a
+	// queue depth of one, a closed one).
+	opened := false
+	open := func() {
+		if !opened {
+			opened = true
+			c.completeCmdSN(t.immediate)
+		}
+	}
 	defer func() {
 		c.mu.Lock()
 		if c.tasks[t.itt] == t {
 			delete(c.tasks, t.itt)
 		}
 		c.mu.Unlock()
-		c.completeCmdSN(t.immediate)
+		open()
 		close(t.done)
 		c.tasksWG.Done()
 	}()
@@ -471,6 +482,7 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 		o.p.Data = in[off:end]
 		dataSN++
 		if last && statusInData {
+			open()
 			o.stat = 2
 			o.p.Header[1] = pdu.FlagFinal | pdu.FlagStatus | flags
 			o.p.Header[3] = res.Status
@@ -500,6 +512,7 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 	}
 	rel := res
 	o.release = rel.Release
+	open()
 	c.send(o)
 }
 
@@ -510,7 +523,7 @@ func (c *conn) nopOut(p *pdu.PDU) error {
 	if !p.Immediate() && !c.inOrder(p) {
 		return nil
 	}
-	defer c.completeCmdSN(p.Immediate())
+	c.completeCmdSN(p.Immediate()) // before the answer, which advertises it
 	if p.ITT() == noTag {
 		return nil // a ping answer or a one-way ping
 	}
@@ -539,7 +552,8 @@ func (c *conn) reject(p *pdu.PDU, reason byte) {
 	c.send(o)
 }
 
-// control handles task management, text and logout requests.
+// control handles task management, text and logout requests. Each opens
+// the CmdSN window before it answers, so that its answer advertises it.
 func (c *conn) control(p *pdu.PDU) error {
 	switch p.Opcode() {
 	case pdu.OpTaskMgmt:
@@ -548,17 +562,17 @@ func (c *conn) control(p *pdu.PDU) error {
 		c.tasksWG.Add(1)
 		go func() {
 			defer c.tasksWG.Done()
-			c.taskMgmt(&req)
 			c.completeCmdSN(req.Immediate())
+			c.taskMgmt(&req)
 		}()
 		return nil
 	case pdu.OpText:
-		c.text(p)
 		c.completeCmdSN(p.Immediate())
+		c.text(p)
 		return nil
 	case pdu.OpLogout:
-		c.logout(p)
 		c.completeCmdSN(p.Immediate())
+		c.logout(p)
 		return errLogout
 	}
 	return nil

@@ -208,3 +208,59 @@ func (r *reader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
+
+// TestStatusAdvertisesOpenWindow: with a queue depth of one, every
+// command's status must advertise a window that admits the next command
+// (MaxCmdSN >= ExpCmdSN), and a command past the advertised window is
+// dropped. The window used to open only after the status was queued: when
+// the writer won that race (under load) the status advertised a closed
+// window, and a command past the last advertised MaxCmdSN was run
+// (libiscsi's iSCSICmdSnTooHigh failed in CI). The race is the scheduler's,
+// so this test catches the old order only when the writer wins it.
+func TestStatusAdvertisesOpenWindow(t *testing.T) {
+	srv := &Server{Resolver: staticResolver{}, LoginTimeout: time.Second, Limits: Limits{QueueDepth: 1}}
+	srv.conns, srv.sessions, srv.targets, srv.detach = map[*conn]struct{}{}, map[uint16]*session{}, map[string]*attached{}, map[string]chan struct{}{}
+	a, b := net.Pipe()
+	defer b.Close()
+	c := newConn(srv, a)
+	go c.serve()
+	_ = b.SetDeadline(time.Now().Add(20 * time.Second))
+	r := pdu.Reader{R: b}
+	var p pdu.PDU
+	if _, err := b.Write(loginPDU(1, 3, true, "InitiatorName", testInitiator, "TargetName", testTarget, "SessionType", "Normal")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Read(&p); err != nil || p.Opcode() != pdu.OpLoginResp || binary.BigEndian.Uint16(p.Header[36:]) != 0 {
+		t.Fatalf("login: %v %x", err, p.Header[36:38])
+	}
+	tur := make([]byte, 10)
+	for sn := uint32(0); sn < 300; sn++ {
+		if _, err := b.Write(scsiPDU(sn, tur, 0, 0, nil)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Read(&p); err != nil || p.Opcode() != pdu.OpSCSIResponse {
+			t.Fatalf("command %d: %v, opcode %#x", sn, err, p.Opcode())
+		}
+		exp, max := p.U32(28), p.U32(32)
+		if exp != sn+1 || snLT(max, exp) {
+			t.Fatalf("status of command %d advertises ExpCmdSN %d MaxCmdSN %d: the window is closed", sn, exp, max)
+		}
+	}
+	// A command past the advertised window is dropped, not run: the next
+	// PDU answered is the ping sent after it.
+	if _, err := b.Write(scsiPDU(302, tur, 0, 0, nil)); err != nil {
+		t.Fatal(err)
+	}
+	ping := &pdu.PDU{}
+	ping.SetOpcode(pdu.OpNOPOut, true)
+	ping.Header[1] = pdu.FlagFinal
+	ping.SetU32(16, 0x7777)
+	ping.SetU32(20, 0xffffffff)
+	ping.SetU32(24, 300)
+	if _, err := b.Write(ping.Encode(nil, false, false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Read(&p); err != nil || p.Opcode() != pdu.OpNOPIn || p.ITT() != 0x7777 {
+		t.Fatalf("after a command past the window: %v, opcode %#x itt %#x, want the ping's answer", err, p.Opcode(), p.ITT())
+	}
+}
