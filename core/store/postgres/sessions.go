@@ -19,6 +19,40 @@ const selectSession = `SELECT id, client, mac, address, stages, expect, state, f
 
 // CreateSession implements store.Sessions.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Session, error) {
+	return s.createSession(ctx, s.pool, sess)
+}
+
+// UpdateSession implements store.Sessions.
+func (s *Store) UpdateSession(ctx context.Context, sess store.Session) error {
+	_, err := s.updateSession(ctx, s.pool, sess)
+	return err
+}
+
+// WriteSessions implements store.SessionBatcher: one transaction for the
+// whole batch.
+func (s *Store) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
+	out := make([]store.Session, len(ss))
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		for i, sess := range ss {
+			var err error
+			if sess.ID == 0 {
+				out[i], err = s.createSession(ctx, tx, sess)
+			} else {
+				out[i], err = s.updateSession(ctx, tx, sess)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) createSession(ctx context.Context, q querier, sess store.Session) (store.Session, error) {
 	sess, err := sess.Normalize()
 	if err != nil {
 		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, err)
@@ -30,7 +64,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Se
 	if err != nil {
 		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, err)
 	}
-	err = s.queryRow(ctx, s.pool, `INSERT INTO sessions
+	err = s.queryRow(ctx, q, `INSERT INTO sessions
 		(client, mac, address, stages, expect, state, failed_stage, token_hash, token_used, started, ended)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
 		r.args(), &r.s.ID)
@@ -41,27 +75,27 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Se
 	return r.session()
 }
 
-// UpdateSession implements store.Sessions.
-func (s *Store) UpdateSession(ctx context.Context, sess store.Session) error {
+// updateSession replaces a session and returns it as a read would.
+func (s *Store) updateSession(ctx context.Context, q querier, sess store.Session) (store.Session, error) {
 	sess, err := sess.Normalize()
 	if err != nil {
-		return fmt.Errorf("update session: %w", err)
+		return store.Session{}, fmt.Errorf("update session: %w", err)
 	}
 	r, err := newSessionRow(sess)
 	if err != nil {
-		return fmt.Errorf("update session %d: %w", sess.ID, err)
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, err)
 	}
-	tag, err := s.exec(ctx, s.pool, `UPDATE sessions SET
+	tag, err := s.exec(ctx, q, `UPDATE sessions SET
 		client = $1, mac = $2, address = $3, stages = $4, expect = $5, state = $6, failed_stage = $7,
 		token_hash = $8, token_used = $9, started = $10, ended = $11
 		WHERE id = $12`, append(r.args(), sess.ID)...)
 	if err != nil {
-		return fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
 	}
-	return nil
+	return r.session()
 }
 
 // GetSession implements store.Sessions.

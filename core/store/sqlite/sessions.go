@@ -17,6 +17,40 @@ const selectSession = `SELECT id, client, mac, address, stages, expect, state, f
 
 // CreateSession implements store.Sessions.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Session, error) {
+	return s.createSession(ctx, s.write, sess)
+}
+
+// UpdateSession implements store.Sessions.
+func (s *Store) UpdateSession(ctx context.Context, sess store.Session) error {
+	_, err := s.updateSession(ctx, s.write, sess)
+	return err
+}
+
+// WriteSessions implements store.SessionBatcher: one transaction for the
+// whole batch.
+func (s *Store) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
+	out := make([]store.Session, len(ss))
+	err := s.inTx(ctx, s.write, func(tx *sql.Tx) error {
+		for i, sess := range ss {
+			var err error
+			if sess.ID == 0 {
+				out[i], err = s.createSession(ctx, tx, sess)
+			} else {
+				out[i], err = s.updateSession(ctx, tx, sess)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) createSession(ctx context.Context, q querier, sess store.Session) (store.Session, error) {
 	sess, err := sess.Normalize()
 	if err != nil {
 		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, err)
@@ -28,7 +62,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Se
 	if err != nil {
 		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, err)
 	}
-	err = s.queryRow(ctx, s.write, `INSERT INTO sessions
+	err = s.queryRow(ctx, q, `INSERT INTO sessions
 		(client, mac, address, stages, expect, state, failed_stage, token_hash, token_used, started, ended)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		r.args(), &r.s.ID)
@@ -39,80 +73,29 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Se
 	return r.session()
 }
 
-// UpdateSession implements store.Sessions.
-func (s *Store) UpdateSession(ctx context.Context, sess store.Session) error {
+// updateSession replaces a session and returns it as a read would.
+func (s *Store) updateSession(ctx context.Context, q querier, sess store.Session) (store.Session, error) {
 	sess, err := sess.Normalize()
 	if err != nil {
-		return fmt.Errorf("update session: %w", err)
+		return store.Session{}, fmt.Errorf("update session: %w", err)
 	}
 	r, err := newSessionRow(sess)
 	if err != nil {
-		return fmt.Errorf("update session %d: %w", sess.ID, err)
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, err)
 	}
-	res, err := s.exec(ctx, s.write, `UPDATE sessions SET
+	res, err := s.exec(ctx, q, `UPDATE sessions SET
 		client = ?, mac = ?, address = ?, stages = ?, expect = ?, state = ?, failed_stage = ?,
 		token_hash = ?, token_used = ?, started = ?, ended = ?
 		WHERE id = ?`, append(r.args(), sess.ID)...)
 	if err != nil {
-		return fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("update session %d: %w", sess.ID, err)
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, err)
 	} else if n == 0 {
-		return fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
 	}
-	return nil
-}
-
-// WriteSessions implements store.SessionBatcher: one transaction for the
-// whole batch.
-func (s *Store) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
-	out := make([]store.Session, len(ss))
-	err := s.inTx(ctx, s.write, func(tx *sql.Tx) error {
-		for i, sess := range ss {
-			sess, err := sess.Normalize()
-			if err != nil {
-				return fmt.Errorf("write session for %s: %w", sess.Client, err)
-			}
-			if sess.ID == 0 && sess.Started.IsZero() {
-				sess.Started = time.Now()
-			}
-			r, err := newSessionRow(sess)
-			if err != nil {
-				return fmt.Errorf("write session for %s: %w", sess.Client, err)
-			}
-			if sess.ID == 0 {
-				err = s.queryRow(ctx, tx, `INSERT INTO sessions
-					(client, mac, address, stages, expect, state, failed_stage, token_hash, token_used, started, ended)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-					r.args(), &r.s.ID)
-				if err != nil {
-					return fmt.Errorf("create session for %s: %w", sess.Client, conflict(err))
-				}
-			} else {
-				res, err := s.exec(ctx, tx, `UPDATE sessions SET
-					client = ?, mac = ?, address = ?, stages = ?, expect = ?, state = ?, failed_stage = ?,
-					token_hash = ?, token_used = ?, started = ?, ended = ?
-					WHERE id = ?`, append(r.args(), sess.ID)...)
-				if err != nil {
-					return fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
-				}
-				if n, err := res.RowsAffected(); err != nil {
-					return fmt.Errorf("update session %d: %w", sess.ID, err)
-				} else if n == 0 {
-					return fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
-				}
-			}
-			if out[i], err = r.session(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return r.session()
 }
 
 // GetSession implements store.Sessions.

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionConflictsInvalid", testSessionConflictsInvalid},
 		{"SessionList", testSessionList},
 		{"SessionListLimit", testSessionListLimit},
+		{"SessionBatch", testSessionBatch},
 		{"Tokens", testTokens},
 		{"TokenRotate", testTokenRotate},
 		{"TokenRevoke", testTokenRevoke},
