@@ -34,6 +34,7 @@ import (
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Daemon is the running host.
@@ -98,6 +99,14 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	}
 	if err := hr.Register(sysmetrics.New(sysmetrics.Options{Logger: logger.Named("sysmetrics")})); err != nil {
 		return nil, fmt.Errorf("register system metrics: %w", err)
+	}
+	// The host process's own go_* and process_* families, as every Go
+	// exporter has them: a soak watches go_goroutines and
+	// process_resident_memory_bytes, and the alert rules may too.
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := hr.Register(c); err != nil {
+			return nil, fmt.Errorf("register the host's runtime metrics: %w", err)
+		}
 	}
 	for _, n := range pluginmetrics.HostFamilies() {
 		d.reserved[n] = true
