@@ -4,34 +4,16 @@ package main
 // CI): the whole host, the plugin as its real subprocess.
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
-
-// vmHWM is a process's peak resident set (VmHWM), in KiB; 0 if unknown.
-func vmHWM(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb
-		}
-	}
-	return 0
-}
 
 func randomMAC() net.HardwareAddr {
 	m := net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 0}
@@ -160,7 +142,7 @@ protocol "dhcp" "lan" {
 
 	refused := h.metric(`dls_dhcp_errors_total{plugin="lan",reason="unknown_limit"}`)
 	active := h.metric(`dls_dhcp_pool_active_leases{plugin="lan",pool="lan"}`)
-	hwm := vmHWM(h.pluginPid())
+	hwm := plugintest.PeakRSSKiB(h.pluginPid())
 	switch {
 	case exchanges.Load() == 0:
 		t.Fatal("the flood got no lease at all: it did not reach the pool")

@@ -7,32 +7,19 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dls-project/dls/plugins/protocol/iscsi/initiator"
+	"github.com/dls-project/dls/sdk/plugintest"
 )
 
 // openFDs is the number of file descriptors this process has open.
 func openFDs() int {
 	fds, _ := os.ReadDir("/proc/self/fd")
 	return len(fds)
-}
-
-// selfHWM is this process's peak resident set (VmHWM) in KiB.
-func selfHWM() int {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb
-		}
-	}
-	return 0
 }
 
 // TestAbuseISCSIHalfOpen: 3,000 connections to the portal that never log
@@ -147,5 +134,5 @@ func TestAbuseISCSIHalfOpen(t *testing.T) {
 			fdPeak, limit, fdsBefore, attackers, maxLogin)
 	}
 	t.Logf("%d idle and half-open connections: %v evicted (login_evicted); %d logins with I/O during the attack (%d retried); peak fds %d (%d before); peak heap in use %.1f MiB, VmHWM %d KiB (target and attacker in the test process)",
-		attackers, evicted, rounds, retries, fdPeak, fdsBefore, float64(heapPeak)/(1<<20), selfHWM())
+		attackers, evicted, rounds, retries, fdPeak, fdsBefore, float64(heapPeak)/(1<<20), plugintest.PeakRSSKiB(os.Getpid()))
 }

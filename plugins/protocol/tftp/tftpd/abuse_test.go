@@ -3,29 +3,16 @@ package tftpd
 import (
 	"bytes"
 	"fmt"
+	"github.com/dls-project/dls/sdk/plugintest"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// selfHWM is this process's peak resident set (VmHWM) in KiB.
-func selfHWM() int {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb
-		}
-	}
-	return 0
-}
 
 // TestAbuseTFTPFlood: while a machine fetches its boot file again and
 // again, the server gets read requests for that file that are never
@@ -169,5 +156,5 @@ func TestAbuseTFTPFlood(t *testing.T) {
 	}
 	t.Logf("flood: %d+%d unacknowledged requests, %d bad, %d missing/write; counted client_busy %v, evicted %v, busy %v, bad_request %v, not_found %v, write_refused %v; %d fetches of 1 MiB completed (%d retried); peak heap in use %.1f MiB, VmHWM %d KiB (server and attackers in the test process)",
 		sent[0].Load(), sent[1].Load(), sent[2].Load(), sent[3].Load(), errs(reasonClientBusy), errs(reasonEvicted), errs(reasonBusy),
-		errs(reasonBadRequest), errs(reasonNotFound), errs(reasonWriteRefused), fetches, retries, float64(heapPeak)/(1<<20), selfHWM())
+		errs(reasonBadRequest), errs(reasonNotFound), errs(reasonWriteRefused), fetches, retries, float64(heapPeak)/(1<<20), plugintest.PeakRSSKiB(os.Getpid()))
 }
