@@ -413,19 +413,15 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 	// advertise a window the target has already left behind (and, with a
 	// queue depth of one, a closed one).
 	opened := false
-	open := func() {
-		if !opened {
-			opened = true
-			c.completeCmdSN(t.immediate)
-		}
-	}
 	defer func() {
 		c.mu.Lock()
 		if c.tasks[t.itt] == t {
 			delete(c.tasks, t.itt)
 		}
 		c.mu.Unlock()
-		open()
+		if !opened {
+			c.completeCmdSN(t.immediate)
+		}
 		close(t.done)
 		c.tasksWG.Done()
 	}()
@@ -482,7 +478,8 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 		o.p.Data = in[off:end]
 		dataSN++
 		if last && statusInData {
-			open()
+			c.completeCmdSN(t.immediate)
+			opened = true
 			o.stat = 2
 			o.p.Header[1] = pdu.FlagFinal | pdu.FlagStatus | flags
 			o.p.Header[3] = res.Status
@@ -512,7 +509,8 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 	}
 	rel := res
 	o.release = rel.Release
-	open()
+	c.completeCmdSN(t.immediate)
+	opened = true
 	c.send(o)
 }
 
