@@ -125,16 +125,19 @@ func TestE2E(t *testing.T) {
 	r.report()
 }
 
-func setup(t *testing.T) *run {
+// newLab makes the lab of one test run: namespaces named after
+// DLS_E2E_PREFIX (run.sh sets it; the pid otherwise), files in a temporary
+// folder, or with DLS_E2E_KEEP=1 in /tmp/<keep>* kept after the run
+// (configs, state, logs). A failed run dumps its logs.
+func newLab(t *testing.T, keep string) *lab.Lab {
 	prefix := os.Getenv("DLS_E2E_PREFIX")
 	if prefix == "" {
 		prefix = fmt.Sprintf("dlse2e%d", os.Getpid()%100000)
 	}
-	// DLS_E2E_KEEP=1 keeps the run's folder (configs, state, logs).
 	dir := t.TempDir()
 	if os.Getenv("DLS_E2E_KEEP") != "" {
 		var err error
-		dir, err = os.MkdirTemp("/tmp", "dls-e2e-") // not $TMPDIR: run.sh removes that
+		dir, err = os.MkdirTemp("/tmp", keep) // not $TMPDIR: run.sh removes that
 		must(t, err)
 		t.Logf("DLS_E2E_KEEP: the run's files stay in %s", dir)
 	}
@@ -145,6 +148,12 @@ func setup(t *testing.T) *run {
 		}
 		l.Close()
 	})
+	return l
+}
+
+func setup(t *testing.T) *run {
+	l := newLab(t, "dls-e2e-")
+	dir := l.Dir
 	r := &run{t: t, lab: l, vm: map[string]*lab.Machine{}}
 	root, err := lab.RepoRoot()
 	must(t, err)
@@ -548,24 +557,6 @@ func (r *run) fault(t *testing.T) {
 
 const faultKilled = "fault: iSCSI plugin killed"
 
-// stageList is a session's stages in the order reached.
-func stageList(s lab.Session) string {
-	type st struct {
-		name string
-		at   time.Time
-	}
-	var l []st
-	for n, at := range s.Stages {
-		l = append(l, st{n, at})
-	}
-	sort.Slice(l, func(i, j int) bool { return l[i].at.Before(l[j].at) })
-	var out []string
-	for _, x := range l {
-		out = append(out, fmt.Sprintf("%s +%.3fs", x.name, x.at.Sub(s.Started).Seconds()))
-	}
-	return strings.Join(out, ", ")
-}
-
 func mustScrape(t *testing.T, h *lab.Host) string {
 	t.Helper()
 	s, err := h.Scrape(context.Background())
@@ -615,7 +606,7 @@ func (r *run) sessionsAPI(t *testing.T) {
 		s := rec.session
 		if rec.label == faultKilled && s.State == "failed" {
 			// Its handoff event died with the plugin (see fault).
-			t.Logf("session %d of %s (boot %d, plugin killed): %s at %s, stages %v", s.ID, s.Client, rec.boot.N, s.State, s.FailedStage, stageList(*s))
+			t.Logf("session %d of %s (boot %d, plugin killed): %s at %s, stages %v", s.ID, s.Client, rec.boot.N, s.State, s.FailedStage, s.StageList(", "))
 			continue
 		}
 		for _, stage := range []string{"dhcp", "script", "iscsi_login", "handoff"} {

@@ -101,24 +101,8 @@ func TestLinux(t *testing.T) {
 }
 
 func lxSetup(t *testing.T) *lxRun {
-	prefix := os.Getenv("DLS_E2E_PREFIX")
-	if prefix == "" {
-		prefix = fmt.Sprintf("dlse2e%d", os.Getpid()%100000)
-	}
-	dir := t.TempDir()
-	if os.Getenv("DLS_E2E_KEEP") != "" {
-		var err error
-		dir, err = os.MkdirTemp("/tmp", "dls-e2e-linux-")
-		must(t, err)
-		t.Logf("DLS_E2E_KEEP: the run's files stay in %s", dir)
-	}
-	l := lab.New(prefix, dir, t.Logf)
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, dir)
-		}
-		l.Close()
-	})
+	l := newLab(t, "dls-e2e-linux-")
+	dir := l.Dir
 	r := &lxRun{t: t, lab: l, vm: map[string]*lab.Machine{}, refVM: map[string]*lab.Machine{}}
 	root, err := lab.RepoRoot()
 	must(t, err)
@@ -458,9 +442,9 @@ func (r *lxRun) sessions(t *testing.T) {
 			t.Errorf("no session for %s boot %d (%s)", rec.m.name, rec.boot.N, rec.label)
 		case s.State != "done" || s.Expect != "booted" || s.Stages["booted"].IsZero():
 			t.Errorf("session %d of %s (%s): state %s, expect %s, stages %s; want done at booted",
-				s.ID, s.Client, rec.label, s.State, s.Expect, stageList(*s))
+				s.ID, s.Client, rec.label, s.State, s.Expect, s.StageList(", "))
 		default:
-			t.Logf("session %d of %s (%s): %s", s.ID, s.Client, rec.label, stageList(*s))
+			t.Logf("session %d of %s (%s): %s", s.ID, s.Client, rec.label, s.StageList(", "))
 		}
 	}
 }

@@ -14,10 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/dls-project/dls/e2e/lab"
 )
@@ -163,7 +161,7 @@ func run(boots int, keep bool) error {
 		return err
 	}
 	for _, s := range ss {
-		fmt.Printf("  session %d: %s, %.3fs from the first DHCPDISCOVER to %s: %s\n", s.ID, s.State, s.Seconds(), s.Expect, stages(s))
+		fmt.Printf("  session %d: %s, %.3fs from the first DHCPDISCOVER to %s: %s\n", s.ID, s.State, s.Seconds(), s.Expect, s.StageList(" → "))
 	}
 
 	step("A few of the host's metrics (GET /metrics: the host's and every plugin's, with plugin labels)")
@@ -184,24 +182,6 @@ func run(boots int, keep bool) error {
 		fmt.Println("\nmake demo ARGS=-keep keeps the demo's folder: the config, DLS's state and log, the serial logs.")
 	}
 	return nil
-}
-
-// stages lists a session's stages in order, with their offsets.
-func stages(s lab.Session) string {
-	type st struct {
-		name string
-		at   time.Time
-	}
-	var l []st
-	for n, at := range s.Stages {
-		l = append(l, st{n, at})
-	}
-	sort.Slice(l, func(i, j int) bool { return l[i].at.Before(l[j].at) })
-	var out []string
-	for _, x := range l {
-		out = append(out, fmt.Sprintf("%s +%.3fs", x.name, x.at.Sub(s.Started).Seconds()))
-	}
-	return strings.Join(out, " → ")
 }
 
 func indent(s, p string) string {

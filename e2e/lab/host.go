@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -295,6 +296,21 @@ type Session struct {
 	Ended       time.Time            `json:"ended"`
 }
 
+// StageList is the session's stages in the order reached, each with its
+// offset from the session's start ("dhcp +0.000s"), joined by sep.
+func (s Session) StageList(sep string) string {
+	names := make([]string, 0, len(s.Stages))
+	for n := range s.Stages {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return s.Stages[names[i]].Before(s.Stages[names[j]]) })
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = fmt.Sprintf("%s +%.3fs", n, s.Stages[n].Sub(s.Started).Seconds())
+	}
+	return strings.Join(out, sep)
+}
+
 // Seconds is the session's boot time: start to end (0 while active).
 func (s Session) Seconds() float64 {
 	if s.Ended.IsZero() {
@@ -386,33 +402,19 @@ func (m Metrics) Sum(name string, labels ...string) float64 {
 // "dls-protocol-iscsi"): a child of the host whose argv[0] ends so; 0 if
 // none.
 func (h *Host) PluginPid(binary string) int {
-	host := h.Proc.Pid()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	host := strconv.Itoa(h.Proc.Pid())
+	found := 0
+	eachProcess(func(pid int, stat []string) {
+		if found != 0 || stat[1] != host {
+			return
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[1] != strconv.Itoa(host) {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
 		if strings.HasSuffix(argv0, "/"+binary) {
-			return pid
+			found = pid
 		}
-	}
-	return 0
+	})
+	return found
 }
 
 // CPU is the processor time the host and its plugins have used so far
@@ -420,41 +422,51 @@ func (h *Host) PluginPid(binary string) int {
 func (h *Host) CPU() time.Duration {
 	host := h.Proc.Pid()
 	var ticks int64
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		// After the name, from 0: state, ppid, ..., utime 11, stime 12,
-		// cutime 13, cstime 14 (proc(5)).
-		f := strings.Fields(s[i+1:])
+	eachProcess(func(pid int, f []string) {
+		// From 0: state, ppid, ..., utime 11, stime 12, cutime 13,
+		// cstime 14 (proc(5)).
 		if len(f) < 15 {
-			continue
+			return
 		}
 		n := 13 // utime, stime
 		switch {
 		case pid == host:
 			n = 15 // and cutime, cstime: plugins that exited
 		case f[1] != strconv.Itoa(host):
-			continue
+			return
 		}
 		for _, v := range f[11:n] {
 			t, _ := strconv.ParseInt(v, 10, 64)
 			ticks += t
 		}
-	}
+	})
 	// USER_HZ is 100 on Linux.
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// eachProcess calls fn with every process's pid and the fields of its
+// /proc/<pid>/stat after the command name (state first, then ppid), for
+// the processes it could read with at least those two.
+func eachProcess(fn func(pid int, stat []string)) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(s[i+1:]); len(f) >= 2 {
+			fn(pid, f)
+		}
+	}
 }
 
 // LoadAverage is the machine's one-minute load average, as /proc/loadavg
