@@ -329,6 +329,10 @@ func waitDevice(ctx context.Context, dataset string) (string, error) {
 	}
 }
 
+// destroyBusyWait bounds how long destroy retries a filesystem that zfs
+// reports busy after its unmount.
+const destroyBusyWait = 10 * time.Second
+
 // destroy destroys a dataset (with recursive, its snapshots too). A
 // filesystem is unmounted first: if a process has its disk open, that
 // fails with ErrInUse and nothing is destroyed. zfs-fuse answers "dataset
@@ -345,15 +349,23 @@ func (s *store) destroy(ctx context.Context, dataset, kind string, recursive boo
 	if recursive {
 		args = []string{"destroy", "-r", dataset}
 	}
+	// After a successful unmount nothing has the filesystem open: a "busy"
+	// now is zfs-fuse's lag, which lasts seconds on a loaded machine. A
+	// busy zvol is open, and is reported soon.
+	wait := 2 * time.Second
+	if kind == typeFilesystem {
+		wait = destroyBusyWait
+	}
 	var err error
+	deadline := time.Now().Add(wait)
 	for attempt := 1; ; attempt++ {
 		if _, err = r.zfsCmd(ctx, args...); err == nil {
 			return nil
 		}
-		if attempt == 10 || !strings.Contains(stderrOf(err), "is busy") {
+		if !strings.Contains(stderrOf(err), "is busy") || time.Now().After(deadline) {
 			break
 		}
-		if serr := sleep(ctx, time.Duration(attempt)*50*time.Millisecond); serr != nil {
+		if serr := sleep(ctx, min(time.Duration(attempt)*50*time.Millisecond, 500*time.Millisecond)); serr != nil {
 			break
 		}
 	}
