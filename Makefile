@@ -61,7 +61,7 @@ bench-storage: ## clone time by image size; overlay and zfs volume I/O as ratios
 bench-tftp: ## TFTP plugin vs tftp-hpa (lock-step, windowsize 16, 200-client storm) and HTTP /boot/files, same run (root)
 	bash bench/tftp/run.sh
 
-bench-dhcp: ## DHCP throughput: DLS against kea-dhcp4 with perfdhcp (root; kea-admin kea-dhcp4-server)
+bench-dhcp: ## DHCP throughput: DLS against kea-dhcp4 with perfdhcp; PG=1 adds both on PostgreSQL (root; kea-admin kea-dhcp4-server)
 	bash bench/dhcp/run.sh
 
 bench-iscsi: ## DLS's iSCSI target vs tgt on one file: qemu-img bench and iscsi-perf, ratios (root)

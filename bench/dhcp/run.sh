@@ -5,7 +5,14 @@
 # up until more than 1 % of either exchange is lost. Each server starts
 # from an empty lease store, serves a pool large enough for every client,
 # and stores its leases before it ACKs: DLS in its SQLite state store
-# (synchronous=FULL), Kea in its memfile (multi-threading on).
+# (synchronous=FULL: fsynced before the ACK), Kea in its memfile
+# (multi-threading on; the CSV is written, never fsynced).
+#
+# PG=1 adds a durable pair: DLS on its PostgreSQL store and Kea on its
+# PostgreSQL lease backend, both in one throwaway cluster (fsync and
+# synchronous_commit on, trust auth on the server namespace's loopback)
+# that the run starts and deletes; needs postgresql. Rates for that pair
+# step from START_PG=500 by STEP_PG=500.
 #
 # Needs root (network namespaces) and: apt-get install -y kea-admin kea-dhcp4-server
 # Knobs (environment): START=2000 STEP=1000 MAX=30000 SECONDS_PER_STEP=10
@@ -16,6 +23,7 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 
 START=${START:-2000} STEP=${STEP:-1000} MAX=${MAX:-30000}
 SECS=${SECONDS_PER_STEP:-10} CLIENTS=${CLIENTS:-50000} PIN=${PIN:-1}
+PG=${PG:-0}
 
 [ "$(id -u)" = 0 ] || { echo "bench-dhcp: needs root (network namespaces)"; exit 1; }
 for tool in perfdhcp kea-dhcp4 ip; do
@@ -27,6 +35,7 @@ srv=dlsb-srv-$$ cli=dlsb-cli-$$
 server_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [ -n "${pg_data:-}" ] && runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
   ip netns del "$srv" 2>/dev/null || true
   ip netns del "$cli" 2>/dev/null || true
   rm -rf "$work"
@@ -86,9 +95,9 @@ cat > "$work/kea.json" <<JSON
 } }
 JSON
 
-start_dls() {
+start_dls() { # [CONFIG]
   rm -rf "$work/dls-var"
-  ip netns exec "$srv" "${pin_server[@]}" "$work/bin/dls" serve --config "$work/dls.hcl" >"$work/dls.log" 2>&1 &
+  ip netns exec "$srv" "${pin_server[@]}" "$work/bin/dls" serve --config "${1:-$work/dls.hcl}" >"$work/dls.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
     ip netns exec "$srv" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9180 && printf "GET /readyz HTTP/1.0\r\n\r\n" >&3 && head -1 <&3' 2>/dev/null | grep -q 200 && return
@@ -96,11 +105,11 @@ start_dls() {
   done
   echo "DLS did not start:"; cat "$work/dls.log"; exit 1
 }
-start_kea() {
+start_kea() { # [CONFIG]
   rm -f "$work"/kea-leases.csv*
   mkdir -p "$work/kea-run"
   KEA_PIDFILE_DIR="$work/kea-run" KEA_LOCKFILE_DIR="$work/kea-run" \
-    ip netns exec "$srv" "${pin_server[@]}" kea-dhcp4 -c "$work/kea.json" >"$work/kea.out" 2>&1 &
+    ip netns exec "$srv" "${pin_server[@]}" kea-dhcp4 -c "${1:-$work/kea.json}" >"$work/kea.out" 2>&1 &
   server_pid=$!
   sleep 2
   kill -0 "$server_pid" 2>/dev/null || { echo "kea-dhcp4 did not start:"; cat "$work/kea.out"; exit 1; }
@@ -161,3 +170,40 @@ echo "== result: highest offered rate with < 1 % drops (perfdhcp, $CLIENTS clien
 printf 'DLS %6d exchanges/s\n' "$dls_best"
 printf 'Kea %6d exchanges/s\n' "$kea_best"
 awk -v a="$dls_best" -v b="$kea_best" 'BEGIN { if (b > 0) printf "ratio DLS/Kea %.2f\n", a / b; else print "ratio: Kea passed no step" }'
+
+[ "$PG" = 1 ] || exit 0
+
+# The durable pair: one PostgreSQL cluster in the server namespace.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$pg_bin/initdb" ] || { echo "bench-dhcp: PG=1 needs postgresql (initdb)"; exit 1; }
+pg_data=$(mktemp -d /tmp/dls-bench-pg.XXXXXX)
+trap 'cleanup; rm -rf "$pg_data"' EXIT
+chown postgres: "$pg_data"
+runuser -u postgres -- "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log"; exit 1; }
+ip netns exec "$srv" runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
+  -o "-c listen_addresses=127.0.0.1 -p 5433 -k $pg_data -c max_connections=200" start >/dev/null
+pg_sql() { PGOPTIONS='-c client_min_messages=warning' ip netns exec "$srv" psql -h 127.0.0.1 -p 5433 -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+pg_sql -c "CREATE DATABASE kea"
+ip netns exec "$srv" kea-admin db-init pgsql -h 127.0.0.1 -P 5433 -u postgres -p unused -n kea >"$work/kea-admin.log" 2>&1 || { cat "$work/kea-admin.log"; exit 1; }
+{ cat "$work/dls.hcl"; printf 'database "postgres" {\n  dsn = "postgres://postgres@127.0.0.1:5433/dls?sslmode=disable"\n}\n'; } >"$work/dls-pg.hcl"
+sed 's|"lease-database": { "type": "memfile", "persist": true, "name": "[^"]*" }|"lease-database": { "type": "postgresql", "name": "kea", "host": "127.0.0.1", "port": 5433, "user": "postgres", "password": "unused" }|' \
+  "$work/kea.json" >"$work/kea-pg.json"
+grep -q postgresql "$work/kea-pg.json" && grep -q 'database "postgres"' "$work/dls-pg.hcl" || { echo "bench-dhcp: could not write the PostgreSQL configs"; exit 1; }
+
+START=${START_PG:-500} STEP=${STEP_PG:-500}
+echo "== DLS (PostgreSQL store)"
+pg_sql -c "DROP DATABASE IF EXISTS dls" -c "CREATE DATABASE dls"
+start_dls "$work/dls-pg.hcl"
+highest DLS; dls_pg=$BEST
+stop_server
+
+echo "== Kea (PostgreSQL lease backend, multi-threading)"
+start_kea "$work/kea-pg.json"
+highest Kea; kea_pg=$BEST
+stop_server
+leases=$(pg_sql -d kea -c "SELECT count(*) FROM lease4")
+
+echo "== result, durable pair (PostgreSQL $("$pg_bin/postgres" -V | awk '{print $3}'), $leases leases in Kea's table at the end)"
+printf 'DLS %6d exchanges/s\n' "$dls_pg"
+printf 'Kea %6d exchanges/s\n' "$kea_pg"
+awk -v a="$dls_pg" -v b="$kea_pg" 'BEGIN { if (b > 0) printf "ratio DLS/Kea %.2f\n", a / b; else print "ratio: Kea passed no step" }'
