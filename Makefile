@@ -56,7 +56,7 @@ bench: ## Go benchmarks: /metrics under load, host-service round trips, store, v
 
 bench-storage: ## clone time by image size; overlay and zfs volume I/O as ratios to a raw file
 	$(GO) test -run '^$$' -bench 'Clone|VolumeIO' -benchtime 2s ./plugins/storage/...
-	$(GO) test -run '^$$' -bench 'Raw|Overlay' -benchtime 2s ./sdk/volume/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./sdk/volume/
 
 bench-tftp: ## TFTP plugin vs tftp-hpa (lock-step, windowsize 16, 200-client storm) and HTTP /boot/files, same run (root)
 	bash bench/tftp/run.sh

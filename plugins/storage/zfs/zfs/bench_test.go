@@ -15,7 +15,8 @@ import (
 // BenchmarkVolumeIO compares a volume cloned by the plugin with a raw file
 // in a plain dataset of the same pool, in the same run: sequential 1 MiB
 // and random 4 KiB reads and writes, reported as ratios to the raw file
-// (make bench-storage; needs DLS_ZFS_POOL).
+// (median of three alternating rounds; make bench-storage; needs
+// DLS_ZFS_POOL).
 func BenchmarkVolumeIO(b *testing.B) {
 	const size, work = 256 << 20, 128 << 20
 	ctx := context.Background()
@@ -54,9 +55,7 @@ func BenchmarkVolumeIO(b *testing.B) {
 	defer cv.Close()
 	defer func() { _ = st.Detach(ctx, "pc") }()
 	for b.Loop() {
-		raw := plugintest.VolumeIO(b, rawVol, work)
-		clone := plugintest.VolumeIO(b, cv, work)
-		plugintest.ReportIORatios(b, raw, clone)
+		plugintest.CompareVolumeIO(b, rawVol, cv, work, 3)
 	}
 	_ = os.Remove(src)
 }
