@@ -14,6 +14,7 @@ boot {
   unknown_clients = "ignore"   # "register": boot firmware of unknown MACs becomes
                                # client auto-<mac>, booting default_image,
   # max_registered = 4096      # at most this many (a flood of random MACs stops there)
+  # session_history = "2160h"  # ended boot sessions are purged after 90 days; "0": kept forever
 }
 
 database "sqlite" {}          # var/dls.db

@@ -88,6 +88,10 @@ type Boot struct {
 	// StageTimeout is how long a boot session may wait for its next stage
 	// before it counts as failed at that stage (default 5m).
 	StageTimeout time.Duration
+	// SessionHistory is how long boot sessions are kept once they ended
+	// (done or failed); older ones are purged hourly. 0 keeps them
+	// forever. Default 2160h (90 days).
+	SessionHistory time.Duration
 }
 
 // Database is the database block; SQLite under DataDir when there is none.

@@ -30,6 +30,9 @@ const (
 	DefaultIQNPrefix     = "iqn.2026-11.io.dls"
 	DefaultBootFiles     = "boot"
 	DefaultStageTimeout  = 5 * time.Minute
+	// DefaultSessionHistory is boot.session_history's default: a season
+	// of boots to look back on, not every boot since the host started.
+	DefaultSessionHistory = 90 * 24 * time.Hour
 	// DefaultMaxRegistered is boot.max_registered's default: a large lab
 	// registers on its first storm, a flood stops there.
 	DefaultMaxRegistered = 4096
@@ -179,6 +182,7 @@ func (l *loader) load() *Config {
 			Files:          l.resolve(DefaultBootFiles),
 			StageTimeout:   DefaultStageTimeout,
 			MaxRegistered:  DefaultMaxRegistered,
+			SessionHistory: DefaultSessionHistory,
 		},
 		Database: Database{Type: DatabaseSQLite},
 	}
@@ -303,7 +307,7 @@ func (l *loader) http(b *hcl.Block, h *HTTP) {
 func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "url"}, {Name: "iqn_prefix"}, {Name: "unknown_clients"}, {Name: "default_image"}, {Name: "files"},
-		{Name: "script"}, {Name: "stage_timeout"}, {Name: "max_registered"},
+		{Name: "script"}, {Name: "stage_timeout"}, {Name: "max_registered"}, {Name: "session_history"},
 	}})
 	if a := l.integer(c.Attributes, "max_registered", &bt.MaxRegistered); a != nil && bt.MaxRegistered < 0 {
 		l.invalid(a, "max_registered must be 0 (no bound) or more.")
@@ -311,6 +315,9 @@ func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	l.path(c.Attributes, "script", &bt.Script)
 	if a := l.duration(c.Attributes, "stage_timeout", &bt.StageTimeout); a != nil && bt.StageTimeout <= 0 {
 		l.invalid(a, "The stage timeout must be more than zero.")
+	}
+	if a := l.duration(c.Attributes, "session_history", &bt.SessionHistory); a != nil && bt.SessionHistory < 0 {
+		l.invalid(a, `session_history must be "0" (keep forever) or longer.`)
 	}
 	if a := l.str(c.Attributes, "url", &bt.URL); a != nil {
 		u, err := url.Parse(bt.URL)

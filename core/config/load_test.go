@@ -76,6 +76,7 @@ func TestLoadSite(t *testing.T) {
 		Files:          testdata(t, "boot"),
 		StageTimeout:   DefaultStageTimeout,
 		MaxRegistered:  DefaultMaxRegistered,
+		SessionHistory: DefaultSessionHistory,
 	}
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
@@ -132,6 +133,7 @@ func TestDefaults(t *testing.T) {
 		Files:          filepath.Join(dir, "boot"),
 		StageTimeout:   DefaultStageTimeout,
 		MaxRegistered:  DefaultMaxRegistered,
+		SessionHistory: DefaultSessionHistory,
 	}
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
@@ -220,6 +222,20 @@ func TestBootURL(t *testing.T) {
 		cfg := mustLoad(t, writeConfig(t, "http {\n  listen = \""+tc.listen+"\"\n}\n"))
 		if cfg.Boot.URL != tc.want {
 			t.Errorf("listen %s: boot.url %q, want %q", tc.listen, cfg.Boot.URL, tc.want)
+		}
+	}
+}
+
+func TestSessionHistory(t *testing.T) {
+	for value, want := range map[string]time.Duration{
+		"0":     0, // keep forever
+		"0s":    0,
+		"720h":  30 * 24 * time.Hour,
+		"1h30m": 90 * time.Minute,
+	} {
+		cfg := mustLoad(t, writeConfig(t, "boot {\n  session_history = \""+value+"\"\n}\n"))
+		if cfg.Boot.SessionHistory != want {
+			t.Errorf("session_history = %q: %v, want %v", value, cfg.Boot.SessionHistory, want)
 		}
 	}
 }
@@ -331,6 +347,7 @@ func TestLoadErrors(t *testing.T) {
 			`8:21: Invalid value for "url"; "ftp://x" is not an http:// or https:// URL such as "http://192.168.77.1:9180".`,
 			`9:21: Invalid value for "iqn_prefix"; "IQN.2026-11.io.dls" is not an iSCSI qualified name prefix such as "iqn.2026-11.io.dls" (lower case).`,
 			`10:21: Missing boot.default_image; unknown_clients = "register" needs default_image, the image registered clients boot.`,
+			`11:21: Invalid value for "session_history"; "90d" is not a duration such as "90s" or "1h30m".`,
 		}},
 		{"register.hcl", []string{
 			`3:21: Unknown image; No image block is named "nope".`,
@@ -339,6 +356,7 @@ func TestLoadErrors(t *testing.T) {
 		{"register_missing.hcl", []string{
 			`2:21: Missing boot.default_image; unknown_clients = "register" needs default_image, the image registered clients boot.`,
 			`3:21: Invalid value for "max_registered"; max_registered must be 0 (no bound) or more.`,
+			`4:21: Invalid value for "session_history"; session_history must be "0" (keep forever) or longer.`,
 		}},
 		{"functions.hcl", []string{
 			`1:14: Error in function call; Call to function "env" failed: environment variable DLS_TEST_UNSET_VAR is not set.`,

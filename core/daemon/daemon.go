@@ -55,6 +55,7 @@ type Daemon struct {
 	reconciler *reconcile.Reconciler
 	api        *api.API
 	sessions   *sessions.Tracker
+	purger     *purger
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -121,6 +122,9 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
+	}
+	if d.purger, err = newPurger(d.store, d.sessionHistory, hr, logger.Named("purge")); err != nil {
+		return nil, err
 	}
 	d.sessions, err = sessions.New(ctx, sessions.Options{
 		Sessions: d.store, Clients: d.store, Images: d.store,
@@ -196,6 +200,13 @@ func bootSettings(cfg *config.Config) hostservices.Boot {
 	return b
 }
 
+// sessionHistory is boot.session_history of the running config.
+func (d *Daemon) sessionHistory() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.Boot.SessionHistory
+}
+
 // Addr waits until the HTTP server listens and returns its address, or ""
 // when ctx ends first.
 func (d *Daemon) Addr(ctx context.Context) string {
@@ -226,6 +237,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
 	}
 	go d.sessions.Run(ctx)
+	stopPurge := d.purger.start(ctx)
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix+"/", d.api.Handler())
 	mux.Handle("/boot/", httpserver.BootHandler(httpserver.BootOptions{
@@ -254,9 +266,11 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 			_ = srv.Shutdown(sctx)
 			cancel()
 			d.stopAll()
+			stopPurge()
 			return d.store.Close()
 		case err := <-errc:
 			d.stopAll()
+			stopPurge()
 			_ = d.store.Close()
 			return fmt.Errorf("http server: %w", err)
 		case <-reload:

@@ -202,6 +202,7 @@ func TestServeReadyAndMetrics(t *testing.T) {
 		`dls_disk_images{plugin="files"}`,
 		`dls_service_restarts_total{plugin="alpha"}`,
 		`dls_uptime_seconds`,
+		`dls_store_purged_total{what="sessions"}`,
 	} {
 		if _, ok := metric(body, s); !ok {
 			t.Errorf("missing %s", s)

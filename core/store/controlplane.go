@@ -8,7 +8,8 @@ import (
 )
 
 // This file holds the control plane's parts of the store: images, boot
-// sessions and refresh tokens. Clients also gain CHAP secrets (see Client).
+// sessions and refresh tokens, and the purge of old sessions and tokens.
+// Clients also gain CHAP secrets (see Client).
 
 // Images holds the images admins declare; their versions live in the
 // storage plugins, the store keeps which storage holds each image.
@@ -170,6 +171,42 @@ type RefreshToken struct {
 	// Used: rotated into a new token. Revoked: logged out or revoked.
 	Used    bool
 	Revoked bool
+}
+
+// Purger deletes what the host no longer keeps: boot session history and
+// refresh tokens past their retention. The audit log is kept forever and
+// leases are the DHCP servers' to manage: a purge touches neither.
+type Purger interface {
+	// Purge deletes the sessions and tokens p selects and counts them. It
+	// deletes at most PurgeBatch rows per statement, each statement its own
+	// transaction, so that purging months of history never holds the
+	// database for long (SQLite has one writer: lease commits wait behind
+	// it). On an error, the result counts what was deleted before it.
+	Purge(ctx context.Context, p PurgeRequest) (PurgeResult, error)
+}
+
+// PurgeBatch bounds the rows one purge statement deletes.
+const PurgeBatch = 1000
+
+// PurgeRequest selects what Purge deletes. A zero time deletes nothing of
+// its kind.
+type PurgeRequest struct {
+	// SessionsBefore: delete sessions that are no longer active (done or
+	// failed) and whose Ended is before it. An active session is never
+	// deleted, however old; neither is one without Ended.
+	SessionsBefore time.Time
+	// TokensBefore: delete refresh tokens whose Expires is before it,
+	// used and revoked ones included. Expires is the only time a token
+	// has (revocation is not dated); keeping a revoked or used token until
+	// then also keeps the answer to it "revoked" or "already used" (a
+	// replay, which revokes the user's tokens) rather than "unknown".
+	TokensBefore time.Time
+}
+
+// PurgeResult counts what one Purge deleted.
+type PurgeResult struct {
+	Sessions int
+	Tokens   int
 }
 
 // Normalize returns img in the form the store keeps, or an error wrapping

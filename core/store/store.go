@@ -1,9 +1,10 @@
 // Package store defines the host's state store: the clients it boots, the
 // DHCP leases it has handed out, the audit log, and the control plane's
-// images, boot sessions and refresh tokens (controlplane.go). The host's
-// services consume the Store interface; core/store/sqlite implements it on
-// embedded SQLite and core/store/postgres on PostgreSQL for hosts that
-// share state, both passing the same suite (core/store/storetest).
+// images, boot sessions and refresh tokens, with the purge of old sessions
+// and tokens (controlplane.go). The host's services consume the Store
+// interface; core/store/sqlite implements it on embedded SQLite and
+// core/store/postgres on PostgreSQL for hosts that share state, both
+// passing the same suite (core/store/storetest).
 //
 // Times are kept with millisecond precision and returned in UTC.
 package store
@@ -45,6 +46,7 @@ type Store interface {
 	Images
 	Sessions
 	Tokens
+	Purger
 
 	// Ping reports whether the store can answer queries (for /readyz).
 	Ping(ctx context.Context) error

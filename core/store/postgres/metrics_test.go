@@ -147,6 +147,10 @@ func TestMetricsCounted(t *testing.T) {
 	check("RevokeRefreshToken", func() error { return s.RevokeRefreshToken(ctx, "r2") }, false)
 	check("RevokeUserTokens", func() error { return s.RevokeUserTokens(ctx, "alice") }, false)
 	check("CountActiveTokens", func() error { _, err := s.CountActiveTokens(ctx, time.Now()); return err }, false)
+	check("Purge", func() error {
+		_, err := s.Purge(ctx, store.PurgeRequest{SessionsBefore: time.Now(), TokensBefore: time.Now()})
+		return err
+	}, false)
 	check("Ping", func() error { return s.Ping(ctx) }, false)
 	check("bad SQL", func() error { _, err := s.exec(ctx, s.pool, "SELEKT 1"); return err }, true)
 	canceled, cancel := context.WithCancel(ctx)

@@ -1,5 +1,7 @@
 // Package storetest is the behaviour every store.Store implementation must
-// show (controlplane.go holds the control plane's part), as a test suite an implementation runs from its own tests:
+// show (controlplane.go holds the control plane's part, purge.go the
+// retention purge's), as a test suite an implementation runs from its own
+// tests:
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) store.Store { ... a new, empty store ... })
@@ -71,6 +73,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TokenRevoke", testTokenRevoke},
 		{"TokenCount", testTokenCount},
 		{"TokenRotateRace", func(t *testing.T, s store.Store) { testTokenRotateRace(t, s, s) }},
+		{"Purge", testPurge},
+		{"PurgeBatches", testPurgeBatches},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, fresh(t)) })
 	}
@@ -118,6 +122,10 @@ func RunShared(t *testing.T, open func(t *testing.T) (store.Store, store.Store))
 	t.Run("TokenRotateRace", func(t *testing.T) {
 		a, b := fresh(t)
 		testTokenRotateRace(t, a, b)
+	})
+	t.Run("PurgeConcurrent", func(t *testing.T) {
+		a, b := fresh(t)
+		testPurgeConcurrent(t, a, b)
 	})
 }
 
