@@ -348,7 +348,7 @@ protocol "test" "tampered" {
 protocol "fake" "impostor" {
   source = %q
   restart {
-    max_failures = 1
+    max_failures = 5
   }
 }
 storage "test" "wrongkind" {
@@ -361,8 +361,8 @@ storage "test" "wrongkind" {
 		"wrongkind": `is a protocol "test" plugin, the config asks for storage "test"`,
 	} {
 		h.waitFor(30*time.Second, name+" failed", func() bool { st, _, _, _ := h.plugin(name); return st == "failed" })
-		if _, _, _, e := h.plugin(name); !strings.Contains(e, want) {
-			t.Errorf("%s: error %q does not say %q", name, e, want)
+		if _, _, restarts, e := h.plugin(name); !strings.Contains(e, want) || restarts != 0 {
+			t.Errorf("%s: error %q does not say %q, or it was retried (%d restarts)", name, e, want, restarts)
 		}
 	}
 }

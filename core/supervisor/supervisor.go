@@ -455,11 +455,38 @@ func launchError(spec Spec, err error) error {
 		return Permanent(fmt.Errorf("plugin %s: binary %s not found (run `make build`, or set source = \"...\")", spec.Name, spec.Path))
 	case errors.Is(err, syscall.EACCES):
 		return Permanent(fmt.Errorf("plugin %s: binary %s is not executable", spec.Name, spec.Path))
-	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "Incompatible API version"),
-		strings.Contains(msg, "plugin exited before we could connect"), strings.Contains(msg, "timeout while waiting for plugin"):
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"),
+		strings.Contains(strings.ToLower(msg), "incompatible core api version"):
+		return Permanent(fmt.Errorf("plugin %s: %s speaks another plugin protocol than this host (DLS protocol %d): rebuild it against this sdk/: %w",
+			spec.Name, spec.Path, base.ProtocolVersion, err))
+	}
+	if line, ok := foreignLine(msg); ok {
+		// It printed something else where a plugin's first line is the
+		// handshake: another program, which no restart makes a plugin.
+		return Permanent(fmt.Errorf("plugin %s: %s is not a DLS plugin: its first line on stdout is %q, not the go-plugin handshake", spec.Name, spec.Path, line))
+	}
+	if strings.Contains(msg, "Unrecognized remote plugin message") ||
+		strings.Contains(msg, "plugin exited before we could connect") || strings.Contains(msg, "timeout while waiting for plugin") {
+		// Silent exit or silence: a plugin crashing at start looks the
+		// same, and a restart may help (backoff and max_failures apply).
 		return fmt.Errorf("plugin %s: %s is not a DLS plugin (protocol %d) or failed during start: %w", spec.Name, spec.Path, base.ProtocolVersion, err)
 	}
 	return fmt.Errorf("plugin %s: start %s: %w", spec.Name, spec.Path, err)
+}
+
+// foreignLine returns the line a binary printed instead of the go-plugin
+// handshake, from go-plugin's error; ok is false when there was none (the
+// binary exited or closed stdout without a word, which a crashing plugin
+// does too).
+func foreignLine(msg string) (line string, ok bool) {
+	const prefix = "Unrecognized remote plugin message: "
+	_, rest, found := strings.Cut(msg, prefix)
+	if !found || strings.Contains(rest, "Failed to read any lines") {
+		return "", false
+	}
+	line, _, _ = strings.Cut(rest, "\n")
+	line = strings.TrimSpace(line)
+	return line, line != ""
 }
 
 // watch returns when the process exits, hangs, ctx ends, or a restart is

@@ -251,7 +251,7 @@ func TestLaunchErrors(t *testing.T) {
 		{"not executable", func(s *Spec) { s.Path = notExec },
 			"plugin p1: binary " + notExec + " is not executable", true},
 		{"script printing junk", func(s *Spec) { s.Path = echo },
-			"plugin p1: " + echo + " is not a DLS plugin", false},
+			"plugin p1: " + echo + ` is not a DLS plugin: its first line on stdout is "hello"`, true},
 		{"script exiting at once", func(s *Spec) { s.Path = silent },
 			"plugin p1: " + silent + " is not a DLS plugin", false},
 		{"start timeout", func(s *Spec) { s.Path, s.StartTimeout = hang, 300*time.Millisecond },
@@ -549,4 +549,33 @@ func (c configuring) Setup(ctx context.Context, spec Spec, p *Process) error {
 		return Permanent(errs)
 	}
 	return c.fakeLife.Setup(ctx, spec, p)
+}
+
+// TestLaunchErrorClasses: go-plugin's handshake failures, as its v1.8.0
+// words them, are told apart: another protocol or another program is
+// permanent, a silent exit may be a crash at start and is retried.
+func TestLaunchErrorClasses(t *testing.T) {
+	spec := testSpec("p1")
+	for _, tc := range []struct {
+		err       string
+		want      string
+		permanent bool
+	}{
+		{"incompatible API version with plugin. Plugin version: 2, Client versions: [1]",
+			"speaks another plugin protocol than this host", true},
+		{"incompatible core API version with plugin. Plugin version: 2, Core version: 1",
+			"speaks another plugin protocol than this host", true},
+		{"Unrecognized remote plugin message: Usage: foo [-x]\nThis usually means\n  the plugin was not compiled for this architecture",
+			`its first line on stdout is "Usage: foo [-x]"`, true},
+		{"Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout",
+			"is not a DLS plugin (protocol", false},
+		{"Unrecognized remote plugin message: \nThis usually means",
+			"is not a DLS plugin (protocol", false},
+		{"plugin exited before we could connect", "or failed during start", false},
+	} {
+		err := launchError(spec, errors.New(tc.err))
+		if !strings.Contains(err.Error(), tc.want) || IsPermanent(err) != tc.permanent {
+			t.Errorf("launchError(%q) = %q (permanent %v), want %q (permanent %v)", tc.err, err, IsPermanent(err), tc.want, tc.permanent)
+		}
+	}
 }
