@@ -183,7 +183,7 @@ runuser -u postgres -- "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >"$wo
 ip netns exec "$srv" runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
   -o "-c listen_addresses=127.0.0.1 -p 5433 -k $pg_data -c max_connections=200" start >/dev/null
 pg_sql() { PGOPTIONS='-c client_min_messages=warning' ip netns exec "$srv" psql -h 127.0.0.1 -p 5433 -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
-pg_sql -c "CREATE DATABASE kea"
+pg_sql -c "CREATE DATABASE kea" -c "CREATE DATABASE dls"
 ip netns exec "$srv" kea-admin db-init pgsql -h 127.0.0.1 -P 5433 -u postgres -p unused -n kea >"$work/kea-admin.log" 2>&1 || { cat "$work/kea-admin.log"; exit 1; }
 { cat "$work/dls.hcl"; printf 'database "postgres" {\n  dsn = "postgres://postgres@127.0.0.1:5433/dls?sslmode=disable"\n}\n'; } >"$work/dls-pg.hcl"
 sed 's|"lease-database": { "type": "memfile", "persist": true, "name": "[^"]*" }|"lease-database": { "type": "postgresql", "name": "kea", "host": "127.0.0.1", "port": 5433, "user": "postgres", "password": "unused" }|' \
@@ -192,7 +192,6 @@ grep -q postgresql "$work/kea-pg.json" && grep -q 'database "postgres"' "$work/d
 
 START=${START_PG:-500} STEP=${STEP_PG:-500}
 echo "== DLS (PostgreSQL store)"
-pg_sql -c "DROP DATABASE IF EXISTS dls" -c "CREATE DATABASE dls"
 start_dls "$work/dls-pg.hcl"
 highest DLS; dls_pg=$BEST
 stop_server

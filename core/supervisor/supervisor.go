@@ -446,6 +446,8 @@ func Launch(ctx context.Context, spec Spec, launcher *Launcher, logger hclog.Log
 // launchError explains the go-plugin failures an admin will meet.
 func launchError(spec Spec, err error) error {
 	msg := err.Error()
+	lower := strings.ToLower(msg)
+	foreign, isForeign := foreignLine(msg)
 	switch {
 	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
 		return Permanent(fmt.Errorf("plugin %s: %s does not match its sha256 %s: refusing to run it", spec.Name, spec.Path, spec.SHA256))
@@ -455,18 +457,15 @@ func launchError(spec Spec, err error) error {
 		return Permanent(fmt.Errorf("plugin %s: binary %s not found (run `make build`, or set source = \"...\")", spec.Name, spec.Path))
 	case errors.Is(err, syscall.EACCES):
 		return Permanent(fmt.Errorf("plugin %s: binary %s is not executable", spec.Name, spec.Path))
-	case strings.Contains(strings.ToLower(msg), "incompatible api version"),
-		strings.Contains(strings.ToLower(msg), "incompatible core api version"):
+	case strings.Contains(lower, "incompatible api version"), strings.Contains(lower, "incompatible core api version"):
 		return Permanent(fmt.Errorf("plugin %s: %s speaks another plugin protocol than this host (DLS protocol %d): rebuild it against this sdk/: %w",
 			spec.Name, spec.Path, base.ProtocolVersion, err))
-	}
-	if line, ok := foreignLine(msg); ok {
+	case isForeign:
 		// It printed something else where a plugin's first line is the
 		// handshake: another program, which no restart makes a plugin.
-		return Permanent(fmt.Errorf("plugin %s: %s is not a DLS plugin: its first line on stdout is %q, not the go-plugin handshake", spec.Name, spec.Path, line))
-	}
-	if strings.Contains(msg, "Unrecognized remote plugin message") ||
-		strings.Contains(msg, "plugin exited before we could connect") || strings.Contains(msg, "timeout while waiting for plugin") {
+		return Permanent(fmt.Errorf("plugin %s: %s is not a DLS plugin: its first line on stdout is %q, not the go-plugin handshake", spec.Name, spec.Path, foreign))
+	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "plugin exited before we could connect"),
+		strings.Contains(msg, "timeout while waiting for plugin"):
 		// Silent exit or silence: a plugin crashing at start looks the
 		// same, and a restart may help (backoff and max_failures apply).
 		return fmt.Errorf("plugin %s: %s is not a DLS plugin (protocol %d) or failed during start: %w", spec.Name, spec.Path, base.ProtocolVersion, err)

@@ -75,7 +75,9 @@ func VolumeIO(tb testing.TB, v volume.Volume, total int64) IOStats {
 }
 
 // ReportIORatios reports got as ratios to raw on b (metrics named
-// "<pattern>-x-raw"), and raw's own rates in MB/s.
+// "<pattern>-x-raw"), and raw's own rates in MB/s, from one measurement
+// each. CompareVolumeIO, which takes medians over rounds, is steadier on
+// a shared machine.
 func ReportIORatios(b *testing.B, raw, got IOStats) {
 	reportIO(b, ratio(got, raw), raw)
 }
