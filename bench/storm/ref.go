@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -129,7 +128,7 @@ func (r *refStack) targets(ctx context.Context, image, disks string, machines []
 				{"--op", "new", "--mode", "logicalunit", "--tid", tid, "--lun", "2", "-b", filepath.Join(disks, m.Name+".img")},
 				{"--op", "bind", "--mode", "target", "--tid", tid, "--initiator-name", iqnPrefix + ":initiator:" + m.Name},
 			} {
-				if err := r.tgtadm(ctx, a...); err != nil {
+				if err := lab.Tgtadm(ctx, r.control, a...); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err
@@ -142,22 +141,6 @@ func (r *refStack) targets(ctx context.Context, image, disks string, machines []
 	}
 	wg.Wait()
 	return first
-}
-
-func (r *refStack) tgtadm(ctx context.Context, args ...string) error {
-	a := append([]string{"-C", strconv.Itoa(r.control), "--lld", "iscsi"}, args...)
-	var err error
-	for try := 0; try < 50; try++ {
-		var out []byte
-		if out, err = exec.CommandContext(ctx, "tgtadm", a...).CombinedOutput(); err == nil {
-			return nil
-		}
-		err = fmt.Errorf("tgtadm %s: %v: %s", strings.Join(a, " "), err, strings.TrimSpace(string(out)))
-		if !sleep(ctx, 100*time.Millisecond) {
-			break
-		}
-	}
-	return err
 }
 
 func (r *refStack) waitTCP(ctx context.Context, addr string) error {

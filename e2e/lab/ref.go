@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -101,17 +102,7 @@ func (l *Lab) ReferenceServers(ns *NS, bridge, ip string) (*Reference, error) {
 // AddTarget makes target tid named iqn with disk as LUN 1 (tgt's LUN 0 is
 // its controller), open to every initiator.
 func (r *Reference) AddTarget(tid int, iqn, disk string) error {
-	adm := func(args ...string) error {
-		a := append([]string{"tgtadm", "-C", strconv.Itoa(r.control), "--lld", "iscsi"}, args...)
-		var err error
-		for try := 0; try < 50; try++ {
-			if err = run(a...); err == nil {
-				return nil
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return err
-	}
+	adm := func(args ...string) error { return Tgtadm(context.Background(), r.control, args...) }
 	t := strconv.Itoa(tid)
 	for _, a := range [][]string{
 		{"--op", "new", "--mode", "target", "--tid", t, "-T", iqn},
@@ -151,6 +142,27 @@ func (r *Reference) StartDnsmasq(extra ...string) error {
 	}
 	r.Dnsmasq = dm
 	return nil
+}
+
+// Tgtadm runs tgtadm against the tgtd listening on control port control.
+// It retries for up to 5 s, because tgtd answers on its control socket
+// only a moment after it starts.
+func Tgtadm(ctx context.Context, control int, args ...string) error {
+	a := append([]string{"tgtadm", "-C", strconv.Itoa(control), "--lld", "iscsi"}, args...)
+	var err error
+	for try := 0; try < 50; try++ {
+		out, rerr := exec.CommandContext(ctx, a[0], a[1:]...).CombinedOutput()
+		if rerr == nil {
+			return nil
+		}
+		err = fmt.Errorf("%s: %v: %s", strings.Join(a, " "), rerr, strings.TrimSpace(string(out)))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 func prefix24(ip string) string {
