@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
+source .ci/packages.sh
 mode="${1:-test}"
 shift || true
 args=("$@")
@@ -38,18 +39,7 @@ if [ "$mode" = test ]; then
 		"busybox busybox"
 	)
 fi
-missing=()
-for n in "${need[@]}"; do
-	what="${n% *}" pkg="${n#* }"
-	if [[ $what == /* ]]; then [ -e "$what" ] && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
-	[[ " ${missing[*]:-} " == *" $pkg "* ]] || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-	echo "== installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
-fi
+install_missing "${need[@]}"
 
 export DLS_E2E_PREFIX="${DLS_E2E_PREFIX:-dlse2e$$}"
 # The run's temporary folders (the test's t.TempDir, the demo's) go here,

@@ -7,6 +7,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export PATH="/usr/local/go/bin:$PATH"
+source "$ROOT/.ci/packages.sh"
 WORK="$(mktemp -d /tmp/dls-iscsi-bench.XXXXXX)"
 DLS_PORT="${DLS_PORT:-13260}"
 TGT_PORT="${TGT_PORT:-13261}"
@@ -28,12 +29,7 @@ trap cleanup EXIT
 
 # need CMD PACKAGE: install PACKAGE when CMD is missing (root only).
 need() {
-	command -v "$1" >/dev/null 2>&1 && return 0
-	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-		echo "== installing $2" >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null ||
-			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
-	fi
+	install_missing "$1 $2" || exit 1
 	command -v "$1" >/dev/null 2>&1 || { echo "$1 not found (package $2)" >&2; exit 1; }
 }
 

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
+source .ci/packages.sh
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-storm needs root (network namespaces, ports 67, 69, 3260): run it with sudo" >&2
@@ -19,18 +20,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need=("dnsmasq dnsmasq-base" "tgtd tgt" "busybox busybox" "/usr/lib/ipxe/undionly.kpxe ipxe" "ip iproute2")
-missing=()
-for n in "${need[@]}"; do
-	what="${n% *}" pkg="${n#* }"
-	if [[ $what == /* ]]; then [ -e "$what" ] && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
-	missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-	echo "== installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
-fi
+install_missing "${need[@]}"
 
 prefix="storm$$"
 srv="$prefix-srv" cli="$prefix-cli"
