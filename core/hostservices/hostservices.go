@@ -115,12 +115,11 @@ func (s *Services) For() host.Services {
 	return host.Services{Clients: s, Events: s, Volumes: s, Leases: s}
 }
 
-// Lookup implements host.Clients. A query by MAC also gets the client's
-// script (Decision.Script, for the TFTP plugin to serve); a script that
-// cannot be rendered is logged and left empty, the rest of the decision
-// stands. With unknown_clients = "register", an unknown MAC asking as boot
-// firmware (vendor class PXEClient or HTTPClient, or user class iPXE:
-// never an OS's DHCP client) is registered and answered as known.
+// Lookup implements host.Clients. With unknown_clients = "register", an
+// unknown MAC asking as boot firmware (vendor class PXEClient or
+// HTTPClient, or user class iPXE: never an OS's DHCP client) is registered
+// and answered as known. The decision carries no script: scripts go only
+// to the requester bound to the boot (Script).
 func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, error) {
 	c, err := s.find(ctx, q)
 	if errors.Is(err, store.ErrNotFound) && q.MAC != "" && s.boot.UnknownClients == UnknownRegister && firmwareQuery(q) {
@@ -132,17 +131,7 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 	if err != nil {
 		return host.Decision{}, fmt.Errorf("look up client (mac %q, initiator %q): %w", q.MAC, q.Initiator, err)
 	}
-	d := s.decide(c, q)
-	if q.MAC != "" {
-		// Option 93 comes with option 60 from PXE firmware; a user class
-		// alone ("iPXE", e.g. a TFTP fetch of the script) says nothing of
-		// the architecture: the script then tests ${platform} itself.
-		arch := archOf{arch: q.Arch, known: q.VendorClass != ""}
-		if d.Script, err = s.render(ctx, c, arch); err != nil {
-			s.logger.Error("boot script not rendered", "client", c.Name, "error", err)
-		}
-	}
-	return d, nil
+	return s.decide(c, q), nil
 }
 
 // firmwareQuery reports whether a DHCP query comes from boot firmware.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/sdk/host"
 )
 
 // Platforms a script request may name: iPXE's ${platform}.
@@ -23,36 +24,41 @@ type archOf struct {
 	known bool
 }
 
-// Script renders the iPXE script of the machine with mac (any spelling),
-// as served at /boot/<mac>.ipxe, and returns its client's name. platform
-// is iPXE's ${platform} when the request tells it (PlatformEFI,
+// Script implements host.Clients: the iPXE script of the machine with
+// q.MAC (any spelling), as served at /boot/<mac>.ipxe and over TFTP.
+// q.Platform is iPXE's ${platform} when the request tells it (PlatformEFI,
 // PlatformBIOS), "" otherwise: the script then decides when it runs.
 //
-// An unknown MAC (or one that does not parse) is an error wrapping
-// store.ErrNotFound (store.ErrInvalid), unless unknown_clients is
-// "register": whoever fetches an iPXE script is boot firmware, so the
-// machine is registered.
-func (s *Services) Script(ctx context.Context, mac, platform string) (client, script string, err error) {
-	m, err := store.CanonicalMAC(mac)
+// An unknown MAC (or one that does not parse) is Found = false, unless
+// unknown_clients is "register": whoever fetches an iPXE script is boot
+// firmware, so the machine is registered.
+func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script, error) {
+	m, err := store.CanonicalMAC(q.MAC)
 	if err != nil {
-		return "", "", fmt.Errorf("boot script: %w", err)
+		return host.Script{}, nil
 	}
 	c, err := s.clients.ClientByMAC(ctx, m)
 	if errors.Is(err, store.ErrNotFound) && s.boot.UnknownClients == UnknownRegister {
 		c, err = s.register(ctx, m)
 	}
+	if errors.Is(err, store.ErrNotFound) {
+		return host.Script{}, nil
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("boot script for %s: %w", m, err)
+		return host.Script{}, fmt.Errorf("boot script for %s: %w", m, err)
 	}
 	var a archOf
-	switch platform {
+	switch q.Platform {
 	case PlatformEFI:
 		a = archOf{arch: 7, known: true}
 	case PlatformBIOS:
 		a = archOf{arch: 0, known: true}
 	}
-	script, err = s.render(ctx, c, a)
-	return c.Name, script, err
+	body, err := s.render(ctx, c, a)
+	if err != nil {
+		return host.Script{}, err
+	}
+	return host.Script{Found: true, Client: c.Name, Body: body}, nil
 }
 
 // render renders client c's script: its custom template, boot.script's, or

@@ -33,9 +33,10 @@ import (
 
 // BootScripts renders clients' iPXE scripts (*hostservices.Services).
 type BootScripts interface {
-	// Script returns the client and script of the machine with mac; an
-	// unknown or malformed MAC wraps store.ErrNotFound or store.ErrInvalid.
-	Script(ctx context.Context, mac, platform string) (client, script string, err error)
+	// Script returns the script of the machine q.MAC for the requester
+	// q.Peer; Found is false for an unknown MAC or a requester that is not
+	// bound to its boot.
+	Script(ctx context.Context, q host.ScriptQuery) (host.Script, error)
 }
 
 // BootConfirmer confirms boots (*sessions.Tracker). Its errors wrap the
@@ -110,16 +111,17 @@ func (b *boot) script(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	client, script, err := b.o.Scripts.Script(r.Context(), name, r.URL.Query().Get("platform"))
+	sc, err := b.o.Scripts.Script(r.Context(), host.ScriptQuery{MAC: name, Peer: remoteIP(r), Platform: r.URL.Query().Get("platform")})
 	switch {
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
-		http.Error(w, "no client with this MAC", http.StatusNotFound)
-		return
 	case err != nil:
 		b.o.Logger.Error("boot script not served", "mac", name, "error", err)
 		http.Error(w, "boot script unavailable", http.StatusInternalServerError)
 		return
+	case !sc.Found:
+		http.Error(w, "no boot script here", http.StatusNotFound)
+		return
 	}
+	client, script := sc.Client, sc.Body
 	if r.Method == http.MethodGet {
 		// Recorded before the answer: a session that starts here resets a
 		// non-persistent client's volume before the machine can log in.

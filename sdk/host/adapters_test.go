@@ -26,6 +26,9 @@ type fakeServices struct {
 	query    Query
 	decision Decision
 
+	scriptQ ScriptQuery
+	script  Script
+
 	events   [][]Event
 	eventErr error
 
@@ -44,6 +47,13 @@ func (f *fakeServices) Lookup(_ context.Context, q Query) (Decision, error) {
 	defer f.mu.Unlock()
 	f.query = q
 	return f.decision, nil
+}
+
+func (f *fakeServices) Script(_ context.Context, q ScriptQuery) (Script, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.scriptQ = q
+	return f.script, nil
 }
 
 func (f *fakeServices) Report(_ context.Context, events []Event) error {
@@ -112,18 +122,41 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// TestScriptRoundTrip: the requester's address reaches the host, and the
+// host's answer (found or not) reaches the plugin unchanged.
+func TestScriptRoundTrip(t *testing.T) {
+	f := &fakeServices{script: Script{Found: true, Client: "pc-01", Body: "#!ipxe\nboot\n"}}
+	c, _ := serve(t, all(f))
+	q := ScriptQuery{MAC: "52-54-00-00-00-01", Peer: "10.0.0.51", Platform: "efi"}
+	sc, err := c.Clients.Script(ctxT(t), q)
+	if err != nil || sc != f.script {
+		t.Errorf("Script = %+v, %v; host sent %+v", sc, err, f.script)
+	}
+	f.mu.Lock()
+	got := f.scriptQ
+	f.script = Script{}
+	f.mu.Unlock()
+	if got != q {
+		t.Errorf("host got %+v, plugin sent %+v", got, q)
+	}
+	if sc, err := c.Clients.Script(ctxT(t), q); err != nil || sc.Found || sc.Body != "" {
+		t.Errorf("refused Script = %+v, %v", sc, err)
+	}
+}
+
 func TestLookupRoundTrip(t *testing.T) {
 	f := &fakeServices{decision: Decision{
 		Known: true, Client: "pc-01", BootFile: "ipxe.efi", NextServer: "10.0.0.1",
-		ScriptURL: "http://10.0.0.1/boot/52-54-00-00-00-01.ipxe", Script: "#!ipxe\nboot\n",
+		ScriptURL: "http://10.0.0.1/boot/52-54-00-00-00-01.ipxe",
 		TargetIQN: "iqn.2026-01.io.dls:pc-01", InitiatorIQN: "iqn.2026-01.io.dls:initiator:pc-01",
 		Initiators: []string{"iqn.2026-01.io.dls:initiator:pc-01", "iqn.1991-05.com.microsoft:pc-01"},
 		CHAPUser:   "user", CHAPSecret: "secret", CHAPMutualSecret: "mutual", ReservedAddress: "10.0.0.51",
+		AllowedAddresses: []string{"10.0.0.51", "10.0.0.9"},
 	}}
 	c, _ := serve(t, all(f))
 	q := Query{
 		MAC: "52:54:00:00:00:01", Initiator: "iqn.x:init", Target: "iqn.x:target", Arch: 0xffff,
-		UserClass: "iPXE", VendorClass: "PXEClient:Arch:00007",
+		UserClass: "iPXE", VendorClass: "PXEClient:Arch:00007", Peer: "10.0.0.51",
 	}
 	d, err := c.Clients.Lookup(ctxT(t), q)
 	if err != nil {

@@ -25,12 +25,20 @@ type clientsClient struct{ rpc dlsv1.ClientsClient }
 func (c *clientsClient) Lookup(ctx context.Context, q Query) (Decision, error) {
 	d, err := c.rpc.Lookup(ctx, &dlsv1.ClientQuery{
 		Mac: q.MAC, Initiator: q.Initiator, Target: q.Target, Arch: uint32(q.Arch),
-		UserClass: q.UserClass, VendorClass: q.VendorClass,
+		UserClass: q.UserClass, VendorClass: q.VendorClass, Peer: q.Peer,
 	})
 	if err != nil {
 		return Decision{}, fmt.Errorf("host clients lookup: %w", err)
 	}
 	return decisionFromProto(d), nil
+}
+
+func (c *clientsClient) Script(ctx context.Context, q ScriptQuery) (Script, error) {
+	r, err := c.rpc.Script(ctx, &dlsv1.ScriptQuery{Mac: q.MAC, Peer: q.Peer, Platform: q.Platform})
+	if err != nil {
+		return Script{}, fmt.Errorf("host boot script of %s for %s: %w", q.MAC, q.Peer, err)
+	}
+	return Script{Found: r.GetFound(), Client: r.GetClient(), Body: r.GetScript()}, nil
 }
 
 type eventsClient struct{ rpc dlsv1.EventsClient }
@@ -109,20 +117,20 @@ func (c *leasesClient) Commit(ctx context.Context, leases []Lease) ([]CommitResu
 func decisionFromProto(d *dlsv1.BootDecision) Decision {
 	return Decision{
 		Known: d.GetKnown(), Client: d.GetClient(), BootFile: d.GetBootFile(),
-		NextServer: d.GetNextServer(), ScriptURL: d.GetScriptUrl(), Script: d.GetScript(),
+		NextServer: d.GetNextServer(), ScriptURL: d.GetScriptUrl(),
 		TargetIQN: d.GetTargetIqn(), InitiatorIQN: d.GetInitiatorIqn(), Initiators: d.GetInitiators(),
 		CHAPUser: d.GetChapUser(), CHAPSecret: d.GetChapSecret(), CHAPMutualSecret: d.GetChapMutualSecret(),
-		ReservedAddress: d.GetReservedAddress(),
+		ReservedAddress: d.GetReservedAddress(), AllowedAddresses: d.GetAllowedAddresses(),
 	}
 }
 
 func decisionToProto(d Decision) *dlsv1.BootDecision {
 	return &dlsv1.BootDecision{
 		Known: d.Known, Client: d.Client, BootFile: d.BootFile,
-		NextServer: d.NextServer, ScriptUrl: d.ScriptURL, Script: d.Script,
+		NextServer: d.NextServer, ScriptUrl: d.ScriptURL,
 		TargetIqn: d.TargetIQN, InitiatorIqn: d.InitiatorIQN, Initiators: d.Initiators,
 		ChapUser: d.CHAPUser, ChapSecret: d.CHAPSecret, ChapMutualSecret: d.CHAPMutualSecret,
-		ReservedAddress: d.ReservedAddress,
+		ReservedAddress: d.ReservedAddress, AllowedAddresses: d.AllowedAddresses,
 	}
 }
 

@@ -25,6 +25,34 @@ type Clients interface {
 	// Lookup decides how the machine described by q boots. An unknown
 	// machine is not an error: Decision.Known is false.
 	Lookup(ctx context.Context, q Query) (Decision, error)
+	// Script renders the iPXE script of the machine q.MAC for the
+	// requester at q.Peer. The host answers only a peer bound to that
+	// machine's current boot; anything else (an unknown MAC included) is
+	// Found = false, never an error, so a caller learns nothing more than
+	// "no script here".
+	Script(ctx context.Context, q ScriptQuery) (Script, error)
+}
+
+// ScriptQuery asks for a machine's boot script on behalf of a requester.
+type ScriptQuery struct {
+	// MAC of the machine, colon- or dash-separated, any case.
+	MAC string
+	// Peer is the IP address the request came from (no port).
+	Peer string
+	// Platform is iPXE's ${platform} when the request tells it ("efi",
+	// "pcbios"), "" otherwise.
+	Platform string
+}
+
+// Script is a rendered boot script.
+type Script struct {
+	// Found is false when there is no script for this requester.
+	Found bool
+	// Client is the client's name.
+	Client string
+	// Body is the rendered iPXE script. It may carry secrets of this boot
+	// (CHAP, the boot token): serve it only to the requester that asked.
+	Body string
 }
 
 // Query identifies a machine by MAC (DHCP, TFTP, HTTP) or by iSCSI
@@ -42,6 +70,9 @@ type Query struct {
 	UserClass string
 	// VendorClass is DHCP option 60 ("PXEClient...", "HTTPClient...").
 	VendorClass string
+	// Peer is the requester's IP address when the plugin knows it (the
+	// iSCSI initiator's TCP peer).
+	Peer string
 }
 
 // Decision is the host's answer for one machine.
@@ -56,19 +87,23 @@ type Decision struct {
 	NextServer string
 	// ScriptURL is the URL of the client's own iPXE script.
 	ScriptURL string
-	// Script is the rendered iPXE script.
-	Script string
 	// TargetIQN is the client's iSCSI target; InitiatorIQN the initiator
 	// name its script sets; Initiators every initiator allowed to log in.
 	TargetIQN    string
 	InitiatorIQN string
 	Initiators   []string
-	// CHAP credentials, empty when the client has none.
+	// CHAP credentials, empty when the client has none. The host gives
+	// secrets only to the plugin that serves the client's target (iSCSI).
 	CHAPUser         string
 	CHAPSecret       string
 	CHAPMutualSecret string
 	// ReservedAddress is the client's fixed IPv4 address, if any.
 	ReservedAddress string
+	// AllowedAddresses are the addresses a Normal iSCSI session of this
+	// client may come from: the address bound to its current boot (its
+	// lease, or where its proxy boot came from), then the client's
+	// extra_addresses. Empty: no boot is bound now.
+	AllowedAddresses []string
 }
 
 // Events receives boot events. Use a Batcher in packet paths: it never

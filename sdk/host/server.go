@@ -43,12 +43,20 @@ func (s *clientsServer) Lookup(ctx context.Context, q *dlsv1.ClientQuery) (*dlsv
 	}
 	d, err := s.impl.Lookup(ctx, Query{
 		MAC: q.GetMac(), Initiator: q.GetInitiator(), Target: q.GetTarget(), Arch: uint16(q.GetArch()),
-		UserClass: q.GetUserClass(), VendorClass: q.GetVendorClass(),
+		UserClass: q.GetUserClass(), VendorClass: q.GetVendorClass(), Peer: q.GetPeer(),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return decisionToProto(d), nil
+}
+
+func (s *clientsServer) Script(ctx context.Context, q *dlsv1.ScriptQuery) (*dlsv1.ScriptReply, error) {
+	r, err := s.impl.Script(ctx, ScriptQuery{MAC: q.GetMac(), Peer: q.GetPeer(), Platform: q.GetPlatform()})
+	if err != nil {
+		return nil, err
+	}
+	return &dlsv1.ScriptReply{Found: r.Found, Client: r.Client, Script: r.Body}, nil
 }
 
 type eventsServer struct {

@@ -19,7 +19,7 @@ import (
 
 // FakeHost is an in-memory DLS host for plugin tests. It implements every
 // host service (host.Clients, host.Events, host.Volumes, host.Leases); the
-// test fills it with SetClient, SetAttach and PutLease, and looks at what the
+// test fills it with SetClient, SetScript, SetAttach and PutLease, and looks at what the
 // plugin did with Events, WaitEvent, Lookups, Attached and Leases. All
 // methods are safe for concurrent use.
 //
@@ -28,7 +28,9 @@ import (
 type FakeHost struct {
 	mu       sync.Mutex
 	clients  map[string]host.Decision // by canonical MAC
+	scripts  map[string]fakeScript    // by canonical MAC
 	lookups  []host.Query
+	scriptQs []host.ScriptQuery
 	events   []host.Event
 	newEvent chan struct{} // closed and replaced on every Report
 	attach   func(ctx context.Context, client string) (volume.Descriptor, error)
@@ -39,6 +41,12 @@ type FakeHost struct {
 }
 
 type leaseKey struct{ pool, address string }
+
+// fakeScript is a script set with SetScript and the peers it is bound to.
+type fakeScript struct {
+	client, body string
+	peers        []string
+}
 
 var (
 	_ host.Clients = (*FakeHost)(nil)
@@ -52,6 +60,7 @@ var (
 func NewFakeHost() *FakeHost {
 	return &FakeHost{
 		clients:  map[string]host.Decision{},
+		scripts:  map[string]fakeScript{},
 		newEvent: make(chan struct{}),
 		attached: map[string]int{}, attaches: map[string]int{},
 		leases: map[leaseKey]host.Lease{},
@@ -96,6 +105,36 @@ func (h *FakeHost) Lookup(_ context.Context, q host.Query) (host.Decision, error
 		}
 	}
 	return host.Decision{}, nil
+}
+
+// SetScript makes Script answer body, as the script of client, for the
+// machine with this MAC when the requester is one of peers (any requester
+// when peers is empty), the way the host answers only the address bound to
+// a machine's boot.
+func (h *FakeHost) SetScript(mac, client, body string, peers ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scripts[canonicalMAC(mac)] = fakeScript{client: client, body: body, peers: peers}
+}
+
+// Script implements host.Clients: Found for a MAC set with SetScript and a
+// requester it allows, otherwise Found false (not an error).
+func (h *FakeHost) Script(_ context.Context, q host.ScriptQuery) (host.Script, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scriptQs = append(h.scriptQs, q)
+	sc, ok := h.scripts[canonicalMAC(q.MAC)]
+	if !ok || (len(sc.peers) > 0 && !slices.Contains(sc.peers, q.Peer)) {
+		return host.Script{}, nil
+	}
+	return host.Script{Found: true, Client: sc.client, Body: sc.body}, nil
+}
+
+// ScriptQueries returns the queries Script received, oldest first.
+func (h *FakeHost) ScriptQueries() []host.ScriptQuery {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.scriptQs)
 }
 
 // Lookups returns the queries Lookup received, oldest first.

@@ -31,6 +31,7 @@ type ClientQuery struct {
 	Arch          uint32                 `protobuf:"varint,4,opt,name=arch,proto3" json:"arch,omitempty"`                                 // DHCP option 93
 	UserClass     string                 `protobuf:"bytes,5,opt,name=user_class,json=userClass,proto3" json:"user_class,omitempty"`       // DHCP option 77
 	VendorClass   string                 `protobuf:"bytes,6,opt,name=vendor_class,json=vendorClass,proto3" json:"vendor_class,omitempty"` // DHCP option 60
+	Peer          string                 `protobuf:"bytes,7,opt,name=peer,proto3" json:"peer,omitempty"`                                  // the requester's IP address, when the plugin knows it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -107,6 +108,13 @@ func (x *ClientQuery) GetVendorClass() string {
 	return ""
 }
 
+func (x *ClientQuery) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
 type BootDecision struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Known            bool                   `protobuf:"varint,1,opt,name=known,proto3" json:"known,omitempty"`
@@ -121,7 +129,9 @@ type BootDecision struct {
 	ChapMutualSecret string                 `protobuf:"bytes,10,opt,name=chap_mutual_secret,json=chapMutualSecret,proto3" json:"chap_mutual_secret,omitempty"`
 	ReservedAddress  string                 `protobuf:"bytes,11,opt,name=reserved_address,json=reservedAddress,proto3" json:"reserved_address,omitempty"`
 	NextServer       string                 `protobuf:"bytes,12,opt,name=next_server,json=nextServer,proto3" json:"next_server,omitempty"`
-	Script           string                 `protobuf:"bytes,13,opt,name=script,proto3" json:"script,omitempty"` // the rendered iPXE script
+	// Addresses a Normal iSCSI session of this client may come from: the
+	// address bound to its current boot, then the client's extra_addresses.
+	AllowedAddresses []string `protobuf:"bytes,14,rep,name=allowed_addresses,json=allowedAddresses,proto3" json:"allowed_addresses,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -240,7 +250,127 @@ func (x *BootDecision) GetNextServer() string {
 	return ""
 }
 
-func (x *BootDecision) GetScript() string {
+func (x *BootDecision) GetAllowedAddresses() []string {
+	if x != nil {
+		return x.AllowedAddresses
+	}
+	return nil
+}
+
+type ScriptQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`           // any spelling the host accepts (colons or dashes)
+	Peer          string                 `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`         // the requester's IP address
+	Platform      string                 `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"` // iPXE ${platform}: "efi", "pcbios" or ""
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScriptQuery) Reset() {
+	*x = ScriptQuery{}
+	mi := &file_host_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScriptQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScriptQuery) ProtoMessage() {}
+
+func (x *ScriptQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_host_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScriptQuery.ProtoReflect.Descriptor instead.
+func (*ScriptQuery) Descriptor() ([]byte, []int) {
+	return file_host_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ScriptQuery) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *ScriptQuery) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *ScriptQuery) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+type ScriptReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"` // false: unknown MAC, or peer not bound to its boot
+	Client        string                 `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	Script        string                 `protobuf:"bytes,3,opt,name=script,proto3" json:"script,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScriptReply) Reset() {
+	*x = ScriptReply{}
+	mi := &file_host_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScriptReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScriptReply) ProtoMessage() {}
+
+func (x *ScriptReply) ProtoReflect() protoreflect.Message {
+	mi := &file_host_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScriptReply.ProtoReflect.Descriptor instead.
+func (*ScriptReply) Descriptor() ([]byte, []int) {
+	return file_host_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ScriptReply) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *ScriptReply) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *ScriptReply) GetScript() string {
 	if x != nil {
 		return x.Script
 	}
@@ -261,7 +391,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_host_proto_msgTypes[2]
+	mi := &file_host_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +403,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[2]
+	mi := &file_host_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +416,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{2}
+	return file_host_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Event) GetType() string {
@@ -340,7 +470,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_host_proto_msgTypes[3]
+	mi := &file_host_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +482,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[3]
+	mi := &file_host_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +495,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{3}
+	return file_host_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -384,7 +514,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_host_proto_msgTypes[4]
+	mi := &file_host_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +526,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[4]
+	mi := &file_host_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +539,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{4}
+	return file_host_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AttachRequest) GetClient() string {
@@ -428,7 +558,7 @@ type LoadLeasesRequest struct {
 
 func (x *LoadLeasesRequest) Reset() {
 	*x = LoadLeasesRequest{}
-	mi := &file_host_proto_msgTypes[5]
+	mi := &file_host_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +570,7 @@ func (x *LoadLeasesRequest) String() string {
 func (*LoadLeasesRequest) ProtoMessage() {}
 
 func (x *LoadLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[5]
+	mi := &file_host_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +583,7 @@ func (x *LoadLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadLeasesRequest.ProtoReflect.Descriptor instead.
 func (*LoadLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{5}
+	return file_host_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LoadLeasesRequest) GetPool() string {
@@ -477,7 +607,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_host_proto_msgTypes[6]
+	mi := &file_host_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +619,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[6]
+	mi := &file_host_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +632,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{6}
+	return file_host_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Lease) GetPool() string {
@@ -556,7 +686,7 @@ type LeaseList struct {
 
 func (x *LeaseList) Reset() {
 	*x = LeaseList{}
-	mi := &file_host_proto_msgTypes[7]
+	mi := &file_host_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +698,7 @@ func (x *LeaseList) String() string {
 func (*LeaseList) ProtoMessage() {}
 
 func (x *LeaseList) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[7]
+	mi := &file_host_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +711,7 @@ func (x *LeaseList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseList.ProtoReflect.Descriptor instead.
 func (*LeaseList) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{7}
+	return file_host_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaseList) GetLeases() []*Lease {
@@ -600,7 +730,7 @@ type LeaseBatch struct {
 
 func (x *LeaseBatch) Reset() {
 	*x = LeaseBatch{}
-	mi := &file_host_proto_msgTypes[8]
+	mi := &file_host_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +742,7 @@ func (x *LeaseBatch) String() string {
 func (*LeaseBatch) ProtoMessage() {}
 
 func (x *LeaseBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[8]
+	mi := &file_host_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +755,7 @@ func (x *LeaseBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseBatch.ProtoReflect.Descriptor instead.
 func (*LeaseBatch) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{8}
+	return file_host_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeaseBatch) GetLeases() []*Lease {
@@ -647,7 +777,7 @@ type CommitResult struct {
 
 func (x *CommitResult) Reset() {
 	*x = CommitResult{}
-	mi := &file_host_proto_msgTypes[9]
+	mi := &file_host_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +789,7 @@ func (x *CommitResult) String() string {
 func (*CommitResult) ProtoMessage() {}
 
 func (x *CommitResult) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[9]
+	mi := &file_host_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +802,7 @@ func (x *CommitResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResult.ProtoReflect.Descriptor instead.
 func (*CommitResult) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{9}
+	return file_host_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommitResult) GetOk() []bool {
@@ -695,7 +825,7 @@ const file_host_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"host.proto\x12\x06dls.v1\x1a\n" +
-	"base.proto\x1a\rstorage.proto\"\xab\x01\n" +
+	"base.proto\x1a\rstorage.proto\"\xbf\x01\n" +
 	"\vClientQuery\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x1c\n" +
 	"\tinitiator\x18\x02 \x01(\tR\tinitiator\x12\x16\n" +
@@ -703,7 +833,8 @@ const file_host_proto_rawDesc = "" +
 	"\x04arch\x18\x04 \x01(\rR\x04arch\x12\x1d\n" +
 	"\n" +
 	"user_class\x18\x05 \x01(\tR\tuserClass\x12!\n" +
-	"\fvendor_class\x18\x06 \x01(\tR\vvendorClass\"\xac\x03\n" +
+	"\fvendor_class\x18\x06 \x01(\tR\vvendorClass\x12\x12\n" +
+	"\x04peer\x18\a \x01(\tR\x04peer\"\xc7\x03\n" +
 	"\fBootDecision\x12\x14\n" +
 	"\x05known\x18\x01 \x01(\bR\x05known\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12\x1b\n" +
@@ -723,8 +854,16 @@ const file_host_proto_rawDesc = "" +
 	" \x01(\tR\x10chapMutualSecret\x12)\n" +
 	"\x10reserved_address\x18\v \x01(\tR\x0freservedAddress\x12\x1f\n" +
 	"\vnext_server\x18\f \x01(\tR\n" +
-	"nextServer\x12\x16\n" +
-	"\x06script\x18\r \x01(\tR\x06script\"\xef\x01\n" +
+	"nextServer\x12+\n" +
+	"\x11allowed_addresses\x18\x0e \x03(\tR\x10allowedAddressesJ\x04\b\r\x10\x0e\"O\n" +
+	"\vScriptQuery\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
+	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\"S\n" +
+	"\vScriptReply\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x16\n" +
+	"\x06client\x18\x02 \x01(\tR\x06client\x12\x16\n" +
+	"\x06script\x18\x03 \x01(\tR\x06script\"\xef\x01\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x10\n" +
 	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x16\n" +
@@ -757,9 +896,10 @@ const file_host_proto_rawDesc = "" +
 	"\x06leases\x18\x01 \x03(\v2\r.dls.v1.LeaseR\x06leases\"6\n" +
 	"\fCommitResult\x12\x0e\n" +
 	"\x02ok\x18\x01 \x03(\bR\x02ok\x12\x16\n" +
-	"\x06holder\x18\x02 \x03(\tR\x06holder2>\n" +
+	"\x06holder\x18\x02 \x03(\tR\x06holder2r\n" +
 	"\aClients\x123\n" +
-	"\x06Lookup\x12\x13.dls.v1.ClientQuery\x1a\x14.dls.v1.BootDecision25\n" +
+	"\x06Lookup\x12\x13.dls.v1.ClientQuery\x1a\x14.dls.v1.BootDecision\x122\n" +
+	"\x06Script\x12\x13.dls.v1.ScriptQuery\x1a\x13.dls.v1.ScriptReply25\n" +
 	"\x06Events\x12+\n" +
 	"\x06Report\x12\x12.dls.v1.EventBatch\x1a\r.dls.v1.Empty2t\n" +
 	"\aVolumes\x129\n" +
@@ -781,41 +921,45 @@ func file_host_proto_rawDescGZIP() []byte {
 	return file_host_proto_rawDescData
 }
 
-var file_host_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_host_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_host_proto_goTypes = []any{
 	(*ClientQuery)(nil),       // 0: dls.v1.ClientQuery
 	(*BootDecision)(nil),      // 1: dls.v1.BootDecision
-	(*Event)(nil),             // 2: dls.v1.Event
-	(*EventBatch)(nil),        // 3: dls.v1.EventBatch
-	(*AttachRequest)(nil),     // 4: dls.v1.AttachRequest
-	(*LoadLeasesRequest)(nil), // 5: dls.v1.LoadLeasesRequest
-	(*Lease)(nil),             // 6: dls.v1.Lease
-	(*LeaseList)(nil),         // 7: dls.v1.LeaseList
-	(*LeaseBatch)(nil),        // 8: dls.v1.LeaseBatch
-	(*CommitResult)(nil),      // 9: dls.v1.CommitResult
-	nil,                       // 10: dls.v1.Event.AttrsEntry
-	(*Empty)(nil),             // 11: dls.v1.Empty
-	(*VolumeDescriptor)(nil),  // 12: dls.v1.VolumeDescriptor
+	(*ScriptQuery)(nil),       // 2: dls.v1.ScriptQuery
+	(*ScriptReply)(nil),       // 3: dls.v1.ScriptReply
+	(*Event)(nil),             // 4: dls.v1.Event
+	(*EventBatch)(nil),        // 5: dls.v1.EventBatch
+	(*AttachRequest)(nil),     // 6: dls.v1.AttachRequest
+	(*LoadLeasesRequest)(nil), // 7: dls.v1.LoadLeasesRequest
+	(*Lease)(nil),             // 8: dls.v1.Lease
+	(*LeaseList)(nil),         // 9: dls.v1.LeaseList
+	(*LeaseBatch)(nil),        // 10: dls.v1.LeaseBatch
+	(*CommitResult)(nil),      // 11: dls.v1.CommitResult
+	nil,                       // 12: dls.v1.Event.AttrsEntry
+	(*Empty)(nil),             // 13: dls.v1.Empty
+	(*VolumeDescriptor)(nil),  // 14: dls.v1.VolumeDescriptor
 }
 var file_host_proto_depIdxs = []int32{
-	10, // 0: dls.v1.Event.attrs:type_name -> dls.v1.Event.AttrsEntry
-	2,  // 1: dls.v1.EventBatch.events:type_name -> dls.v1.Event
-	6,  // 2: dls.v1.LeaseList.leases:type_name -> dls.v1.Lease
-	6,  // 3: dls.v1.LeaseBatch.leases:type_name -> dls.v1.Lease
+	12, // 0: dls.v1.Event.attrs:type_name -> dls.v1.Event.AttrsEntry
+	4,  // 1: dls.v1.EventBatch.events:type_name -> dls.v1.Event
+	8,  // 2: dls.v1.LeaseList.leases:type_name -> dls.v1.Lease
+	8,  // 3: dls.v1.LeaseBatch.leases:type_name -> dls.v1.Lease
 	0,  // 4: dls.v1.Clients.Lookup:input_type -> dls.v1.ClientQuery
-	3,  // 5: dls.v1.Events.Report:input_type -> dls.v1.EventBatch
-	4,  // 6: dls.v1.Volumes.Attach:input_type -> dls.v1.AttachRequest
-	4,  // 7: dls.v1.Volumes.Detach:input_type -> dls.v1.AttachRequest
-	5,  // 8: dls.v1.Leases.Load:input_type -> dls.v1.LoadLeasesRequest
-	8,  // 9: dls.v1.Leases.Commit:input_type -> dls.v1.LeaseBatch
-	1,  // 10: dls.v1.Clients.Lookup:output_type -> dls.v1.BootDecision
-	11, // 11: dls.v1.Events.Report:output_type -> dls.v1.Empty
-	12, // 12: dls.v1.Volumes.Attach:output_type -> dls.v1.VolumeDescriptor
-	11, // 13: dls.v1.Volumes.Detach:output_type -> dls.v1.Empty
-	7,  // 14: dls.v1.Leases.Load:output_type -> dls.v1.LeaseList
-	9,  // 15: dls.v1.Leases.Commit:output_type -> dls.v1.CommitResult
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
+	2,  // 5: dls.v1.Clients.Script:input_type -> dls.v1.ScriptQuery
+	5,  // 6: dls.v1.Events.Report:input_type -> dls.v1.EventBatch
+	6,  // 7: dls.v1.Volumes.Attach:input_type -> dls.v1.AttachRequest
+	6,  // 8: dls.v1.Volumes.Detach:input_type -> dls.v1.AttachRequest
+	7,  // 9: dls.v1.Leases.Load:input_type -> dls.v1.LoadLeasesRequest
+	10, // 10: dls.v1.Leases.Commit:input_type -> dls.v1.LeaseBatch
+	1,  // 11: dls.v1.Clients.Lookup:output_type -> dls.v1.BootDecision
+	3,  // 12: dls.v1.Clients.Script:output_type -> dls.v1.ScriptReply
+	13, // 13: dls.v1.Events.Report:output_type -> dls.v1.Empty
+	14, // 14: dls.v1.Volumes.Attach:output_type -> dls.v1.VolumeDescriptor
+	13, // 15: dls.v1.Volumes.Detach:output_type -> dls.v1.Empty
+	9,  // 16: dls.v1.Leases.Load:output_type -> dls.v1.LeaseList
+	11, // 17: dls.v1.Leases.Commit:output_type -> dls.v1.CommitResult
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -834,7 +978,7 @@ func file_host_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_host_proto_rawDesc), len(file_host_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

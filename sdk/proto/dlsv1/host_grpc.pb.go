@@ -22,6 +22,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Clients_Lookup_FullMethodName = "/dls.v1.Clients/Lookup"
+	Clients_Script_FullMethodName = "/dls.v1.Clients/Script"
 )
 
 // ClientsClient is the client API for Clients service.
@@ -29,6 +30,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ClientsClient interface {
 	Lookup(ctx context.Context, in *ClientQuery, opts ...grpc.CallOption) (*BootDecision, error)
+	// Script renders a machine's iPXE script for the requester at peer; the
+	// host answers found = false unless peer is bound to that MAC's boot.
+	Script(ctx context.Context, in *ScriptQuery, opts ...grpc.CallOption) (*ScriptReply, error)
 }
 
 type clientsClient struct {
@@ -49,11 +53,24 @@ func (c *clientsClient) Lookup(ctx context.Context, in *ClientQuery, opts ...grp
 	return out, nil
 }
 
+func (c *clientsClient) Script(ctx context.Context, in *ScriptQuery, opts ...grpc.CallOption) (*ScriptReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScriptReply)
+	err := c.cc.Invoke(ctx, Clients_Script_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClientsServer is the server API for Clients service.
 // All implementations must embed UnimplementedClientsServer
 // for forward compatibility.
 type ClientsServer interface {
 	Lookup(context.Context, *ClientQuery) (*BootDecision, error)
+	// Script renders a machine's iPXE script for the requester at peer; the
+	// host answers found = false unless peer is bound to that MAC's boot.
+	Script(context.Context, *ScriptQuery) (*ScriptReply, error)
 	mustEmbedUnimplementedClientsServer()
 }
 
@@ -66,6 +83,9 @@ type UnimplementedClientsServer struct{}
 
 func (UnimplementedClientsServer) Lookup(context.Context, *ClientQuery) (*BootDecision, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Lookup not implemented")
+}
+func (UnimplementedClientsServer) Script(context.Context, *ScriptQuery) (*ScriptReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Script not implemented")
 }
 func (UnimplementedClientsServer) mustEmbedUnimplementedClientsServer() {}
 func (UnimplementedClientsServer) testEmbeddedByValue()                 {}
@@ -106,6 +126,24 @@ func _Clients_Lookup_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Clients_Script_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScriptQuery)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClientsServer).Script(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Clients_Script_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClientsServer).Script(ctx, req.(*ScriptQuery))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Clients_ServiceDesc is the grpc.ServiceDesc for Clients service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -116,6 +154,10 @@ var Clients_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Lookup",
 			Handler:    _Clients_Lookup_Handler,
+		},
+		{
+			MethodName: "Script",
+			Handler:    _Clients_Script_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

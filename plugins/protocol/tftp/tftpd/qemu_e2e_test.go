@@ -28,8 +28,9 @@ func TestQEMUiPXE(t *testing.T) {
 	s := startTFTP(t, map[string]any{"timeout": "1s"}, plugintest.WithHost(fh))
 	port := s.addr.Port()
 	s.file(t, "boot.bin", 300*1024)
-	fh.SetClient("52:54:00:12:34:56", host.Decision{Client: "pc-01", Script: fmt.Sprintf(
-		"#!ipxe\nimgfetch tftp://10.0.2.2:%d/boot.bin && echo DLS-FETCHED-${mac:hexhyp}\n", port)})
+	// QEMU's user network reaches the host from 127.0.0.1.
+	fh.SetScript("52:54:00:12:34:56", "pc-01", fmt.Sprintf(
+		"#!ipxe\nimgfetch tftp://10.0.2.2:%d/boot.bin && echo DLS-FETCHED-${mac:hexhyp}\n", port), "127.0.0.1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

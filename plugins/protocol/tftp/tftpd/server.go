@@ -508,19 +508,19 @@ func (s *Server) openScript(mac string, ev host.Event) (*content, *requestError)
 	defer cancel()
 	// The user class marks the request as firmware's (iPXE fetching its
 	// script), so unknown_clients = "register" applies as it does to DHCP.
-	d, err := s.clients.Lookup(ctx, host.Query{MAC: mac, UserClass: "iPXE"})
+	sc, err := s.clients.Script(ctx, host.ScriptQuery{MAC: mac, Peer: ev.Address})
 	if err != nil {
 		s.logger.Warn("tftp script lookup failed", "mac", mac, "error", err)
 		return nil, &requestError{code: codeNotDefined, reason: reasonUnavailable, msg: "boot script unavailable, try again"}
 	}
-	if !d.Known || d.Script == "" {
+	if !sc.Found {
 		return nil, notFound("no boot script for this machine")
 	}
 	if s.emit != nil {
-		ev.Type, ev.Client, ev.Time = host.EventScriptServed, d.Client, time.Now()
+		ev.Type, ev.Client, ev.Time = host.EventScriptServed, sc.Client, time.Now()
 		s.emit(ev)
 	}
-	return &content{r: strings.NewReader(d.Script), size: int64(len(d.Script)), close: func() {}}, nil
+	return &content{r: strings.NewReader(sc.Body), size: int64(len(sc.Body)), close: func() {}}, nil
 }
 
 // openFile opens rel, a localName result, under the folder root. os.Root

@@ -132,13 +132,14 @@ func TestPathSafety(t *testing.T) {
 	mustFetch(t, s.addr, "./inside.bin", inside, fetchOpts{})
 }
 
-// TestScripts serves the host's per-client iPXE script by MAC, reports
-// script_served, and refuses unknown machines.
+// TestScripts serves the host's per-client iPXE script by MAC to the
+// requester the host binds to it, reports script_served, and refuses
+// unknown machines and other requesters.
 func TestScripts(t *testing.T) {
 	fh := plugintest.NewFakeHost()
 	script := "#!ipxe\nset initiator-iqn iqn.2026-11.io.dls:initiator:pc-01\nsanboot iscsi:10.0.0.1:::0:iqn.2026-11.io.dls:pc-01\n"
-	fh.SetClient("52:54:00:12:34:56", host.Decision{Client: "pc-01", Script: script})
-	fh.SetClient("52:54:00:00:00:02", host.Decision{Client: "no-script"})
+	fh.SetScript("52:54:00:12:34:56", "pc-01", script, "127.0.0.1")
+	fh.SetScript("52:54:00:00:00:02", "elsewhere", "#!ipxe\n", "10.9.9.9")
 	s := startTFTP(t, nil, plugintest.WithHost(fh))
 
 	for _, name := range []string{
@@ -151,8 +152,8 @@ func TestScripts(t *testing.T) {
 		ev.Attrs[host.AttrFile] != "mac/52-54-00-12-34-56.ipxe" || !strings.HasPrefix(ev.Attrs[host.AttrRemote], "127.0.0.1:") {
 		t.Errorf("script_served event %+v", ev)
 	}
-	if q := fh.Lookups()[0]; q.MAC != "52:54:00:12:34:56" {
-		t.Errorf("lookup %+v: want the canonical MAC", q)
+	if q := fh.ScriptQueries()[0]; q.MAC != "52:54:00:12:34:56" || q.Peer != "127.0.0.1" {
+		t.Errorf("script query %+v: want the canonical MAC and the requester's address", q)
 	}
 	for _, name := range []string{"mac/52-54-00-99-99-99.ipxe", "mac/52-54-00-00-00-02.ipxe"} {
 		res, err := fetch(t, s.addr, name, fetchOpts{})
@@ -173,7 +174,7 @@ func TestScripts(t *testing.T) {
 // TestScriptsOff: scripts = "" leaves every name to the files.
 func TestScriptsOff(t *testing.T) {
 	fh := plugintest.NewFakeHost()
-	fh.SetClient("52:54:00:12:34:56", host.Decision{Client: "pc-01", Script: "#!ipxe\n"})
+	fh.SetScript("52:54:00:12:34:56", "pc-01", "#!ipxe\n")
 	s := startTFTP(t, map[string]any{"scripts": ""}, plugintest.WithHost(fh))
 	res, err := fetch(t, s.addr, "mac/52-54-00-12-34-56.ipxe", fetchOpts{})
 	if err != nil || res.errCode != 1 {
