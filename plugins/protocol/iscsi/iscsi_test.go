@@ -30,7 +30,10 @@ type client struct {
 	mac            string
 	extra          []string
 	secret, mutual string
-	size           int64
+	// addrs are the decision's AllowedAddresses; nil: 127.0.0.1, where
+	// the tests' initiators come from.
+	addrs []string
+	size  int64
 	path           string // the volume file, made by startTarget
 }
 
@@ -65,7 +68,11 @@ func startTarget(t testing.TB, cfg map[string]any, clients ...*client) *env {
 		cls[c.name] = c
 		d := host.Decision{
 			Client: c.name, TargetIQN: c.target(), InitiatorIQN: c.initiator(),
-			Initiators: append([]string{c.initiator()}, c.extra...),
+			Initiators:       append([]string{c.initiator()}, c.extra...),
+			AllowedAddresses: c.addrs,
+		}
+		if c.addrs == nil {
+			d.AllowedAddresses = []string{"127.0.0.1"}
 		}
 		if c.secret != "" {
 			d.CHAPUser, d.CHAPSecret, d.CHAPMutualSecret = c.initiator(), c.secret, c.mutual
@@ -276,8 +283,8 @@ func TestSecurity(t *testing.T) {
 	if loginStatus(err) != initiator.LoginAuthFailure {
 		t.Errorf("no CHAP for a client with a secret: %v", err)
 	}
-	if errs("auth") != 2 {
-		t.Errorf("auth errors %v, want 2", errs("auth"))
+	if errs("chap_failed") != 1 || errs("chap_required") != 1 {
+		t.Errorf("chap_failed errors %v, chap_required %v, want 1 and 1", errs("chap_failed"), errs("chap_required"))
 	}
 	s = e.mustDial(t, pc2)
 	if err := s.TestUnitReady(ctx); err != nil {
@@ -289,6 +296,14 @@ func TestSecurity(t *testing.T) {
 	_, err = e.dial(t, pc2, func(c *initiator.Config) { c.MutualUser, c.MutualSecret = pc2.target(), "not-the-mutual" })
 	if err == nil || !strings.Contains(err.Error(), "mutual") {
 		t.Errorf("wrong mutual secret accepted: %v", err)
+	}
+	// pc-01 has no mutual secret: an initiator that wants the target to
+	// prove itself must not log in.
+	_, err = e.dial(t, pc1, func(c *initiator.Config) {
+		c.CHAPUser, c.CHAPSecret, c.MutualUser, c.MutualSecret = pc1.initiator(), "any-secret-123", pc1.target(), "not-the-mutual"
+	})
+	if err == nil {
+		t.Error("mutual CHAP with a target that has no secret logged in")
 	}
 
 	// Discovery shows an initiator its own client's target only.
@@ -308,8 +323,8 @@ func TestSecurity(t *testing.T) {
 	if loginStatus(err) != initiator.LoginAuthzFailure {
 		t.Errorf("discovery by a stranger: %v", err)
 	}
-	if errs("authorization") != 2 {
-		t.Errorf("authorization errors %v, want 2", errs("authorization"))
+	if errs("unknown_initiator") != 1 {
+		t.Errorf("unknown_initiator errors %v, want 1", errs("unknown_initiator"))
 	}
 }
 

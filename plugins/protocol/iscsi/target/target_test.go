@@ -39,11 +39,11 @@ const (
 	testInitiator = "iqn.2026-11.io.dls:initiator:fuzz"
 )
 
-type staticResolver struct{ secret string }
+type staticResolver struct{ secret, mutual string }
 
-func (r staticResolver) Authorize(_ context.Context, initiator, target string) (Access, error) {
-	return Access{Known: target == "" || target == testTarget, Allowed: initiator == testInitiator, Client: "fuzz",
-		Name: testTarget, CHAPUser: testInitiator, CHAPSecret: r.secret}, nil
+func (r staticResolver) Authorize(_ context.Context, q Request) (Access, error) {
+	return Access{Known: q.Target == "" || q.Target == testTarget, Allowed: q.Initiator == testInitiator, Client: "fuzz",
+		Name: testTarget, CHAPUser: testInitiator, CHAPSecret: r.secret, MutualSecret: r.mutual}, nil
 }
 func (staticResolver) Discover(context.Context, string) ([]string, error) {
 	return []string{testTarget}, nil
