@@ -34,7 +34,7 @@ type client struct {
 	// the tests' initiators come from.
 	addrs []string
 	size  int64
-	path           string // the volume file, made by startTarget
+	path  string // the volume file, made by startTarget
 }
 
 func (c *client) target() string    { return prefix + ":" + c.name }
@@ -592,7 +592,10 @@ var libiscsiInitiators = []string{
 // TestLibiscsiConformance runs libiscsi's iscsi-test-cu (package
 // libiscsi-bin) against the plugin on a 64 MiB volume: a subset of its
 // suites, or all of them with DLS_ISCSI_CONFORMANCE=ALL. Skipped when
-// iscsi-test-cu is not installed, except under CI.
+// iscsi-test-cu is not installed, except under CI. The client has a CHAP
+// secret, as every client has by default, which both of libiscsi's
+// initiators answer as the client's initiator IQN; bind_to_lease is off
+// (a protocol test, not a boot).
 func TestLibiscsiConformance(t *testing.T) {
 	bin, err := exec.LookPath("iscsi-test-cu")
 	if err != nil {
@@ -601,8 +604,9 @@ func TestLibiscsiConformance(t *testing.T) {
 		}
 		t.Skip("iscsi-test-cu not installed (package libiscsi-bin)")
 	}
-	pc := &client{name: "conformance", mac: "52:54:00:00:0c:01", size: 64 << 20, extra: libiscsiInitiators}
-	e := startTarget(t, nil, pc)
+	pc := &client{name: "conformance", mac: "52:54:00:00:0c:01", size: 64 << 20, extra: libiscsiInitiators,
+		secret: "Conformance12345", addrs: []string{}}
+	e := startTarget(t, map[string]any{"bind_to_lease": false}, pc)
 	suites := []string{
 		"iSCSI", "SCSI.Inquiry", "SCSI.ReadCapacity16", "SCSI.Read10", "SCSI.Write16", "SCSI.Verify16",
 		"SCSI.Unmap", "SCSI.WriteSame16", "SCSI.CompareAndWrite", "SCSI.ProutReserve", "SCSI.PrinReadKeys",
@@ -611,7 +615,7 @@ func TestLibiscsiConformance(t *testing.T) {
 	if s := os.Getenv("DLS_ISCSI_CONFORMANCE"); s != "" {
 		suites = strings.Split(s, ",")
 	}
-	url := fmt.Sprintf("iscsi://%s/%s/0", e.addr, pc.target())
+	url := fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", pc.initiator(), pc.secret, e.addr, pc.target())
 	for _, suite := range suites {
 		t.Run(suite, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -625,6 +629,9 @@ func TestLibiscsiConformance(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d of %d passed", suite, passed, total)
+			if n := e.errs(t, "chap_required") + e.errs(t, "chap_failed"); n != 0 {
+				t.Errorf("%v CHAP refusals: iscsi-test-cu did not log in with CHAP", n)
+			}
 			if total == 0 || passed != total {
 				t.Errorf("%s: %d of %d passed:\n%s", suite, passed, total, failedLines(string(out)))
 			}
