@@ -15,6 +15,7 @@ import (
 	"github.com/dls-project/dls/plugins/protocol/iscsi/initiator"
 	"github.com/dls-project/dls/plugins/protocol/iscsi/pdu"
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/plugintest"
 )
 
 // The tests' "second machine" is 127.0.0.2: Linux answers the whole of
@@ -294,5 +295,25 @@ func TestLibiscsiCHAP(t *testing.T) {
 				t.Errorf("%v CHAP refusals counted for %s", refused, c.name)
 			}
 		})
+	}
+}
+
+func TestRefusedLoginConfigErrors(t *testing.T) {
+	h := plugintest.Start(t, New(), plugintest.WithoutConfigure())
+	errs, err := h.Configure(map[string]any{"refused_login_limit": -1, "refused_login_window": "0s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range errs {
+		paths = append(paths, e.Path)
+	}
+	if !slices.Equal(paths, []string{"refused_login_limit", "refused_login_window"}) {
+		t.Errorf("errors %v", errs)
+	}
+	// The defaults: bound, and rate-limited.
+	cfg := New().NewConfig().(*Config)
+	if !cfg.BindToLease || cfg.RefusedLimit != 10 || cfg.RefusedWindow != time.Minute {
+		t.Errorf("defaults bind_to_lease %v, refused_login_limit %d, refused_login_window %s", cfg.BindToLease, cfg.RefusedLimit, cfg.RefusedWindow)
 	}
 }
