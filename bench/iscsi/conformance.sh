@@ -3,7 +3,9 @@
 # against DLS's target and against tgt, each on its own 64 MiB file, in
 # the same run; prints passed/total for both and the tests DLS fails.
 # Both of iscsi-test-cu's default initiator names are the client's
-# initiators. Root (tgtd); under a minute.
+# initiators, and both answer CHAP as the client's initiator IQN with a
+# generated secret, as every DLS client does by default. Root (tgtd);
+# under a minute.
 #
 #   bash bench/iscsi/conformance.sh [TEST]     # TEST: ALL (default) or FAMILY[.SUITE[.TEST]]
 source "$(dirname "$0")/lib.sh"
@@ -13,7 +15,10 @@ need iscsi-test-cu libiscsi-bin
 INITIATORS="$(iscsi-test-cu --help 2>&1 | sed -n 's/.*Initiatorname to use \[\(.*\)\]/\1/p' | paste -sd, -)"
 [ -n "$INITIATORS" ] || INITIATORS="iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test,iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2"
 truncate -s 64M "$WORK/dls.img" "$WORK/tgt.img"
-start_dls "$WORK/dls.img" "$INITIATORS"
+CHAP_USER="iqn.2026-11.io.dls:initiator:bench"
+CHAP_SECRET="$(head -c 1024 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 20)"
+start_dls "$WORK/dls.img" "$INITIATORS" "$CHAP_USER" "$CHAP_SECRET"
+DLS_URL="iscsi://$CHAP_USER%$CHAP_SECRET@127.0.0.1:$DLS_PORT/$IQN_DLS/0"
 start_tgt "$WORK/tgt.img"
 
 run() { # NAME URL: run the suite, print "passed total"

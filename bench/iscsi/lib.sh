@@ -43,11 +43,12 @@ wait_port() {
 	exit 1
 }
 
-# start_dls FILE [INITIATORS]: DLS's target serving FILE as $IQN_DLS LUN 0.
+# start_dls FILE [INITIATORS [CHAP_USER CHAP_SECRET]]: DLS's target
+# serving FILE as $IQN_DLS LUN 0, with CHAP when a secret is given.
 start_dls() {
 	(cd "$ROOT" && go build -o "$WORK/dlstarget" ./bench/iscsi/dlstarget)
 	"$WORK/dlstarget" -listen "127.0.0.1:$DLS_PORT" -file "$1" -iqn "$IQN_DLS" -initiators "${2:-}" \
-		>"$WORK/dlstarget.log" 2>&1 &
+		-chap-user "${3:-}" -chap-secret "${4:-}" >"$WORK/dlstarget.log" 2>&1 &
 	PIDS+=($!)
 	wait_port "$DLS_PORT"
 }

@@ -24,6 +24,7 @@ type resolver struct {
 	file       string
 	iqn        string
 	initiators []string
+	user       string
 	secret     string
 }
 
@@ -39,10 +40,13 @@ func (r *resolver) allowed(initiator string) bool {
 	return false
 }
 
-func (r *resolver) Authorize(_ context.Context, initiator, tgt string) (target.Access, error) {
-	a := target.Access{Known: tgt == "" || strings.EqualFold(tgt, r.iqn), Allowed: r.allowed(initiator), Client: "bench", Name: r.iqn}
+func (r *resolver) Authorize(_ context.Context, q target.Request) (target.Access, error) {
+	a := target.Access{Known: q.Target == "" || strings.EqualFold(q.Target, r.iqn), Allowed: r.allowed(q.Initiator), Client: "bench", Name: r.iqn}
 	if r.secret != "" {
-		a.CHAPUser, a.CHAPSecret = initiator, r.secret
+		a.CHAPUser, a.CHAPSecret = r.user, r.secret
+		if a.CHAPUser == "" {
+			a.CHAPUser = q.Initiator
+		}
 	}
 	return a, nil
 }
@@ -70,6 +74,7 @@ func main() {
 	iqn := flag.String("iqn", "iqn.2026-11.io.dls:bench", "target name")
 	inits := flag.String("initiators", "", "comma-separated initiator names allowed (empty: any)")
 	secret := flag.String("chap-secret", "", "CHAP secret the initiator must answer with")
+	user := flag.String("chap-user", "", "CHAP name the initiator must answer as (empty: its initiator name)")
 	verbose := flag.Bool("v", false, "debug logging")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until the target stops")
 	flag.Parse()
@@ -86,7 +91,7 @@ func main() {
 		level = hclog.Debug
 	}
 	srv := &target.Server{
-		Resolver: &resolver{file: *file, iqn: *iqn, initiators: list, secret: *secret},
+		Resolver: &resolver{file: *file, iqn: *iqn, initiators: list, user: *user, secret: *secret},
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "dlstarget", Level: level, Output: os.Stderr}),
 		Vendor:   "DLS", Product: "dls-iscsi", Revision: "0.1",
 	}

@@ -30,8 +30,11 @@ type client struct {
 	mac            string
 	extra          []string
 	secret, mutual string
-	size           int64
-	path           string // the volume file, made by startTarget
+	// addrs are the decision's AllowedAddresses; nil: 127.0.0.1, where
+	// the tests' initiators come from.
+	addrs []string
+	size  int64
+	path  string // the volume file, made by startTarget
 }
 
 func (c *client) target() string    { return prefix + ":" + c.name }
@@ -65,7 +68,11 @@ func startTarget(t testing.TB, cfg map[string]any, clients ...*client) *env {
 		cls[c.name] = c
 		d := host.Decision{
 			Client: c.name, TargetIQN: c.target(), InitiatorIQN: c.initiator(),
-			Initiators: append([]string{c.initiator()}, c.extra...),
+			Initiators:       append([]string{c.initiator()}, c.extra...),
+			AllowedAddresses: c.addrs,
+		}
+		if c.addrs == nil {
+			d.AllowedAddresses = []string{"127.0.0.1"}
 		}
 		if c.secret != "" {
 			d.CHAPUser, d.CHAPSecret, d.CHAPMutualSecret = c.initiator(), c.secret, c.mutual
@@ -276,8 +283,8 @@ func TestSecurity(t *testing.T) {
 	if loginStatus(err) != initiator.LoginAuthFailure {
 		t.Errorf("no CHAP for a client with a secret: %v", err)
 	}
-	if errs("auth") != 2 {
-		t.Errorf("auth errors %v, want 2", errs("auth"))
+	if errs("chap_failed") != 1 || errs("chap_required") != 1 {
+		t.Errorf("chap_failed errors %v, chap_required %v, want 1 and 1", errs("chap_failed"), errs("chap_required"))
 	}
 	s = e.mustDial(t, pc2)
 	if err := s.TestUnitReady(ctx); err != nil {
@@ -289,6 +296,14 @@ func TestSecurity(t *testing.T) {
 	_, err = e.dial(t, pc2, func(c *initiator.Config) { c.MutualUser, c.MutualSecret = pc2.target(), "not-the-mutual" })
 	if err == nil || !strings.Contains(err.Error(), "mutual") {
 		t.Errorf("wrong mutual secret accepted: %v", err)
+	}
+	// pc-01 has no mutual secret: an initiator that wants the target to
+	// prove itself must not log in.
+	_, err = e.dial(t, pc1, func(c *initiator.Config) {
+		c.CHAPUser, c.CHAPSecret, c.MutualUser, c.MutualSecret = pc1.initiator(), "any-secret-123", pc1.target(), "not-the-mutual"
+	})
+	if err == nil {
+		t.Error("mutual CHAP with a target that has no secret logged in")
 	}
 
 	// Discovery shows an initiator its own client's target only.
@@ -308,8 +323,8 @@ func TestSecurity(t *testing.T) {
 	if loginStatus(err) != initiator.LoginAuthzFailure {
 		t.Errorf("discovery by a stranger: %v", err)
 	}
-	if errs("authorization") != 2 {
-		t.Errorf("authorization errors %v, want 2", errs("authorization"))
+	if errs("unknown_initiator") != 1 {
+		t.Errorf("unknown_initiator errors %v, want 1", errs("unknown_initiator"))
 	}
 }
 
@@ -577,7 +592,10 @@ var libiscsiInitiators = []string{
 // TestLibiscsiConformance runs libiscsi's iscsi-test-cu (package
 // libiscsi-bin) against the plugin on a 64 MiB volume: a subset of its
 // suites, or all of them with DLS_ISCSI_CONFORMANCE=ALL. Skipped when
-// iscsi-test-cu is not installed, except under CI.
+// iscsi-test-cu is not installed, except under CI. The client has a CHAP
+// secret, as every client has by default, which both of libiscsi's
+// initiators answer as the client's initiator IQN; bind_to_lease is off
+// (a protocol test, not a boot).
 func TestLibiscsiConformance(t *testing.T) {
 	bin, err := exec.LookPath("iscsi-test-cu")
 	if err != nil {
@@ -586,8 +604,9 @@ func TestLibiscsiConformance(t *testing.T) {
 		}
 		t.Skip("iscsi-test-cu not installed (package libiscsi-bin)")
 	}
-	pc := &client{name: "conformance", mac: "52:54:00:00:0c:01", size: 64 << 20, extra: libiscsiInitiators}
-	e := startTarget(t, nil, pc)
+	pc := &client{name: "conformance", mac: "52:54:00:00:0c:01", size: 64 << 20, extra: libiscsiInitiators,
+		secret: "Conformance12345", addrs: []string{}}
+	e := startTarget(t, map[string]any{"bind_to_lease": false}, pc)
 	suites := []string{
 		"iSCSI", "SCSI.Inquiry", "SCSI.ReadCapacity16", "SCSI.Read10", "SCSI.Write16", "SCSI.Verify16",
 		"SCSI.Unmap", "SCSI.WriteSame16", "SCSI.CompareAndWrite", "SCSI.ProutReserve", "SCSI.PrinReadKeys",
@@ -596,7 +615,7 @@ func TestLibiscsiConformance(t *testing.T) {
 	if s := os.Getenv("DLS_ISCSI_CONFORMANCE"); s != "" {
 		suites = strings.Split(s, ",")
 	}
-	url := fmt.Sprintf("iscsi://%s/%s/0", e.addr, pc.target())
+	url := fmt.Sprintf("iscsi://%s%%%s@%s/%s/0", pc.initiator(), pc.secret, e.addr, pc.target())
 	for _, suite := range suites {
 		t.Run(suite, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -610,6 +629,9 @@ func TestLibiscsiConformance(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d of %d passed", suite, passed, total)
+			if n := e.errs(t, "chap_required") + e.errs(t, "chap_failed"); n != 0 {
+				t.Errorf("%v CHAP refusals: iscsi-test-cu did not log in with CHAP", n)
+			}
 			if total == 0 || passed != total {
 				t.Errorf("%s: %d of %d passed:\n%s", suite, passed, total, failedLines(string(out)))
 			}

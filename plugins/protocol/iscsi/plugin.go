@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ type Config struct {
 	LoginTimeout     time.Duration `hcl:"login_timeout,optional" doc:"how long a connection may take to log in"`
 	MaxLoginConns    int           `hcl:"max_login_connections,optional" doc:"connections still logging in at once; past it the oldest that has not sent a whole PDU (else the oldest) is closed"`
 	EndStaleSessions bool          `hcl:"end_stale_sessions,optional" doc:"a login ends the initiator's older sessions on its target whatever their ISID: a rebooting diskless machine never logs out (false: only sessions of the same ISID, RFC 7143)"`
+	BindToLease      bool          `hcl:"bind_to_lease,optional" doc:"a normal session must come from the address bound to its client's current boot (its lease, or where its proxy boot came from) or one of the client's extra_addresses; false only for protocol tests and multipath set-ups"`
+	RefusedLimit     int           `hcl:"refused_login_limit,optional" doc:"refused logins from one source address within refused_login_window before further logins from it are refused at once (counted as rate_limited); 0: no limit"`
+	RefusedWindow    time.Duration `hcl:"refused_login_window,optional" doc:"window of refused_login_limit"`
 }
 
 // Plugin is the iscsi protocol plugin.
@@ -98,7 +102,8 @@ func (p *Plugin) NewConfig() any {
 		Listen: "127.0.0.1:3260", QueueDepth: d.QueueDepth, MaxRecvDataSeg: d.MaxRecvDataSegmentLength,
 		MaxBurstLength: d.MaxBurstLength, FirstBurstLength: d.FirstBurstLength, MaxOutstandingR2: d.MaxOutstandingR2T,
 		Digests: true, LoginTimeout: 30 * time.Second, EndStaleSessions: true,
-		MaxLoginConns: target.DefaultMaxLoginConnections,
+		MaxLoginConns: target.DefaultMaxLoginConnections, BindToLease: true,
+		RefusedLimit: target.DefaultRefusedLoginLimit, RefusedWindow: target.DefaultRefusedLoginWindow,
 	}
 }
 
@@ -137,6 +142,12 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 	}
 	if c.MaxLoginConns < 1 {
 		errs.Add(config.Errorf("max_login_connections", "max_login_connections must be 1 or more"))
+	}
+	if c.RefusedLimit < 0 {
+		errs.Add(config.Errorf("refused_login_limit", "refused_login_limit must be 0 (no limit) or more"))
+	}
+	if c.RefusedWindow <= 0 {
+		errs.Add(config.Errorf("refused_login_window", "refused_login_window must be positive"))
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -179,6 +190,9 @@ func (p *Plugin) Start(context.Context) error {
 		},
 		MaxSessions:         p.cfg.MaxSessions,
 		EndStaleSessions:    p.cfg.EndStaleSessions,
+		BindToAddresses:     p.cfg.BindToLease,
+		RefusedLoginLimit:   refusedLimit(p.cfg.RefusedLimit),
+		RefusedLoginWindow:  p.cfg.RefusedWindow,
 		Vendor:              "DLS",
 		Product:             "DLS iSCSI disk",
 		Revision:            "0.1",
@@ -269,6 +283,15 @@ func (p *Plugin) hooks(events *host.Batcher) target.Hooks {
 	}
 }
 
+// refusedLimit maps refused_login_limit (0: no limit) to the target's
+// RefusedLoginLimit (negative: no limit).
+func refusedLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // resolver answers the target's questions with the host's services.
 type resolver struct {
 	host   host.Services
@@ -283,39 +306,58 @@ func allowed(d host.Decision, initiator string) bool {
 	return slices.ContainsFunc(d.Initiators, func(i string) bool { return strings.EqualFold(i, initiator) })
 }
 
-func access(d host.Decision) target.Access {
-	return target.Access{
+// access is what the target needs of a decision. The CHAP user is the
+// client's initiator IQN whichever of its initiators logs in; a decision
+// with a secret and no user (an older host) gets that default.
+func (r *resolver) access(d host.Decision) target.Access {
+	a := target.Access{
 		Known: true, Client: d.Client, Name: d.TargetIQN,
 		CHAPUser: d.CHAPUser, CHAPSecret: d.CHAPSecret, MutualSecret: d.CHAPMutualSecret,
 	}
+	if a.CHAPSecret != "" && a.CHAPUser == "" {
+		a.CHAPUser = d.InitiatorIQN
+	}
+	for _, s := range d.AllowedAddresses {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			r.logger.Warn("host gave an address that is not an IP; ignored", "client", d.Client, "address", s)
+			continue
+		}
+		a.Addresses = append(a.Addresses, ip.Unmap().WithZone(""))
+	}
+	return a
 }
 
-func (r *resolver) Authorize(ctx context.Context, initiator, tgt string) (target.Access, error) {
-	if tgt == "" {
-		// Discovery: the initiator must belong to a client; it then sees
-		// that client's target only.
-		d, err := r.host.Clients.Lookup(ctx, host.Query{Initiator: initiator})
+func (r *resolver) Authorize(ctx context.Context, q target.Request) (target.Access, error) {
+	peer := ""
+	if q.Peer.IsValid() {
+		peer = q.Peer.String()
+	}
+	if q.Target == "" {
+		// Discovery: the initiator must belong to a client, whose CHAP
+		// it then answers; it sees that client's target only.
+		d, err := r.host.Clients.Lookup(ctx, host.Query{Initiator: q.Initiator, Peer: peer})
 		if err != nil {
 			return target.Access{}, err
 		}
-		if !d.Known || !allowed(d, initiator) {
+		if !d.Known || !allowed(d, q.Initiator) {
 			return target.Access{Known: true}, nil
 		}
-		a := access(d)
+		a := r.access(d)
 		a.Allowed = true
 		return a, nil
 	}
 	// Ask by target: whose disk is it? Then check the initiator here, so
 	// that an initiator of another client is told "not allowed".
-	d, err := r.host.Clients.Lookup(ctx, host.Query{Target: tgt})
+	d, err := r.host.Clients.Lookup(ctx, host.Query{Target: q.Target, Peer: peer})
 	if err != nil {
 		return target.Access{}, err
 	}
-	if !d.Known || !strings.EqualFold(d.TargetIQN, tgt) {
+	if !d.Known || !strings.EqualFold(d.TargetIQN, q.Target) {
 		return target.Access{}, nil
 	}
-	a := access(d)
-	a.Allowed = allowed(d, initiator)
+	a := r.access(d)
+	a.Allowed = allowed(d, q.Initiator)
 	return a, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -308,7 +309,7 @@ func (c *conn) login() (*session, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	_ = c.nc.SetDeadline(deadline)
-	l := &login{c: c, first: true, p: defaultParams(c.srv.limits())}
+	l := &login{c: c, first: true, peer: peerAddr(c.nc), p: defaultParams(c.srv.limits())}
 	var req pdu.PDU
 	for {
 		if err := c.rd.Read(&req); err != nil {
@@ -347,6 +348,9 @@ func (c *conn) login() (*session, error) {
 		if err != nil {
 			var le *loginError
 			if errors.As(err, &le) {
+				if le.limits() {
+					c.srv.refusals().add(l.peer)
+				}
 				c.srv.fail(le.reason)
 				c.log().Info("login refused", "initiator", l.initiator, "target", l.target, "status", fmt.Sprintf("%#04x", le.status), "reason", le.msg)
 				c.loginReject(&req, le.status)
@@ -409,6 +413,20 @@ func (c *conn) loginReject(req *pdu.PDU, status uint16) {
 	c.writeRaw(r)
 }
 
+// peerAddr is the initiator's IP address as Access.Addresses holds it:
+// IPv4-mapped IPv6 unmapped, no zone; invalid for a connection that is
+// not IP (a pipe in tests).
+func peerAddr(nc net.Conn) netip.Addr {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap().WithZone("")
+	}
+	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap().WithZone("")
+}
+
 // writeRaw writes a PDU directly (login phase: no writer yet).
 func (c *conn) writeRaw(p *pdu.PDU) {
 	b := p.Encode(nil, false, false)
@@ -424,7 +442,8 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 		s.mu.Lock()
 		old := s.sessions[l.tsih]
 		s.mu.Unlock()
-		if old == nil || old.isid != l.isid || !strings.EqualFold(old.initiator, l.initiator) {
+		if old == nil || old.isid != l.isid || !strings.EqualFold(old.initiator, l.initiator) ||
+			old.discovery != l.discovery || !strings.EqualFold(old.target, l.target) {
 			return nil, loginNoSession
 		}
 		old.mu.Lock()

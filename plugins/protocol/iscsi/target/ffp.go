@@ -737,7 +737,7 @@ func (c *conn) text(p *pdu.PDU) {
 				names = []string{sess.target}
 			case kv.Value != "" && kv.Value != "All":
 				ctx, cancel := c.ctx()
-				a, err := c.srv.Resolver.Authorize(ctx, sess.initiator, kv.Value)
+				a, err := c.srv.Resolver.Authorize(ctx, Request{Initiator: sess.initiator, Target: kv.Value, Peer: peerAddr(c.nc)})
 				cancel()
 				if err == nil && a.Known && a.Allowed {
 					names = []string{kv.Value}

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,6 +71,18 @@ type loginError struct {
 
 func (e *loginError) Error() string { return e.msg }
 
+// limits reports whether the refusal counts towards its source address's
+// refused-login limit: a failed authentication or authorization, or a
+// name that does not exist (someone trying names). Protocol errors are
+// bugs, not guesses, and a rate-limited login is not counted again.
+func (e *loginError) limits() bool {
+	switch e.status {
+	case loginAuthFailure, loginAuthzFailure, loginNotFound:
+		return e.reason != "rate_limited"
+	}
+	return false
+}
+
 func refuse(status uint16, reason, format string, args ...any) *loginError {
 	return &loginError{status: status, reason: reason, msg: fmt.Sprintf(format, args...)}
 }
@@ -93,14 +107,22 @@ type login struct {
 	initiator string
 	target    string
 	discovery bool
+	peer      netip.Addr // the initiator's TCP address
 	access    Access
 	auth      int
+	chapOK    bool // the initiator answered the target's CHAP challenge
 	chapID    byte
 	chapChal  []byte
 	p         params
 	sentMRDSL bool
 	sentTPGT  bool
 	pending   []byte // text data of a login request with the C bit
+}
+
+// authenticated reports whether the login may leave the security stage:
+// CHAP completed, or the client has no CHAP secret.
+func (l *login) authenticated() bool {
+	return l.access.CHAPSecret == "" || l.chapOK
 }
 
 // negotiate answers one key of the operational stage. ok false means the
@@ -230,6 +252,12 @@ func (l *login) handle(req *pdu.PDU, text []byte) (resp []byte, transit bool, ne
 		l.first = false
 		l.stage = csg
 	}
+	// Nothing past the security stage before CHAP is done, whatever stage
+	// the initiator starts in or claims to be in: an initiator that starts
+	// in the operational stage would otherwise never be asked.
+	if csg != stageSecurity && !l.authenticated() {
+		return nil, false, 0, refuse(loginAuthFailure, "chap_required", "initiator %s skips CHAP (login in stage %d)", l.initiator, csg)
+	}
 	if csg != l.stage || csg == 2 || csg == stageFullFeature {
 		return nil, false, 0, refuse(loginInvalidRequest, "protocol", "login stage %d after stage %d", csg, l.stage)
 	}
@@ -286,6 +314,9 @@ func (l *login) handle(req *pdu.PDU, text []byte) (resp []byte, transit bool, ne
 	}
 	if csg == stageSecurity && l.auth != authDone {
 		if l.auth == authNone {
+			if !l.authenticated() {
+				return nil, false, 0, refuse(loginAuthFailure, "chap_required", "initiator %s leaves the security stage without CHAP", l.initiator)
+			}
 			return nil, false, 0, refuse(loginAuthFailure, "auth", "leaving the security stage without AuthMethod")
 		}
 		return out, false, csg, nil // CHAP not finished: no transit yet
@@ -297,8 +328,13 @@ func (l *login) handle(req *pdu.PDU, text []byte) (resp []byte, transit bool, ne
 	return out, true, nsg, nil
 }
 
-// start checks the first login request: names, session type, access.
+// start checks the first login request: source address, names, session
+// type, access, and for a normal session the address it comes from.
+// Nothing changes before it passes (and CHAP after it).
 func (l *login) start(req *pdu.PDU, kvs []pdu.KV) error {
+	if l.c.srv.refusals().limited(l.peer) {
+		return refuse(loginAuthzFailure, "rate_limited", "too many refused logins from %s", l.peer)
+	}
 	if req.Header[3] > 0 { // Version-min
 		return refuse(loginUnsupportedVersion, "protocol", "version-min %d", req.Header[3])
 	}
@@ -322,12 +358,12 @@ func (l *login) start(req *pdu.PDU, kvs []pdu.KV) error {
 	ctx, cancel := l.c.ctx()
 	defer cancel()
 	if l.discovery {
-		a, err := l.c.srv.Resolver.Authorize(ctx, name, "")
+		a, err := l.c.srv.Resolver.Authorize(ctx, Request{Initiator: name, Peer: l.peer})
 		if err != nil {
 			return refuse(loginTargetError, "host", "authorize discovery by %s: %v", name, err)
 		}
 		if !a.Allowed {
-			return refuse(loginAuthzFailure, "authorization", "discovery by unknown initiator %s", name)
+			return refuse(loginAuthzFailure, "unknown_initiator", "discovery by unknown initiator %s", name)
 		}
 		l.access = a
 		return nil
@@ -337,7 +373,7 @@ func (l *login) start(req *pdu.PDU, kvs []pdu.KV) error {
 		return refuse(loginMissingParam, "protocol", "no TargetName")
 	}
 	l.target = tn
-	a, err := l.c.srv.Resolver.Authorize(ctx, name, tn)
+	a, err := l.c.srv.Resolver.Authorize(ctx, Request{Initiator: name, Target: tn, Peer: l.peer})
 	if err != nil {
 		return refuse(loginTargetError, "host", "authorize %s for %s: %v", name, tn, err)
 	}
@@ -346,6 +382,9 @@ func (l *login) start(req *pdu.PDU, kvs []pdu.KV) error {
 	}
 	if !a.Allowed {
 		return refuse(loginAuthzFailure, "authorization", "initiator %s may not log in to %s", name, tn)
+	}
+	if l.c.srv.BindToAddresses && !slices.Contains(a.Addresses, l.peer) {
+		return refuse(loginAuthzFailure, "not_bound", "initiator %s logs in to %s from %s, not from an address bound to client %s (%v)", name, tn, l.peer, a.Client, a.Addresses)
 	}
 	l.access = a
 	return nil
@@ -369,7 +408,7 @@ func (l *login) security(kvs []pdu.KV) ([]byte, error) {
 		}
 		if chosen == "" {
 			if needCHAP {
-				return nil, refuse(loginAuthFailure, "auth", "initiator %s offers %q but CHAP is required", l.initiator, am)
+				return nil, refuse(loginAuthFailure, "chap_required", "initiator %s offers %q but CHAP is required", l.initiator, am)
 			}
 			// CHAP offered where none is needed: we cannot answer a
 			// challenge without a secret.
@@ -394,7 +433,7 @@ func (l *login) security(kvs []pdu.KV) ([]byte, error) {
 			}
 		}
 		if !has5 {
-			return nil, refuse(loginAuthFailure, "auth", "CHAP algorithms %q offered, MD5 (5) needed", a)
+			return nil, refuse(loginAuthFailure, "chap_failed", "CHAP algorithms %q offered, MD5 (5) needed", a)
 		}
 		var id [1]byte
 		l.chapChal = make([]byte, 16)
@@ -416,35 +455,35 @@ func (l *login) security(kvs []pdu.KV) ([]byte, error) {
 		n, _ := pdu.Get(kvs, "CHAP_N")
 		r, _ := pdu.Get(kvs, "CHAP_R")
 		if n == "" || r == "" {
-			return nil, refuse(loginAuthFailure, "auth", "CHAP_N or CHAP_R missing")
+			return nil, refuse(loginAuthFailure, "chap_failed", "CHAP_N or CHAP_R missing")
 		}
 		resp, err := decodeBinary(r)
 		if err != nil {
-			return nil, refuse(loginAuthFailure, "auth", "CHAP_R: %v", err)
+			return nil, refuse(loginAuthFailure, "chap_failed", "CHAP_R: %v", err)
 		}
 		want := chapResponse(l.chapID, l.access.CHAPSecret, l.chapChal)
 		if !strings.EqualFold(n, l.access.CHAPUser) || subtle.ConstantTimeCompare(resp, want) != 1 {
-			return nil, refuse(loginAuthFailure, "auth", "CHAP: wrong name or secret from %s (name %q)", l.initiator, n)
+			return nil, refuse(loginAuthFailure, "chap_failed", "CHAP: wrong name or secret from %s (name %q)", l.initiator, n)
 		}
 		ci, hasI := pdu.Get(kvs, "CHAP_I")
 		cc, hasC := pdu.Get(kvs, "CHAP_C")
 		if hasI || hasC {
 			if !hasI || !hasC {
-				return nil, refuse(loginAuthFailure, "auth", "mutual CHAP needs CHAP_I and CHAP_C")
+				return nil, refuse(loginAuthFailure, "chap_failed", "mutual CHAP needs CHAP_I and CHAP_C")
 			}
 			if l.access.MutualSecret == "" {
-				return nil, refuse(loginAuthFailure, "auth", "initiator %s asks for mutual CHAP; the client has no mutual secret", l.initiator)
+				return nil, refuse(loginAuthFailure, "chap_failed", "initiator %s asks for mutual CHAP; the client has no mutual secret", l.initiator)
 			}
 			id, err := strconv.Atoi(ci)
 			if err != nil || id < 0 || id > 255 {
-				return nil, refuse(loginAuthFailure, "auth", "CHAP_I %q", ci)
+				return nil, refuse(loginAuthFailure, "chap_failed", "CHAP_I %q", ci)
 			}
 			chal, err := decodeBinary(cc)
 			if err != nil || len(chal) == 0 || len(chal) > 1024 {
-				return nil, refuse(loginAuthFailure, "auth", "CHAP_C %q", cc)
+				return nil, refuse(loginAuthFailure, "chap_failed", "CHAP_C %q", cc)
 			}
 			if bytes.Equal(chal, l.chapChal) {
-				return nil, refuse(loginAuthFailure, "auth", "initiator reflected the target's challenge")
+				return nil, refuse(loginAuthFailure, "chap_failed", "initiator reflected the target's challenge")
 			}
 			name := l.access.Name
 			if name == "" {
@@ -454,6 +493,7 @@ func (l *login) security(kvs []pdu.KV) ([]byte, error) {
 			add("CHAP_R", "0x"+hex.EncodeToString(chapResponse(byte(id), l.access.MutualSecret, chal)))
 		}
 		l.auth = authDone
+		l.chapOK = true
 	}
 	return out, nil
 }

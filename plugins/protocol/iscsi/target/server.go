@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,21 @@ type Access struct {
 	CHAPUser     string
 	CHAPSecret   string
 	MutualSecret string
+	// Addresses are where a normal session of this client may come
+	// from; with Server.BindToAddresses a login from elsewhere is
+	// refused. Empty: from nowhere.
+	Addresses []netip.Addr
+}
+
+// Request is what a login asks the Resolver.
+type Request struct {
+	// Initiator is the initiator's name (InitiatorName).
+	Initiator string
+	// Target is the target's name; empty for a discovery session.
+	Target string
+	// Peer is the initiator's TCP address, IPv4-mapped IPv6 unmapped,
+	// without zone; invalid when the connection is not TCP.
+	Peer netip.Addr
 }
 
 // Volume is what a target serves as LUN 0.
@@ -49,9 +65,9 @@ type Volume interface {
 
 // Resolver decides who may log in where and opens targets' volumes.
 type Resolver interface {
-	// Authorize answers whether initiator may log in to target; an empty
-	// target asks about a discovery session.
-	Authorize(ctx context.Context, initiator, target string) (Access, error)
+	// Authorize answers whether r.Initiator may log in to r.Target; an
+	// empty target asks about a discovery session.
+	Authorize(ctx context.Context, r Request) (Access, error)
 	// Discover lists the targets initiator may log in to.
 	Discover(ctx context.Context, initiator string) ([]string, error)
 	// Attach opens the volume of a target for its first session.
@@ -143,6 +159,21 @@ type Server struct {
 	// never logs out: its old session would keep the volume until TCP
 	// gives up, and iPXE and the OS use different ISIDs.
 	EndStaleSessions bool
+	// BindToAddresses refuses (0x0202) a normal session whose TCP peer
+	// is not one of its Access.Addresses, before anything changes: no
+	// volume is attached and no older session is ended.
+	BindToAddresses bool
+	// RefusedLoginLimit bounds refused logins (authentication,
+	// authorization, unknown target or initiator, unbound address) from
+	// one source address within RefusedLoginWindow: past it, logins
+	// from that address are refused at once, without asking the
+	// Resolver, until the window ends. 0: DefaultRefusedLoginLimit;
+	// negative: no limit.
+	RefusedLoginLimit  int
+	RefusedLoginWindow time.Duration
+
+	refusalsOnce sync.Once
+	refused      *refusals
 
 	mu       sync.Mutex
 	closed   bool
@@ -197,6 +228,21 @@ func (s *Server) limits() Limits {
 		l.QueueDepth = d.QueueDepth
 	}
 	return l
+}
+
+// refusals is the server's refused-login counter, made on first use.
+func (s *Server) refusals() *refusals {
+	s.refusalsOnce.Do(func() {
+		limit, window := s.RefusedLoginLimit, s.RefusedLoginWindow
+		if limit == 0 {
+			limit = DefaultRefusedLoginLimit
+		}
+		if window <= 0 {
+			window = DefaultRefusedLoginWindow
+		}
+		s.refused = newRefusals(limit, window, refusalSources, time.Now)
+	})
+	return s.refused
 }
 
 func (s *Server) fail(reason string) {
