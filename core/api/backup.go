@@ -1,8 +1,9 @@
 package api
 
 // Backup and restore of the state store. GET backup answers one JSON
-// document with every client (with its CHAP secrets: the document is a
-// secret), image and DHCP lease, the newest boot sessions and audit
+// document with every client (with its CHAP secrets, the one place the API
+// gives them out, so that a restore brings clients back as they were: the
+// document is a secret, and only admins may read it), image and DHCP lease, the newest boot sessions and audit
 // entries; POST restore takes such a document back into the store.
 //
 // Consistency: the store offers no read transaction across its tables, so
@@ -30,6 +31,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dls-project/dls/core/chapsecret"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/storage"
 )
@@ -407,6 +409,13 @@ func checkBackup(doc backupDoc) (restorePlan, error) {
 			}
 			c.Address = addr
 		}
+		for _, s := range b.ExtraAddresses {
+			addr, err := netip.ParseAddr(s)
+			if err != nil || addr.Zone() != "" {
+				return p, fieldError("clients", "clients[%d] (%s): extra address %q is not an IP address", i, b.Name, s)
+			}
+			c.ExtraAddresses = append(c.ExtraAddresses, addr)
+		}
 		if b.Image == "" {
 			return p, fieldError("clients", "clients[%d] (%s): image is empty", i, b.Name)
 		}
@@ -485,14 +494,27 @@ func (a *API) putClients(ctx context.Context, clients []store.Client, sum *resto
 	var refused []store.Client
 	for _, c := range clients {
 		old, err := a.deps.Store.GetClient(ctx, c.Name)
+		switch {
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("restore client %s: %w", c.Name, err)
+		case c.CHAPSecret != "":
+		case err == nil && old.CHAPSecret != "":
+			// A backup from before CHAP was on by default: keep the
+			// secrets the client has here.
+			c.CHAPSecret, c.CHAPMutualSecret = old.CHAPSecret, old.CHAPMutualSecret
+		default:
+			secret, gerr := chapsecret.Generate()
+			if gerr != nil {
+				return nil, fmt.Errorf("restore client %s: %w", c.Name, gerr)
+			}
+			c.CHAPSecret = secret
+		}
 		if err == nil {
 			old.CreatedAt, old.UpdatedAt = time.Time{}, time.Time{}
 			if reflect.DeepEqual(old, c) {
 				sum.Clients.Unchanged++
 				continue
 			}
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("restore client %s: %w", c.Name, err)
 		}
 		err = a.deps.Store.PutClient(ctx, c)
 		switch {
