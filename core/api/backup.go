@@ -1,10 +1,13 @@
 package api
 
 // Backup and restore of the state store. GET backup answers one JSON
-// document with every client (with its CHAP secrets, the one place the API
+// document with every client, image and DHCP lease, the newest boot
+// sessions and audit entries; POST restore takes such a document back into
+// the store. Clients come with their CHAP secrets, the one place the API
 // gives them out, so that a restore brings clients back as they were: the
-// document is a secret, and only admins may read it), image and DHCP lease, the newest boot sessions and audit
-// entries; POST restore takes such a document back into the store.
+// document is a secret, and only admins may read it. A client restored
+// without a secret (a backup from before CHAP was on by default) gets one
+// at the host's next start or reload (core/reconcile).
 //
 // Consistency: the store offers no read transaction across its tables, so
 // each table is read with one query (consistent within itself) while this
@@ -31,7 +34,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/dls-project/dls/core/chapsecret"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/storage"
 )
@@ -494,27 +496,14 @@ func (a *API) putClients(ctx context.Context, clients []store.Client, sum *resto
 	var refused []store.Client
 	for _, c := range clients {
 		old, err := a.deps.Store.GetClient(ctx, c.Name)
-		switch {
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return nil, fmt.Errorf("restore client %s: %w", c.Name, err)
-		case c.CHAPSecret != "":
-		case err == nil && old.CHAPSecret != "":
-			// A backup from before CHAP was on by default: keep the
-			// secrets the client has here.
-			c.CHAPSecret, c.CHAPMutualSecret = old.CHAPSecret, old.CHAPMutualSecret
-		default:
-			secret, gerr := chapsecret.Generate()
-			if gerr != nil {
-				return nil, fmt.Errorf("restore client %s: %w", c.Name, gerr)
-			}
-			c.CHAPSecret = secret
-		}
 		if err == nil {
 			old.CreatedAt, old.UpdatedAt = time.Time{}, time.Time{}
 			if reflect.DeepEqual(old, c) {
 				sum.Clients.Unchanged++
 				continue
 			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("restore client %s: %w", c.Name, err)
 		}
 		err = a.deps.Store.PutClient(ctx, c)
 		switch {

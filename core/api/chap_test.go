@@ -201,31 +201,6 @@ func TestExtraAddressesThroughAPI(t *testing.T) {
 	}
 }
 
-// TestRestoreOldBackupGivesSecrets: a backup from before CHAP was on by
-// default restores its clients with a secret (kept when the client has
-// one here).
-func TestRestoreOldBackupGivesSecrets(t *testing.T) {
-	var ls *leaseStore
-	e := newEnv(t, withLeases(&ls))
-	admin := e.login("alice").AccessToken
-	e.mustCreateClient(admin, "pc1", "52:54:00:00:00:01")
-	kept, _ := e.secretsOf("pc1")
-	doc := map[string]any{"format": BackupFormat, "version": BackupVersion, "clients": []map[string]any{
-		{"name": "pc1", "mac": "52:54:00:00:00:01", "image": "win11", "persistent": true},
-		{"name": "pc2", "mac": "52:54:00:00:00:02", "image": "win11"},
-	}}
-	w := e.do("POST", "/restore", admin, doc)
-	if w.Code != http.StatusOK {
-		t.Fatalf("restore: %d %s", w.Code, w.Body)
-	}
-	if s, _ := e.secretsOf("pc1"); s != kept {
-		t.Errorf("pc1 secret %q, want kept %q", s, kept)
-	}
-	if s, _ := e.secretsOf("pc2"); len(s) < 16 {
-		t.Errorf("pc2 restored without a secret: %q", s)
-	}
-}
-
 // scriptStore gives the host services the API's store, for the lookups a
 // script render makes; any other method would panic (nil Store).
 type scriptStore struct {
