@@ -331,6 +331,7 @@ func (a *API) routes() []route {
 		{"DELETE", "/clients/{name}", roleOperator, a.deleteClient},
 		{"POST", "/clients/{name}/volume", roleOperator, a.clientVolume},
 		{"POST", "/clients/{name}/wake", roleOperator, a.wakeClient},
+		{"POST", "/clients/{name}/chap", roleOperator, a.clientCHAP},
 
 		{"GET", "/images", roleViewer, a.listImages},
 		{"POST", "/images", roleAdmin, a.createImage},

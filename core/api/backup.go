@@ -1,9 +1,13 @@
 package api
 
 // Backup and restore of the state store. GET backup answers one JSON
-// document with every client (with its CHAP secrets: the document is a
-// secret), image and DHCP lease, the newest boot sessions and audit
-// entries; POST restore takes such a document back into the store.
+// document with every client, image and DHCP lease, the newest boot
+// sessions and audit entries; POST restore takes such a document back into
+// the store. Clients come with their CHAP secrets, the one place the API
+// gives them out, so that a restore brings clients back as they were: the
+// document is a secret, and only admins may read it. A client restored
+// without a secret (a backup from before CHAP was on by default) gets one
+// at the host's next start or reload (core/reconcile).
 //
 // Consistency: the store offers no read transaction across its tables, so
 // each table is read with one query (consistent within itself) while this
@@ -406,6 +410,13 @@ func checkBackup(doc backupDoc) (restorePlan, error) {
 				return p, fieldError("clients", "clients[%d] (%s): address %q is not an IPv4 address", i, b.Name, b.Address)
 			}
 			c.Address = addr
+		}
+		for _, s := range b.ExtraAddresses {
+			addr, err := netip.ParseAddr(s)
+			if err != nil || addr.Zone() != "" {
+				return p, fieldError("clients", "clients[%d] (%s): extra address %q is not an IP address", i, b.Name, s)
+			}
+			c.ExtraAddresses = append(c.ExtraAddresses, addr)
 		}
 		if b.Image == "" {
 			return p, fieldError("clients", "clients[%d] (%s): image is empty", i, b.Name)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/dls-project/dls/core/chapsecret"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/storage"
 )
@@ -16,15 +17,44 @@ import (
 // volume names and IQN suffixes.
 var clientNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,63}$`)
 
-// clientBody is a client as the API takes it.
+// clientBody is a client as the API shows it and takes it, without its
+// CHAP secrets: they are write-only (clientInput, chapRequest) and never
+// shown, even to admins. Only a backup carries them (backupClient).
 type clientBody struct {
-	Name       string            `json:"name"`
-	MAC        string            `json:"mac"`
-	Image      string            `json:"image"`
-	Address    string            `json:"address,omitempty"`
-	Initiators []string          `json:"initiators,omitempty"`
-	Persistent bool              `json:"persistent"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	Name           string            `json:"name"`
+	MAC            string            `json:"mac"`
+	Image          string            `json:"image"`
+	Address        string            `json:"address,omitempty"`
+	Initiators     []string          `json:"initiators,omitempty"`
+	ExtraAddresses []string          `json:"extra_addresses,omitempty"`
+	Persistent     bool              `json:"persistent"`
+	Labels         map[string]string `json:"labels,omitempty"`
+}
+
+// clientInput is a client as POST and PUT take it: the shown fields and,
+// write-only, its CHAP secrets. A secret left out is generated (POST) or
+// kept (PUT).
+//
+// It repeats clientBody's fields rather than embed it, so that a decoding
+// error names the JSON field ("persistent"), not a Go path through the
+// embedded struct.
+type clientInput struct {
+	Name             string            `json:"name"`
+	MAC              string            `json:"mac"`
+	Image            string            `json:"image"`
+	Address          string            `json:"address,omitempty"`
+	Initiators       []string          `json:"initiators,omitempty"`
+	ExtraAddresses   []string          `json:"extra_addresses,omitempty"`
+	Persistent       bool              `json:"persistent"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	CHAPSecret       string            `json:"chap_secret,omitempty"`
+	CHAPMutualSecret string            `json:"chap_mutual_secret,omitempty"`
+}
+
+// body is b without its secrets.
+func (b clientInput) body() clientBody {
+	return clientBody{Name: b.Name, MAC: b.MAC, Image: b.Image, Address: b.Address, Initiators: b.Initiators,
+		ExtraAddresses: b.ExtraAddresses, Persistent: b.Persistent, Labels: b.Labels}
 }
 
 // clientJSON is a client as the API shows it.
@@ -38,6 +68,9 @@ func toClientJSON(c store.Client) clientJSON {
 	b := clientBody{Name: c.Name, MAC: c.MAC, Image: c.Image, Initiators: c.Initiators, Persistent: c.Persistent, Labels: c.Labels}
 	if c.Address.IsValid() {
 		b.Address = c.Address.String()
+	}
+	for _, a := range c.ExtraAddresses {
+		b.ExtraAddresses = append(b.ExtraAddresses, a.String())
 	}
 	return clientJSON{clientBody: b, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
@@ -63,6 +96,16 @@ func (a *API) toClient(r *http.Request, b clientBody) (store.Client, error) {
 		if iqn == "" || len(iqn) > 223 {
 			return store.Client{}, fieldError("initiators", "initiator %q: want 1-223 characters", iqn)
 		}
+	}
+	if len(b.ExtraAddresses) > 64 {
+		return store.Client{}, fieldError("extra_addresses", "at most 64 extra addresses")
+	}
+	for _, s := range b.ExtraAddresses {
+		addr, err := netip.ParseAddr(s)
+		if err != nil || addr.Zone() != "" {
+			return store.Client{}, fieldError("extra_addresses", "extra address %q is not an IP address such as 10.0.0.5 (no zone)", s)
+		}
+		c.ExtraAddresses = append(c.ExtraAddresses, addr)
 	}
 	if len(b.Labels) > 64 {
 		return store.Client{}, fieldError("labels", "at most 64 labels")
@@ -129,15 +172,26 @@ func (a *API) getClient(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// createClient: POST clients; a name already taken is a 409.
+// createClient: POST clients; a name already taken is a 409. A client
+// without chap_secret gets a generated one (CHAP is on for every client).
 func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
-	var b clientBody
+	var b clientInput
 	if err := decode(w, r, &b, false); err != nil {
 		return err
 	}
-	c, err := a.toClient(r, b)
+	c, err := a.toClient(r, b.body())
 	if err != nil {
 		return err
+	}
+	chap, err := setSecrets(&c, b)
+	if err != nil {
+		return err
+	}
+	if c.CHAPSecret == "" {
+		if c.CHAPSecret, err = chapsecret.Generate(); err != nil {
+			return err
+		}
+		chap = "generated"
 	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
@@ -149,13 +203,46 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 	if err := a.putClient(r, c); err != nil {
 		return err
 	}
-	a.auditReq(r, "client.create", "client/"+c.Name, toClientJSON(c).clientBody)
+	a.auditReq(r, "client.create", "client/"+c.Name, clientAudit{clientBody: toClientJSON(c).clientBody, CHAP: chap})
 	return a.answerClient(w, r, c.Name, http.StatusCreated)
 }
 
-// updateClient: PUT clients/{name} replaces an existing client.
+// clientAudit is the audit detail of a client write: the shown fields and
+// where its secrets came from ("generated", "set", "kept"), never them.
+type clientAudit struct {
+	clientBody
+	CHAP string `json:"chap"`
+}
+
+// setSecrets validates the secrets of b and sets those given on c. It
+// answers "set" when b gave one, "" otherwise.
+func setSecrets(c *store.Client, b clientInput) (string, error) {
+	if b.CHAPSecret == "" && b.CHAPMutualSecret == "" {
+		return "", nil
+	}
+	if b.CHAPSecret != "" {
+		if err := chapsecret.Check("chap_secret", b.CHAPSecret); err != nil {
+			return "", fieldError("chap_secret", "%v", err)
+		}
+		c.CHAPSecret = b.CHAPSecret
+	}
+	if b.CHAPMutualSecret != "" {
+		if err := chapsecret.Check("chap_mutual_secret", b.CHAPMutualSecret); err != nil {
+			return "", fieldError("chap_mutual_secret", "%v", err)
+		}
+		c.CHAPMutualSecret = b.CHAPMutualSecret
+	}
+	if c.CHAPMutualSecret != "" && c.CHAPMutualSecret == c.CHAPSecret {
+		return "", fieldError("chap_mutual_secret", "chap_mutual_secret must differ from chap_secret (RFC 3720)")
+	}
+	return "set", nil
+}
+
+// updateClient: PUT clients/{name} replaces an existing client. Its CHAP
+// secrets are kept unless the body sets them (they are never shown, so a
+// client read, edited and written back has none).
 func (a *API) updateClient(w http.ResponseWriter, r *http.Request) error {
-	var b clientBody
+	var b clientInput
 	if err := decode(w, r, &b, false); err != nil {
 		return err
 	}
@@ -165,20 +252,133 @@ func (a *API) updateClient(w http.ResponseWriter, r *http.Request) error {
 	} else if b.Name != name {
 		return fieldError("name", "name %q differs from the path's %q (clients cannot be renamed)", b.Name, name)
 	}
-	c, err := a.toClient(r, b)
+	c, err := a.toClient(r, b.body())
 	if err != nil {
 		return err
 	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
-	if _, err := a.clientOf(r); err != nil {
+	cur, err := a.clientOf(r)
+	if err != nil {
 		return err
+	}
+	c.CHAPSecret, c.CHAPMutualSecret = cur.CHAPSecret, cur.CHAPMutualSecret
+	chap, err := setSecrets(&c, b)
+	if err != nil {
+		return err
+	}
+	if c.CHAPSecret == "" { // a client from before CHAP was on by default
+		if c.CHAPSecret, err = chapsecret.Generate(); err != nil {
+			return err
+		}
+		chap = "generated"
 	}
 	if err := a.putClient(r, c); err != nil {
 		return err
 	}
-	a.auditReq(r, "client.update", "client/"+c.Name, toClientJSON(c).clientBody)
+	if chap == "" {
+		chap = "kept"
+	}
+	a.auditReq(r, "client.update", "client/"+c.Name, clientAudit{clientBody: toClientJSON(c).clientBody, CHAP: chap})
+	if chap != "kept" {
+		a.auditReq(r, "client.chap_"+chapAction[chap], "client/"+c.Name, map[string]bool{
+			"secret_changed": c.CHAPSecret != cur.CHAPSecret, "mutual_secret_changed": c.CHAPMutualSecret != cur.CHAPMutualSecret,
+		})
+	}
 	return a.answerClient(w, r, c.Name, http.StatusOK)
+}
+
+// chapAction names the audit action of a secret change by its origin.
+var chapAction = map[string]string{"set": "set", "generated": "generate", "rotated": "rotate"}
+
+// chapRequest is the body of POST clients/{name}/chap: either rotate (a
+// new generated secret, and a new mutual secret when the client has one)
+// or secret (and optionally mutual_secret) to set.
+type chapRequest struct {
+	Rotate       bool   `json:"rotate,omitempty"`
+	Secret       string `json:"secret,omitempty"`
+	MutualSecret string `json:"mutual_secret,omitempty"`
+}
+
+// chapResult answers POST clients/{name}/chap; it holds no secret.
+type chapResult struct {
+	Client string `json:"client"`
+	// Action is "rotated" or "set".
+	Action       string    `json:"action"`
+	MutualSecret bool      `json:"mutual_secret"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// clientCHAP: POST clients/{name}/chap rotates or sets the client's CHAP
+// secrets. The answer tells what was done, never the secret: a script
+// rendered after it carries the new one. A client whose dls.hcl block has
+// a chap block gets that secret back at the next reload.
+func (a *API) clientCHAP(w http.ResponseWriter, r *http.Request) error {
+	var req chapRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	switch {
+	case req.Rotate && (req.Secret != "" || req.MutualSecret != ""):
+		return fieldError("rotate", "give either rotate or secret, not both")
+	case !req.Rotate && req.Secret == "":
+		if req.MutualSecret != "" {
+			return fieldError("secret", "mutual_secret needs secret")
+		}
+		return fieldError("rotate", `want {"rotate": true} or {"secret": "..."}`)
+	}
+	if req.Secret != "" {
+		if err := chapsecret.Check("secret", req.Secret); err != nil {
+			return fieldError("secret", "%v", err)
+		}
+	}
+	if req.MutualSecret != "" {
+		if err := chapsecret.Check("mutual_secret", req.MutualSecret); err != nil {
+			return fieldError("mutual_secret", "%v", err)
+		}
+		if req.MutualSecret == req.Secret {
+			return fieldError("mutual_secret", "mutual_secret must differ from secret (RFC 3720)")
+		}
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	c, err := a.clientOf(r)
+	if err != nil {
+		return err
+	}
+	prevSecret, prevMutual := c.CHAPSecret, c.CHAPMutualSecret
+	action := "set"
+	if req.Rotate {
+		action = "rotated"
+		if c.CHAPSecret, err = chapsecret.Generate(); err != nil {
+			return err
+		}
+		if c.CHAPMutualSecret != "" {
+			if c.CHAPMutualSecret, err = chapsecret.Generate(); err != nil {
+				return err
+			}
+		}
+	} else {
+		c.CHAPSecret = req.Secret
+		if req.MutualSecret != "" {
+			c.CHAPMutualSecret = req.MutualSecret
+		}
+		if c.CHAPMutualSecret == c.CHAPSecret {
+			return fieldError("secret", "secret must differ from the client's mutual secret (RFC 3720)")
+		}
+	}
+	if err := a.putClient(r, c); err != nil {
+		return err
+	}
+	a.auditReq(r, "client.chap_"+chapAction[action], "client/"+c.Name, map[string]bool{
+		"secret_changed": c.CHAPSecret != prevSecret, "mutual_secret_changed": c.CHAPMutualSecret != prevMutual,
+	})
+	stored, err := a.deps.Store.GetClient(r.Context(), c.Name)
+	if err != nil {
+		return fmt.Errorf("read back client %s: %w", c.Name, err)
+	}
+	writeJSON(w, http.StatusOK, chapResult{Client: c.Name, Action: action, MutualSecret: stored.CHAPMutualSecret != "", UpdatedAt: stored.UpdatedAt})
+	return nil
 }
 
 // answerClient writes the client as stored.

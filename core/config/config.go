@@ -8,6 +8,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -159,12 +160,17 @@ type Client struct {
 	Address string
 	// Initiators are extra initiator IQNs allowed to log in as this client.
 	Initiators []string
+	// ExtraAddresses are the addresses (IPv4 or IPv6, no zone) the
+	// client's extra initiators may log in from, besides its boot address.
+	ExtraAddresses []netip.Addr
 	// Persistent keeps the client's volume across boots (default true);
 	// false resets it at every boot.
 	Persistent bool
 	// Script is this client's iPXE script template, overriding boot.script.
 	Script string
-	// CHAP is set when the client must authenticate its iSCSI login.
+	// CHAP is set when the client's chap block gives its secrets; without
+	// one the host generates a secret and keeps it in the state store
+	// (CHAP is on for every client).
 	CHAP      *CHAP
 	DeclRange hcl.Range
 
@@ -173,9 +179,11 @@ type Client struct {
 
 // CHAP holds a client's iSCSI CHAP secrets.
 type CHAP struct {
-	// Secret authenticates the client to the target.
+	// Secret authenticates the client to the target; at least
+	// chapsecret.MinLength characters.
 	Secret string
-	// MutualSecret, when set, authenticates the target to the client.
+	// MutualSecret, when set, authenticates the target to the client;
+	// at least chapsecret.MinLength characters.
 	MutualSecret string
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dls-project/dls/core/chapsecret"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -499,6 +500,7 @@ func (l *loader) client(b *hcl.Block) *Client {
 		Attributes: []hcl.AttributeSchema{
 			{Name: "mac", Required: true}, {Name: "image", Required: true},
 			{Name: "address"}, {Name: "initiators"}, {Name: "persistent"}, {Name: "script"},
+			{Name: "extra_addresses"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "chap"}},
 	})
@@ -545,6 +547,7 @@ func (l *loader) client(b *hcl.Block) *Client {
 			}
 		}
 	}
+	l.extraAddresses(c.Attributes, cl)
 	l.boolean(c.Attributes, "persistent", &cl.Persistent)
 	l.path(c.Attributes, "script", &cl.Script)
 	var chapBlock *hcl.Block
@@ -561,8 +564,15 @@ func (l *loader) chap(b *hcl.Block) *CHAP {
 		{Name: "secret", Required: true}, {Name: "mutual_secret"},
 	}})
 	ch := &CHAP{}
-	if a := l.str(c.Attributes, "secret", &ch.Secret); a != nil && ch.Secret == "" {
-		l.invalid(a, "The CHAP secret must not be empty.")
+	if a := l.str(c.Attributes, "secret", &ch.Secret); a != nil {
+		switch {
+		case ch.Secret == "":
+			l.invalid(a, "The CHAP secret must not be empty; leave the chap block out to have DLS generate one.")
+		default:
+			if err := chapsecret.Check("the CHAP secret", ch.Secret); err != nil {
+				l.invalid(a, "%s.", upperFirst(err.Error()))
+			}
+		}
 	}
 	if a := l.str(c.Attributes, "mutual_secret", &ch.MutualSecret); a != nil {
 		switch {
@@ -570,6 +580,10 @@ func (l *loader) chap(b *hcl.Block) *CHAP {
 			l.invalid(a, "The mutual CHAP secret must not be empty; leave it out for one-way CHAP.")
 		case ch.MutualSecret == ch.Secret:
 			l.invalid(a, "The mutual CHAP secret must differ from the secret (RFC 3720).")
+		default:
+			if err := chapsecret.Check("the mutual CHAP secret", ch.MutualSecret); err != nil {
+				l.invalid(a, "%s.", upperFirst(err.Error()))
+			}
 		}
 	}
 	return ch

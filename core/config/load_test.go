@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -414,6 +415,18 @@ func TestInlineErrors(t *testing.T) {
 			`2:12: Invalid value for "listen"; "127.0.0.1:70000": the port "70000" is not a number from 0 to 65535.`},
 		{"chap without secret", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  chap {}\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
 			`4:8: Missing required argument; The argument "secret" is required, but no definition was found.`},
+		{"chap secret too short", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  chap {\n    secret = \"elevenchars\"\n  }\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`5:14: Invalid value for "secret"; The CHAP secret is 11 characters long; CHAP secrets need at least 12.`},
+		{"chap mutual secret too short", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  chap {\n    secret = \"twelve-chars\"\n    mutual_secret = \"short\"\n  }\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`6:21: Invalid value for "mutual_secret"; The mutual CHAP secret is 5 characters long; CHAP secrets need at least 12.`},
+		{"chap empty secret", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  chap {\n    secret = \"\"\n  }\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`5:14: Invalid value for "secret"; The CHAP secret must not be empty; leave the chap block out to have DLS generate one.`},
+		{"extra_addresses not an address", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  extra_addresses = [\"10.0.0.5\", \"10.0.0.256\"]\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`4:34: Invalid value for "extra_addresses"; Element 1: "10.0.0.256" is not an IP address such as "10.0.0.5" (no zone).`},
+		{"extra_addresses with zone", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  extra_addresses = [\"fe80::1%eth0\"]\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`4:22: Invalid value for "extra_addresses"; Element 0: "fe80::1%eth0" is not an IP address such as "10.0.0.5" (no zone).`},
+		{"extra_addresses not a list", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  extra_addresses = \"10.0.0.5\"\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`4:21: Incorrect attribute value type; Inappropriate value for attribute "extra_addresses": list of string required, but have string.`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.text)
@@ -449,6 +462,7 @@ client "pc-01" {
   mac        = "52-54-00-AB-CD-EF"
   image      = "lab"
   initiators = ["iqn.1991-05.com.microsoft:pc-01"]
+  extra_addresses = ["10.0.0.5", "fd00::5", "::ffff:10.0.0.6", "10.0.0.5"]
   persistent = false
   chap {
     secret        = "twelve-chars"
@@ -473,10 +487,16 @@ client "pc-02" {
 		!reflect.DeepEqual(c1.CHAP, &CHAP{Secret: "twelve-chars", MutualSecret: "other-secret"}) {
 		t.Errorf("pc-01 = %+v", c1)
 	}
+	if want := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("fd00::5"), netip.MustParseAddr("10.0.0.6")}; !reflect.DeepEqual(c1.ExtraAddresses, want) {
+		t.Errorf("pc-01 extra_addresses = %v, want %v", c1.ExtraAddresses, want)
+	}
 	if c2.MAC != "52:54:00:ab:cd:ee" || !c2.Persistent || c2.Initiators != nil {
 		t.Errorf("pc-02 = %+v", c2)
 	}
-	if c2.DeclRange.Start.Line != 27 {
+	if c2.ExtraAddresses != nil {
+		t.Errorf("pc-02 extra_addresses = %v, want none", c2.ExtraAddresses)
+	}
+	if c2.DeclRange.Start.Line != 28 {
 		t.Errorf("pc-02 declared at %v", c2.DeclRange)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/core/chapsecret"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/host"
 )
@@ -104,7 +105,8 @@ const RegisteredPrefix = "auto-"
 
 // register creates the client of an unknown MAC (unknown_clients =
 // "register"): named auto-<mac hex>, booting boot.default_image,
-// persistent, labelled dls.origin = "register"; the audit log records it.
+// persistent, labelled dls.origin = "register", with a generated CHAP
+// secret (CHAP is on for every client); the audit log records it.
 func (s *Services) register(ctx context.Context, mac string) (store.Client, error) {
 	name := RegisteredPrefix + strings.ReplaceAll(mac, ":", "")
 	switch c, err := s.clients.GetClient(ctx, name); {
@@ -118,9 +120,14 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 	if err := s.mayRegister(ctx); err != nil {
 		return store.Client{}, fmt.Errorf("register %s: %w", mac, err)
 	}
+	secret, err := chapsecret.Generate()
+	if err != nil {
+		return store.Client{}, fmt.Errorf("register %s: %w", mac, err)
+	}
 	c := store.Client{
 		Name: name, MAC: mac, Image: s.boot.DefaultImage, Persistent: true,
-		Labels: map[string]string{"dls.origin": "register"},
+		Labels:     map[string]string{"dls.origin": "register"},
+		CHAPSecret: secret,
 	}
 	if err := s.clients.PutClient(ctx, c); err != nil {
 		if errors.Is(err, store.ErrConflict) {

@@ -225,7 +225,18 @@ func TestRegisterUnknown(t *testing.T) {
 	if err != nil || c.MAC != "52:54:00:bb:00:01" || c.Image != "linux" || !c.Persistent || c.Labels["dls.origin"] != "register" {
 		t.Errorf("registered client %+v, %v", c, err)
 	}
+	// CHAP is on for registered clients too: a generated secret, which
+	// the client's script carries and the audit entry does not.
+	if len(c.CHAPSecret) < 16 || strings.Trim(c.CHAPSecret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
+		t.Errorf("registered client's secret %q, want >= 16 of [A-Za-z0-9]", c.CHAPSecret)
+	}
+	if _, script, err := s.Script(ctx, "52:54:00:bb:00:01", ""); err != nil || !strings.Contains(script, "set password "+c.CHAPSecret) {
+		t.Errorf("registered client's script (%v) does not carry its secret:\n%s", err, script)
+	}
 	audit, _ := st.ListAudit(ctx, 10)
+	if len(audit) == 1 && strings.Contains(audit[0].Detail, c.CHAPSecret) {
+		t.Errorf("registration audit holds the secret: %+v", audit[0])
+	}
 	if len(audit) != 1 || audit[0].Action != "client.register" || audit[0].Object != "client/auto-525400bb0001" {
 		t.Errorf("audit %+v", audit)
 	}

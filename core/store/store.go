@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -126,11 +127,16 @@ type Client struct {
 	// client, stored in lower case (iSCSI names are case-insensitive,
 	// RFC 3722) without duplicates. Nil when there are none.
 	Initiators []string
+	// ExtraAddresses are the addresses the client's extra Initiators may
+	// log in from besides its boot address (IPv4 unmapped, or IPv6), in
+	// the order given, without duplicates. Nil when there are none.
+	ExtraAddresses []netip.Addr
 	// Persistent clients keep their clone across boots; the others get a
 	// fresh clone at every boot.
 	Persistent bool
 	// CHAPSecret is the secret the client's initiator answers the target's
-	// CHAP challenge with; "" means no CHAP. CHAPMutualSecret is the one
+	// CHAP challenge with; "" means no CHAP (the host gives every client a
+	// generated one, see core/chapsecret, so "" is only seen before that). CHAPMutualSecret is the one
 	// the target answers with in mutual CHAP ("" for one-way).
 	//
 	// Both are stored as given, in clear: CHAP is a shared-secret
@@ -147,8 +153,8 @@ type Client struct {
 }
 
 // Normalize returns c in the form the store keeps (canonical MAC, IPv4
-// address unmapped, initiators lower-cased and deduplicated, empty
-// collections nil), or an error wrapping ErrInvalid. Implementations call
+// address unmapped, initiators lower-cased and deduplicated, extra
+// addresses unmapped and deduplicated, empty collections nil), or an error wrapping ErrInvalid. Implementations call
 // it before writing; callers need not.
 func (c Client) Normalize() (Client, error) {
 	if strings.TrimSpace(c.Name) == "" {
@@ -178,6 +184,17 @@ func (c Client) Normalize() (Client, error) {
 		}
 	}
 	c.Initiators = iqns
+	var extra []netip.Addr
+	for _, a := range c.ExtraAddresses {
+		if !a.IsValid() {
+			return c, fmt.Errorf("client %s: empty extra address: %w", c.Name, ErrInvalid)
+		}
+		a = a.Unmap().WithZone("")
+		if !slices.Contains(extra, a) {
+			extra = append(extra, a)
+		}
+	}
+	c.ExtraAddresses = extra
 	if len(c.Labels) == 0 {
 		c.Labels = nil
 	}

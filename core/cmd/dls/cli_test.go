@@ -293,6 +293,37 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("after set: %+v", c)
 	}
 
+	// CHAP: rotate and set; nothing secret printed, the stored secret changes.
+	secret := func() string {
+		t.Helper()
+		c, err := h.store.GetClient(context.Background(), "pc-01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CHAPSecret
+	}
+	before := secret()
+	if len(before) < 16 {
+		t.Fatalf("client add gave no generated secret: %q", before)
+	}
+	out = h.ok("client", "chap", "pc-01", "--rotate")
+	if after := secret(); after == before || strings.Contains(out, after) || !strings.Contains(out, "client pc-01: CHAP secret rotated") {
+		t.Errorf("chap --rotate: %q, secret %q -> %q", out, before, after)
+	}
+	if out, errOut, code := h.dls("chosen-secret-01\n", "client", "chap", "pc-01", "--secret-stdin"); code != 0 || strings.Contains(out, "chosen") || secret() != "chosen-secret-01" {
+		t.Errorf("chap --secret-stdin: exit %d, %q %q, secret %q", code, out, errOut, secret())
+	}
+	if _, errOut, code := h.dls("short\n", "client", "chap", "pc-01", "--secret-stdin"); code != 1 || !strings.Contains(errOut, "secret is 5 characters long") {
+		t.Errorf("short secret: exit %d, %q", code, errOut)
+	}
+	h.fails(2, "chap: give one of --rotate, --secret-stdin", "client", "chap", "pc-01")
+	h.fails(2, "chap: give one of --rotate, --secret-stdin", "client", "chap", "pc-01", "--rotate", "--secret-stdin")
+	// set keeps the secret and sets extra addresses.
+	h.ok("client", "set", "pc-01", "--extra-address", "10.0.0.5", "--extra-address", "fd00::5")
+	if c := h.ok("client", "get", "pc-01"); !strings.Contains(c, "10.0.0.5, fd00::5") || secret() != "chosen-secret-01" {
+		t.Errorf("after set --extra-address: secret %q\n%s", secret(), c)
+	}
+
 	if out := h.ok("wake", "pc-01"); !strings.Contains(out, "magic packet sent") {
 		t.Errorf("wake: %s", out)
 	}

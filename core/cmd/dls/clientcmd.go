@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/url"
 	"slices"
@@ -16,17 +18,23 @@ const clientUsage = `Usage:
   dls client list
   dls client get NAME
   dls client add NAME --mac MAC --image IMAGE [--address IPV4] [--initiator IQN]...
-                 [--persistent=false] [--label KEY=VALUE]...
+                 [--extra-address IP]... [--persistent=false] [--label KEY=VALUE]...
   dls client set NAME [--mac MAC] [--image IMAGE] [--address IPV4|''] [--initiator IQN|'']...
-                 [--persistent=true|false] [--label KEY=VALUE]...
+                 [--extra-address IP|'']... [--persistent=true|false] [--label KEY=VALUE]...
+  dls client chap NAME --rotate | --secret-stdin
   dls client delete NAME
   dls client reset NAME [--version N]
   dls client wake NAME
 
-set changes only the flags given (--initiator and --label replace the whole
-list; '' clears it). reset makes the client's volume a fresh clone of its
-image's current version (or version N); delete keeps the volume on its
-storage. Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
+set changes only the flags given (--initiator, --extra-address and --label
+replace the whole list; '' clears it) and keeps the client's CHAP secret.
+chap --rotate gives the client a new generated CHAP secret (and a new mutual
+secret if it has one); --secret-stdin sets the secret from the first line of
+standard input (at least 12 characters). Secrets are never shown: add
+generates one, and a booted machine keeps the old one until it boots again.
+reset makes the client's volume a fresh clone of its image's current version
+(or version N); delete keeps the volume on its storage. Common flags:
+--server URL, --tls-ca FILE, --insecure, -o table|json.
 `
 
 const wakeUsage = `Usage:
@@ -42,19 +50,22 @@ type apiClient struct {
 	Image      string            `json:"image"`
 	Address    string            `json:"address,omitempty"`
 	Initiators []string          `json:"initiators,omitempty"`
+	Extra      []string          `json:"extra_addresses,omitempty"`
 	Persistent bool              `json:"persistent"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	UpdatedAt  time.Time         `json:"updated_at"`
 }
 
-// clientInput is a client as the API takes it.
+// clientInput is a client as the API takes it (without secrets: the API
+// generates one for a new client and keeps it on PUT).
 type clientInput struct {
 	Name       string            `json:"name"`
 	MAC        string            `json:"mac"`
 	Image      string            `json:"image"`
 	Address    string            `json:"address,omitempty"`
 	Initiators []string          `json:"initiators,omitempty"`
+	Extra      []string          `json:"extra_addresses,omitempty"`
 	Persistent bool              `json:"persistent"`
 	Labels     map[string]string `json:"labels,omitempty"`
 }
@@ -66,10 +77,11 @@ func (c *cli) client(ctx context.Context, args []string) error {
 	}
 	fs, f := c.flags(clientUsage)
 	var (
-		mac, image, address *string
-		initiators, labels  listFlag
-		persistent          *bool
-		version             *uint64
+		mac, image, address       *string
+		initiators, labels, extra listFlag
+		persistent                *bool
+		version                   *uint64
+		rotate, secretStdin       *bool
 	)
 	switch verb {
 	case "add", "set":
@@ -79,6 +91,10 @@ func (c *cli) client(ctx context.Context, args []string) error {
 		fs.Var(&initiators, "initiator", "extra iSCSI initiator IQN allowed to log in as the client (repeat for more)")
 		persistent = fs.Bool("persistent", true, "keep the client's volume across boots")
 		fs.Var(&labels, "label", "KEY=VALUE tag (repeat for more)")
+		fs.Var(&extra, "extra-address", "address the client's extra initiators may log in from (repeat for more)")
+	case "chap":
+		rotate = fs.Bool("rotate", false, "give the client a new generated CHAP secret")
+		secretStdin = fs.Bool("secret-stdin", false, "set the CHAP secret from the first line of standard input")
 	case "reset":
 		version = fs.Uint64("version", 0, "image version to clone (default: the current one)")
 	case "list", "get", "delete", "wake":
@@ -101,8 +117,12 @@ func (c *cli) client(ctx context.Context, args []string) error {
 			return usagef("add needs --mac and --image")
 		}
 	case "set":
-		if !slices.ContainsFunc([]string{"mac", "image", "address", "initiator", "persistent", "label"}, func(n string) bool { return set[n] }) {
-			return usagef("set: give at least one of --mac, --image, --address, --initiator, --persistent, --label")
+		if !slices.ContainsFunc([]string{"mac", "image", "address", "initiator", "extra-address", "persistent", "label"}, func(n string) bool { return set[n] }) {
+			return usagef("set: give at least one of --mac, --image, --address, --initiator, --extra-address, --persistent, --label")
+		}
+	case "chap":
+		if *rotate == *secretStdin {
+			return usagef("chap: give one of --rotate, --secret-stdin")
 		}
 	}
 	if set["label"] {
@@ -142,7 +162,7 @@ func (c *cli) client(ctx context.Context, args []string) error {
 		b, err := conn.call(ctx, "GET", path, nil)
 		return c.showClient(f, b, err)
 	case "add":
-		in := clientInput{Name: name, MAC: *mac, Image: *image, Address: *address, Initiators: initiators, Persistent: *persistent, Labels: newLabels}
+		in := clientInput{Name: name, MAC: *mac, Image: *image, Address: *address, Initiators: initiators, Extra: extra, Persistent: *persistent, Labels: newLabels}
 		b, err := conn.call(ctx, "POST", "/clients", in)
 		return c.showClient(f, b, err)
 	case "set":
@@ -154,7 +174,7 @@ func (c *cli) client(ctx context.Context, args []string) error {
 		if err := json.Unmarshal(b, &cur); err != nil {
 			return fmt.Errorf("decode client: %w", err)
 		}
-		in := clientInput{Name: cur.Name, MAC: cur.MAC, Image: cur.Image, Address: cur.Address, Initiators: cur.Initiators, Persistent: cur.Persistent, Labels: cur.Labels}
+		in := clientInput{Name: cur.Name, MAC: cur.MAC, Image: cur.Image, Address: cur.Address, Initiators: cur.Initiators, Extra: cur.Extra, Persistent: cur.Persistent, Labels: cur.Labels}
 		if set["mac"] {
 			in.MAC = *mac
 		}
@@ -170,11 +190,16 @@ func (c *cli) client(ctx context.Context, args []string) error {
 		if set["initiator"] {
 			in.Initiators = slices.DeleteFunc(slices.Clone(initiators), func(s string) bool { return s == "" })
 		}
+		if set["extra-address"] {
+			in.Extra = slices.DeleteFunc(slices.Clone(extra), func(s string) bool { return s == "" })
+		}
 		if set["label"] {
 			in.Labels = newLabels
 		}
 		b, err = conn.call(ctx, "PUT", path, in)
 		return c.showClient(f, b, err)
+	case "chap":
+		return c.clientCHAP(ctx, conn, f, name, path, *rotate)
 	case "delete":
 		if _, err := conn.call(ctx, "DELETE", path, nil); err != nil {
 			return err
@@ -206,6 +231,43 @@ func (c *cli) client(ctx context.Context, args []string) error {
 	case "wake":
 		return c.wakeClient(ctx, conn, f, name)
 	}
+	return nil
+}
+
+// clientCHAP rotates the client's CHAP secret, or sets it from the first
+// line of standard input. Nothing secret is printed.
+func (c *cli) clientCHAP(ctx context.Context, conn *apiConn, f *commonFlags, name, path string, rotate bool) error {
+	body := map[string]any{"rotate": true}
+	if !rotate {
+		secret, err := readLine(c.stdin)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read secret: %w", err)
+		}
+		if secret = strings.TrimRight(secret, "\r\n"); secret == "" {
+			return usagef("--secret-stdin: standard input has no secret")
+		}
+		body = map[string]any{"secret": secret}
+	}
+	b, err := conn.call(ctx, "POST", path+"/chap", body)
+	if err != nil {
+		return err
+	}
+	if f.json() {
+		c.printJSON(b)
+		return nil
+	}
+	var res struct {
+		Action       string `json:"action"`
+		MutualSecret bool   `json:"mutual_secret"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	what := "CHAP secret"
+	if res.MutualSecret && rotate {
+		what = "CHAP secrets (one-way and mutual)"
+	}
+	fmt.Fprintf(c.stdout, "client %s: %s %s; it takes effect at the machine's next boot\n", name, what, res.Action)
 	return nil
 }
 
@@ -267,6 +329,7 @@ func (c *cli) showClient(f *commonFlags, b []byte, err error) error {
 		"Address", cl.Address,
 		"Persistent", yesNo(cl.Persistent),
 		"Initiators", strings.Join(cl.Initiators, ", "),
+		"Extra IPs", strings.Join(cl.Extra, ", "),
 		"Labels", strings.Join(labels, ", "),
 		"Created", when(cl.CreatedAt),
 		"Updated", when(cl.UpdatedAt),

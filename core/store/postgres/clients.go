@@ -18,7 +18,7 @@ import (
 // lookup needs no transaction to be consistent and costs one query on the
 // DHCP path.
 const selectClient = `SELECT c.name, c.mac, c.image, c.address, c.persistent, c.labels,
-	c.chap_secret, c.chap_mutual_secret, c.created_at, c.updated_at,
+	c.chap_secret, c.chap_mutual_secret, c.extra_addresses, c.created_at, c.updated_at,
 	ARRAY(SELECT i.iqn FROM client_initiators i WHERE i.client_id = c.id ORDER BY i.position)
 FROM clients c`
 
@@ -34,6 +34,10 @@ func (s *Store) PutClient(ctx context.Context, c store.Client) error {
 	}
 	if c.Labels == nil {
 		labels = []byte("{}")
+	}
+	extra := c.ExtraAddresses
+	if extra == nil {
+		extra = []netip.Addr{} // the column is NOT NULL
 	}
 	var address any // NULL when there is no reservation
 	if c.Address.IsValid() {
@@ -60,16 +64,16 @@ func (s *Store) PutClient(ctx context.Context, c store.Client) error {
 		}
 		var id int64
 		err := s.queryRow(ctx, tx, `INSERT INTO clients
-			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, extra_addresses, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (name) DO UPDATE SET
 				mac = excluded.mac, image = excluded.image, address = excluded.address,
 				persistent = excluded.persistent, labels = excluded.labels,
 				chap_secret = excluded.chap_secret, chap_mutual_secret = excluded.chap_mutual_secret,
-				updated_at = excluded.updated_at
+				extra_addresses = excluded.extra_addresses, updated_at = excluded.updated_at
 			RETURNING id`,
 			[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels),
-				c.CHAPSecret, c.CHAPMutualSecret, now, now}, &id)
+				c.CHAPSecret, c.CHAPMutualSecret, extra, now, now}, &id)
 		if err != nil {
 			return conflict(err)
 		}
@@ -193,12 +197,13 @@ type clientRow struct {
 	address              *netip.Addr
 	labels               []byte
 	initiators           []string
+	extra                []netip.Addr
 	createdAt, updatedAt time.Time
 }
 
 func (r *clientRow) dest() []any {
 	return []any{&r.c.Name, &r.c.MAC, &r.c.Image, &r.address, &r.c.Persistent, &r.labels,
-		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.createdAt, &r.updatedAt, &r.initiators}
+		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.extra, &r.createdAt, &r.updatedAt, &r.initiators}
 }
 
 func (r *clientRow) client() (store.Client, error) {
@@ -214,6 +219,9 @@ func (r *clientRow) client() (store.Client, error) {
 	}
 	if len(r.initiators) > 0 {
 		c.Initiators = r.initiators
+	}
+	if len(r.extra) > 0 {
+		c.ExtraAddresses = r.extra
 	}
 	c.CreatedAt = r.createdAt.UTC()
 	c.UpdatedAt = r.updatedAt.UTC()

@@ -17,7 +17,7 @@ import (
 // lookup needs no transaction to be consistent and costs one query on the
 // DHCP path.
 const selectClient = `SELECT c.name, c.mac, c.image, c.address, c.persistent, c.labels,
-	c.chap_secret, c.chap_mutual_secret, c.created_at, c.updated_at,
+	c.chap_secret, c.chap_mutual_secret, c.extra_addresses, c.created_at, c.updated_at,
 	(SELECT json_group_array(i.iqn ORDER BY i.position) FROM client_initiators i WHERE i.client_id = c.id)
 FROM clients c`
 
@@ -33,6 +33,10 @@ func (s *Store) PutClient(ctx context.Context, c store.Client) error {
 	}
 	if c.Labels == nil {
 		labels = []byte("{}")
+	}
+	extra, err := json.Marshal(addrStrings(c.ExtraAddresses))
+	if err != nil {
+		return fmt.Errorf("put client %s: extra addresses: %w", c.Name, err)
 	}
 	var address any // NULL when there is no reservation
 	if c.Address.IsValid() {
@@ -57,16 +61,16 @@ func (s *Store) PutClient(ctx context.Context, c store.Client) error {
 		}
 		var id int64
 		err := s.queryRow(ctx, tx, `INSERT INTO clients
-			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, extra_addresses, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET
 				mac = excluded.mac, image = excluded.image, address = excluded.address,
 				persistent = excluded.persistent, labels = excluded.labels,
 				chap_secret = excluded.chap_secret, chap_mutual_secret = excluded.chap_mutual_secret,
-				updated_at = excluded.updated_at
+				extra_addresses = excluded.extra_addresses, updated_at = excluded.updated_at
 			RETURNING id`,
 			[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels),
-				c.CHAPSecret, c.CHAPMutualSecret, now, now}, &id)
+				c.CHAPSecret, c.CHAPMutualSecret, string(extra), now, now}, &id)
 		if err != nil {
 			return conflict(err)
 		}
@@ -193,12 +197,13 @@ type clientRow struct {
 	c                    store.Client
 	address              sql.NullString
 	labels, initiators   string
+	extra                string
 	createdAt, updatedAt int64
 }
 
 func (r *clientRow) dest() []any {
 	return []any{&r.c.Name, &r.c.MAC, &r.c.Image, &r.address, &r.c.Persistent, &r.labels,
-		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.createdAt, &r.updatedAt, &r.initiators}
+		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.extra, &r.createdAt, &r.updatedAt, &r.initiators}
 }
 
 func (r *clientRow) client() (store.Client, error) {
@@ -222,7 +227,27 @@ func (r *clientRow) client() (store.Client, error) {
 	if len(c.Initiators) == 0 {
 		c.Initiators = nil
 	}
+	var extra []string
+	if err := json.Unmarshal([]byte(r.extra), &extra); err != nil {
+		return c, fmt.Errorf("client %s: stored extra addresses: %w", c.Name, err)
+	}
+	for _, s := range extra {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return c, fmt.Errorf("client %s: stored extra address: %w", c.Name, err)
+		}
+		c.ExtraAddresses = append(c.ExtraAddresses, a)
+	}
 	c.CreatedAt = time.UnixMilli(r.createdAt).UTC()
 	c.UpdatedAt = time.UnixMilli(r.updatedAt).UTC()
 	return c, nil
+}
+
+// addrStrings returns as (never nil, so it marshals as []).
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sync"
@@ -45,6 +46,42 @@ func testClientCHAP(t *testing.T, s store.Store) {
 	check("after update", get(t, s, "pc-01"), "rotated-secret", "")
 	put(t, s, store.Client{Name: "pc-01", MAC: macA})
 	check("after clearing", get(t, s, "pc-01"), "", "")
+}
+
+// testClientExtraAddresses: extra_addresses round-trip in order, unmapped
+// and deduplicated, survive a lookup by MAC and a listing, and are
+// replaced (cleared too) with the client.
+func testClientExtraAddresses(t *testing.T, s store.Store) {
+	put(t, s, store.Client{Name: "pc-01", MAC: macA, ExtraAddresses: []netip.Addr{
+		netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("::ffff:10.0.0.4"),
+		netip.MustParseAddr("fd00::7"), netip.MustParseAddr("10.0.0.5"),
+	}})
+	want := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.4"), netip.MustParseAddr("fd00::7")}
+	if c := get(t, s, "pc-01"); !slices.Equal(c.ExtraAddresses, want) {
+		t.Errorf("GetClient: ExtraAddresses = %v, want %v", c.ExtraAddresses, want)
+	}
+	if c, err := s.ClientByMAC(t.Context(), macA); err != nil || !slices.Equal(c.ExtraAddresses, want) {
+		t.Errorf("ClientByMAC: ExtraAddresses = %v, %v; want %v", c.ExtraAddresses, err, want)
+	}
+	put(t, s, store.Client{Name: "pc-02", MAC: macB})
+	cs, err := s.ListClients(t.Context())
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("ListClients = %d clients, %v", len(cs), err)
+	}
+	if !slices.Equal(cs[0].ExtraAddresses, want) || cs[1].ExtraAddresses != nil {
+		t.Errorf("ListClients: ExtraAddresses %v and %v, want %v and nil", cs[0].ExtraAddresses, cs[1].ExtraAddresses, want)
+	}
+	put(t, s, store.Client{Name: "pc-01", MAC: macA, ExtraAddresses: []netip.Addr{netip.MustParseAddr("10.0.0.9")}})
+	if c := get(t, s, "pc-01"); !slices.Equal(c.ExtraAddresses, []netip.Addr{netip.MustParseAddr("10.0.0.9")}) {
+		t.Errorf("after update: ExtraAddresses = %v", c.ExtraAddresses)
+	}
+	put(t, s, store.Client{Name: "pc-01", MAC: macA})
+	if c := get(t, s, "pc-01"); c.ExtraAddresses != nil {
+		t.Errorf("after clearing: ExtraAddresses = %v, want nil", c.ExtraAddresses)
+	}
+	if err := s.PutClient(t.Context(), store.Client{Name: "pc-03", MAC: "52:54:00:aa:bb:03", ExtraAddresses: []netip.Addr{{}}}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("PutClient(zero extra address): err = %v, want ErrInvalid", err)
+	}
 }
 
 func putImage(t *testing.T, s store.Store, img store.Image) {

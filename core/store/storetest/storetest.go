@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseConcurrent", func(t *testing.T, s store.Store) { testLeaseConcurrent(t, s, s) }},
 		{"Audit", testAudit},
 		{"ClientCHAP", testClientCHAP},
+		{"ClientExtraAddresses", testClientExtraAddresses},
 		{"Images", testImages},
 		{"ImageDelete", testImageDelete},
 		{"Sessions", testSessions},

@@ -1,0 +1,7 @@
+-- 0004_extra_addresses: the addresses a client's extra initiators may log
+-- in from (client block's extra_addresses), as a JSON array of address
+-- strings in the order the admin wrote them. (Rules for migrations: see
+-- 0001_init.sql.)
+
+ALTER TABLE clients ADD COLUMN extra_addresses TEXT NOT NULL DEFAULT '[]'
+    CHECK (json_valid(extra_addresses) AND json_type(extra_addresses) = 'array');
