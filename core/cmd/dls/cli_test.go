@@ -67,13 +67,13 @@ func newTestHost(t *testing.T) *testHost {
 		t.Fatal(err)
 	}
 	a, err := api.New(api.Deps{
-		Store:          st,
+		Store: st,
 		Authenticators: func() []api.NamedAuthenticator {
 			return []api.NamedAuthenticator{{Name: "local", Authenticator: fakeAuth{}}}
 		},
-		Storage:        h.stor,
-		Waker:          h.waker,
-		Clock:          h.clock,
+		Storage: h.stor,
+		Waker:   h.waker,
+		Clock:   h.clock,
 	}, api.Options{KeyFile: filepath.Join(dir, "api-token.key")})
 	if err != nil {
 		t.Fatal(err)
