@@ -249,6 +249,7 @@ type API struct {
 	sources  *limiter // by source
 	accounts *limiter // by username, every source but trusted ones
 	trusted  *trustedSources
+	refusals *refusalLog // audit entries of rate-limited logins
 	metrics  *metrics
 	roles    map[string]role
 	// listsPlugins: Deps.Plugins was given, so POST images can check that
@@ -329,6 +330,7 @@ func New(deps Deps, opts Options) (*API, error) {
 		sources:  newLimiter(opts.SourceFailures, opts.LimiterEntries),
 		accounts: newLimiter(opts.AccountFailures, opts.LimiterEntries),
 		trusted:  newTrustedSources(opts.TrustedSourceTTL, opts.LimiterEntries),
+		refusals: newRefusalLog(max(opts.UserFailures.Window, opts.SourceFailures.Window, opts.AccountFailures.Window), opts.LimiterEntries),
 		metrics:  m,
 		roles:    roles,
 

@@ -184,10 +184,12 @@ func (a *API) accessToken(user string, r role, now, exp time.Time) (string, erro
 	return a.tokens.sign(claims{User: user, Role: r.String(), Iat: now.Unix(), Exp: exp.Unix(), JTI: jti})
 }
 
-// limitKey is one limiter and the key a login attempt counts under.
+// limitKey is one limiter and the key a login attempt counts under; name
+// says which limit it is in the audit log.
 type limitKey struct {
-	l   *limiter
-	key string
+	l    *limiter
+	key  string
+	name string
 }
 
 type loginRequest struct {
@@ -216,17 +218,22 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	src := remoteIP(r)
 	userKey := strings.ToLower(req.Username)
 	now := a.clock.Now()
-	keys := []limitKey{{a.users, userKey + "\x00" + src}, {a.sources, src}}
+	a.auditRefusals(r.Context(), a.refusals.sweep(now))
+	keys := []limitKey{{a.users, userKey + "\x00" + src, "user_source"}, {a.sources, src, "source"}}
 	if !a.trusted.has(userKey, src, now) {
-		keys = append(keys, limitKey{a.accounts, userKey})
+		keys = append(keys, limitKey{a.accounts, userKey, "account"})
 	}
 	var wait time.Duration
 	var reserved []limitKey
-	for _, k := range keys {
+	var refusedBy *limitKey
+	for i, k := range keys {
 		if w, ok := k.l.reserve(k.key, now); ok {
 			reserved = append(reserved, k)
 		} else {
 			wait = max(wait, w)
+			if refusedBy == nil {
+				refusedBy = &keys[i]
+			}
 		}
 	}
 	release := func() {
@@ -239,6 +246,14 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		a.metrics.failures.WithLabelValues("rate_limited").Inc()
 		secs := int(math.Ceil(wait.Seconds()))
 		a.logger.Warn("login refused: too many failures", "user", req.Username, "source", src)
+		first, closed := a.refusals.note(refusedBy.name+"\x00"+refusedBy.key, refusedBy.name, req.Username, src, now)
+		if first {
+			a.audit(r.Context(), req.Username, "auth.login_rate_limited", "user/"+req.Username, map[string]string{
+				"limit": refusedBy.name, "refused": "1",
+				"note": fmt.Sprintf("further refusals under this limit are counted and written once, %s after this one", a.refusals.window),
+			}, src)
+		}
+		a.auditRefusals(r.Context(), closed)
 		return &apiError{status: http.StatusTooManyRequests,
 			msg:    fmt.Sprintf("too many failed logins; retry in %s", time.Duration(secs)*time.Second),
 			header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
@@ -250,6 +265,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		// The reserved failures stand.
 		a.metrics.failures.WithLabelValues("bad_credentials").Inc()
 		a.logger.Info("login failed", "user", req.Username, "source", src)
+		// Bounded by the limits above: each entry costs the attacker a
+		// reserved failure.
+		a.audit(r.Context(), req.Username, "auth.login_failed", "user/"+req.Username, map[string]string{"reason": "bad_credentials"}, src)
 		return errorf(http.StatusUnauthorized, "invalid username or password")
 	case err != nil:
 		release()
@@ -270,6 +288,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if rl == roleNone {
 		a.metrics.failures.WithLabelValues("no_role").Inc()
 		a.logger.Info("login refused: no DLS role", "user", user, "groups", id.Groups, "source", src)
+		a.audit(r.Context(), user, "auth.login_failed", "user/"+user, map[string]string{"reason": "no_role"}, src)
 		return errorf(http.StatusForbidden, "user %s has no DLS role (no group maps to admin, operator or viewer)", user)
 	}
 	pair, err := a.issue(session{user: user, role: rl, groups: id.Groups, backend: backend, start: now}, func(t store.RefreshToken) error {
@@ -281,6 +300,16 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	a.audit(r.Context(), user, "auth.login", "user/"+user, map[string]string{"role": rl.String()}, src)
 	writeJSON(w, http.StatusOK, pair)
 	return nil
+}
+
+// auditRefusals writes the totals of rate-limit windows that closed.
+func (a *API) auditRefusals(ctx context.Context, closed []refusalWindow) {
+	for _, w := range closed {
+		a.audit(ctx, w.user, "auth.login_rate_limited", "user/"+w.user, map[string]string{
+			"limit": w.limit, "refused": strconv.Itoa(w.count),
+			"window_start": w.start.UTC().Format(time.RFC3339), "window": a.refusals.window.String(),
+		}, w.source)
+	}
 }
 
 // verify asks each authenticator in turn and answers the identity and the
