@@ -1,7 +1,10 @@
 // Package auth is the plugin kind that verifies admins' credentials. The
 // host issues and checks tokens itself; an auth plugin only answers "who is
-// this and which groups are they in?". Backends that own their users (not a
-// directory) also offer user administration.
+// this and which groups are they in?": at login with a password (Verify),
+// and again without one whenever the host renews a session (Lookup), so
+// that a user deleted, disabled or regrouped in the backend loses their
+// session or role at the next refresh. Backends that own their users (not
+// a directory) also offer user administration.
 package auth
 
 import (
