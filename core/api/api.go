@@ -7,14 +7,22 @@
 // signed, never stored) and a refresh token (random, stored hashed,
 // rotated at every use). Every other route takes the access token as
 // "Authorization: Bearer ...". The role (admin, operator, viewer) comes
-// from the user's groups at login.
+// from the user's groups at login, and again at every refresh: refresh asks
+// the auth plugin that verified the login (Lookup) for the user's current
+// groups, so a demoted user gets their new role with the next access
+// token and a deleted or disabled one gets 401. A chain of refreshes ends
+// SessionLifetime after its login, whatever happens.
 //
 // Revocation: logout revokes the refresh token in the store and denies the
-// access token's ID in memory until it expires; a replayed refresh token
-// revokes every refresh token of its user and denies the user's access
-// tokens issued until then, also in memory. Memory is lost at a restart
-// and not shared between hosts: there, a revoked access token stays valid
-// until it expires (AccessTTL, 15 minutes by default).
+// access token's ID in memory until it expires; a replayed refresh token,
+// and a refresh for a user the auth plugin no longer knows (deleted,
+// disabled), revoke every refresh token of the user and deny the user's
+// access tokens issued until then, also in memory. `dls user delete` and
+// `dls user passwd` revoke the user's refresh tokens in the store. A
+// demoted user's access tokens keep their role until they expire. Memory
+// is lost at a restart and not shared between hosts: there, a revoked
+// access token stays valid until it expires (AccessTTL, 15 minutes by
+// default).
 package api
 
 import (
@@ -58,11 +66,24 @@ type Store interface {
 	store.AuditLog
 }
 
-// Authenticator checks a username and password: an auth plugin's client.
-// Wrong credentials answer an error wrapping auth.ErrInvalidCredentials.
+// Authenticator checks a username and password, and looks a user up again
+// when a session is renewed: an auth plugin's client. Wrong credentials
+// answer an error wrapping auth.ErrInvalidCredentials; a user that is gone
+// or disabled, one wrapping auth.ErrUserNotFound.
 type Authenticator interface {
 	Verify(ctx context.Context, username, password string) (auth.Identity, error)
+	Lookup(ctx context.Context, username string) (auth.Identity, error)
 }
+
+// NamedAuthenticator is a running auth plugin instance and its name in
+// the config: a session remembers the instance that verified its login and
+// asks that one again at every refresh.
+type NamedAuthenticator struct {
+	Name string
+	Authenticator
+}
+
+var _ Authenticator = (*auth.Client)(nil)
 
 // ImageStorage is the part of a storage plugin the API drives.
 // *storage.Client implements it.
@@ -153,7 +174,7 @@ type Deps struct {
 	Store Store
 	// Authenticators returns the running auth plugins in the order to try
 	// them. Required.
-	Authenticators func() []Authenticator
+	Authenticators func() []NamedAuthenticator
 	// Storage finds an image's storage plugin. Required.
 	Storage Storage
 	// Plugins lists the plugin instances; nil lists none.
@@ -174,6 +195,10 @@ type Options struct {
 	AccessTTL time.Duration
 	// RefreshTTL is a refresh token's life; 0 means 7 days.
 	RefreshTTL time.Duration
+	// SessionLifetime caps a chain of refreshes: no token of it is valid
+	// past the login's time plus SessionLifetime, however often it is
+	// refreshed; 0 means 24 hours (http.session_lifetime).
+	SessionLifetime time.Duration
 	// RoleGroups maps group names to roles (admin, operator, viewer); the
 	// highest role of a user's groups wins. Nil means the groups admin,
 	// operator and viewer give the role of the same name.
@@ -224,6 +249,7 @@ type API struct {
 	sources  *limiter // by source
 	accounts *limiter // by username, every source but trusted ones
 	trusted  *trustedSources
+	refusals *refusalLog // audit entries of rate-limited logins
 	metrics  *metrics
 	roles    map[string]role
 	// listsPlugins: Deps.Plugins was given, so POST images can check that
@@ -248,6 +274,9 @@ func New(deps Deps, opts Options) (*API, error) {
 	}
 	if opts.RefreshTTL <= 0 {
 		opts.RefreshTTL = 7 * 24 * time.Hour
+	}
+	if opts.SessionLifetime <= 0 {
+		opts.SessionLifetime = 24 * time.Hour
 	}
 	if opts.UserFailures.Max <= 0 || opts.UserFailures.Window <= 0 {
 		opts.UserFailures = Limit{Max: 10, Window: 15 * time.Minute}
@@ -301,6 +330,7 @@ func New(deps Deps, opts Options) (*API, error) {
 		sources:  newLimiter(opts.SourceFailures, opts.LimiterEntries),
 		accounts: newLimiter(opts.AccountFailures, opts.LimiterEntries),
 		trusted:  newTrustedSources(opts.TrustedSourceTTL, opts.LimiterEntries),
+		refusals: newRefusalLog(max(opts.UserFailures.Window, opts.SourceFailures.Window, opts.AccountFailures.Window), opts.LimiterEntries),
 		metrics:  m,
 		roles:    roles,
 

@@ -136,36 +136,60 @@ type tokenPair struct {
 	Role         string `json:"role"`
 }
 
+// session is what a token pair is issued for: a user, their role and
+// groups, the auth plugin instance that vouches for them, and when the
+// login that started the chain of refreshes happened.
+type session struct {
+	user    string
+	role    role
+	groups  []string
+	backend string
+	start   time.Time
+}
+
 // issue creates a refresh token (stored through put) and an access token.
-func (a *API) issue(user string, r role, groups []string, put func(store.RefreshToken) error) (tokenPair, error) {
+// Neither lives past the session's start plus SessionLifetime.
+func (a *API) issue(s session, put func(store.RefreshToken) error) (tokenPair, error) {
 	now := a.clock.Now()
+	end := s.start.Add(a.opts.SessionLifetime)
 	refresh, hash, err := newRefreshToken()
 	if err != nil {
 		return tokenPair{}, err
 	}
-	err = put(store.RefreshToken{Hash: hash, User: user, Role: r.String(), Groups: groups, Issued: now, Expires: now.Add(a.opts.RefreshTTL)})
+	err = put(store.RefreshToken{Hash: hash, User: s.user, Role: s.role.String(), Groups: s.groups, Issued: now,
+		Expires: minTime(now.Add(a.opts.RefreshTTL), end), Backend: s.backend, SessionStart: s.start})
 	if err != nil {
 		return tokenPair{}, err
 	}
-	access, err := a.accessToken(user, r, now)
+	exp := minTime(now.Add(a.opts.AccessTTL), end)
+	access, err := a.accessToken(s.user, s.role, now, exp)
 	if err != nil {
 		return tokenPair{}, err
 	}
-	return tokenPair{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", ExpiresIn: int(a.opts.AccessTTL / time.Second), Role: r.String()}, nil
+	return tokenPair{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", ExpiresIn: int(exp.Sub(now) / time.Second), Role: s.role.String()}, nil
 }
 
-func (a *API) accessToken(user string, r role, now time.Time) (string, error) {
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (a *API) accessToken(user string, r role, now, exp time.Time) (string, error) {
 	jti, err := newJTI()
 	if err != nil {
 		return "", err
 	}
-	return a.tokens.sign(claims{User: user, Role: r.String(), Iat: now.Unix(), Exp: now.Add(a.opts.AccessTTL).Unix(), JTI: jti})
+	return a.tokens.sign(claims{User: user, Role: r.String(), Iat: now.Unix(), Exp: exp.Unix(), JTI: jti})
 }
 
-// limitKey is one limiter and the key a login attempt counts under.
+// limitKey is one limiter and the key a login attempt counts under; name
+// says which limit it is in the audit log.
 type limitKey struct {
-	l   *limiter
-	key string
+	l    *limiter
+	key  string
+	name string
 }
 
 type loginRequest struct {
@@ -194,17 +218,22 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	src := remoteIP(r)
 	userKey := strings.ToLower(req.Username)
 	now := a.clock.Now()
-	keys := []limitKey{{a.users, userKey + "\x00" + src}, {a.sources, src}}
+	a.auditRefusals(r.Context(), a.refusals.sweep(now))
+	keys := []limitKey{{a.users, userKey + "\x00" + src, "user_source"}, {a.sources, src, "source"}}
 	if !a.trusted.has(userKey, src, now) {
-		keys = append(keys, limitKey{a.accounts, userKey})
+		keys = append(keys, limitKey{a.accounts, userKey, "account"})
 	}
 	var wait time.Duration
 	var reserved []limitKey
-	for _, k := range keys {
+	var refusedBy *limitKey
+	for i, k := range keys {
 		if w, ok := k.l.reserve(k.key, now); ok {
 			reserved = append(reserved, k)
 		} else {
 			wait = max(wait, w)
+			if refusedBy == nil {
+				refusedBy = &keys[i]
+			}
 		}
 	}
 	release := func() {
@@ -217,17 +246,28 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		a.metrics.failures.WithLabelValues("rate_limited").Inc()
 		secs := int(math.Ceil(wait.Seconds()))
 		a.logger.Warn("login refused: too many failures", "user", req.Username, "source", src)
+		first, closed := a.refusals.note(refusedBy.name+"\x00"+refusedBy.key, refusedBy.name, req.Username, src, now)
+		if first {
+			a.audit(r.Context(), req.Username, "auth.login_rate_limited", "user/"+req.Username, map[string]string{
+				"limit": refusedBy.name, "refused": "1",
+				"note": fmt.Sprintf("further refusals under this limit are counted and written once, %s after this one", a.refusals.window),
+			}, src)
+		}
+		a.auditRefusals(r.Context(), closed)
 		return &apiError{status: http.StatusTooManyRequests,
 			msg:    fmt.Sprintf("too many failed logins; retry in %s", time.Duration(secs)*time.Second),
 			header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
 	}
 
-	id, err := a.verify(r.Context(), req.Username, req.Password)
+	id, backend, err := a.verify(r.Context(), req.Username, req.Password)
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		// The reserved failures stand.
 		a.metrics.failures.WithLabelValues("bad_credentials").Inc()
 		a.logger.Info("login failed", "user", req.Username, "source", src)
+		// Bounded by the limits above: each entry costs the attacker a
+		// reserved failure.
+		a.audit(r.Context(), req.Username, "auth.login_failed", "user/"+req.Username, map[string]string{"reason": "bad_credentials"}, src)
 		return errorf(http.StatusUnauthorized, "invalid username or password")
 	case err != nil:
 		release()
@@ -248,9 +288,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if rl == roleNone {
 		a.metrics.failures.WithLabelValues("no_role").Inc()
 		a.logger.Info("login refused: no DLS role", "user", user, "groups", id.Groups, "source", src)
+		a.audit(r.Context(), user, "auth.login_failed", "user/"+user, map[string]string{"reason": "no_role"}, src)
 		return errorf(http.StatusForbidden, "user %s has no DLS role (no group maps to admin, operator or viewer)", user)
 	}
-	pair, err := a.issue(user, rl, id.Groups, func(t store.RefreshToken) error {
+	pair, err := a.issue(session{user: user, role: rl, groups: id.Groups, backend: backend, start: now}, func(t store.RefreshToken) error {
 		return a.deps.Store.PutRefreshToken(r.Context(), t)
 	})
 	if err != nil {
@@ -261,29 +302,77 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// verify asks each authenticator in turn. The first to know the user wins;
-// wrong credentials everywhere answer auth.ErrInvalidCredentials; when no
-// authenticator knew the user and one failed otherwise (a directory down),
-// that error, since the credentials may have been right.
-func (a *API) verify(ctx context.Context, user, pass string) (auth.Identity, error) {
+// auditRefusals writes the totals of rate-limit windows that closed.
+func (a *API) auditRefusals(ctx context.Context, closed []refusalWindow) {
+	for _, w := range closed {
+		a.audit(ctx, w.user, "auth.login_rate_limited", "user/"+w.user, map[string]string{
+			"limit": w.limit, "refused": strconv.Itoa(w.count),
+			"window_start": w.start.UTC().Format(time.RFC3339), "window": a.refusals.window.String(),
+		}, w.source)
+	}
+}
+
+// verify asks each authenticator in turn and answers the identity and the
+// name of the instance that vouched for it. The first to know the user
+// wins; wrong credentials everywhere answer auth.ErrInvalidCredentials;
+// when no authenticator knew the user and one failed otherwise (a
+// directory down), that error, since the credentials may have been right.
+func (a *API) verify(ctx context.Context, user, pass string) (auth.Identity, string, error) {
 	var failed error
 	authenticators := a.deps.Authenticators()
 	for _, au := range authenticators {
 		id, err := au.Verify(ctx, user, pass)
 		if err == nil {
-			return id, nil
+			return id, au.Name, nil
 		}
 		if !errors.Is(err, auth.ErrInvalidCredentials) && failed == nil {
 			failed = err
 		}
 	}
 	if failed != nil {
-		return auth.Identity{}, failed
+		return auth.Identity{}, "", failed
 	}
 	if len(authenticators) == 0 {
-		return auth.Identity{}, errors.New("no auth plugin is running")
+		return auth.Identity{}, "", errors.New("no auth plugin is running")
 	}
-	return auth.Identity{}, auth.ErrInvalidCredentials
+	return auth.Identity{}, "", auth.ErrInvalidCredentials
+}
+
+// lookup asks the auth plugin instance backend for user's identity now,
+// and answers it and the instance that answered. Only that instance may
+// answer: another backend's user of the same name is another person. A
+// token from before DLS recorded backends ("") asks every instance in
+// turn, as a login does: the first that knows the user wins.
+// auth.ErrUserNotFound means no instance knows the user (any more); any
+// other error, that the answer is unknown now.
+func (a *API) lookup(ctx context.Context, backend, user string) (auth.Identity, string, error) {
+	authenticators := a.deps.Authenticators()
+	if backend != "" {
+		for _, au := range authenticators {
+			if au.Name == backend {
+				id, err := au.Lookup(ctx, user)
+				return id, backend, err
+			}
+		}
+		return auth.Identity{}, "", fmt.Errorf("auth plugin %s, which verified the login of %s, is not running", backend, user)
+	}
+	var failed error
+	for _, au := range authenticators {
+		id, err := au.Lookup(ctx, user)
+		if err == nil {
+			return id, au.Name, nil
+		}
+		if !errors.Is(err, auth.ErrUserNotFound) && failed == nil {
+			failed = err
+		}
+	}
+	if failed != nil {
+		return auth.Identity{}, "", failed
+	}
+	if len(authenticators) == 0 {
+		return auth.Identity{}, "", errors.New("no auth plugin is running")
+	}
+	return auth.Identity{}, "", fmt.Errorf("look up user %s: %w", user, auth.ErrUserNotFound)
 }
 
 type refreshRequest struct {
@@ -292,7 +381,11 @@ type refreshRequest struct {
 
 // refresh: POST auth/refresh rotates a refresh token. A token presented
 // again after its rotation was stolen or leaked: every token of its user is
-// revoked.
+// revoked. The auth plugin that verified the login is asked again
+// (Lookup) before anything is written: a user it no longer knows loses
+// every token, one whose groups changed gets the role they map to now,
+// and when it cannot answer the token is left as it was (503) to be
+// presented again. No refresh goes past the session's lifetime.
 func (a *API) refresh(w http.ResponseWriter, r *http.Request) error {
 	var req refreshRequest
 	if err := decode(w, r, &req, false); err != nil {
@@ -318,11 +411,36 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) error {
 	case !now.Before(old.Expires):
 		return a.refused(errExpiredToken, "refresh token expired; log in again")
 	}
-	rl := parseRole(old.Role)
-	if rl == roleNone {
+	start := old.SessionStart
+	if start.IsZero() {
+		start = old.Issued
+	}
+	if end := start.Add(a.opts.SessionLifetime); !now.Before(end) {
+		return a.refused(errExpiredToken, fmt.Sprintf("session started at %s reached its lifetime of %s; log in again",
+			start.UTC().Format(time.RFC3339), a.opts.SessionLifetime))
+	}
+	if parseRole(old.Role) == roleNone {
 		return a.refused(errBadToken, "invalid refresh token")
 	}
-	pair, err := a.issue(old.User, rl, old.Groups, func(t store.RefreshToken) error {
+	id, backend, err := a.lookup(ctx, old.Backend, old.User)
+	switch {
+	case errors.Is(err, auth.ErrUserNotFound):
+		return a.userGone(r, old.User, old.Backend)
+	case err != nil:
+		a.metrics.failures.WithLabelValues("unavailable").Inc()
+		a.logger.Error("refresh: the auth plugin could not answer; the token stays valid", "user", old.User, "plugin", old.Backend, "error", err)
+		return errorf(http.StatusServiceUnavailable, "cannot check user %s with the auth plugin now (the refresh token stays valid; retry): %v", old.User, err)
+	}
+	rl := a.roleOf(id.Groups)
+	if rl == roleNone {
+		return a.userGone(r, old.User, backend)
+	}
+	if rl.String() != old.Role {
+		a.logger.Info("role changed since the login", "user", old.User, "from", old.Role, "to", rl.String(), "groups", id.Groups)
+		a.audit(ctx, old.User, "auth.role_changed", "user/"+old.User, map[string]string{"from": old.Role, "to": rl.String()}, remoteIP(r))
+	}
+	s := session{user: old.User, role: rl, groups: id.Groups, backend: backend, start: start}
+	pair, err := a.issue(s, func(t store.RefreshToken) error {
 		return a.deps.Store.RotateRefreshToken(ctx, hash, t)
 	})
 	if errors.Is(err, store.ErrConflict) {
@@ -335,6 +453,22 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) error {
 	a.metrics.refreshes.Inc()
 	writeJSON(w, http.StatusOK, pair)
 	return nil
+}
+
+// userGone ends every session of a user the auth plugin no longer knows,
+// or who no longer has a DLS role: their refresh tokens are revoked and
+// their access tokens denied.
+func (a *API) userGone(r *http.Request, user, backend string) error {
+	now := a.clock.Now()
+	a.deny.denyUser(user, now, a.opts.AccessTTL)
+	if err := a.deps.Store.RevokeUserTokens(r.Context(), user); err != nil {
+		a.logger.Error("user gone; revoking the user's tokens failed", "user", user, "error", err)
+	}
+	a.logger.Warn("refresh refused: the auth plugin no longer knows the user, or they have no DLS role; every token of the user revoked",
+		"user", user, "plugin", backend, "source", remoteIP(r))
+	a.audit(r.Context(), user, "auth.user_gone", "user/"+user,
+		map[string]string{"plugin": backend, "effect": "all tokens revoked"}, remoteIP(r))
+	return a.refused(errUserGone, "user "+user+" no longer exists, is disabled or has no DLS role; log in again")
 }
 
 // replayed revokes every token of user after a rotated refresh token came

@@ -236,7 +236,7 @@ func TestRoleGroupsMapping(t *testing.T) {
 	if got := e.login("alice").Role; got != "operator" { // staff+admin: highest wins
 		t.Errorf("alice: %s", got)
 	}
-	_, err := New(Deps{Store: e.st, Authenticators: func() []Authenticator { return nil }, Storage: e.stor},
+	_, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor},
 		Options{KeyFile: e.key, RoleGroups: map[string]string{"x": "root"}})
 	if err == nil || !strings.Contains(err.Error(), `unknown role "root"`) {
 		t.Errorf("New with role root: %v", err)
@@ -304,9 +304,9 @@ func TestSourceLimit(t *testing.T) {
 func TestAuthenticatorsInOrder(t *testing.T) {
 	down := &fakeAuth{err: errors.New("ldap: connection refused")}
 	none := &fakeAuth{users: map[string]fakeUser{}}
-	list := []Authenticator{down, none, &fakeAuth{users: testUsers}}
+	list := []NamedAuthenticator{{"ldap", down}, {"empty", none}, {"local", &fakeAuth{users: testUsers}}}
 	e := newEnv(t, func(d *Deps, _ *Options) {
-		d.Authenticators = func() []Authenticator { return list }
+		d.Authenticators = func() []NamedAuthenticator { return list }
 	})
 	e.login("alice") // the third knows her
 	// Unknown everywhere but one backend down: cannot tell, 503, not a
@@ -315,7 +315,7 @@ func TestAuthenticatorsInOrder(t *testing.T) {
 	if e.failures("bad_credentials") != 0 || e.failures("unavailable") != 1 {
 		t.Errorf("bad %v unavailable %v", e.failures("bad_credentials"), e.failures("unavailable"))
 	}
-	list = []Authenticator{none}
+	list = []NamedAuthenticator{{"empty", none}}
 	e.wantError(e.do("POST", "/auth/login", "", map[string]string{"username": "mallory", "password": "x"}), http.StatusUnauthorized, "invalid", "")
 	list = nil
 	e.wantError(e.do("POST", "/auth/login", "", map[string]string{"username": "alice", "password": "alice-pw"}), http.StatusServiceUnavailable, "no auth plugin", "")
@@ -365,7 +365,7 @@ func TestKeyFileSurvivesRestart(t *testing.T) {
 		t.Fatalf("key file: %v %v", fi.Mode(), err)
 	}
 	// A second API on the same key file (a restart) accepts the token.
-	a2, err := New(Deps{Store: e.st, Authenticators: func() []Authenticator { return nil }, Storage: e.stor, Clock: e.clock}, Options{KeyFile: e.key})
+	a2, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor, Clock: e.clock}, Options{KeyFile: e.key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func TestKeyFileSurvivesRestart(t *testing.T) {
 	if err := os.Chmod(e.key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Deps{Store: e.st, Authenticators: func() []Authenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("world-readable key: %v", err)
 	}
 	if err := os.WriteFile(e.key, []byte("abcd\n"), 0o600); err != nil {
@@ -384,7 +384,7 @@ func TestKeyFileSurvivesRestart(t *testing.T) {
 	if err := os.Chmod(e.key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Deps{Store: e.st, Authenticators: func() []Authenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+	if _, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
 		t.Errorf("short key: %v", err)
 	}
 }
@@ -400,7 +400,7 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Errorf("%d series", n)
 	}
 	// A second API on the same registry is refused, not panicking.
-	_, err = New(Deps{Store: e.st, Authenticators: func() []Authenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key, Registerer: e.reg})
+	_, err = New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key, Registerer: e.reg})
 	var are prometheus.AlreadyRegisteredError
 	if !errors.As(err, &are) {
 		t.Errorf("second registration: %v", err)

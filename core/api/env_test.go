@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -60,7 +61,7 @@ func newEnv(t *testing.T, tweak ...func(*Deps, *Options)) *env {
 	e := &env{t: t, clock: &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, source: "192.0.2.10:40000"}
 	e.st = newMemStore(e.clock.Now)
 	e.stor = newFakeStorage(e.clock.Now)
-	e.auth = &fakeAuth{users: testUsers}
+	e.auth = &fakeAuth{users: maps.Clone(testUsers)}
 	e.waker = &fakeWaker{}
 	e.reg = prometheus.NewRegistry()
 	e.key = filepath.Join(t.TempDir(), "api-token.key")
@@ -74,7 +75,7 @@ func newEnv(t *testing.T, tweak ...func(*Deps, *Options)) *env {
 	e.stor.calls = nil
 	deps := Deps{
 		Store:          e.st,
-		Authenticators: func() []Authenticator { return []Authenticator{e.auth} },
+		Authenticators: func() []NamedAuthenticator { return []NamedAuthenticator{{Name: "local", Authenticator: e.auth}} },
 		Storage:        e.stor,
 		Plugins: func() []PluginStatus {
 			return []PluginStatus{

@@ -270,16 +270,22 @@ func (s *memStore) snapshot() string {
 	return fmt.Sprintf("%v|%v|%d", s.clients, s.images, len(s.tokens))
 }
 
-// fakeAuth is an auth plugin with users in a map.
+// fakeAuth is an auth plugin with users in a map; tests change users
+// (delete, disable, regroup) with set and remove.
 type fakeAuth struct {
-	users map[string]fakeUser
 	calls atomic.Int64
 	err   error // returned for every call when set
+
+	mu        sync.Mutex
+	users     map[string]fakeUser
+	lookupErr error // returned by Lookup when set
+	lookups   int
 }
 
 type fakeUser struct {
 	password string
 	groups   []string
+	disabled bool
 }
 
 func (f *fakeAuth) Verify(_ context.Context, user, pass string) (auth.Identity, error) {
@@ -287,11 +293,58 @@ func (f *fakeAuth) Verify(_ context.Context, user, pass string) (auth.Identity, 
 	if f.err != nil {
 		return auth.Identity{}, f.err
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	u, ok := f.users[user]
-	if !ok || u.password != pass {
+	if !ok || u.disabled || u.password != pass {
 		return auth.Identity{}, fmt.Errorf("verify %s: %w", user, auth.ErrInvalidCredentials)
 	}
 	return auth.Identity{Username: user, Groups: u.groups}, nil
+}
+
+func (f *fakeAuth) Lookup(_ context.Context, user string) (auth.Identity, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	switch {
+	case f.err != nil:
+		return auth.Identity{}, f.err
+	case f.lookupErr != nil:
+		return auth.Identity{}, f.lookupErr
+	}
+	u, ok := f.users[user]
+	if !ok || u.disabled {
+		return auth.Identity{}, fmt.Errorf("look up %s: %w", user, auth.ErrUserNotFound)
+	}
+	return auth.Identity{Username: user, Groups: u.groups}, nil
+}
+
+// set changes (or adds) a user.
+func (f *fakeAuth) set(user string, change func(*fakeUser)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.users[user]
+	change(&u)
+	f.users[user] = u
+}
+
+func (f *fakeAuth) remove(user string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.users, user)
+}
+
+func (f *fakeAuth) failLookups(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookupErr = err
+}
+
+func (f *fakeAuth) lookupCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups
 }
 
 // fakeClock is a settable clock.

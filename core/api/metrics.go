@@ -11,7 +11,7 @@ import (
 // failureReasons are the values of dls_auth_failures_total{reason}.
 var failureReasons = []string{
 	"bad_credentials", "rate_limited", "no_role", "unavailable",
-	"missing_token", "bad_token", "expired_token", "revoked_token",
+	"missing_token", "bad_token", "expired_token", "revoked_token", "user_gone",
 }
 
 // metrics are the API's host series.

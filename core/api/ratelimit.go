@@ -152,3 +152,84 @@ func (t *trustedSources) has(user, src string, now time.Time) bool {
 	e := t.keys[trustKey(user, src)]
 	return e != nil && now.Before(e.Value.(*trustedSource).until)
 }
+
+// refusalLog coalesces the audit entries of rate-limited logins, so that
+// an attacker hammering the login cannot flood the audit log: per limiter
+// key (the user and source, the source, or the account that hit its limit)
+// and per window (the longest of the limits' windows), the first refusal is written at once and
+// the rest are only counted; when the window has ended, one more entry
+// gives the window's total (if there was more than the first). That is at
+// most two entries per key and window, whatever the request rate. Closed
+// windows are written at the next login attempt of anyone, or when their
+// key is forgotten. Like limiter it remembers at most cap keys.
+type refusalLog struct {
+	window time.Duration
+	cap    int
+
+	mu   sync.Mutex
+	keys map[string]*list.Element // of *refusalWindow
+	lru  list.List                // front: most recently opened window
+}
+
+// refusalWindow is one key's refusals in one window.
+type refusalWindow struct {
+	key    string
+	limit  string // which limit: user_source, source or account
+	user   string // the first refused username of the window
+	source string
+	start  time.Time
+	count  int
+}
+
+func newRefusalLog(window time.Duration, capacity int) *refusalLog {
+	return &refusalLog{window: window, cap: capacity, keys: map[string]*list.Element{}}
+}
+
+// note records a refusal. It reports whether it opens a window (write an
+// entry now), and returns the windows that closed with more than one
+// refusal (write their totals).
+func (l *refusalLog) note(key, limit, user, source string, now time.Time) (first bool, closed []refusalWindow) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	closed = l.sweepLocked(now)
+	if e := l.keys[key]; e != nil {
+		e.Value.(*refusalWindow).count++
+		return false, closed
+	}
+	l.keys[key] = l.lru.PushFront(&refusalWindow{key: key, limit: limit, user: user, source: source, start: now, count: 1})
+	for l.lru.Len() > l.cap {
+		old := l.lru.Back()
+		l.lru.Remove(old)
+		w := old.Value.(*refusalWindow)
+		delete(l.keys, w.key)
+		if w.count > 1 {
+			closed = append(closed, *w)
+		}
+	}
+	return true, closed
+}
+
+// sweep returns the windows that ended by now with more than one refusal,
+// and forgets every ended window.
+func (l *refusalLog) sweep(now time.Time) []refusalWindow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sweepLocked(now)
+}
+
+func (l *refusalLog) sweepLocked(now time.Time) []refusalWindow {
+	var closed []refusalWindow
+	// Windows are opened in time order: the oldest is at the back.
+	for e := l.lru.Back(); e != nil; e = l.lru.Back() {
+		w := e.Value.(*refusalWindow)
+		if now.Before(w.start.Add(l.window)) {
+			break
+		}
+		l.lru.Remove(e)
+		delete(l.keys, w.key)
+		if w.count > 1 {
+			closed = append(closed, *w)
+		}
+	}
+	return closed
+}

@@ -41,6 +41,9 @@ var (
 	errBadToken     = errors.New("bad_token")
 	errExpiredToken = errors.New("expired_token")
 	errRevokedToken = errors.New("revoked_token")
+	// errUserGone: a refresh for a user the auth plugin no longer knows,
+	// or who no longer has a DLS role.
+	errUserGone = errors.New("user_gone")
 )
 
 // tokenSigner signs and checks access tokens.

@@ -57,6 +57,9 @@ type HTTP struct {
 	Listen string
 	// ScrapeTimeout bounds how long a scrape waits for plugins' samples.
 	ScrapeTimeout time.Duration
+	// SessionLifetime caps an admin API session: refreshing never extends
+	// it past the login's time plus this (session_lifetime, default 24h).
+	SessionLifetime time.Duration
 	// TLSCert and TLSKey, when set, make the listener serve HTTPS.
 	TLSCert string
 	TLSKey  string

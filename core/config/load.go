@@ -28,9 +28,12 @@ const (
 	DefaultPluginDir     = "bin/plugins"
 	DefaultListen        = "127.0.0.1:9180"
 	DefaultScrapeTimeout = 2 * time.Second
-	DefaultIQNPrefix     = "iqn.2026-11.io.dls"
-	DefaultBootFiles     = "boot"
-	DefaultStageTimeout  = 5 * time.Minute
+	// DefaultSessionLifetime is http.session_lifetime's default: an admin
+	// logs in once a working day.
+	DefaultSessionLifetime = 24 * time.Hour
+	DefaultIQNPrefix       = "iqn.2026-11.io.dls"
+	DefaultBootFiles       = "boot"
+	DefaultStageTimeout    = 5 * time.Minute
 	// DefaultSessionHistory is boot.session_history's default: a season
 	// of boots to look back on, not every boot since the host started.
 	DefaultSessionHistory = 90 * 24 * time.Hour
@@ -176,7 +179,7 @@ func (l *loader) load() *Config {
 		File:      l.file,
 		DataDir:   l.resolve(DefaultDataDir),
 		PluginDir: l.resolve(DefaultPluginDir),
-		HTTP:      HTTP{Listen: DefaultListen, ScrapeTimeout: DefaultScrapeTimeout},
+		HTTP:      HTTP{Listen: DefaultListen, ScrapeTimeout: DefaultScrapeTimeout, SessionLifetime: DefaultSessionLifetime},
 		Boot: Boot{
 			IQNPrefix:      DefaultIQNPrefix,
 			UnknownClients: UnknownClientsIgnore,
@@ -290,6 +293,7 @@ func (l *loader) once(first **hcl.Block, b *hcl.Block) bool {
 func (l *loader) http(b *hcl.Block, h *HTTP) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "listen"}, {Name: "scrape_timeout"}, {Name: "tls_cert"}, {Name: "tls_key"},
+		{Name: "session_lifetime"},
 	}})
 	l.path(c.Attributes, "tls_cert", &h.TLSCert)
 	if a := l.path(c.Attributes, "tls_key", &h.TLSKey); a != nil && h.TLSCert == "" {
@@ -302,6 +306,9 @@ func (l *loader) http(b *hcl.Block, h *HTTP) {
 	}
 	if a := l.duration(c.Attributes, "scrape_timeout", &h.ScrapeTimeout); a != nil && h.ScrapeTimeout <= 0 {
 		l.invalid(a, "The scrape timeout must be more than zero.")
+	}
+	if a := l.duration(c.Attributes, "session_lifetime", &h.SessionLifetime); a != nil && h.SessionLifetime < time.Minute {
+		l.invalid(a, "session_lifetime must be at least 1m (admins log in again when it ends).")
 	}
 }
 

@@ -67,7 +67,7 @@ func TestLoadSite(t *testing.T) {
 	if cfg.DataDir != "/var/lib/dls" || cfg.PluginDir != "/usr/libexec/dls" {
 		t.Errorf("dirs: %q %q", cfg.DataDir, cfg.PluginDir)
 	}
-	if want := (HTTP{Listen: "192.168.77.1:9180", ScrapeTimeout: 2 * time.Second}); cfg.HTTP != want {
+	if want := (HTTP{Listen: "192.168.77.1:9180", ScrapeTimeout: 2 * time.Second, SessionLifetime: 24 * time.Hour}); cfg.HTTP != want {
 		t.Errorf("http = %+v, want %+v", cfg.HTTP, want)
 	}
 	wantBoot := Boot{
@@ -124,7 +124,7 @@ func TestDefaults(t *testing.T) {
 	if cfg.DataDir != filepath.Join(dir, "var") || cfg.PluginDir != filepath.Join(dir, "bin/plugins") {
 		t.Errorf("dirs: %q %q", cfg.DataDir, cfg.PluginDir)
 	}
-	if cfg.HTTP.Listen != "127.0.0.1:9180" || cfg.HTTP.ScrapeTimeout != 2*time.Second {
+	if cfg.HTTP.Listen != "127.0.0.1:9180" || cfg.HTTP.ScrapeTimeout != 2*time.Second || cfg.HTTP.SessionLifetime != 24*time.Hour {
 		t.Errorf("http = %+v", cfg.HTTP)
 	}
 	wantBoot := Boot{
@@ -350,6 +350,12 @@ func TestLoadErrors(t *testing.T) {
 			`10:21: Missing boot.default_image; unknown_clients = "register" needs default_image, the image registered clients boot.`,
 			`11:21: Invalid value for "session_history"; "90d" is not a duration such as "90s" or "1h30m".`,
 		}},
+		{"session_lifetime.hcl", []string{
+			`2:22: Invalid value for "session_lifetime"; "1d" is not a duration such as "90s" or "1h30m".`,
+		}},
+		{"session_short.hcl", []string{
+			`2:22: Invalid value for "session_lifetime"; session_lifetime must be at least 1m (admins log in again when it ends).`,
+		}},
 		{"register.hcl", []string{
 			`3:21: Unknown image; No image block is named "nope".`,
 			`5:1: Duplicate boot block; Only one boot block is allowed; the first is at testdata/errors/register.hcl:1:1.`,
@@ -553,5 +559,17 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("testdata/nope.hcl")
 	if err == nil || !strings.Contains(err.Error(), "load config: open testdata/nope.hcl: no such file or directory") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestSessionLifetime: http.session_lifetime is read as a duration.
+func TestSessionLifetime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dls.hcl")
+	if err := os.WriteFile(path, []byte("http {\n  session_lifetime = \"8h30m\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustLoad(t, path)
+	if cfg.HTTP.SessionLifetime != 8*time.Hour+30*time.Minute {
+		t.Errorf("session_lifetime = %s, want 8h30m", cfg.HTTP.SessionLifetime)
 	}
 }

@@ -150,9 +150,10 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Plugins:        api.SupervisorPlugins(d.Statuses),
 		Waker:          &wol.Sender{},
 	}, api.Options{
-		KeyFile:    filepath.Join(cfg.DataDir, "api-token.key"),
-		Registerer: hr,
-		Logger:     logger.Named("api"),
+		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
+		SessionLifetime: cfg.HTTP.SessionLifetime,
+		Registerer:      hr,
+		Logger:          logger.Named("api"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
@@ -416,11 +417,11 @@ func clientScripts(cfg *config.Config) map[string]string {
 }
 
 // authenticators lists the running auth plugins in config order.
-func (d *Daemon) authenticators() []api.Authenticator {
+func (d *Daemon) authenticators() []api.NamedAuthenticator {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
-	var out []api.Authenticator
+	var out []api.NamedAuthenticator
 	for _, b := range cfg.Plugins {
 		if b.Kind != base.KindAuth {
 			continue
@@ -433,7 +434,7 @@ func (d *Daemon) authenticators() []api.Authenticator {
 		}
 		if p := in.sup.Process(); p != nil {
 			if ac, ok := p.Client.(*auth.Client); ok {
-				out = append(out, ac)
+				out = append(out, api.NamedAuthenticator{Name: b.Name, Authenticator: ac})
 			}
 		}
 	}

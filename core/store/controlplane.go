@@ -168,6 +168,14 @@ type RefreshToken struct {
 	Issued time.Time
 	// Expires is when the token stops being active; it must be set.
 	Expires time.Time
+	// Backend is the auth plugin instance that verified the login the
+	// token descends from: refreshing asks it again. "" means unknown
+	// (tokens stored before DLS recorded it).
+	Backend string
+	// SessionStart is when that login happened: every token of one chain
+	// of rotations carries the same, so the chain can be capped at an
+	// absolute lifetime. A zero SessionStart is stored as Issued.
+	SessionStart time.Time
 	// Used: rotated into a new token. Revoked: logged out or revoked.
 	Used    bool
 	Revoked bool

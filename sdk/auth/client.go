@@ -43,6 +43,15 @@ func (c *Client) Verify(ctx context.Context, username, password string) (Identit
 	return Identity{Username: id.GetUsername(), Groups: id.GetGroups()}, nil
 }
 
+// Lookup implements Auth's Lookup.
+func (c *Client) Lookup(ctx context.Context, username string) (Identity, error) {
+	id, err := c.rpc.Lookup(ctx, &dlsv1.LookupRequest{Username: username})
+	if err != nil {
+		return Identity{}, fromStatus("look up user "+username, err)
+	}
+	return Identity{Username: id.GetUsername(), Groups: id.GetGroups()}, nil
+}
+
 // CreateUser implements UserAdmin.
 func (c *Client) CreateUser(ctx context.Context, username, password string, groups []string) error {
 	_, err := c.rpc.CreateUser(ctx, &dlsv1.UserRequest{Username: username, Password: password, Groups: groups})

@@ -44,6 +44,14 @@ func (s *server) Verify(ctx context.Context, r *dlsv1.VerifyRequest) (*dlsv1.Ide
 	return &dlsv1.Identity{Username: id.Username, Groups: id.Groups}, nil
 }
 
+func (s *server) Lookup(ctx context.Context, r *dlsv1.LookupRequest) (*dlsv1.Identity, error) {
+	id, err := s.impl.Lookup(ctx, r.GetUsername())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &dlsv1.Identity{Username: id.Username, Groups: id.Groups}, nil
+}
+
 func (s *server) CreateUser(ctx context.Context, r *dlsv1.UserRequest) (*dlsv1.Empty, error) {
 	a, err := s.admin()
 	if err != nil {

@@ -67,11 +67,13 @@ func newTestHost(t *testing.T) *testHost {
 		t.Fatal(err)
 	}
 	a, err := api.New(api.Deps{
-		Store:          st,
-		Authenticators: func() []api.Authenticator { return []api.Authenticator{fakeAuth{}} },
-		Storage:        h.stor,
-		Waker:          h.waker,
-		Clock:          h.clock,
+		Store: st,
+		Authenticators: func() []api.NamedAuthenticator {
+			return []api.NamedAuthenticator{{Name: "local", Authenticator: fakeAuth{}}}
+		},
+		Storage: h.stor,
+		Waker:   h.waker,
+		Clock:   h.clock,
 	}, api.Options{KeyFile: filepath.Join(dir, "api-token.key")})
 	if err != nil {
 		t.Fatal(err)
@@ -717,6 +719,14 @@ func (fakeAuth) Verify(_ context.Context, user, pass string) (auth.Identity, err
 	u, ok := cliUsers[user]
 	if !ok || u.password != pass {
 		return auth.Identity{}, auth.ErrInvalidCredentials
+	}
+	return auth.Identity{Username: user, Groups: u.groups}, nil
+}
+
+func (fakeAuth) Lookup(_ context.Context, user string) (auth.Identity, error) {
+	u, ok := cliUsers[user]
+	if !ok {
+		return auth.Identity{}, auth.ErrUserNotFound
 	}
 	return auth.Identity{Username: user, Groups: u.groups}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
@@ -32,7 +34,10 @@ const userUsage = `Usage:
 
 Runs the auth plugin itself: no host needs to be running. The plugin is the
 config's first auth block that administers its own users (auth "local"),
-or the one named by --auth.
+or the one named by --auth. add, passwd and delete are written to the state
+store's audit log; passwd and delete also revoke the user's refresh tokens
+there, so their API sessions end (the store is opened directly, host up or
+down).
 `
 
 // user runs `dls user ...`.
@@ -77,41 +82,100 @@ func user(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		password = strings.TrimRight(line, "\r\n")
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Output: stderr, Level: hclog.Error})
-	err := withUserAdmin(ctx, *cfgPath, *authName, logger, func(ua *auth.Client) error {
-		switch verb {
-		case "add":
-			return ua.CreateUser(ctx, name, password, []string{*role})
-		case "passwd":
-			return ua.SetPassword(ctx, name, password)
-		case "delete":
-			return ua.DeleteUser(ctx, name)
-		case "list":
-			users, err := ua.ListUsers(ctx)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "USER\tGROUPS")
-			for _, u := range users {
-				fmt.Fprintf(tw, "%s\t%s\n", u.Username, strings.Join(u.Groups, ","))
-			}
-			return tw.Flush()
+	// Changes need the state store (revocation, audit): open it before
+	// changing anything, so that a store that cannot be opened changes
+	// nothing.
+	var st userStore
+	if verb != "list" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "dls user %s: %v\n", verb, err)
+			return 1
 		}
-		return fmt.Errorf("unknown command %q", verb)
+		if st, err = openStateStore(ctx, cfg); err != nil {
+			fmt.Fprintf(stderr, "dls user %s: %v (nothing changed)\n", verb, err)
+			return 1
+		}
+		defer st.Close()
+	}
+	var instance string
+	err := withUserAdmin(ctx, *cfgPath, *authName, logger, func(ua *auth.Client, inst string) error {
+		instance = inst
+		return runUserVerb(ctx, ua, verb, name, password, *role, stdout)
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "dls user %s: %v\n", verb, err)
 		return 1
 	}
-	if verb != "list" {
-		fmt.Fprintf(stdout, "user %s: %s done\n", name, verb)
+	if verb == "list" {
+		return 0
 	}
+	if err := recordUserChange(ctx, st, verb, name, *role, instance); err != nil {
+		fmt.Fprintf(stderr, "dls user %s: user %s: %s done, but %v\n", verb, name, verb, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "user %s: %s done\n", name, verb)
 	return 0
+}
+
+// runUserVerb does verb with the auth plugin.
+func runUserVerb(ctx context.Context, ua *auth.Client, verb, name, password, role string, stdout io.Writer) error {
+	switch verb {
+	case "add":
+		return ua.CreateUser(ctx, name, password, []string{role})
+	case "passwd":
+		return ua.SetPassword(ctx, name, password)
+	case "delete":
+		return ua.DeleteUser(ctx, name)
+	case "list":
+		users, err := ua.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USER\tGROUPS")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\n", u.Username, strings.Join(u.Groups, ","))
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown command %q", verb)
+}
+
+// recordUserChange revokes the refresh tokens of a user whose password
+// changed or who was deleted (a stolen session must not outlive either),
+// and writes the change to the audit log, the actor being whoever runs the
+// CLI.
+func recordUserChange(ctx context.Context, st userStore, verb, name, role, instance string) error {
+	detail := map[string]string{"auth": instance}
+	if verb == "add" {
+		detail["role"] = role
+	}
+	var revokeErr error
+	if verb == "passwd" || verb == "delete" {
+		if revokeErr = st.RevokeUserTokens(ctx, name); revokeErr == nil {
+			detail["effect"] = "refresh tokens revoked"
+		} else {
+			detail["effect"] = "revoking refresh tokens failed"
+		}
+	}
+	b, err := json.Marshal(detail)
+	if err != nil {
+		return fmt.Errorf("audit entry: %w", err)
+	}
+	auditErr := st.AppendAudit(ctx, store.AuditEntry{Actor: osUser(), Action: "user." + verb, Object: "user/" + name, Detail: string(b), Source: "cli"})
+	switch {
+	case revokeErr != nil:
+		return fmt.Errorf("revoking the user's sessions failed (log them out with dls user passwd again): %w", revokeErr)
+	case auditErr != nil:
+		return fmt.Errorf("writing the audit entry failed: %w", auditErr)
+	}
+	return nil
 }
 
 // withUserAdmin launches the auth plugin, configures it exactly as the
 // host would (same config block, same data dir) and calls fn.
-func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.Logger, fn func(*auth.Client) error) error {
+func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.Logger, fn func(ua *auth.Client, instance string) error) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -155,7 +219,7 @@ func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.L
 		if !ok {
 			return fmt.Errorf("plugin %s is not an auth plugin", b.Name)
 		}
-		return fn(ac)
+		return fn(ac, b.Name)
 	}
 	switch {
 	case len(tried) > 0:

@@ -15,11 +15,11 @@ import (
 // Errors name the token's user, never its hash: the hash is what a
 // presented token is looked up by, and has no place in logs.
 
-const selectToken = `SELECT hash, username, role, groups, issued, expires, used, revoked FROM refresh_tokens`
+const selectToken = `SELECT hash, username, role, groups, issued, expires, used, revoked, backend, COALESCE(session_start, issued) FROM refresh_tokens`
 
 // insertToken stores a token; the primary key refuses a hash twice.
-const insertToken = `INSERT INTO refresh_tokens (hash, username, role, groups, issued, expires, used, revoked)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+const insertToken = `INSERT INTO refresh_tokens (hash, username, role, groups, issued, expires, used, revoked, backend, session_start)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
 // PutRefreshToken implements store.Tokens.
 func (s *Store) PutRefreshToken(ctx context.Context, t store.RefreshToken) error {
@@ -99,7 +99,7 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash string) (store.Refresh
 		groups []byte
 	)
 	err := s.queryRow(ctx, s.pool, selectToken+` WHERE hash = $1`, []any{hash},
-		&t.Hash, &t.User, &t.Role, &groups, &t.Issued, &t.Expires, &t.Used, &t.Revoked)
+		&t.Hash, &t.User, &t.Role, &groups, &t.Issued, &t.Expires, &t.Used, &t.Revoked, &t.Backend, &t.SessionStart)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
@@ -114,6 +114,7 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash string) (store.Refresh
 	}
 	t.Issued = t.Issued.UTC()
 	t.Expires = t.Expires.UTC()
+	t.SessionStart = t.SessionStart.UTC()
 	return t, nil
 }
 
@@ -165,6 +166,9 @@ func tokenArgs(t store.RefreshToken) ([]any, error) {
 			return nil, fmt.Errorf("token of %s: groups: %w", t.User, err)
 		}
 	}
+	if t.SessionStart.IsZero() {
+		t.SessionStart = t.Issued
+	}
 	return []any{t.Hash, t.User, t.Role, string(groups), millis(t.Issued), millis(t.Expires),
-		t.Used, t.Revoked}, nil
+		t.Used, t.Revoked, t.Backend, millis(t.SessionStart)}, nil
 }

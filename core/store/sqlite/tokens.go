@@ -14,11 +14,11 @@ import (
 // Errors name the token's user, never its hash: the hash is what a
 // presented token is looked up by, and has no place in logs.
 
-const selectToken = `SELECT hash, username, role, groups, issued, expires, used, revoked FROM refresh_tokens`
+const selectToken = `SELECT hash, username, role, groups, issued, expires, used, revoked, backend, COALESCE(session_start, issued) FROM refresh_tokens`
 
 // insertToken stores a token; the primary key refuses a hash twice.
-const insertToken = `INSERT INTO refresh_tokens (hash, username, role, groups, issued, expires, used, revoked)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+const insertToken = `INSERT INTO refresh_tokens (hash, username, role, groups, issued, expires, used, revoked, backend, session_start)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // PutRefreshToken implements store.Tokens.
 func (s *Store) PutRefreshToken(ctx context.Context, t store.RefreshToken) error {
@@ -95,9 +95,10 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash string) (store.Refresh
 		t               store.RefreshToken
 		groups          string
 		issued, expires int64
+		start           int64
 	)
 	err := s.queryRow(ctx, s.read, selectToken+` WHERE hash = ?`, []any{hash},
-		&t.Hash, &t.User, &t.Role, &groups, &issued, &expires, &t.Used, &t.Revoked)
+		&t.Hash, &t.User, &t.Role, &groups, &issued, &expires, &t.Used, &t.Revoked, &t.Backend, &start)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = store.ErrNotFound
 	}
@@ -112,6 +113,7 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash string) (store.Refresh
 	}
 	t.Issued = time.UnixMilli(issued).UTC()
 	t.Expires = time.UnixMilli(expires).UTC()
+	t.SessionStart = time.UnixMilli(start).UTC()
 	return t, nil
 }
 
@@ -165,6 +167,9 @@ func tokenArgs(t store.RefreshToken) ([]any, error) {
 			return nil, fmt.Errorf("token of %s: groups: %w", t.User, err)
 		}
 	}
+	if t.SessionStart.IsZero() {
+		t.SessionStart = t.Issued
+	}
 	return []any{t.Hash, t.User, t.Role, string(groups), t.Issued.UnixMilli(), t.Expires.UnixMilli(),
-		t.Used, t.Revoked}, nil
+		t.Used, t.Revoked, t.Backend, t.SessionStart.UnixMilli()}, nil
 }

@@ -398,6 +398,7 @@ func token(hash, user string, expires time.Time) store.RefreshToken {
 	return store.RefreshToken{
 		Hash: hash, User: user, Role: "operator", Groups: []string{"lab", "ops"},
 		Issued: ms(time.Now()), Expires: ms(expires),
+		Backend: "admins", SessionStart: ms(time.Now().Add(-time.Minute)),
 	}
 }
 
@@ -420,7 +421,7 @@ func getToken(t *testing.T, s store.Store, hash string) store.RefreshToken {
 func sameToken(a, b store.RefreshToken) bool {
 	return a.Hash == b.Hash && a.User == b.User && a.Role == b.Role && slices.Equal(a.Groups, b.Groups) &&
 		(a.Groups == nil) == (b.Groups == nil) && a.Issued.Equal(b.Issued) && a.Expires.Equal(b.Expires) &&
-		a.Used == b.Used && a.Revoked == b.Revoked
+		a.Used == b.Used && a.Revoked == b.Revoked && a.Backend == b.Backend && a.SessionStart.Equal(b.SessionStart)
 }
 
 func countActive(t *testing.T, s store.Store, now time.Time) int {
@@ -451,8 +452,9 @@ func testTokens(t *testing.T, s store.Store) {
 	before := time.Now().Add(-time.Second)
 	putToken(t, s, store.RefreshToken{Hash: "h-bare", User: "carol", Groups: []string{}, Expires: hour})
 	bare := getToken(t, s, "h-bare")
-	if bare.Issued.Before(before) || bare.Issued.After(time.Now().Add(time.Second)) || bare.Groups != nil || bare.Role != "" {
-		t.Errorf("token without Issued, groups and role read back as %+v", bare)
+	if bare.Issued.Before(before) || bare.Issued.After(time.Now().Add(time.Second)) || bare.Groups != nil || bare.Role != "" ||
+		!bare.SessionStart.Equal(bare.Issued) || bare.Backend != "" {
+		t.Errorf("token without Issued, groups, role, backend and session start read back as %+v", bare)
 	}
 
 	for _, bad := range []store.RefreshToken{

@@ -75,6 +75,50 @@ func (x *VerifyRequest) GetPassword() string {
 	return ""
 }
 
+type LookupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupRequest) Reset() {
+	*x = LookupRequest{}
+	mi := &file_auth_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupRequest) ProtoMessage() {}
+
+func (x *LookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_auth_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
+func (*LookupRequest) Descriptor() ([]byte, []int) {
+	return file_auth_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LookupRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
 type Identity struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
@@ -85,7 +129,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_auth_proto_msgTypes[1]
+	mi := &file_auth_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +141,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[1]
+	mi := &file_auth_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +154,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{1}
+	return file_auth_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Identity) GetUsername() string {
@@ -138,7 +182,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_auth_proto_msgTypes[2]
+	mi := &file_auth_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +194,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[2]
+	mi := &file_auth_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +207,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{2}
+	return file_auth_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UserRequest) GetUsername() string {
@@ -196,7 +240,7 @@ type UserList struct {
 
 func (x *UserList) Reset() {
 	*x = UserList{}
-	mi := &file_auth_proto_msgTypes[3]
+	mi := &file_auth_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +252,7 @@ func (x *UserList) String() string {
 func (*UserList) ProtoMessage() {}
 
 func (x *UserList) ProtoReflect() protoreflect.Message {
-	mi := &file_auth_proto_msgTypes[3]
+	mi := &file_auth_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +265,7 @@ func (x *UserList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserList.ProtoReflect.Descriptor instead.
 func (*UserList) Descriptor() ([]byte, []int) {
-	return file_auth_proto_rawDescGZIP(), []int{3}
+	return file_auth_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UserList) GetUsers() []*Identity {
@@ -240,7 +284,9 @@ const file_auth_proto_rawDesc = "" +
 	"base.proto\"G\n" +
 	"\rVerifyRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\">\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"+\n" +
+	"\rLookupRequest\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\">\n" +
 	"\bIdentity\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\"]\n" +
@@ -249,9 +295,10 @@ const file_auth_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\"2\n" +
 	"\bUserList\x12&\n" +
-	"\x05users\x18\x01 \x03(\v2\x10.dls.v1.IdentityR\x05users2\xfe\x01\n" +
+	"\x05users\x18\x01 \x03(\v2\x10.dls.v1.IdentityR\x05users2\xb1\x02\n" +
 	"\x04Auth\x121\n" +
-	"\x06Verify\x12\x15.dls.v1.VerifyRequest\x1a\x10.dls.v1.Identity\x120\n" +
+	"\x06Verify\x12\x15.dls.v1.VerifyRequest\x1a\x10.dls.v1.Identity\x121\n" +
+	"\x06Lookup\x12\x15.dls.v1.LookupRequest\x1a\x10.dls.v1.Identity\x120\n" +
 	"\n" +
 	"CreateUser\x12\x13.dls.v1.UserRequest\x1a\r.dls.v1.Empty\x121\n" +
 	"\vSetPassword\x12\x13.dls.v1.UserRequest\x1a\r.dls.v1.Empty\x120\n" +
@@ -271,28 +318,31 @@ func file_auth_proto_rawDescGZIP() []byte {
 	return file_auth_proto_rawDescData
 }
 
-var file_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_auth_proto_goTypes = []any{
 	(*VerifyRequest)(nil), // 0: dls.v1.VerifyRequest
-	(*Identity)(nil),      // 1: dls.v1.Identity
-	(*UserRequest)(nil),   // 2: dls.v1.UserRequest
-	(*UserList)(nil),      // 3: dls.v1.UserList
-	(*Empty)(nil),         // 4: dls.v1.Empty
+	(*LookupRequest)(nil), // 1: dls.v1.LookupRequest
+	(*Identity)(nil),      // 2: dls.v1.Identity
+	(*UserRequest)(nil),   // 3: dls.v1.UserRequest
+	(*UserList)(nil),      // 4: dls.v1.UserList
+	(*Empty)(nil),         // 5: dls.v1.Empty
 }
 var file_auth_proto_depIdxs = []int32{
-	1, // 0: dls.v1.UserList.users:type_name -> dls.v1.Identity
+	2, // 0: dls.v1.UserList.users:type_name -> dls.v1.Identity
 	0, // 1: dls.v1.Auth.Verify:input_type -> dls.v1.VerifyRequest
-	2, // 2: dls.v1.Auth.CreateUser:input_type -> dls.v1.UserRequest
-	2, // 3: dls.v1.Auth.SetPassword:input_type -> dls.v1.UserRequest
-	2, // 4: dls.v1.Auth.DeleteUser:input_type -> dls.v1.UserRequest
-	4, // 5: dls.v1.Auth.ListUsers:input_type -> dls.v1.Empty
-	1, // 6: dls.v1.Auth.Verify:output_type -> dls.v1.Identity
-	4, // 7: dls.v1.Auth.CreateUser:output_type -> dls.v1.Empty
-	4, // 8: dls.v1.Auth.SetPassword:output_type -> dls.v1.Empty
-	4, // 9: dls.v1.Auth.DeleteUser:output_type -> dls.v1.Empty
-	3, // 10: dls.v1.Auth.ListUsers:output_type -> dls.v1.UserList
-	6, // [6:11] is the sub-list for method output_type
-	1, // [1:6] is the sub-list for method input_type
+	1, // 2: dls.v1.Auth.Lookup:input_type -> dls.v1.LookupRequest
+	3, // 3: dls.v1.Auth.CreateUser:input_type -> dls.v1.UserRequest
+	3, // 4: dls.v1.Auth.SetPassword:input_type -> dls.v1.UserRequest
+	3, // 5: dls.v1.Auth.DeleteUser:input_type -> dls.v1.UserRequest
+	5, // 6: dls.v1.Auth.ListUsers:input_type -> dls.v1.Empty
+	2, // 7: dls.v1.Auth.Verify:output_type -> dls.v1.Identity
+	2, // 8: dls.v1.Auth.Lookup:output_type -> dls.v1.Identity
+	5, // 9: dls.v1.Auth.CreateUser:output_type -> dls.v1.Empty
+	5, // 10: dls.v1.Auth.SetPassword:output_type -> dls.v1.Empty
+	5, // 11: dls.v1.Auth.DeleteUser:output_type -> dls.v1.Empty
+	4, // 12: dls.v1.Auth.ListUsers:output_type -> dls.v1.UserList
+	7, // [7:13] is the sub-list for method output_type
+	1, // [1:7] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -310,7 +360,7 @@ func file_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_auth_proto_rawDesc), len(file_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Auth_Verify_FullMethodName      = "/dls.v1.Auth/Verify"
+	Auth_Lookup_FullMethodName      = "/dls.v1.Auth/Lookup"
 	Auth_CreateUser_FullMethodName  = "/dls.v1.Auth/CreateUser"
 	Auth_SetPassword_FullMethodName = "/dls.v1.Auth/SetPassword"
 	Auth_DeleteUser_FullMethodName  = "/dls.v1.Auth/DeleteUser"
@@ -33,6 +34,10 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AuthClient interface {
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*Identity, error)
+	// Lookup answers a user's current identity without a password: the host
+	// asks it at every token refresh, so that a deleted, disabled or demoted
+	// user does not keep their role. NOT_FOUND: no such (enabled) user.
+	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*Identity, error)
 	// User administration (capability "user_admin").
 	CreateUser(ctx context.Context, in *UserRequest, opts ...grpc.CallOption) (*Empty, error)
 	SetPassword(ctx context.Context, in *UserRequest, opts ...grpc.CallOption) (*Empty, error)
@@ -52,6 +57,16 @@ func (c *authClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Identity)
 	err := c.cc.Invoke(ctx, Auth_Verify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authClient) Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*Identity, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Identity)
+	err := c.cc.Invoke(ctx, Auth_Lookup_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +118,10 @@ func (c *authClient) ListUsers(ctx context.Context, in *Empty, opts ...grpc.Call
 // for forward compatibility.
 type AuthServer interface {
 	Verify(context.Context, *VerifyRequest) (*Identity, error)
+	// Lookup answers a user's current identity without a password: the host
+	// asks it at every token refresh, so that a deleted, disabled or demoted
+	// user does not keep their role. NOT_FOUND: no such (enabled) user.
+	Lookup(context.Context, *LookupRequest) (*Identity, error)
 	// User administration (capability "user_admin").
 	CreateUser(context.Context, *UserRequest) (*Empty, error)
 	SetPassword(context.Context, *UserRequest) (*Empty, error)
@@ -120,6 +139,9 @@ type UnimplementedAuthServer struct{}
 
 func (UnimplementedAuthServer) Verify(context.Context, *VerifyRequest) (*Identity, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Verify not implemented")
+}
+func (UnimplementedAuthServer) Lookup(context.Context, *LookupRequest) (*Identity, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Lookup not implemented")
 }
 func (UnimplementedAuthServer) CreateUser(context.Context, *UserRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CreateUser not implemented")
@@ -168,6 +190,24 @@ func _Auth_Verify_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuthServer).Verify(ctx, req.(*VerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Auth_Lookup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServer).Lookup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Auth_Lookup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServer).Lookup(ctx, req.(*LookupRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -254,6 +294,10 @@ var Auth_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Verify",
 			Handler:    _Auth_Verify_Handler,
+		},
+		{
+			MethodName: "Lookup",
+			Handler:    _Auth_Lookup_Handler,
 		},
 		{
 			MethodName: "CreateUser",

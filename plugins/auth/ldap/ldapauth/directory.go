@@ -113,6 +113,26 @@ func (ss *session) readName(dn, username string) (string, error) {
 	return ss.canonicalName(res.Entries[0], username), nil
 }
 
+// entryName reads the entry dn and the user name it holds (see
+// canonicalName); errNoUser when there is no such entry. Unlike readName
+// it always asks the directory: Lookup must learn whether the entry
+// still exists.
+func (ss *session) entryName(dn, username string) (string, error) {
+	req := ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, timeLimit(ss.s), false, "(objectClass=*)", ss.nameAttrs(), nil)
+	res, err := ss.conn.Search(req)
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return "", fmt.Errorf("no entry %q: %w", dn, errNoUser)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read entry %q: %w", dn, err)
+	}
+	if len(res.Entries) != 1 {
+		return "", fmt.Errorf("no entry %q: %w", dn, errNoUser)
+	}
+	return ss.canonicalName(res.Entries[0], username), nil
+}
+
 // nameAttrs are the attributes a user search asks for.
 func (ss *session) nameAttrs() []string {
 	if ss.s.nameAttr == "" {

@@ -194,6 +194,60 @@ func (p *Plugin) verify(ctx context.Context, s *settings, username, password str
 	return auth.Identity{Username: name, Groups: groups}, "", nil
 }
 
+// Lookup implements auth.Auth: find the user's entry with the service
+// account (or anonymously) exactly as Verify does, and read its groups.
+// The directory decides who is disabled: an entry that user_filter no
+// longer matches (deleted, or excluded by a clause such as
+// "(&(uid={username})(!(pwdAccountLockedTime=*)))" or Active Directory's
+// userAccountControl bit) answers an error wrapping auth.ErrUserNotFound.
+// With user_dn_template the entry at the templated DN is read instead
+// (with the service account, or anonymously: the directory must let that
+// read it); a missing entry is not found. A directory that cannot be reached or
+// searched answers another error.
+func (p *Plugin) Lookup(ctx context.Context, username string) (auth.Identity, error) {
+	s, logger, err := p.settings()
+	if err != nil {
+		return auth.Identity{}, err
+	}
+	id, err := p.lookup(ctx, s, username)
+	if err != nil && !errors.Is(err, auth.ErrUserNotFound) {
+		logger.Warn("cannot look up a user in the directory", "user", username, "error", err)
+	}
+	return id, err
+}
+
+func (p *Plugin) lookup(ctx context.Context, s *settings, username string) (auth.Identity, error) {
+	if refuse(username, "x") != "" {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, auth.ErrUserNotFound)
+	}
+	ss, err := connect(ctx, s)
+	if err != nil {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, err)
+	}
+	defer ss.close()
+	if err := ss.bindService(); err != nil {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, err)
+	}
+	var dn, name string
+	if s.dnTemplate != "" {
+		dn = s.userDN(username)
+		name, err = ss.entryName(dn, username)
+	} else {
+		dn, name, err = ss.findUser(username)
+	}
+	if errors.Is(err, errNoUser) {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %v: %w", username, err, auth.ErrUserNotFound)
+	}
+	if err != nil {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, err)
+	}
+	groups, err := ss.groups(name, dn)
+	if err != nil {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, err)
+	}
+	return auth.Identity{Username: name, Groups: groups}, nil
+}
+
 // refuse returns why a login is refused before asking the directory, or
 // "". The filter and DN escaping make any name safe; this keeps names no
 // directory holds (and empty passwords) away from the server.

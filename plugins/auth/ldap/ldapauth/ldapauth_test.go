@@ -20,6 +20,7 @@ import (
 	"github.com/dls-project/dls/plugins/auth/ldap/ldapauth"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/plugintest"
+	"github.com/go-ldap/ldap/v3"
 )
 
 // searchConfig finds users with the service account.
@@ -328,4 +329,80 @@ func TestReconfigure(t *testing.T) {
 		t.Fatalf("reconfigure: %v %v", errs, err)
 	}
 	wantValid(t, c, "alice", "alice-password", "alice", "admins")
+}
+
+// TestLookup: the directory as it is now decides. A user removed from a
+// group loses it, one the user filter no longer matches (here: disabled
+// by a description the filter excludes) and one deleted are not found, and
+// a directory that is down is a failure, not "not found".
+func TestLookup(t *testing.T) {
+	s := startSlapd(t)
+	ctx := context.Background()
+	_, c := startPlugin(t, with(searchConfig(s), "user_filter", "(&(uid={username})(!(description=disabled)))"))
+	_, direct := startPlugin(t, map[string]any{
+		"url":              s.URL,
+		"user_dn_template": "uid={username}," + peopleDN,
+		"group_base":       groupsDN,
+	})
+	wantLookup := func(c *auth.Client, name, wantName string, groups ...string) {
+		t.Helper()
+		id, err := c.Lookup(ctx, name)
+		if err != nil || id.Username != wantName || !slices.Equal(id.Groups, groups) {
+			t.Errorf("Lookup(%q) = %+v, %v; want %s in %q", name, id, err, wantName, groups)
+		}
+	}
+	wantNotFound := func(c *auth.Client, name string) {
+		t.Helper()
+		if id, err := c.Lookup(ctx, name); !errors.Is(err, auth.ErrUserNotFound) {
+			t.Errorf("Lookup(%q) = %+v, %v; want ErrUserNotFound", name, id, err)
+		}
+	}
+	modify := func(dn string, fn func(*ldap.ModifyRequest)) {
+		t.Helper()
+		conn := s.DialRoot(t)
+		defer conn.Close()
+		req := ldap.NewModifyRequest(dn, nil)
+		fn(req)
+		if err := conn.Modify(req); err != nil {
+			t.Fatalf("modify %s: %v", dn, err)
+		}
+	}
+
+	for _, cl := range []*auth.Client{c, direct} {
+		wantLookup(cl, "alice", "alice", "admins", "ops")
+		wantLookup(cl, "carol", "carol")
+		wantNotFound(cl, "mallory")
+		wantNotFound(cl, "")
+		wantNotFound(cl, "alic*")
+	}
+	wantLookup(c, "ALICE", "alice", "admins", "ops")
+
+	// Demoted: alice leaves admins (a groupOfNames needs a member left).
+	modify(slapdtest.GroupDN("admins"), func(r *ldap.ModifyRequest) {
+		r.Add("member", []string{slapdtest.RootDN})
+		r.Delete("member", []string{slapdtest.UserDN("alice")})
+	})
+	wantLookup(c, "alice", "alice", "ops")
+	wantLookup(direct, "alice", "alice", "ops")
+
+	// Disabled: the user filter no longer matches bob.
+	wantLookup(c, "bob", "bob", "ops")
+	modify(slapdtest.UserDN("bob"), func(r *ldap.ModifyRequest) { r.Add("description", []string{"disabled"}) })
+	wantNotFound(c, "bob")
+
+	// Deleted.
+	conn := s.DialRoot(t)
+	if err := conn.Del(ldap.NewDelRequest(slapdtest.UserDN("carol"), nil)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	wantNotFound(c, "carol")
+	wantNotFound(direct, "carol")
+
+	s.Stop()
+	for _, cl := range []*auth.Client{c, direct} {
+		if _, err := cl.Lookup(ctx, "alice"); err == nil || errors.Is(err, auth.ErrUserNotFound) {
+			t.Errorf("Lookup with the directory down = %v; want a failure other than ErrUserNotFound", err)
+		}
+	}
 }

@@ -252,6 +252,28 @@ func (p *Plugin) Verify(ctx context.Context, username, password string) (id auth
 	return auth.Identity{Username: u.name, Groups: slices.Clone(u.groups)}, nil
 }
 
+// Lookup implements auth.Auth: the user's current groups, read from the
+// users file (reread when it changed, so a `dls user delete` or a group
+// change by another instance counts at once). The file has no notion of a
+// disabled user: deleting one is how access ends. An unknown user answers
+// an error wrapping auth.ErrUserNotFound; no hash is computed.
+func (p *Plugin) Lookup(_ context.Context, username string) (auth.Identity, error) {
+	st, err := p.state()
+	if err != nil {
+		return auth.Identity{}, err
+	}
+	users, err := st.file.current()
+	if err != nil {
+		p.log().Error("cannot look up a user: users file unreadable", "error", err)
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, err)
+	}
+	u, ok := users[username]
+	if !ok {
+		return auth.Identity{}, fmt.Errorf("look up user %q: %w", username, auth.ErrUserNotFound)
+	}
+	return auth.Identity{Username: u.name, Groups: slices.Clone(u.groups)}, nil
+}
+
 // CreateUser implements auth.UserAdmin. groups are the user's groups, which
 // the host maps to roles (admin, operator, viewer).
 func (p *Plugin) CreateUser(ctx context.Context, username, password string, groups []string) error {

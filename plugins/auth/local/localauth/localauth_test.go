@@ -506,3 +506,55 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("default parameters not used:\n%s", data)
 	}
 }
+
+// TestLookup: the host's instance answers a user's current groups without
+// a password, and a user deleted (or regrouped) by another instance, the
+// CLI's, as soon as the file changed.
+func TestLookup(t *testing.T) {
+	dir := t.TempDir()
+	hostH, host := start(t, dir)
+	_, cli := start(t, dir)
+	ctx := context.Background()
+
+	if id, err := host.Lookup(ctx, "alice"); !errors.Is(err, auth.ErrUserNotFound) {
+		t.Fatalf("Lookup of an unknown user = %+v, %v; want ErrUserNotFound", id, err)
+	}
+	mustCreate(t, cli, "alice", "correct horse battery", "admin")
+	id, err := host.Lookup(ctx, "alice")
+	if err != nil || id.Username != "alice" || !slices.Equal(id.Groups, []string{"admin"}) {
+		t.Fatalf("Lookup(alice) = %+v, %v; want alice in [admin]", id, err)
+	}
+
+	// Demoted by hand in the file, as an admin without a groups command does.
+	users, err := os.ReadFile(filepath.Join(dir, "users.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoted := strings.Replace(string(users), `"admin"`, `"viewer"`, 1)
+	if demoted == string(users) {
+		t.Fatalf("users file holds no \"admin\" group: %s", users)
+	}
+	time.Sleep(10 * time.Millisecond) // a different mtime even on coarse clocks
+	if err := os.WriteFile(filepath.Join(dir, "users.json"), []byte(demoted), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := host.Lookup(ctx, "alice"); err != nil || !slices.Equal(id.Groups, []string{"viewer"}) {
+		t.Fatalf("Lookup(alice) after demotion = %+v, %v; want [viewer]", id, err)
+	}
+
+	if err := cli.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := host.Lookup(ctx, "alice"); !errors.Is(err, auth.ErrUserNotFound) {
+		t.Fatalf("Lookup after delete = %+v, %v; want ErrUserNotFound", id, err)
+	}
+
+	// An unreadable file is a failure, never "not found": the host must
+	// not end sessions because of a damaged file.
+	if err := os.WriteFile(filepath.Join(hostH.DataDir, "users.json"), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := host.Lookup(ctx, "alice"); err == nil || errors.Is(err, auth.ErrUserNotFound) {
+		t.Errorf("Lookup with a damaged file = %v; want a failure other than ErrUserNotFound", err)
+	}
+}

@@ -1,0 +1,3 @@
+http {
+  session_lifetime = "30s"
+}
