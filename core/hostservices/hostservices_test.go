@@ -86,7 +86,7 @@ func TestLookupByMAC(t *testing.T) {
 	if fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", want) {
 		t.Errorf("decision\n%+v\nwant\n%+v", d, want)
 	}
-	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-AA-00-01", Peer: "10.0.0.51"})
+	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-AA-00-01", Peer: leaseOf(t, s, "52:54:00:aa:00:01")})
 	if err != nil || !sc.Found || sc.Client != "pc-01" {
 		t.Fatalf("Script = %+v, %v", sc, err)
 	}

@@ -75,13 +75,30 @@ func bootStore(t *testing.T) store.Store {
 	return st
 }
 
-// peerA is the address the tests' scripts are asked from.
-const peerA = "10.0.0.51"
+// leaseOf commits a bound lease of mac (any spelling) through s, as the
+// DHCP plugin does before its ACK, and returns the leased address: one per
+// MAC (10.0.<fifth byte>.<last byte>).
+func leaseOf(t *testing.T, s *hostservices.Services, mac string) string {
+	t.Helper()
+	m, err := store.CanonicalMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fifth, last int
+	_, _ = fmt.Sscanf(m[12:], "%x:%x", &fifth, &last)
+	addr := fmt.Sprintf("10.0.%d.%d", fifth, last)
+	rs, err := s.Commit(context.Background(), []host.Lease{{Pool: "lan", Address: addr, MAC: m, Expires: time.Now().Add(time.Hour), State: host.LeaseBound}})
+	if err != nil || !rs[0].OK {
+		t.Fatalf("lease %s for %s: %+v, %v", addr, m, rs, err)
+	}
+	return addr
+}
 
-// scriptOf asks s for the script of mac from peerA; "" when none is found.
+// scriptOf asks s for the script of mac from the address leased to it;
+// "" when none is found.
 func scriptOf(t *testing.T, s *hostservices.Services, mac, platform string) string {
 	t.Helper()
-	sc, err := s.Script(context.Background(), host.ScriptQuery{MAC: mac, Peer: peerA, Platform: platform})
+	sc, err := s.Script(context.Background(), host.ScriptQuery{MAC: mac, Peer: leaseOf(t, s, mac), Platform: platform})
 	if err != nil {
 		t.Fatalf("Script(%s, %q): %v", mac, platform, err)
 	}
@@ -174,7 +191,7 @@ func TestScriptCustomTemplates(t *testing.T) {
 func TestScriptByMAC(t *testing.T) {
 	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithSessions(&fakeSessions{}))
 	ctx := context.Background()
-	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-AA-00-02", Peer: peerA, Platform: hostservices.PlatformEFI})
+	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-AA-00-02", Peer: leaseOf(t, s, "52:54:00:aa:00:02"), Platform: hostservices.PlatformEFI})
 	if err != nil || !sc.Found || sc.Client != "pc-02" || !strings.Contains(sc.Body, " initrd=initrd.img ") {
 		t.Errorf("Script(efi) = %+v, %v", sc, err)
 	}
@@ -184,9 +201,14 @@ func TestScriptByMAC(t *testing.T) {
 	if script := scriptOf(t, s, "52:54:00:aa:00:02", ""); !strings.Contains(script, "${dls-initrd}") {
 		t.Errorf("Script(\"\") = %q", script)
 	}
-	// Unknown and malformed MACs are not found, not errors: no oracle.
+	// Unknown (even with a lease) and malformed MACs are not found, not
+	// errors: no oracle.
 	for _, mac := range []string{"52:54:00:ff:ff:ff", "not-a-mac"} {
-		if sc, err := s.Script(ctx, host.ScriptQuery{MAC: mac, Peer: peerA}); err != nil || sc.Found || sc.Body != "" {
+		peer := "10.0.0.99"
+		if mac != "not-a-mac" {
+			peer = leaseOf(t, s, mac)
+		}
+		if sc, err := s.Script(ctx, host.ScriptQuery{MAC: mac, Peer: peer}); err != nil || sc.Found || sc.Body != "" {
 			t.Errorf("Script(%s) = %+v, %v; want not found", mac, sc, err)
 		}
 	}
@@ -238,8 +260,8 @@ func TestRegisterUnknown(t *testing.T) {
 	if audit, _ := st.ListAudit(ctx, 10); len(audit) != 1 {
 		t.Errorf("registered twice: %+v", audit)
 	}
-	// The script URL registers too (iPXE is asking).
-	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-bb-00-02", Peer: peerA})
+	// The script URL registers too (iPXE is asking), from the bound address.
+	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-bb-00-02", Peer: leaseOf(t, s, "52:54:00:bb:00:02")})
 	if err != nil || !sc.Found || sc.Client != "auto-525400bb0002" || !strings.HasPrefix(sc.Body, "#!ipxe") {
 		t.Errorf("Script of an unknown MAC = %+v, %v", sc, err)
 	}
@@ -259,7 +281,7 @@ func TestIgnoreUnknownScript(t *testing.T) {
 	b := boot
 	b.UnknownClients = hostservices.UnknownIgnore
 	s := hostservices.New(b, bootStore(t), nil, hclog.NewNullLogger())
-	if sc, err := s.Script(context.Background(), host.ScriptQuery{MAC: "52:54:00:bb:00:01", Peer: peerA}); err != nil || sc.Found {
+	if sc, err := s.Script(context.Background(), host.ScriptQuery{MAC: "52:54:00:bb:00:01", Peer: leaseOf(t, s, "52:54:00:bb:00:01")}); err != nil || sc.Found {
 		t.Errorf("ignore mode: %+v, %v", sc, err)
 	}
 	if d, _ := s.Lookup(context.Background(), host.Query{MAC: "52:54:00:bb:00:01", UserClass: "iPXE"}); d.Known {
@@ -312,7 +334,7 @@ func TestRegisterBound(t *testing.T) {
 	if d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01", UserClass: "iPXE"}); err != nil || !d.Known || d.Client != "pc-01" {
 		t.Errorf("known client during the flood: %+v, %v", d, err)
 	}
-	if sc, err := s.Script(ctx, host.ScriptQuery{MAC: "02-00-00-00-01-00", Peer: peerA}); err != nil || sc.Found {
+	if sc, err := s.Script(ctx, host.ScriptQuery{MAC: "02-00-00-00-01-00", Peer: leaseOf(t, s, "02:00:00:00:01:00")}); err != nil || sc.Found {
 		t.Errorf("script of a MAC past the bound: %+v, %v; want not found", sc, err)
 	}
 	// The admin deletes the registered clients: registration resumes
