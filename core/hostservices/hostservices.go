@@ -2,10 +2,26 @@
 // (sdk/host): boot decisions, boot events, volume attachment and leases,
 // on top of the state store and the storage plugins.
 //
-// A boot decision by MAC carries the client's iPXE script, rendered by
-// core/bootscript; the host's HTTP server serves the same script at
-// /boot/<mac>.ipxe (Script). Boot events go to the boot-session tracker
-// (core/sessions) when one is given.
+// A client's iPXE script, rendered by core/bootscript, goes only to the
+// address bound to its boot (Script, core/bootbind): the address of its
+// DHCP lease (Commit binds it before the DHCP plugin's ACK leaves), or in
+// proxy mode the first requester after DLS's proxy answer (reported as an
+// event with host.AttrProxy). A binding lasts while its lease, or a live
+// iSCSI session of the client from that address, lasts; an address with a
+// live session is not leased to another MAC. Decisions carry no script;
+// iSCSI decisions carry the bound address (AllowedAddresses).
+//
+// Limits: proxy mode binds on first use, so a machine that sends a DHCP
+// discover with a powered-off client's MAC and asks first gets that
+// client's script; a client with a live iSCSI session cannot be taken
+// over that way. In full mode, a machine that spoofs a powered-off
+// client's MAC and wins its lease is that client to DLS. Bindings live in
+// memory: leases are read back from the store at the first request after
+// a restart, proxy bindings and live sessions are not (the machine's next
+// boot binds again).
+//
+// Boot events go to the boot-session tracker (core/sessions) when one is
+// given.
 package hostservices
 
 import (
