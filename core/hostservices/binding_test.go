@@ -218,7 +218,9 @@ func TestLiveSessionAddressIsNotLeasedToAnother(t *testing.T) {
 		}
 	}
 	_ = s.Report(ctx, []host.Event{{Type: host.EventISCSILogout, Client: "pc-01", Address: a}})
-	rs, _ = s.Commit(ctx, []host.Lease{{Pool: "lan", Address: a, MAC: "52:54:00:aa:00:01", Expires: exp, State: host.LeaseReleased}})
+	if rs, _ = s.Commit(ctx, []host.Lease{{Pool: "lan", Address: a, MAC: "52:54:00:aa:00:01", Expires: exp, State: host.LeaseReleased}}); !rs[0].OK {
+		t.Fatalf("release: %+v", rs)
+	}
 	if rs, _ = s.Commit(ctx, []host.Lease{{Pool: "lan", Address: a, MAC: "52:54:00:cc:00:09", Expires: exp, State: host.LeaseBound}}); !rs[0].OK {
 		t.Errorf("address refused after the session ended and the lease was released: %+v", rs)
 	}
