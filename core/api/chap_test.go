@@ -6,9 +6,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/sdk/host"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -133,11 +135,15 @@ func TestRotateChangesScriptSecret(t *testing.T) {
 		scriptStore{m: e.st}, nil, hclog.NewNullLogger())
 	script := func() string {
 		t.Helper()
-		_, s, err := svc.Script(context.Background(), "52-54-00-00-00-01", "")
-		if err != nil {
-			t.Fatal(err)
+		sc, err := svc.Script(context.Background(), host.ScriptQuery{MAC: "52-54-00-00-00-01", Peer: "192.0.2.51"})
+		if err != nil || !sc.Found {
+			t.Fatalf("script: %+v, %v", sc, err)
 		}
-		return s
+		return sc.Body
+	}
+	// The machine holds its lease: the host answers its script there only.
+	if rs, err := svc.Commit(context.Background(), []host.Lease{{Pool: "lan", Address: "192.0.2.51", MAC: "52:54:00:00:00:01", Expires: time.Now().Add(time.Hour), State: host.LeaseBound}}); err != nil || !rs[0].OK {
+		t.Fatalf("lease: %+v, %v", rs, err)
 	}
 	old, _ := e.secretsOf("pc1")
 	if s := script(); !strings.Contains(s, "set password "+old) || !strings.Contains(s, "set username iqn.2026-11.io.dls:initiator:pc1") {
@@ -227,4 +233,16 @@ func (s scriptStore) ClientByMAC(ctx context.Context, mac string) (store.Client,
 
 func (s scriptStore) GetImage(ctx context.Context, name string) (store.Image, error) {
 	return s.m.GetImage(ctx, name)
+}
+
+// LoadLeases and CommitLeases hold no leases: the host's binding index
+// keeps the one the test commits.
+func (scriptStore) LoadLeases(context.Context, string) ([]store.Lease, error) { return nil, nil }
+
+func (scriptStore) CommitLeases(_ context.Context, ls []store.Lease) ([]store.LeaseResult, error) {
+	rs := make([]store.LeaseResult, len(ls))
+	for i := range rs {
+		rs[i].OK = true
+	}
+	return rs, nil
 }

@@ -140,6 +140,9 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	}
 	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"),
 		hostservices.WithSessions(d.sessions), hostservices.WithTemplates(tpl))
+	if err := d.services.RegisterMetrics(hr); err != nil {
+		return nil, err
+	}
 	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
 		return nil, err
 	}
@@ -242,7 +245,7 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix+"/", d.api.Handler())
 	mux.Handle("/boot/", httpserver.BootHandler(httpserver.BootOptions{
-		Scripts: d.services, Events: d.services, Confirmer: d.sessions,
+		Scripts: d.services, Events: d.services, Confirmer: d.sessions, Binding: d.services,
 		Files: cfg.Boot.Files, Logger: d.logger.Named("boot"),
 	}))
 	mux.Handle("/", httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout))

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dls-project/dls/sdk/host"
 )
 
 // trigger makes the test plugin report its next event.
@@ -84,6 +87,11 @@ protocol "test" "stalls" {
 	h.waitFor(10*time.Second, "ready", func() bool { c, _ := h.readyz(); return c == 200 })
 
 	trigger(t, a) // dhcp_discover
+	// The machine's lease, as a DHCP plugin commits it before its ACK: the
+	// script goes only to the leased address (this test's 127.0.0.1).
+	if rs, err := h.d.services.Commit(context.Background(), []host.Lease{{Pool: "lo", Address: "127.0.0.1", MAC: "52:54:00:00:00:01", Expires: time.Now().Add(time.Hour), State: host.LeaseBound}}); err != nil || !rs[0].OK {
+		t.Fatalf("lease: %+v %v", rs, err)
+	}
 	if code, body := h.get("/boot/52-54-00-00-00-01.ipxe"); code != 200 || !strings.Contains(body, "sanboot") {
 		t.Fatalf("script: %d %s", code, body)
 	}

@@ -2,10 +2,26 @@
 // (sdk/host): boot decisions, boot events, volume attachment and leases,
 // on top of the state store and the storage plugins.
 //
-// A boot decision by MAC carries the client's iPXE script, rendered by
-// core/bootscript; the host's HTTP server serves the same script at
-// /boot/<mac>.ipxe (Script). Boot events go to the boot-session tracker
-// (core/sessions) when one is given.
+// A client's iPXE script, rendered by core/bootscript, goes only to the
+// address bound to its boot (Script, core/bootbind): the address of its
+// DHCP lease (Commit binds it before the DHCP plugin's ACK leaves), or in
+// proxy mode the first requester after DLS's proxy answer (reported as an
+// event with host.AttrProxy). A binding lasts while its lease, or a live
+// iSCSI session of the client from that address, lasts; an address with a
+// live session is not leased to another MAC. Decisions carry no script;
+// iSCSI decisions carry the bound address (AllowedAddresses).
+//
+// Limits: proxy mode binds on first use, so a machine that sends a DHCP
+// discover with a powered-off client's MAC and asks first gets that
+// client's script; a client with a live iSCSI session cannot be taken
+// over that way. In full mode, a machine that spoofs a powered-off
+// client's MAC and wins its lease is that client to DLS. Bindings live in
+// memory: leases are read back from the store at the first request after
+// a restart, proxy bindings and live sessions are not (the machine's next
+// boot binds again).
+//
+// Boot events go to the boot-session tracker (core/sessions) when one is
+// given.
 package hostservices
 
 import (
@@ -18,12 +34,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dls-project/dls/core/bootbind"
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/dls-project/dls/sdk/volume"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Boot holds the site's boot settings the decisions are made from.
@@ -86,6 +104,11 @@ type Services struct {
 	logger    hclog.Logger
 	sessions  Sessions
 	templates atomic.Pointer[bootscript.Templates]
+	bind      *bootbind.Index
+	refused   *prometheus.CounterVec
+
+	loadMu sync.Mutex
+	loaded bool // bind holds the store's leases
 
 	mu       sync.Mutex
 	recent   []host.Event    // the newest raw events, for the admin view
@@ -99,7 +122,8 @@ type Services struct {
 
 // New builds the host services.
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
-	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1}
+	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1,
+		bind: bootbind.New(nil), refused: newRefusedCounter()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -131,7 +155,12 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 	if err != nil {
 		return host.Decision{}, fmt.Errorf("look up client (mac %q, initiator %q): %w", q.MAC, q.Initiator, err)
 	}
-	return s.decide(c, q), nil
+	d := s.decide(c, q)
+	if q.MAC == "" {
+		// An iSCSI query: where a Normal session may come from.
+		d.AllowedAddresses = allowedAddresses(c, s.boundAddress(ctx, c))
+	}
+	return d, nil
 }
 
 // firmwareQuery reports whether a DHCP query comes from boot firmware.
@@ -205,7 +234,6 @@ const maxRecent = 1024
 // hands the known ones to the boot-session tracker.
 func (s *Services) Report(ctx context.Context, events []host.Event) error {
 	kept := make([]host.Event, 0, len(events))
-	s.mu.Lock()
 	for _, e := range events {
 		if !knownEvent(e.Type) {
 			s.logger.Warn("plugin reported an unknown event type; dropped", "type", e.Type)
@@ -214,6 +242,10 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
 		kept = append(kept, e)
 	}
+	for _, e := range kept {
+		s.observeBinding(ctx, e)
+	}
+	s.mu.Lock()
 	s.recent = append(s.recent, kept...)
 	if over := len(s.recent) - maxRecent; over > 0 {
 		s.recent = append(s.recent[:0], s.recent[over:]...)
@@ -342,7 +374,10 @@ func (s *Services) Load(ctx context.Context, pool string) ([]host.Lease, error) 
 	return out, nil
 }
 
-// Commit implements host.Leases.
+// Commit implements host.Leases. A bound lease of an address with a live
+// iSCSI session of another MAC is refused with that MAC as the holder;
+// every lease the store accepts updates the boot binding before Commit
+// returns, so before the DHCP plugin sends its ACK.
 func (s *Services) Commit(ctx context.Context, leases []host.Lease) ([]host.CommitResult, error) {
 	in := make([]store.Lease, len(leases))
 	for i, l := range leases {
@@ -352,15 +387,7 @@ func (s *Services) Commit(ctx context.Context, leases []host.Lease) ([]host.Comm
 		}
 		in[i] = store.Lease{Pool: l.Pool, Address: addr, MAC: l.MAC, Expires: l.Expires, State: store.LeaseState(l.State), Hostname: l.Hostname}
 	}
-	rs, err := s.leases.CommitLeases(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]host.CommitResult, len(rs))
-	for i, r := range rs {
-		out[i] = host.CommitResult{OK: r.OK, Holder: r.Holder}
-	}
-	return out, nil
+	return s.commitBound(ctx, in)
 }
 
 var _ host.Clients = (*Services)(nil)

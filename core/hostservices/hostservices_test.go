@@ -83,14 +83,16 @@ func TestLookupByMAC(t *testing.T) {
 		Initiators:      []string{prefix + ":initiator:pc-01", "iqn.1991-05.com.microsoft:pc-01.lab"},
 		ReservedAddress: "10.0.0.51",
 	}
-	script := d.Script
-	d.Script = ""
 	if fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", want) {
 		t.Errorf("decision\n%+v\nwant\n%+v", d, want)
 	}
+	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-AA-00-01", Peer: leaseOf(t, s, "52:54:00:aa:00:01")})
+	if err != nil || !sc.Found || sc.Client != "pc-01" {
+		t.Fatalf("Script = %+v, %v", sc, err)
+	}
 	for _, part := range []string{"#!ipxe", "set initiator-iqn " + want.InitiatorIQN, "sanboot iscsi:10.0.0.1:::0:" + want.TargetIQN} {
-		if !strings.Contains(script, part) {
-			t.Errorf("script %q lacks %q", script, part)
+		if !strings.Contains(sc.Body, part) {
+			t.Errorf("script %q lacks %q", sc.Body, part)
 		}
 	}
 

@@ -26,16 +26,21 @@ type archOf struct {
 }
 
 // Script implements host.Clients: the iPXE script of the machine with
-// q.MAC (any spelling), as served at /boot/<mac>.ipxe and over TFTP.
-// q.Platform is iPXE's ${platform} when the request tells it (PlatformEFI,
-// PlatformBIOS), "" otherwise: the script then decides when it runs.
+// q.MAC (any spelling), as served at /boot/<mac>.ipxe and over TFTP, for
+// the requester q.Peer. q.Platform is iPXE's ${platform} when the request
+// tells it (PlatformEFI, PlatformBIOS), "" otherwise: the script then
+// decides when it runs.
 //
-// An unknown MAC (or one that does not parse) is Found = false, unless
-// unknown_clients is "register": whoever fetches an iPXE script is boot
-// firmware, so the machine is registered.
+// Only the address bound to the machine's boot gets it (its lease, or the
+// first requester after DLS's proxy answer: bootbind); any other requester,
+// an unknown MAC and one that does not parse are Found = false, counted in
+// dls_boot_refused_total, and change nothing. unknown_clients = "register"
+// registers an unknown MAC here only for a bound requester.
 func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script, error) {
 	m, err := store.CanonicalMAC(q.MAC)
-	if err != nil {
+	peer, ok := peerAddr(q.Peer)
+	if err != nil || !ok || !s.bindings(ctx).Claim(m, peer) {
+		s.Refused(RefusedNotBound)
 		return host.Script{}, nil
 	}
 	c, err := s.clients.ClientByMAC(ctx, m)
@@ -43,6 +48,7 @@ func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script,
 		c, err = s.register(ctx, m)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		s.Refused(RefusedUnknown)
 		return host.Script{}, nil
 	}
 	if err != nil {

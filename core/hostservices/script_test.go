@@ -75,45 +75,68 @@ func bootStore(t *testing.T) store.Store {
 	return st
 }
 
-func TestLookupKernelScriptWithToken(t *testing.T) {
+// leaseOf commits a bound lease of mac (any spelling) through s, as the
+// DHCP plugin does before its ACK, and returns the leased address: one per
+// MAC (10.0.<fifth byte>.<last byte>).
+func leaseOf(t *testing.T, s *hostservices.Services, mac string) string {
+	t.Helper()
+	m, err := store.CanonicalMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fifth, last int
+	_, _ = fmt.Sscanf(m[12:], "%x:%x", &fifth, &last)
+	addr := fmt.Sprintf("10.0.%d.%d", fifth, last)
+	rs, err := s.Commit(context.Background(), []host.Lease{{Pool: "lan", Address: addr, MAC: m, Expires: time.Now().Add(time.Hour), State: host.LeaseBound}})
+	if err != nil || !rs[0].OK {
+		t.Fatalf("lease %s for %s: %+v, %v", addr, m, rs, err)
+	}
+	return addr
+}
+
+// scriptOf asks s for the script of mac from the address leased to it;
+// "" when none is found.
+func scriptOf(t *testing.T, s *hostservices.Services, mac, platform string) string {
+	t.Helper()
+	sc, err := s.Script(context.Background(), host.ScriptQuery{MAC: mac, Peer: leaseOf(t, s, mac), Platform: platform})
+	if err != nil {
+		t.Fatalf("Script(%s, %q): %v", mac, platform, err)
+	}
+	return sc.Body
+}
+
+func TestScriptKernelWithToken(t *testing.T) {
 	st := bootStore(t)
 	fs := &fakeSessions{}
 	s := hostservices.New(boot, st, resolver{err: errNoStorage}, hclog.NewNullLogger(), hostservices.WithSessions(fs))
 	ctx := context.Background()
 
-	// From a UEFI PXE ROM's DISCOVER: the architecture is known.
-	d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02", Arch: 7, VendorClass: "PXEClient:Arch:00007:UNDI:003016"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// iPXE says its platform: UEFI.
+	script := scriptOf(t, s, "52:54:00:aa:00:02", hostservices.PlatformEFI)
 	for _, part := range []string{
 		"set initiator-iqn " + prefix + ":initiator:pc-02\n",
 		"sanhook iscsi:10.0.0.1:::0:" + prefix + ":pc-02\n",
 		"kernel http://10.0.0.1:9180/boot/files/linux/vmlinuz iscsi_auto root=/dev/sda rw initrd=initrd.img dls.url=http://10.0.0.1:9180 dls.token=tok-pc-02\n",
 		"initrd http://10.0.0.1:9180/boot/files/linux/initrd.img\n",
 	} {
-		if !strings.Contains(d.Script, part) {
-			t.Errorf("script lacks %q:\n%s", part, d.Script)
+		if !strings.Contains(script, part) {
+			t.Errorf("script lacks %q:\n%s", part, script)
 		}
 	}
-	// From a BIOS ROM: no initrd=.
-	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02", Arch: 0, UserClass: "iPXE", VendorClass: "PXEClient:Arch:00000:UNDI:002001"})
-	if !strings.Contains(d.Script, "rw dls.url=") {
-		t.Errorf("BIOS script:\n%s", d.Script)
+	// BIOS: no initrd=.
+	if script = scriptOf(t, s, "52:54:00:aa:00:02", hostservices.PlatformBIOS); !strings.Contains(script, "rw dls.url=") {
+		t.Errorf("BIOS script:\n%s", script)
 	}
 	// From TFTP: not known, ${platform} decides.
-	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02"})
-	if !strings.Contains(d.Script, "iseq ${platform} efi") {
-		t.Errorf("script for an unknown architecture:\n%s", d.Script)
+	if script = scriptOf(t, s, "52:54:00:aa:00:02", ""); !strings.Contains(script, "iseq ${platform} efi") {
+		t.Errorf("script for an unknown architecture:\n%s", script)
 	}
 	// A sanboot image has no token.
-	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01"})
-	if strings.Contains(d.Script, "dls.token") || !strings.Contains(d.Script, "sanboot ") {
-		t.Errorf("sanboot script:\n%s", d.Script)
+	if script = scriptOf(t, s, "52:54:00:aa:00:01", ""); strings.Contains(script, "dls.token") || !strings.Contains(script, "sanboot ") {
+		t.Errorf("sanboot script:\n%s", script)
 	}
-	// iSCSI lookups need no script.
-	d, _ = s.Lookup(ctx, host.Query{Target: prefix + ":pc-02"})
-	if !d.Known || d.Script != "" {
+	// Decisions carry no script, by MAC or by target.
+	if d, _ := s.Lookup(ctx, host.Query{Target: prefix + ":pc-02"}); !d.Known {
 		t.Errorf("lookup by target: %+v", d)
 	}
 }
@@ -127,21 +150,22 @@ func TestLookupCHAP(t *testing.T) {
 	if d.CHAPUser != prefix+":initiator:pc-03" || d.CHAPSecret != "pc03-secret-1" || d.CHAPMutualSecret != "target-secret-1" {
 		t.Errorf("CHAP in the decision: %q %q %q", d.CHAPUser, d.CHAPSecret, d.CHAPMutualSecret)
 	}
+	script := scriptOf(t, s, "52:54:00:aa:00:03", "")
 	for _, part := range []string{
 		"set username " + prefix + ":initiator:pc-03\nset password pc03-secret-1\n",
 		"set reverse-username " + prefix + ":pc-03\nset reverse-password target-secret-1\n",
 	} {
-		if !strings.Contains(d.Script, part) {
-			t.Errorf("script lacks %q:\n%s", part, d.Script)
+		if !strings.Contains(script, part) {
+			t.Errorf("script lacks %q:\n%s", part, script)
 		}
 	}
 	d, _ = s.Lookup(context.Background(), host.Query{MAC: "52:54:00:aa:00:01"})
-	if d.CHAPUser != "" || d.CHAPSecret != "" || strings.Contains(d.Script, "password") {
+	if d.CHAPUser != "" || d.CHAPSecret != "" || strings.Contains(scriptOf(t, s, "52:54:00:aa:00:01", ""), "password") {
 		t.Errorf("client without CHAP: %+v", d)
 	}
 }
 
-func TestLookupCustomTemplates(t *testing.T) {
+func TestScriptCustomTemplates(t *testing.T) {
 	dir := t.TempDir()
 	global := filepath.Join(dir, "site.tmpl")
 	own := filepath.Join(dir, "pc-01.tmpl")
@@ -152,42 +176,41 @@ func TestLookupCustomTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithTemplates(ts))
-	ctx := context.Background()
-	d, _ := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01"})
-	if d.Script != "#!ipxe\necho own pc-01\n" {
-		t.Errorf("pc-01 script %q", d.Script)
+	if got := scriptOf(t, s, "52:54:00:aa:00:01", ""); got != "#!ipxe\necho own pc-01\n" {
+		t.Errorf("pc-01 script %q", got)
 	}
-	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:02"})
-	if !strings.HasPrefix(d.Script, "#!ipxe\necho site pc-02\n") {
-		t.Errorf("pc-02 script %q", d.Script)
+	if got := scriptOf(t, s, "52:54:00:aa:00:02", ""); !strings.HasPrefix(got, "#!ipxe\necho site pc-02\n") {
+		t.Errorf("pc-02 script %q", got)
 	}
 	s.SetTemplates(nil)
-	d, _ = s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01"})
-	if !strings.Contains(d.Script, "sanboot iscsi:10.0.0.1:::0:") {
-		t.Errorf("built-in after SetTemplates(nil): %q", d.Script)
+	if got := scriptOf(t, s, "52:54:00:aa:00:01", ""); !strings.Contains(got, "sanboot iscsi:10.0.0.1:::0:") {
+		t.Errorf("built-in after SetTemplates(nil): %q", got)
 	}
 }
 
 func TestScriptByMAC(t *testing.T) {
 	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithSessions(&fakeSessions{}))
 	ctx := context.Background()
-	client, script, err := s.Script(ctx, "52-54-00-AA-00-02", hostservices.PlatformEFI)
-	if err != nil || client != "pc-02" || !strings.Contains(script, " initrd=initrd.img ") {
-		t.Errorf("Script(efi) = %s, %q, %v", client, script, err)
+	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-AA-00-02", Peer: leaseOf(t, s, "52:54:00:aa:00:02"), Platform: hostservices.PlatformEFI})
+	if err != nil || !sc.Found || sc.Client != "pc-02" || !strings.Contains(sc.Body, " initrd=initrd.img ") {
+		t.Errorf("Script(efi) = %+v, %v", sc, err)
 	}
-	_, script, _ = s.Script(ctx, "52:54:00:aa:00:02", hostservices.PlatformBIOS)
-	if strings.Contains(script, "initrd=") {
+	if script := scriptOf(t, s, "52:54:00:aa:00:02", hostservices.PlatformBIOS); strings.Contains(script, "initrd=") {
 		t.Errorf("Script(pcbios) = %q", script)
 	}
-	_, script, _ = s.Script(ctx, "52:54:00:aa:00:02", "")
-	if !strings.Contains(script, "${dls-initrd}") {
+	if script := scriptOf(t, s, "52:54:00:aa:00:02", ""); !strings.Contains(script, "${dls-initrd}") {
 		t.Errorf("Script(\"\") = %q", script)
 	}
-	if _, _, err := s.Script(ctx, "52:54:00:ff:ff:ff", ""); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("unknown MAC: %v, want ErrNotFound", err)
-	}
-	if _, _, err := s.Script(ctx, "not-a-mac", ""); !errors.Is(err, store.ErrInvalid) {
-		t.Errorf("bad MAC: %v, want ErrInvalid", err)
+	// Unknown (even with a lease) and malformed MACs are not found, not
+	// errors: no oracle.
+	for _, mac := range []string{"52:54:00:ff:ff:ff", "not-a-mac"} {
+		peer := "10.0.0.99"
+		if mac != "not-a-mac" {
+			peer = leaseOf(t, s, mac)
+		}
+		if sc, err := s.Script(ctx, host.ScriptQuery{MAC: mac, Peer: peer}); err != nil || sc.Found || sc.Body != "" {
+			t.Errorf("Script(%s) = %+v, %v; want not found", mac, sc, err)
+		}
 	}
 }
 
@@ -218,7 +241,7 @@ func TestRegisterUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !d.Known || d.Client != "auto-525400bb0001" || d.TargetIQN != prefix+":auto-525400bb0001" ||
-		d.ScriptURL != "http://10.0.0.1:9180/boot/52-54-00-bb-00-01.ipxe" || !strings.Contains(d.Script, "linux/vmlinuz") {
+		d.ScriptURL != "http://10.0.0.1:9180/boot/52-54-00-bb-00-01.ipxe" || !strings.Contains(scriptOf(t, s, "52:54:00:bb:00:01", ""), "linux/vmlinuz") {
 		t.Errorf("registered decision %+v", d)
 	}
 	c, err := st.GetClient(ctx, "auto-525400bb0001")
@@ -230,8 +253,8 @@ func TestRegisterUnknown(t *testing.T) {
 	if len(c.CHAPSecret) < 16 || strings.Trim(c.CHAPSecret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
 		t.Errorf("registered client's secret %q, want >= 16 of [A-Za-z0-9]", c.CHAPSecret)
 	}
-	if _, script, err := s.Script(ctx, "52:54:00:bb:00:01", ""); err != nil || !strings.Contains(script, "set password "+c.CHAPSecret) {
-		t.Errorf("registered client's script (%v) does not carry its secret:\n%s", err, script)
+	if script := scriptOf(t, s, "52:54:00:bb:00:01", ""); !strings.Contains(script, "set password "+c.CHAPSecret) {
+		t.Errorf("registered client's script does not carry its secret:\n%s", script)
 	}
 	audit, _ := st.ListAudit(ctx, 10)
 	if len(audit) == 1 && strings.Contains(audit[0].Detail, c.CHAPSecret) {
@@ -248,10 +271,10 @@ func TestRegisterUnknown(t *testing.T) {
 	if audit, _ := st.ListAudit(ctx, 10); len(audit) != 1 {
 		t.Errorf("registered twice: %+v", audit)
 	}
-	// The script URL registers too (iPXE is asking).
-	client, script, err := s.Script(ctx, "52-54-00-bb-00-02", "")
-	if err != nil || client != "auto-525400bb0002" || !strings.HasPrefix(script, "#!ipxe") {
-		t.Errorf("Script of an unknown MAC = %s, %v", client, err)
+	// The script URL registers too (iPXE is asking), from the bound address.
+	sc, err := s.Script(ctx, host.ScriptQuery{MAC: "52-54-00-bb-00-02", Peer: leaseOf(t, s, "52:54:00:bb:00:02")})
+	if err != nil || !sc.Found || sc.Client != "auto-525400bb0002" || !strings.HasPrefix(sc.Body, "#!ipxe") {
+		t.Errorf("Script of an unknown MAC = %+v, %v", sc, err)
 	}
 	// A name taken by another MAC is not overwritten.
 	if err := st.PutClient(ctx, store.Client{Name: "auto-525400bb0003", MAC: "52:54:00:cc:00:03", Image: "lab"}); err != nil {
@@ -269,8 +292,8 @@ func TestIgnoreUnknownScript(t *testing.T) {
 	b := boot
 	b.UnknownClients = hostservices.UnknownIgnore
 	s := hostservices.New(b, bootStore(t), nil, hclog.NewNullLogger())
-	if _, _, err := s.Script(context.Background(), "52:54:00:bb:00:01", ""); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("ignore mode: %v", err)
+	if sc, err := s.Script(context.Background(), host.ScriptQuery{MAC: "52:54:00:bb:00:01", Peer: leaseOf(t, s, "52:54:00:bb:00:01")}); err != nil || sc.Found {
+		t.Errorf("ignore mode: %+v, %v", sc, err)
 	}
 	if d, _ := s.Lookup(context.Background(), host.Query{MAC: "52:54:00:bb:00:01", UserClass: "iPXE"}); d.Known {
 		t.Errorf("ignore mode answered %+v", d)
@@ -322,8 +345,8 @@ func TestRegisterBound(t *testing.T) {
 	if d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01", UserClass: "iPXE"}); err != nil || !d.Known || d.Client != "pc-01" {
 		t.Errorf("known client during the flood: %+v, %v", d, err)
 	}
-	if _, _, err := s.Script(ctx, "02-00-00-00-01-00", ""); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("script of a MAC past the bound: %v, want ErrNotFound", err)
+	if sc, err := s.Script(ctx, host.ScriptQuery{MAC: "02-00-00-00-01-00", Peer: leaseOf(t, s, "02:00:00:00:01:00")}); err != nil || sc.Found {
+		t.Errorf("script of a MAC past the bound: %+v, %v; want not found", sc, err)
 	}
 	// The admin deletes the registered clients: registration resumes
 	// once the count is taken again (at most every 10 s).

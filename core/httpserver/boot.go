@@ -30,6 +30,23 @@ import (
 //	                            with Range requests
 //	POST /boot/done             the OS confirms its boot: form field token,
 //	                            or JSON {"token": "..."}
+//
+// What is one machine's is answered only to the address bound to that
+// machine's boot (its DHCP lease, or in proxy mode the first requester
+// after DLS's proxy answer; see core/bootbind):
+//
+//   - its script (the host's Script decides);
+//   - files under boot.files/clients/<client>/, served at
+//     /boot/files/clients/<client>/...: per-client kernels, initrds,
+//     answers. Everything else under boot.files (iPXE, shim, GRUB builds,
+//     shared kernels) stays open to any address;
+//   - /boot/done with its token.
+//
+// Any other requester gets exactly what a missing thing gets: 404 for a
+// script or a file, and for /boot/done the unknown token's 403 "token not
+// valid", so a requester cannot tell a bound machine's token from a made-up
+// one. Refusals are counted in dls_boot_refused_total{reason} and change
+// nothing: no event, no boot session, no token spent.
 
 // BootScripts renders clients' iPXE scripts (*hostservices.Services).
 type BootScripts interface {
@@ -43,7 +60,30 @@ type BootScripts interface {
 // sessions.ErrToken* values.
 type BootConfirmer interface {
 	Confirm(ctx context.Context, token, remote string) error
+	// TokenClient returns the client of the session holding token, without
+	// spending it; found is false when no session holds it.
+	TokenClient(ctx context.Context, token string) (client string, found bool, err error)
 }
+
+// BootBinding tells which requester is bound to a client's boot
+// (*hostservices.Services), and counts refusals.
+type BootBinding interface {
+	// BoundClient reports whether peer is the address bound to the boot
+	// of client.
+	BoundClient(ctx context.Context, client, peer string) bool
+	// Refused counts a refusal in dls_boot_refused_total{reason}.
+	Refused(reason string)
+}
+
+// Reasons the handlers count (hostservices.Refused* spell the same).
+const (
+	refusedFile = "file_not_bound"
+	refusedDone = "done_not_bound"
+)
+
+// ClientFiles is the folder under boot.files (and the path under
+// /boot/files/) whose sub-folder <client> is that client's alone.
+const ClientFiles = "clients"
 
 // BootOptions are what the /boot handlers serve from.
 type BootOptions struct {
@@ -54,6 +94,9 @@ type BootOptions struct {
 	Events host.Events
 	// Confirmer answers POST /boot/done; nil: 503.
 	Confirmer BootConfirmer
+	// Binding decides who gets per-client files and /boot/done; nil: no
+	// one (both refused).
+	Binding BootBinding
 	// Files is the folder served at /boot/files/ (boot.files); "": none.
 	Files  string
 	Logger hclog.Logger
@@ -153,6 +196,11 @@ func (b *boot) file(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if client, ok := clientOf(p); ok && !b.bound(r, client) {
+		b.refused(refusedFile)
+		http.NotFound(w, r)
+		return
+	}
 	// os.Root confines the lookup: no "..", no symlink leaving the folder.
 	// Opened per request, so a folder created or replaced later is seen.
 	root, err := os.OpenRoot(b.o.Files)
@@ -187,6 +235,30 @@ func (b *boot) file(w http.ResponseWriter, r *http.Request) {
 			attrs["range"] = rg
 		}
 		b.report(r.Context(), host.Event{Type: host.EventFileServed, Address: remoteIP(r), Attrs: attrs})
+	}
+}
+
+// clientOf returns the client a per-client file path belongs to:
+// clients/<client>/... ("clients" itself and clients/<client> alone, a
+// folder, are per-client too: nobody lists them).
+func clientOf(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, ClientFiles)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", false
+	}
+	client, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
+	return client, true
+}
+
+// bound reports whether the request comes from the address bound to
+// client's boot.
+func (b *boot) bound(r *http.Request, client string) bool {
+	return b.o.Binding != nil && client != "" && b.o.Binding.BoundClient(r.Context(), client, remoteIP(r))
+}
+
+func (b *boot) refused(reason string) {
+	if b.o.Binding != nil {
+		b.o.Binding.Refused(reason)
 	}
 }
 
@@ -236,12 +308,30 @@ func (b *boot) done(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body unreadable", http.StatusBadRequest)
 		return
 	}
-	err = b.o.Confirmer.Confirm(r.Context(), doneToken(r.Header.Get("Content-Type"), body), remote)
+	tok := doneToken(r.Header.Get("Content-Type"), body)
+	w.Header().Set("Cache-Control", "no-store")
+	if tok != "" {
+		// From another address than the one bound to the token's client's
+		// boot: the unknown token's answer, and the token stays unspent.
+		client, found, err := b.o.Confirmer.TokenClient(r.Context(), tok)
+		if err != nil {
+			b.o.Logger.Error("boot confirmation failed", "remote", remote, "error", err)
+			http.Error(w, "boot not confirmed", http.StatusInternalServerError)
+			return
+		}
+		if found && !b.bound(r, client) {
+			b.refused(refusedDone)
+			b.o.Logger.Info("boot confirmation refused: requester not bound to the client's boot", "client", client, "remote", remote)
+			code, msg := doneStatus(sessions.ErrTokenUnknown)
+			http.Error(w, msg, code)
+			return
+		}
+	}
+	err = b.o.Confirmer.Confirm(r.Context(), tok, remote)
 	code, msg := doneStatus(err)
 	if code == http.StatusInternalServerError {
 		b.o.Logger.Error("boot confirmation failed", "remote", remote, "error", err)
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	http.Error(w, msg, code)
 }
 

@@ -64,6 +64,12 @@ type bootEnv struct {
 
 func newBootEnv(t *testing.T) *bootEnv {
 	t.Helper()
+	return newBootEnvWith(t, nil)
+}
+
+// newBootEnvWith is newBootEnv with the boot settings changed by mutate.
+func newBootEnvWith(t *testing.T, mutate func(*hostservices.Boot)) *bootEnv {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "dls.db"), nil)
@@ -121,11 +127,17 @@ func newBootEnv(t *testing.T) *bootEnv {
 	e.srv = httptest.NewUnstartedServer(nil)
 	url := "http://" + e.srv.Listener.Addr().String()
 	boot := hostservices.Boot{URL: url, IQNPrefix: iqn, ServerAddress: "127.0.0.1"}
+	if mutate != nil {
+		mutate(&boot)
+	}
 	e.svc = hostservices.New(boot, st, nil, hclog.NewNullLogger(), hostservices.WithSessions(e.tr))
+	if err := e.svc.RegisterMetrics(e.reg); err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", httpserver.Handler(e.reg, &readiness{}, time.Second))
 	mux.Handle("/boot/", httpserver.BootHandler(httpserver.BootOptions{
-		Scripts: e.svc, Events: e.svc, Confirmer: e.tr, Files: e.files, Logger: hclog.NewNullLogger(), Now: e.clk.Now,
+		Scripts: e.svc, Events: e.svc, Confirmer: e.tr, Binding: e.svc, Files: e.files, Logger: hclog.NewNullLogger(), Now: e.clk.Now,
 	}))
 	e.srv.Config.Handler = mux
 	e.srv.Start()
@@ -143,8 +155,26 @@ func mustWrite(t *testing.T, p string, b []byte) {
 	}
 }
 
-// do sends a request and returns the answer with its body read.
+// lease commits a bound lease of addr for mac through the host services,
+// as the DHCP plugin does before its ACK: addr is then bound to mac's boot.
+func (e *bootEnv) lease(mac, addr string) {
+	e.t.Helper()
+	rs, err := e.svc.Commit(context.Background(), []host.Lease{{Pool: "lo", Address: addr, MAC: mac, Expires: time.Now().Add(time.Hour), State: host.LeaseBound}})
+	if err != nil || !rs[0].OK {
+		e.t.Fatalf("lease %s for %s: %+v %v", addr, mac, rs, err)
+	}
+}
+
+// do sends a request from 127.0.0.1 and returns the answer with its body
+// read.
 func (e *bootEnv) do(method, path string, header map[string]string, body string) (*http.Response, string) {
+	e.t.Helper()
+	return e.doFrom("127.0.0.1", method, path, header, body)
+}
+
+// doFrom sends a request from the local address from (127.0.0.2 is a
+// second machine: Linux answers all of 127/8 on lo).
+func (e *bootEnv) doFrom(from, method, path string, header map[string]string, body string) (*http.Response, string) {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -153,7 +183,11 @@ func (e *bootEnv) do(method, path string, header map[string]string, body string)
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	client := &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true},
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -220,6 +254,7 @@ func (e *bootEnv) session(client string) store.Session {
 
 func TestBootScriptServed(t *testing.T) {
 	e := newBootEnv(t)
+	e.lease("52:54:00:aa:00:01", "127.0.0.1")
 	resp, body := e.do("GET", "/boot/52-54-00-aa-00-01.ipxe", nil, "")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("GET script: %s %v", resp.Status, resp.Header)
@@ -262,6 +297,7 @@ func TestBootScriptServed(t *testing.T) {
 
 func TestBootScriptPlatform(t *testing.T) {
 	e := newBootEnv(t)
+	e.lease("52:54:00:aa:00:02", "127.0.0.1")
 	_, efi := e.do("GET", "/boot/52-54-00-aa-00-02.ipxe?platform=efi", nil, "")
 	_, bios := e.do("GET", "/boot/52-54-00-aa-00-02.ipxe?platform=pcbios", nil, "")
 	_, unknown := e.do("GET", "/boot/52-54-00-aa-00-02.ipxe", nil, "")
@@ -355,6 +391,7 @@ func TestBootFilesRefuseEscapes(t *testing.T) {
 
 func TestBootDone(t *testing.T) {
 	e := newBootEnv(t)
+	e.lease("52:54:00:aa:00:02", "127.0.0.1")
 	tokRe := regexp.MustCompile(`dls\.token=(\S+)`)
 	bootTo := func(handoff bool) string {
 		t.Helper()
@@ -449,6 +486,7 @@ func TestBootDoneBusybox(t *testing.T) {
 		t.Skip("busybox not installed")
 	}
 	e := newBootEnv(t)
+	e.lease("52:54:00:aa:00:02", "127.0.0.1")
 	_, script := e.do("GET", "/boot/52-54-00-aa-00-02.ipxe", nil, "")
 	m := regexp.MustCompile(`dls\.url=(\S+) dls\.token=(\S+)`).FindStringSubmatch(script)
 	if m == nil {
@@ -470,6 +508,8 @@ func TestBootDoneBusybox(t *testing.T) {
 
 func TestBootMetricsLint(t *testing.T) {
 	e := newBootEnv(t)
+	e.lease("52:54:00:aa:00:01", "127.0.0.1")
+	e.doFrom("127.0.0.2", "GET", "/boot/52-54-00-aa-00-01.ipxe", nil, "")
 	e.do("GET", "/boot/52-54-00-aa-00-01.ipxe", nil, "")
 	problems, err := testutil.GatherAndLint(e.reg)
 	if err != nil {
@@ -479,7 +519,8 @@ func TestBootMetricsLint(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 	_, body := e.do("GET", "/metrics", nil, "")
-	for _, name := range []string{"dls_boot_sessions_total 1", "dls_active_clients 1", `dls_boot_confirmations_total{result="ok"} 0`} {
+	for _, name := range []string{"dls_boot_sessions_total 1", "dls_active_clients 1", `dls_boot_confirmations_total{result="ok"} 0`,
+		"# HELP dls_boot_refused_total ", `dls_boot_refused_total{reason="not_bound"} 1`, `dls_boot_refused_total{reason="done_not_bound"} 0`} {
 		if !bytes.Contains([]byte(body), []byte(name)) {
 			t.Errorf("/metrics lacks %q", name)
 		}

@@ -787,6 +787,33 @@ func (t *Tracker) Confirm(ctx context.Context, raw, remote string) error {
 	return err
 }
 
+// TokenClient returns the client whose boot session holds the token raw
+// (active or stored), without using it; found is false for a token no
+// session holds. /boot/done asks it first, to refuse a requester that is
+// not bound to that client's boot before the token is spent.
+func (t *Tracker) TokenClient(ctx context.Context, raw string) (client string, found bool, err error) {
+	if raw == "" {
+		return "", false, nil
+	}
+	hash := HashToken(raw)
+	t.mu.Lock()
+	for _, a := range t.active {
+		if a.TokenHash == hash {
+			t.mu.Unlock()
+			return a.Client, true, nil
+		}
+	}
+	t.mu.Unlock()
+	st, err := t.sessions.SessionByToken(ctx, hash)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("boot token's session: %w", err)
+	}
+	return st.Client, true, nil
+}
+
 func (t *Tracker) confirm(ctx context.Context, raw, remote string) (string, error) {
 	if raw == "" {
 		return ResultMissing, ErrTokenMissing

@@ -155,6 +155,12 @@ const (
 	AttrInitiator   = "initiator"    // iscsi_*: the initiator IQN
 	AttrTarget      = "target"       // iscsi_*: the target IQN
 	AttrRemote      = "remote"       // the peer's address
+	// AttrProxy is "true" on a DHCP plugin's dhcp_offer and dhcp_ack that
+	// answer as proxyDHCP (boot options, no address). The host binds the
+	// machine's next script request to its requester (first use), so the
+	// plugin reports these before the answer leaves (Events.Report, not a
+	// Batcher).
+	AttrProxy = "proxy"
 )
 
 // EventTypes lists every event type, for validation.

@@ -54,6 +54,11 @@ type server struct {
 	table    *table
 	clients  host.Clients // nil: every client is unknown
 	events   eventSink    // nil: none reported
+	// bindings receives proxy answers before they leave (the host binds
+	// the machine's next script request to its requester): a direct
+	// Report, not the batcher, so the host knows before the machine can
+	// ask. nil: through events.
+	bindings host.Events
 	cache    *decisions
 	limit    *limiter
 	commits  *committer
@@ -336,8 +341,37 @@ func (s *server) proxy(ctx context.Context, req *dhcpv4.DHCPv4, in packetInfo, m
 		s.m.drop(reasonNoBootFile)
 		return
 	}
+	s.proxyAnswered(ctx, answer, mac, d)
 	s.send(s.replyTo(req, in, resp, rt))
-	s.event(answer, mac, d, 0, nil)
+}
+
+// bindTimeout bounds the report of a proxy answer before it leaves.
+const bindTimeout = time.Second
+
+// proxyAnswered tells the host of a proxy answer (typ, with AttrProxy)
+// before it leaves: the host binds the machine's first script request
+// after it. A host that does not answer in time gets it through the
+// batcher; the answer leaves anyway (the boot may then be refused its
+// script, not left without an answer).
+func (s *server) proxyAnswered(ctx context.Context, typ, mac string, d host.Decision) {
+	if !d.Known {
+		return
+	}
+	e := host.Event{Type: typ, MAC: macString(mac), Client: d.Client, Time: time.Now(), Attrs: map[string]string{host.AttrProxy: "true"}}
+	if s.bindings != nil {
+		rctx, cancel := context.WithTimeout(ctx, bindTimeout)
+		err := s.bindings.Report(rctx, []host.Event{e})
+		cancel()
+		if err == nil {
+			return
+		}
+		if s.logOnce() {
+			s.logger.Warn("proxy answer not reported before it left; sent in the next batch", "mac", macString(mac), "error", err)
+		}
+	}
+	if s.events != nil {
+		s.events.Emit(e)
+	}
 }
 
 // decideFor returns the host's decision for the client; ok is false when

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -675,4 +676,89 @@ type failingLeases struct{ *plugintest.FakeHost }
 
 func (failingLeases) Commit(context.Context, []host.Lease) ([]host.CommitResult, error) {
 	return nil, context.DeadlineExceeded
+}
+
+// TestLeaseCommittedBeforeACK: when an ACK leaves, the host already holds
+// its lease, bound to the MAC (the host binds the boot path from it, so
+// the machine's first script request finds its binding).
+func TestLeaseCommittedBeforeACK(t *testing.T) {
+	fh := plugintest.NewFakeHost()
+	e := newEnvWith(t, baseConfig(), fh, nil)
+	out := e.srv.out
+	var mu sync.Mutex
+	var acks, missing int
+	e.srv.out = func(r reply) error {
+		if r.typ == replyAck {
+			p, _ := dhcpv4.FromBytes(r.b)
+			found := false
+			for _, l := range fh.Leases() {
+				if l.Address == p.YourIPAddr.String() && l.MAC == p.ClientHWAddr.String() && l.State == host.LeaseBound && l.Expires.After(time.Now()) {
+					found = true
+				}
+			}
+			mu.Lock()
+			acks++
+			if !found {
+				missing++
+			}
+			mu.Unlock()
+		}
+		return out(r)
+	}
+	for i := range 5 {
+		e.dora("52:54:00:00:01:0" + itoa(i))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if acks != 5 || missing != 0 {
+		t.Errorf("%d ACKs, %d of them sent before their lease was committed", acks, missing)
+	}
+}
+
+// TestProxyAnswerReportedBeforeItLeaves: in proxy mode the host hears of
+// each answer (with the proxy attribute) before it is sent, whatever the
+// event batcher's delay.
+func TestProxyAnswerReportedBeforeItLeaves(t *testing.T) {
+	fh := plugintest.NewFakeHost()
+	known(fh, "52:54:00:00:00:42", "pc-42", "")
+	c := baseConfig()
+	c.Mode = modeProxy
+	c.Pools = nil
+	e := newEnvWith(t, c, fh, nil)
+	e.srv.events = nil // a batcher that would never flush: only the direct report counts
+	out := e.srv.out
+	var mu sync.Mutex
+	var seen []string
+	e.srv.out = func(r reply) error {
+		n := 0
+		for _, ev := range fh.Events() {
+			if ev.Attrs[host.AttrProxy] == "true" && ev.MAC == "52:54:00:00:00:42" && ev.Client == "pc-42" {
+				n++
+			}
+		}
+		mu.Lock()
+		seen = append(seen, r.typ+":"+itoa(n))
+		mu.Unlock()
+		return out(r)
+	}
+	e.in(discover("52:54:00:00:00:42", pxe(iana.INTEL_X86PC)))
+	e.reply()
+	req, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw("52:54:00:00:00:42")), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(net.ParseIP("10.0.0.78")), pxe(iana.INTEL_X86PC))
+	e.inFrom(req, packetInfo{proxy: true, src: netip.MustParseAddrPort("10.0.0.78:4011")})
+	e.reply()
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != replyOffer+":1,"+replyAck+":2" {
+		t.Errorf("proxy answers sent with %v host-known proxy events, want the offer after 1 and the ACK after 2", seen)
+	}
+	var types []string
+	for _, ev := range fh.Events() {
+		if ev.Attrs[host.AttrProxy] == "true" {
+			types = append(types, ev.Type)
+		}
+	}
+	if strings.Join(types, ",") != host.EventDHCPOffer+","+host.EventDHCPAck {
+		t.Errorf("proxy events %v", types)
+	}
 }

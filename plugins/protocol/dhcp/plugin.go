@@ -190,7 +190,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 func newServer(set *settings, serverIP ip4, hs host.Services, m *dhcpMetrics, logger hclog.Logger) *server {
 	return &server{
 		set: set, serverIP: serverIP, table: newTable(set, serverIP),
-		clients: hs.Clients, cache: newDecisions(set.ClientCache),
+		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache),
 		limit: newLimiter(set.RateLimit, set.RateBurst), m: m, logger: logger,
 		commits: newCommitter(hs.Leases, set.CommitBatch, m),
 	}

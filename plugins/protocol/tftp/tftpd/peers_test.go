@@ -3,6 +3,7 @@ package tftpd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/dls-project/dls/sdk/plugintest"
 )
 
 // Real TFTP clients (Debian packages curl, atftp, tftp-hpa) against the
@@ -103,5 +106,41 @@ func TestRealClients(t *testing.T) {
 				check(t, run(t, out, tftp, "-m", "ascii", host, port, "-c", "get", "menu.ipxe", out), text)
 			})
 		})
+	}
+}
+
+// TestRealClientScriptBinding: curl from the address the host binds to a
+// machine's boot (127.0.0.1) gets its script; curl bound to a second
+// loopback address (another machine, 127.0.0.2) gets "file not found"
+// (curl's exit 68), the answer of an unknown MAC, never an access error.
+func TestRealClientScriptBinding(t *testing.T) {
+	curl := needTool(t, "curl")
+	fh := plugintest.NewFakeHost()
+	script := "#!ipxe\nset password secret-of-pc-01\n"
+	fh.SetScript("52:54:00:12:34:56", "pc-01", script, "127.0.0.1")
+	s := startTFTP(t, map[string]any{"timeout": "1s"}, plugintest.WithHost(fh))
+	out := filepath.Join(t.TempDir(), "script")
+	for _, name := range []string{"mac/52-54-00-12-34-56.ipxe", "mac/52:54:00:12:34:56.ipxe", "mac/52-54-00-99-99-99.ipxe"} {
+		cmd := exec.Command(curl, "-sS", "--interface", "127.0.0.2", "-o", out, "tftp://"+s.addr.String()+"/"+name)
+		b, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 68 {
+			t.Errorf("curl from 127.0.0.2 for %s: %v %s, want exit 68 (file not found)", name, err, b)
+		}
+		if got, _ := os.ReadFile(out); bytes.Contains(got, []byte("secret")) {
+			t.Errorf("127.0.0.2 got the script of %s", name)
+		}
+	}
+	for _, q := range fh.ScriptQueries() {
+		if q.Peer != "127.0.0.2" {
+			t.Errorf("script query %+v: want the requester's address 127.0.0.2", q)
+		}
+	}
+	if ev := fh.Events(); len(ev) != 0 {
+		t.Errorf("refused requests reported %+v", ev)
+	}
+	got := run(t, out, curl, "-sS", "--interface", "127.0.0.1", "-o", out, "tftp://"+s.addr.String()+"/mac/52-54-00-12-34-56.ipxe")
+	if string(got) != script {
+		t.Errorf("curl from the bound address got %q", got)
 	}
 }
