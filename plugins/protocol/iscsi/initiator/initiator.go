@@ -27,7 +27,8 @@ import (
 // Config says where and as whom to log in.
 type Config struct {
 	// Addr is the portal, host:port.
-	Addr string
+	Addr      string
+	LocalAddr string // IP to bind the TCP connection to; "" = any
 	// InitiatorName is the initiator IQN.
 	InitiatorName string
 	// TargetName is the target IQN; empty for a discovery session.
@@ -147,6 +148,13 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		_, _ = rand.Read(cfg.ISID[1:])
 	}
 	d := net.Dialer{Timeout: cfg.Timeout}
+	if cfg.LocalAddr != "" {
+		ip := net.ParseIP(cfg.LocalAddr)
+		if ip == nil {
+			return nil, fmt.Errorf("local address %q: not an IP address", cfg.LocalAddr)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	nc, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
