@@ -325,8 +325,8 @@ func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o o
 		fmt.Printf("leased addresses: %v\n", err)
 	}
 	h.stop()
-	fmt.Printf("leased addresses the machines used: %d, taken off %s\n", released, o.clientIface)
 	fmt.Printf("writes read back through iSCSI: %d checked, %d lost\n", checked, len(lost))
+	fmt.Printf("leased addresses the machines used: %d, taken off %s\n", released, o.clientIface)
 	for _, x := range lost {
 		fmt.Println("  LOST", x)
 	}
