@@ -285,18 +285,26 @@ func curl(t *testing.T, ns *lab.NS, args ...string) (int, string) {
 	return code, s[:i]
 }
 
-// tftpGet fetches file from DLS's TFTP server with tftp-hpa in ns; it
-// returns the content, or ok = false with what tftp said.
+// tftpGet fetches file from DLS's TFTP server with tftp-hpa in ns. It
+// returns the content if served; otherwise the server's error, and fails
+// t when the server never answered (a refusal must be the server's
+// ERROR packet, not a lost request).
 func (s *secRun) tftpGet(t *testing.T, ns *lab.NS, file string) (string, bool, string) {
 	t.Helper()
 	dst := filepath.Join(s.dir, fmt.Sprintf("tftp-%d", time.Now().UnixNano()))
 	defer os.Remove(dst)
-	out, err := ns.Command("timeout", "20", "tftp", "-m", "binary", fullIP, "-c", "get", file, dst).CombinedOutput()
+	// host:file: tftp-hpa would take what precedes a colon in the file
+	// name (52:54:…) for a host.
+	out, err := ns.Command("timeout", "20", "tftp", "-m", "binary", "-c", "get", fullIP+":"+file, dst).CombinedOutput()
+	said := strings.TrimSpace(string(out))
 	b, rerr := os.ReadFile(dst)
-	if err != nil || rerr != nil || len(b) == 0 || strings.Contains(string(out), "Error") {
-		return "", false, strings.TrimSpace(string(out))
+	if err == nil && rerr == nil && len(b) > 0 && !strings.Contains(said, "Error code") {
+		return string(b), true, ""
 	}
-	return string(b), true, ""
+	if !strings.Contains(said, "Error code") {
+		t.Errorf("tftp get %s from %s: no answer from the server (%v): %s", file, ns.Name, err, said)
+	}
+	return "", false, said
 }
 
 func (s *secRun) metrics(t *testing.T) lab.Metrics {
@@ -494,11 +502,25 @@ func (s *secRun) segment(t *testing.T, seg *secSegment) {
 		s.counted(t, "A's login without CHAP", "dls_iscsi_errors_total", before)
 	})
 
-	t.Run("A logs in and confirms its boot", func(t *testing.T) {
+	t.Run("A reads its script over TFTP", func(t *testing.T) {
+		file := "mac/" + strings.ReplaceAll(seg.a.mac, ":", "-") + ".ipxe"
+		body, ok, said := s.tftpGet(t, seg.aNS, file)
+		if !ok {
+			t.Fatalf("A TFTP %s from its own address: %s", file, said)
+		}
+		if !strings.Contains(body, initiatorIQN) {
+			t.Errorf("A TFTP %s: not A's script:\n%s", file, body)
+		}
+	})
+
+	t.Run("A logs in to its target", func(t *testing.T) {
 		out, err := iscsiInq(seg.aNS, initiatorIQN, user, secret, target)
 		if err != nil {
 			t.Fatalf("A's login to %s as %s from %s (CHAP %v): %v\n%s", target, initiatorIQN, seg.aIP, secret != "", err, out)
 		}
+	})
+
+	t.Run("A confirms its boot", func(t *testing.T) {
 		code, body := curl(t, seg.aNS, "--data-urlencode", "token="+token, "http://"+fullIP+":9180/boot/done")
 		if code != 200 {
 			t.Fatalf("A POST /boot/done: HTTP %d %q", code, body)
