@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +28,10 @@ import (
 // Config says where and as whom to log in.
 type Config struct {
 	// Addr is the portal, host:port.
-	Addr      string
-	LocalAddr string // IP to bind the TCP connection to; "" = any
+	Addr string
+	// LocalAddr, when set, is the IP address the connection comes from
+	// (the address a machine was leased); empty: the system chooses.
+	LocalAddr string
 	// InitiatorName is the initiator IQN.
 	InitiatorName string
 	// TargetName is the target IQN; empty for a discovery session.
@@ -149,11 +152,11 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	d := net.Dialer{Timeout: cfg.Timeout}
 	if cfg.LocalAddr != "" {
-		ip := net.ParseIP(cfg.LocalAddr)
-		if ip == nil {
-			return nil, fmt.Errorf("local address %q: not an IP address", cfg.LocalAddr)
+		ip, err := netip.ParseAddr(cfg.LocalAddr)
+		if err != nil {
+			return nil, fmt.Errorf("iscsi: local address %q: %w", cfg.LocalAddr, err)
 		}
-		d.LocalAddr = &net.TCPAddr{IP: ip}
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
 	}
 	nc, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
@@ -266,6 +269,10 @@ func (s *Session) login() error {
 					add("CHAP_A", "5")
 					chapStep = 1
 				} else {
+					if cfg.MutualSecret != "" {
+						// The target would not prove who it is.
+						return fmt.Errorf("iscsi login: mutual CHAP asked, the target chose AuthMethod %q", am)
+					}
 					chapStep = 2
 				}
 				continue
