@@ -370,7 +370,8 @@ func (s *secRun) segment(t *testing.T, seg *secSegment) {
 
 	// A powers on: its lease, as its firmware and OS would get it.
 	if seg.mode == "full" {
-		seg.aIP = s.lease(t, seg.aNS, "-V", "PXEClient:Arch:00000:UNDI:002001")
+		// As iPXE asks: vendor class PXEClient, user class (77) "iPXE".
+		seg.aIP = s.lease(t, seg.aNS, "-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x4d:69505845")
 	} else {
 		// The site's dnsmasq gives the address; DLS answers the PXE
 		// DISCOVER as proxyDHCP with the script's URL.
