@@ -37,6 +37,9 @@ if [ "$mode" = test ]; then
 		"/usr/share/OVMF/OVMF_CODE_4M.fd ovmf"
 		"/usr/sbin/mke2fs e2fsprogs"
 		"busybox busybox"
+		"curl curl"
+		"tftp tftp-hpa"
+		"iscsi-inq libiscsi-bin"
 	)
 fi
 install_missing "${need[@]}"

@@ -81,8 +81,13 @@ type outcome struct {
 	// reboot, shortened to what tells them apart.
 	Retried []string
 
-	// The acknowledged write, to read back later.
+	// Addr is the address the machine was leased and uses (its TFTP,
+	// HTTP and iSCSI traffic leave from it); "" once it gave it up.
+	Addr string
+	// The acknowledged write, to read back later, from Addr, with the
+	// script's CHAP credentials (never written to -results).
 	Portal, TargetIQN, InitiatorIQN string
+	CHAP                            chapCreds `json:"-"`
 	WriteLUN, WriteLBA              uint64
 	BlockSize                       int
 	WriteNonce                      uint64
@@ -92,6 +97,7 @@ type outcome struct {
 // chain is everything a machine needs to boot.
 type chain struct {
 	relay    *relay
+	addrs    *addrs // the leased addresses on the machines' interface
 	stack    stack
 	bootFile []byte // the first-stage file's content, to check the fetch
 	image    []byte // the image's first ReadMiB, to check the read
@@ -111,6 +117,13 @@ type chain struct {
 func (c *chain) boot(ctx context.Context, m machine) *outcome {
 	o := &outcome{Machine: m.Name, MAC: m.MAC.String(), Stages: map[string]time.Duration{}, Started: time.Now()}
 	for {
+		// A machine that reboots has no address until its next ACK.
+		if o.Addr != "" {
+			if err := c.addrs.release(net.ParseIP(o.Addr), o.MAC); err != nil {
+				o.Retried = append(o.Retried, err.Error())
+			}
+			o.Addr = ""
+		}
 		err := c.attempt(ctx, m, o)
 		if err == nil {
 			o.Done, o.Ended = true, time.Now()
@@ -159,6 +172,14 @@ func (c *chain) attempt(ctx context.Context, m machine, o *outcome) error {
 		return fmt.Errorf("dhcp: NAK for %s: %s", offer.YourIPAddr, reply.Message())
 	}
 	o.Acks = append(o.Acks, ack{MAC: m.MAC.String(), Addr: reply.YourIPAddr.String()})
+	// As a real machine: configure the leased address and use it for
+	// everything that follows (the host answers a client's script and
+	// disk only to the address its boot is bound to).
+	if err := c.addrs.acquire(reply.YourIPAddr, o.MAC); err != nil {
+		return fmt.Errorf("dhcp: %w", err)
+	}
+	o.Addr = reply.YourIPAddr.String()
+	local := reply.YourIPAddr
 	next := reply.ServerIPAddr
 	if next == nil || next.IsUnspecified() {
 		next = reply.ServerIdentifier()
@@ -176,7 +197,7 @@ func (c *chain) attempt(ctx context.Context, m machine, o *outcome) error {
 	// gives up.
 	t0 = time.Now()
 	for try := 1; ; try++ {
-		res, err := fetchTFTP(ctx, &net.UDPAddr{IP: next, Port: 69}, file, 1432, c.tftpTimeout, c.tftpRetries)
+		res, err := fetchTFTP(ctx, local, &net.UDPAddr{IP: next, Port: 69}, file, 1432, c.tftpTimeout, c.tftpRetries)
 		o.TFTPRetransmits += res.Retransmits
 		if err == nil && (res.Size != len(c.bootFile) || res.SHA256 != sha256.Sum256(c.bootFile)) {
 			err = fmt.Errorf("tftp %s: got %d bytes that differ from the %d served", file, res.Size, len(c.bootFile))
@@ -199,7 +220,7 @@ func (c *chain) attempt(ctx context.Context, m machine, o *outcome) error {
 	url := fmt.Sprintf("http://%s:%d/boot/%s.ipxe", next, c.stack.HTTPPort, strings.ReplaceAll(m.MAC.String(), ":", "-"))
 	var sc script
 	for try := 1; ; try++ {
-		sc, err = c.fetchScript(ctx, url)
+		sc, err = c.fetchScript(withLocalAddr(ctx, local), url)
 		if err == nil {
 			break
 		}
@@ -221,7 +242,7 @@ func (c *chain) attempt(ctx context.Context, m machine, o *outcome) error {
 // writes its block; a broken session is logged in again and the work
 // goes on where it stopped, as iPXE's and the OS's initiators do.
 func (c *chain) disk(ctx context.Context, sc script, o *outcome) error {
-	o.Portal, o.TargetIQN, o.InitiatorIQN = sc.Portal, sc.Target, sc.Initiator
+	o.Portal, o.TargetIQN, o.InitiatorIQN, o.CHAP = sc.Portal, sc.Target, sc.Initiator, sc.CHAP
 	o.WriteLUN = sc.LUN + c.stack.WriteLUNDelta
 	const chunk = 256 << 10
 	total := c.readMiB << 20
@@ -240,7 +261,7 @@ func (c *chain) disk(ctx context.Context, sc script, o *outcome) error {
 				return fmt.Errorf("%w; last error: %v", ctx.Err(), lastErr)
 			}
 		}
-		s, err := initiator.Dial(ctx, initiator.Config{Addr: sc.Portal, InitiatorName: sc.Initiator, TargetName: sc.Target, Timeout: 15 * time.Second})
+		s, err := initiator.Dial(ctx, loginConfig(o.Addr, sc.Portal, sc.Initiator, sc.Target, sc.CHAP))
 		if err != nil {
 			lastErr = fmt.Errorf("iscsi login %s: %w", sc.Target, err)
 			continue
@@ -384,6 +405,51 @@ type script struct {
 	Portal    string // host:port
 	LUN       uint64
 	Target    string
+	CHAP      chapCreds
+}
+
+// chapCreds are a script's CHAP settings, as iPXE hands them to its
+// initiator: username / password answer the target's challenge,
+// reverse-username / reverse-password check the target's answer
+// (mutual). No password: the machine logs in without CHAP (the
+// reference's tgt, or a host without CHAP).
+type chapCreds struct {
+	User, Secret               string
+	ReverseUser, ReverseSecret string
+}
+
+// loginConfig is a machine's login: from its leased address local, with
+// CHAP when its script has a password.
+func loginConfig(local, portal, initiatorIQN, target string, chap chapCreds) initiator.Config {
+	cfg := initiator.Config{Addr: portal, LocalAddr: local, InitiatorName: initiatorIQN, TargetName: target, Timeout: 15 * time.Second}
+	if chap.Secret != "" {
+		cfg.CHAPUser, cfg.CHAPSecret = chap.User, chap.Secret
+		if cfg.CHAPUser == "" {
+			// iPXE's default CHAP name is the initiator IQN.
+			cfg.CHAPUser = initiatorIQN
+		}
+		if chap.ReverseSecret != "" {
+			cfg.MutualUser, cfg.MutualSecret = chap.ReverseUser, chap.ReverseSecret
+		}
+	}
+	return cfg
+}
+
+type localAddrKey struct{}
+
+// withLocalAddr makes the chain's HTTP client dial from ip.
+func withLocalAddr(ctx context.Context, ip net.IP) context.Context {
+	return context.WithValue(ctx, localAddrKey{}, ip)
+}
+
+// dialFromLocal is the HTTP transport's dialer: from the address
+// withLocalAddr put in ctx, as a machine's iPXE does from its lease.
+func dialFromLocal(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 15 * time.Second}
+	if ip, ok := ctx.Value(localAddrKey{}).(net.IP); ok && ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	return d.DialContext(ctx, network, addr)
 }
 
 func (c *chain) fetchScript(ctx context.Context, url string) (script, error) {
@@ -408,7 +474,8 @@ func (c *chain) fetchScript(ctx context.Context, url string) (script, error) {
 	return parseScript(body)
 }
 
-// parseScript reads `set initiator-iqn` and `sanboot|sanhook
+// parseScript reads `set initiator-iqn`, the CHAP settings (`set
+// username|password|reverse-username|reverse-password`) and `sanboot|sanhook
 // iscsi:<server>:<proto>:<port>:<lun>:<target>` (RFC 4173 root path, as
 // iPXE reads it) from an iPXE script.
 func parseScript(text []byte) (script, error) {
@@ -419,6 +486,15 @@ func parseScript(text []byte) (script, error) {
 		switch {
 		case len(f) >= 3 && f[0] == "set" && f[1] == "initiator-iqn":
 			sc.Initiator = f[2]
+		// iPXE's set joins its remaining arguments with one space.
+		case len(f) >= 3 && f[0] == "set" && f[1] == "username":
+			sc.CHAP.User = strings.Join(f[2:], " ")
+		case len(f) >= 3 && f[0] == "set" && f[1] == "password":
+			sc.CHAP.Secret = strings.Join(f[2:], " ")
+		case len(f) >= 3 && f[0] == "set" && f[1] == "reverse-username":
+			sc.CHAP.ReverseUser = strings.Join(f[2:], " ")
+		case len(f) >= 3 && f[0] == "set" && f[1] == "reverse-password":
+			sc.CHAP.ReverseSecret = strings.Join(f[2:], " ")
 		case len(f) >= 2 && (f[0] == "sanboot" || f[0] == "sanhook") && strings.HasPrefix(f[len(f)-1], "iscsi:"):
 			parts := strings.SplitN(strings.TrimPrefix(f[len(f)-1], "iscsi:"), ":", 5)
 			if len(parts) != 5 {

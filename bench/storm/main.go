@@ -50,6 +50,8 @@ type options struct {
 	iface       string
 	serverIP    string
 	relayIP     string
+	clientIface string
+	prefixLen   int
 	bootFile    string
 	deadline    time.Duration
 	resultsJSON string
@@ -73,6 +75,8 @@ func main() {
 	flag.StringVar(&o.iface, "iface", "vsrv", "the servers' interface in -server-ns")
 	flag.StringVar(&o.serverIP, "server-ip", "10.99.0.1", "the servers' address")
 	flag.StringVar(&o.relayIP, "relay-ip", "10.99.0.2", "this namespace's address: the relay's giaddr")
+	flag.StringVar(&o.clientIface, "client-iface", "vcli", "this namespace's interface: each machine adds its leased address to it")
+	flag.IntVar(&o.prefixLen, "prefix-len", 16, "the prefix length the machines add their leased addresses with")
 	flag.StringVar(&o.bootFile, "boot-file", "/usr/lib/ipxe/undionly.kpxe", "the first-stage file served over TFTP")
 	flag.DurationVar(&o.deadline, "deadline", 10*time.Minute, "a machine not booted by then counts as failed")
 	flag.IntVar(&o.maxLogins, "iscsi-max-logins", 0, "DLS's iSCSI max_login_connections (0: the plugin's default)")
@@ -132,11 +136,21 @@ func run(o options) error {
 		return err
 	}
 	defer rl.Close()
+	ad, err := openAddrs(o.clientIface, o.prefixLen)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := ad.Close(); err != nil {
+			logf("leased addresses: %v", err)
+		}
+	}()
 	runID := make([]byte, 4)
 	_, _ = crand.Read(runID)
 	c := &chain{
 		relay: rl, bootFile: bootFile, image: img, readMiB: o.readMiB, runID: hex.EncodeToString(runID),
-		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true, MaxConnsPerHost: 0}},
+		addrs: ad,
+		http:  &http.Client{Transport: &http.Transport{DialContext: dialFromLocal, DisableKeepAlives: true, MaxConnsPerHost: 0}},
 		// iPXE's DHCP: 1 s doubling to 10 s; TFTP: resend after 1 s, 5
 		// times; each stage 5 tries before the machine reboots.
 		dhcpTimeouts: backoff(time.Second, 10*time.Second, 6),
@@ -203,7 +217,13 @@ func run(o options) error {
 		refSum = summarize("reference: dnsmasq + busybox httpd + tgt", outs)
 		refSum.Procs = usage(before, r.procsNow())
 		checked, lost := verifyWrites(ctx, c.runID, outs)
+		released, err := c.addrs.releaseAll()
+		if err != nil {
+			failed = true
+			fmt.Printf("leased addresses: %v\n", err)
+		}
 		r.stop()
+		fmt.Printf("leased addresses the machines used: %d, taken off %s\n", released, o.clientIface)
 		refSum.print(os.Stdout)
 		fmt.Printf("writes read back: %d checked, %d lost\n", checked, len(lost))
 		for _, x := range lost {
@@ -296,8 +316,17 @@ func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o o
 		}
 	}
 	checked, lost := verifyWrites(ctx, c.runID, outs)
+	// After the read-back (it logs in from each machine's address): the
+	// machines power off, and the reference's storm starts with a bare
+	// interface.
+	released, err := c.addrs.releaseAll()
+	if err != nil {
+		failed = true
+		fmt.Printf("leased addresses: %v\n", err)
+	}
 	h.stop()
 	fmt.Printf("writes read back through iSCSI: %d checked, %d lost\n", checked, len(lost))
+	fmt.Printf("leased addresses the machines used: %d, taken off %s\n", released, o.clientIface)
 	for _, x := range lost {
 		fmt.Println("  LOST", x)
 	}

@@ -66,6 +66,12 @@ func soak(ctx context.Context, c *chain, h *dlsHost, machines []machine, ramp, l
 		round.Add(1)
 		var done atomic.Int64
 		outs := storm(ctx, c, machines, ramp, &done)
+		// The machines power off: their addresses go with them.
+		if _, err := c.addrs.releaseAll(); err != nil {
+			stop()
+			<-sampled
+			return rounds, err
+		}
 		s := summarize(fmt.Sprintf("round %d", round.Load()), outs)
 		rounds = append(rounds, s)
 		logf("soak round %d: %d/%d booted in %.2f s, boot p50 %s ms p99 %s ms, reboots %d",

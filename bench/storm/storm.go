@@ -93,7 +93,7 @@ func readBack(ctx context.Context, runID string, o *outcome) error {
 			return ctx.Err()
 		}
 		var s *initiator.Session
-		s, err = initiator.Dial(ctx, initiator.Config{Addr: o.Portal, InitiatorName: o.InitiatorIQN, TargetName: o.TargetIQN, Timeout: 15 * time.Second})
+		s, err = initiator.Dial(ctx, loginConfig(o.Addr, o.Portal, o.InitiatorIQN, o.TargetIQN, o.CHAP))
 		if err != nil {
 			continue
 		}

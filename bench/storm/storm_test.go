@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/core/bootscript"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
@@ -148,6 +149,64 @@ func TestParseScript(t *testing.T) {
 	}
 	if _, err := parseScript([]byte("#!ipxe\nchain http://x/y\n")); err == nil {
 		t.Error("a script without sanboot parsed")
+	}
+}
+
+// The storm's machines read CHAP from DLS's own rendered scripts (the
+// template's set username / password / reverse-* lines) and log in with
+// it; a script without a password logs in without CHAP.
+func TestParseScriptCHAP(t *testing.T) {
+	d := bootscript.ScriptData{
+		Client: "m0001", MAC: "02:53:00:00:00:00",
+		InitiatorIQN: "iqn.2026-11.io.dls:initiator:m0001", TargetIQN: "iqn.2026-11.io.dls:m0001",
+		Server: "10.99.0.1", BootURL: "http://10.99.0.1:9180", Image: "storm",
+		CHAPUser: "iqn.2026-11.io.dls:initiator:m0001", CHAPSecret: "Ab3dEf6hIj9kLm2nOp",
+	}
+	text, err := bootscript.Render(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := parseScript([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.CHAP != (chapCreds{User: d.CHAPUser, Secret: d.CHAPSecret}) {
+		t.Errorf("one-way CHAP parsed as %+v from\n%s", sc.CHAP, text)
+	}
+	cfg := loginConfig("10.99.1.7", sc.Portal, sc.Initiator, sc.Target, sc.CHAP)
+	if cfg.LocalAddr != "10.99.1.7" || cfg.CHAPUser != d.CHAPUser || cfg.CHAPSecret != d.CHAPSecret || cfg.MutualSecret != "" {
+		t.Errorf("login config %+v", cfg)
+	}
+
+	d.CHAPMutualUser, d.CHAPMutualSecret = d.TargetIQN, "Zy9xWv8uTs7rQp6o"
+	if text, err = bootscript.Render(d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sc, err = parseScript([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	cfg = loginConfig("10.99.1.7", sc.Portal, sc.Initiator, sc.Target, sc.CHAP)
+	if cfg.MutualUser != d.TargetIQN || cfg.MutualSecret != d.CHAPMutualSecret {
+		t.Errorf("mutual CHAP: login config %+v from\n%s", cfg, text)
+	}
+
+	d.CHAPUser, d.CHAPSecret, d.CHAPMutualUser, d.CHAPMutualSecret = "", "", "", ""
+	if text, err = bootscript.Render(d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sc, err = parseScript([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	if cfg = loginConfig("", sc.Portal, sc.Initiator, sc.Target, sc.CHAP); cfg.CHAPSecret != "" || cfg.CHAPUser != "" || cfg.LocalAddr != "" {
+		t.Errorf("no CHAP in the script, yet login config %+v", cfg)
+	}
+	// A password without a username answers as the initiator IQN, as iPXE does.
+	sc, err = parseScript([]byte("set initiator-iqn iqn.x:i\nset password two words\nsanboot iscsi:10.0.0.1:::0:iqn.x:t\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg = loginConfig("", sc.Portal, sc.Initiator, sc.Target, sc.CHAP); cfg.CHAPUser != "iqn.x:i" || cfg.CHAPSecret != "two words" {
+		t.Errorf("login config %+v", cfg)
 	}
 }
 

@@ -54,11 +54,12 @@ func parseOACK(p []byte) map[string]string {
 	return opts
 }
 
-// fetchTFTP reads file from server lock-step, as boot firmware does:
-// each packet is resent after timeout, at most retries times in a row.
-func fetchTFTP(ctx context.Context, server *net.UDPAddr, file string, blksize int, timeout time.Duration, retries int) (tftpResult, error) {
+// fetchTFTP reads file from server lock-step, as boot firmware does,
+// from the address local (the machine's lease): each packet is resent
+// after timeout, at most retries times in a row.
+func fetchTFTP(ctx context.Context, local net.IP, server *net.UDPAddr, file string, blksize int, timeout time.Duration, retries int) (tftpResult, error) {
 	var res tftpResult
-	conn, err := net.ListenUDP("udp4", nil)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: local})
 	if err != nil {
 		return res, fmt.Errorf("tftp socket: %w", err)
 	}
