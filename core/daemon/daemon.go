@@ -153,6 +153,8 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Waker:          &wol.Sender{},
 	}, api.Options{
 		KeyFile:    filepath.Join(cfg.DataDir, "api-token.key"),
+		ImportDirs: cfg.ImportDirs,
+		UploadDir:  filepath.Join(cfg.DataDir, "uploads"),
 		Registerer: hr,
 		Logger:     logger.Named("api"),
 	})

@@ -34,6 +34,7 @@ func (d *Daemon) Reload(ctx context.Context) {
 		d.services.SetTemplates(tpl)
 	}
 	d.sessions.SetStageTimeout(cfg.Boot.StageTimeout)
+	d.api.SetImportDirs(cfg.ImportDirs)
 
 	seen := map[string]bool{}
 	var added []*config.PluginBlock
