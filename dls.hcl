@@ -6,10 +6,12 @@ data_dir   = "var"
 plugin_dir = "bin/plugins"
 
 http {
-  listen = "127.0.0.1:9180"   # /metrics /healthz /readyz
+  listen = "127.0.0.1:9180"   # /api/v1 /metrics /healthz /readyz (and /boot without boot.listen)
 }
 
 boot {
+  # listen        = "192.168.77.1:9184"  # the boot network's address: /boot only, plain HTTP;
+  #                                      # boot.url then defaults to http://<listen>
   iqn_prefix      = "iqn.2026-11.io.dls"
   unknown_clients = "ignore"   # "register": boot firmware of unknown MACs becomes
                                # client auto-<mac>, booting default_image,
@@ -18,6 +20,13 @@ boot {
 }
 
 database "sqlite" {}          # var/dls.db
+
+# Folders the admin API may import image files from by path (dls image
+# import --host-source). None by default: the API then refuses every path
+# on this machine, and dls image import --source FILE uploads instead.
+# images {
+#   import_dirs = ["/srv/images"]
+# }
 
 # Admins: users in var/plugins/admins/users.json (argon2id). Create the
 # first one with: bin/dls user add admin --password-stdin --role admin

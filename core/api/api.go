@@ -225,6 +225,13 @@ type Options struct {
 	// ImportTimeout bounds an image import run by POST images; 0 means
 	// one hour.
 	ImportTimeout time.Duration
+	// ImportDirs are the folders a source path in a request may lie under
+	// (images.import_dirs); none refuses every path (uploads still work).
+	// SetImportDirs changes them.
+	ImportDirs []string
+	// UploadDir holds uploads and copies of sources while their storage
+	// imports them (typically <data_dir>/uploads); "" refuses imports.
+	UploadDir string
 	// Registerer gets the API's metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
@@ -255,6 +262,9 @@ type API struct {
 	// listsPlugins: Deps.Plugins was given, so POST images can check that
 	// the storage named exists.
 	listsPlugins bool
+
+	importMu   sync.RWMutex
+	importDirs []string // see SetImportDirs
 
 	// writeMu serialises check-then-write sequences (a POST's "does the
 	// name exist?" and its PutClient) on this host.
@@ -322,7 +332,7 @@ func New(deps Deps, opts Options) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &API{
+	a := &API{
 		deps: deps, opts: opts, clock: deps.Clock, logger: opts.Logger,
 		tokens:   &tokenSigner{key: key},
 		deny:     newDenylist(),
@@ -335,7 +345,9 @@ func New(deps Deps, opts Options) (*API, error) {
 		roles:    roles,
 
 		listsPlugins: listsPlugins,
-	}, nil
+	}
+	a.SetImportDirs(opts.ImportDirs)
+	return a, nil
 }
 
 // route is one endpoint: method, path pattern under Prefix, the least role

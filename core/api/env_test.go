@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,7 +34,13 @@ type env struct {
 	reg    *prometheus.Registry
 	key    string
 	source string // RemoteAddr of the requests do sends
+	// imports is the one import dir (Options.ImportDirs), holding the
+	// raw images deb12.raw, win11-b.raw and b.raw; uploads is UploadDir.
+	imports, uploads string
 }
+
+// src is the path of file in the import dir.
+func (e *env) src(file string) string { return filepath.Join(e.imports, file) }
 
 type fakeWaker struct {
 	mu    sync.Mutex
@@ -65,6 +72,12 @@ func newEnv(t *testing.T, tweak ...func(*Deps, *Options)) *env {
 	e.waker = &fakeWaker{}
 	e.reg = prometheus.NewRegistry()
 	e.key = filepath.Join(t.TempDir(), "api-token.key")
+	e.imports, e.uploads = t.TempDir(), filepath.Join(t.TempDir(), "uploads")
+	for i, name := range []string{"deb12.raw", "win11-b.raw", "b.raw"} {
+		if err := os.WriteFile(e.src(name), bytes.Repeat([]byte{byte('a' + i)}, 1024), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx := context.Background()
 	if err := e.st.PutImage(ctx, store.Image{Name: "win11", Storage: "tank", Source: "/img/win11.raw", Origin: "config"}); err != nil {
 		t.Fatal(err)
@@ -86,7 +99,7 @@ func newEnv(t *testing.T, tweak ...func(*Deps, *Options)) *env {
 		Waker: e.waker,
 		Clock: e.clock,
 	}
-	opts := Options{KeyFile: e.key, Registerer: e.reg}
+	opts := Options{KeyFile: e.key, Registerer: e.reg, ImportDirs: []string{e.imports}, UploadDir: e.uploads}
 	for _, f := range tweak {
 		f(&deps, &opts)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -373,12 +375,17 @@ type fakeStorage struct {
 	attached map[string]bool
 	calls    []string
 	now      func() time.Time
+	// imported is, per image, what the last import read from its source
+	// file, and importedMode the mode of that file when read.
+	imported     map[string][]byte
+	importedMode map[string]os.FileMode
 }
 
 var _ ImageStorage = (*fakeStorage)(nil)
 
 func newFakeStorage(now func() time.Time) *fakeStorage {
-	return &fakeStorage{versions: map[string][]storage.Version{}, volumes: map[string]storage.Volume{}, attached: map[string]bool{}, now: now}
+	return &fakeStorage{versions: map[string][]storage.Version{}, volumes: map[string]storage.Volume{}, attached: map[string]bool{}, now: now,
+		imported: map[string][]byte{}, importedMode: map[string]os.FileMode{}}
 }
 
 // ImageStorage implements Storage: one storage for every image.
@@ -404,9 +411,19 @@ func (f *fakeStorage) addVersion(image string) storage.Version {
 func (f *fakeStorage) ImportImage(_ context.Context, req storage.ImportRequest) (storage.Version, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.record("import " + req.Image + " " + req.Source)
-	if req.Source == "/missing.raw" {
-		return storage.Version{}, fmt.Errorf("open %s: no such file: %w", req.Source, storage.ErrNotFound)
+	f.record("import " + req.Image)
+	if !strings.HasPrefix(req.Source, "/img/") { // /img/: the env's own images
+		// Read the file as a plugin does: the host must hand over a file
+		// it made, readable, holding what the caller sent.
+		fi, err := os.Stat(req.Source)
+		if err != nil {
+			return storage.Version{}, fmt.Errorf("open %s: %w", req.Source, storage.ErrNotFound)
+		}
+		b, err := os.ReadFile(req.Source)
+		if err != nil {
+			return storage.Version{}, fmt.Errorf("read %s: %w", req.Source, err)
+		}
+		f.imported[req.Image], f.importedMode[req.Image] = b, fi.Mode()
 	}
 	return f.addVersion(req.Image), nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"testing"
@@ -60,5 +61,10 @@ func TestThroughStorageClient(t *testing.T) {
 	e.stor.mu.Unlock()
 	e.wantError(e.do("POST", "/clients/pc1/volume", tok, map[string]any{"action": "reset"}), http.StatusConflict, "in use (attached)", "")
 	e.wantError(e.do("DELETE", "/images/win11/versions/2", tok, nil), http.StatusConflict, "is current", "")
-	e.wantError(e.do("POST", "/images", tok, map[string]any{"name": "bad", "storage": "tank", "source": "/missing.raw"}), http.StatusNotFound, "/missing.raw", "")
+	// An upload reaches the plugin, over gRPC, as a file it can read.
+	body := bytes.Repeat([]byte("disk"), 1024)
+	e.want(e.do("POST", "/images/win11/versions", tok, body, "Content-Type", "application/octet-stream"), http.StatusCreated, &v)
+	if v.Number != 3 || !bytes.Equal(e.stor.imported["win11"], body) {
+		t.Errorf("upload: version %+v, plugin read %d bytes", v, len(e.stor.imported["win11"]))
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -131,13 +132,22 @@ func (a *API) createImage(w http.ResponseWriter, r *http.Request) error {
 	if err := a.checkImage(b); err != nil {
 		return err
 	}
+	// The source is checked before anything is created.
+	var src *os.File
+	if b.Source != "" {
+		var err error
+		if src, err = a.openSource(r, "image/"+b.Name, b.Source); err != nil {
+			return err
+		}
+		defer src.Close()
+	}
 	im := store.Image{Name: b.Name, Storage: b.Storage, Source: b.Source, Boot: b.Boot, Origin: originAPI}
 	if err := a.createImageRecord(r.Context(), im); err != nil {
 		return err
 	}
 	var imported *versionJSON
-	if b.Source != "" {
-		v, err := a.importVersion(r.Context(), b.Name, b.Source)
+	if src != nil {
+		v, _, err := a.importFrom(r.Context(), b.Name, src, b.Source)
 		if err != nil {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 			defer cancel()
@@ -175,17 +185,18 @@ func (a *API) createImageRecord(ctx context.Context, im store.Image) error {
 	return nil
 }
 
-// importVersion imports source as the image's next version.
-func (a *API) importVersion(ctx context.Context, image, source string) (versionJSON, error) {
+// importVersion imports the file at path (what describes it in
+// messages) as the image's next version.
+func (a *API) importVersion(ctx context.Context, image, path, what string) (versionJSON, error) {
 	st, err := a.storageOf(image)
 	if err != nil {
 		return versionJSON{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.opts.ImportTimeout)
 	defer cancel()
-	v, err := st.ImportImage(ctx, storage.ImportRequest{Image: image, Source: source})
+	v, err := st.ImportImage(ctx, storage.ImportRequest{Image: image, Source: path})
 	if err != nil {
-		return versionJSON{}, storageError{fmt.Errorf("import image %s from %s: %w", image, source, err)}
+		return versionJSON{}, storageError{fmt.Errorf("import image %s from %s: %w", image, what, err)}
 	}
 	return toVersionJSON(v), nil
 }
@@ -324,8 +335,12 @@ type versionRequest struct {
 
 // createVersion: POST images/{name}/versions makes a new current version:
 // a snapshot of the current content, a client's volume (promote), or a raw
-// disk file (import).
+// disk file (import) from a path under import_dirs or, with Content-Type
+// application/octet-stream, from the body (uploadVersion).
 func (a *API) createVersion(w http.ResponseWriter, r *http.Request) error {
+	if isUpload(r) {
+		return a.uploadVersion(w, r)
+	}
 	var req versionRequest
 	if err := decode(w, r, &req, false); err != nil {
 		return err
@@ -367,13 +382,35 @@ func (a *API) createVersion(w http.ResponseWriter, r *http.Request) error {
 		if req.Source == "" {
 			return fieldError("source", "source is required to import")
 		}
-		if v, err = a.importVersion(r.Context(), im.Name, req.Source); err != nil {
+		src, err := a.openSource(r, "image/"+im.Name, req.Source)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if v, _, err = a.importFrom(r.Context(), im.Name, src, req.Source); err != nil {
 			return err
 		}
 		detail["source"] = req.Source
 	}
 	detail["version"] = v.Number
 	a.auditReq(r, "image."+req.Action, "image/"+im.Name, detail)
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+// uploadVersion imports the request body, a raw disk image of any size,
+// as the image's next version. The body is read only once the image is
+// known (a client sending "Expect: 100-continue" sends nothing before).
+func (a *API) uploadVersion(w http.ResponseWriter, r *http.Request) error {
+	im, err := a.imageOf(r)
+	if err != nil {
+		return err
+	}
+	v, n, err := a.importFrom(r.Context(), im.Name, r.Body, "upload")
+	if err != nil {
+		return err
+	}
+	a.auditReq(r, "image.import", "image/"+im.Name, map[string]any{"source": "upload", "bytes": n, "version": v.Number})
 	writeJSON(w, http.StatusCreated, v)
 	return nil
 }

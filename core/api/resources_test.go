@@ -115,14 +115,14 @@ func TestImagesAndVersions(t *testing.T) {
 
 	// Create with a source imports version 1.
 	var im imageJSON
-	w := e.do("POST", "/images", tok, map[string]any{"name": "deb12", "storage": "tank", "source": "/img/deb12.raw",
+	w := e.do("POST", "/images", tok, map[string]any{"name": "deb12", "storage": "tank", "source": e.src("deb12.raw"),
 		"boot": map[string]any{"kernel": "http://h/vmlinuz", "initrd": "http://h/initrd", "cmdline": "root=iscsi", "confirm": true}})
 	e.want(w, http.StatusCreated, &im)
 	if im.Origin != "api" || im.Version == nil || im.Version.Number != 1 || im.Boot == nil || !im.Boot.Confirm {
 		t.Fatalf("created %+v", im)
 	}
 	// A failed import leaves no record.
-	e.wantError(e.do("POST", "/images", tok, map[string]any{"name": "bad", "storage": "tank", "source": "/missing.raw"}), http.StatusNotFound, "/missing.raw", "")
+	e.wantError(e.do("POST", "/images", tok, map[string]any{"name": "bad", "storage": "tank", "source": e.src("missing.raw")}), http.StatusBadRequest, "missing.raw does not exist on the host", "source")
 	if _, err := e.st.GetImage(t.Context(), "bad"); err == nil {
 		t.Error("record of a failed import kept")
 	}
@@ -145,7 +145,7 @@ func TestImagesAndVersions(t *testing.T) {
 	if v.Number != 3 {
 		t.Errorf("promote %+v", v)
 	}
-	e.want(e.do("POST", "/images/win11/versions", tok, map[string]any{"action": "import", "source": "/img/win11-b.raw"}), http.StatusCreated, &v)
+	e.want(e.do("POST", "/images/win11/versions", tok, map[string]any{"action": "import", "source": e.src("win11-b.raw")}), http.StatusCreated, &v)
 	if v.Number != 4 {
 		t.Errorf("import %+v", v)
 	}
@@ -270,7 +270,7 @@ func TestEveryWriteIsAudited(t *testing.T) {
 		action       string
 		object       string
 	}{
-		{"POST", "/images", map[string]any{"name": "deb12", "storage": "tank", "source": "/img/deb12.raw"}, "image.create", "image/deb12"},
+		{"POST", "/images", map[string]any{"name": "deb12", "storage": "tank", "source": e.src("deb12.raw")}, "image.create", "image/deb12"},
 		{"PUT", "/images/deb12", map[string]any{"storage": "tank", "boot": map[string]any{"kernel": "k"}}, "image.update", "image/deb12"},
 		{"POST", "/clients", map[string]any{"name": "pc1", "mac": "52:54:00:00:00:01", "image": "deb12"}, "client.create", "client/pc1"},
 		{"PUT", "/clients/pc1", map[string]any{"mac": "52:54:00:00:00:01", "image": "win11", "persistent": true}, "client.update", "client/pc1"},
@@ -278,7 +278,7 @@ func TestEveryWriteIsAudited(t *testing.T) {
 		{"POST", "/clients/pc1/wake", nil, "client.wake", "client/pc1"},
 		{"POST", "/images/win11/versions", map[string]any{"action": "snapshot"}, "image.snapshot", "image/win11"},
 		{"POST", "/images/win11/versions", map[string]any{"action": "promote", "client": "pc1"}, "image.promote", "image/win11"},
-		{"POST", "/images/win11/versions", map[string]any{"action": "import", "source": "/img/b.raw"}, "image.import", "image/win11"},
+		{"POST", "/images/win11/versions", map[string]any{"action": "import", "source": e.src("b.raw")}, "image.import", "image/win11"},
 		{"PUT", "/images/win11/versions/current", map[string]any{"version": 1}, "image.set_current", "image/win11"},
 		{"DELETE", "/images/win11/versions/4", nil, "image.version_delete", "image/win11"},
 		{"DELETE", "/clients/pc1", nil, "client.delete", "client/pc1"},

@@ -49,27 +49,44 @@ type Config struct {
 	// Images and Clients are the image and client blocks in file order.
 	Images  []*Image
 	Clients []*Client
+	// ImportDirs is images { import_dirs }: the folders under which a
+	// source path sent to the admin API may lie (absolute, existing,
+	// cleaned). Empty by default: the API then refuses every server-side
+	// path and takes uploads only. Image blocks' sources are not limited.
+	ImportDirs []string
+	// Warnings are "file:line:col: warning: ..." lines about a config that
+	// loads but is risky (see FormatWarnings); dls validate prints them,
+	// dls serve logs them.
+	Warnings []string
 }
 
-// HTTP is the http {} block: the host's one HTTP listener.
+// HTTP is the http {} block: the admin listener.
 type HTTP struct {
-	// Listen is host:port for /metrics, /healthz, /readyz, /api/v1, /boot.
+	// Listen is host:port for /metrics, /healthz, /readyz and /api/v1, and
+	// also /boot when Boot.Listen is empty. Default DefaultListen
+	// (loopback).
 	Listen string
 	// ScrapeTimeout bounds how long a scrape waits for plugins' samples.
 	ScrapeTimeout time.Duration
 	// SessionLifetime caps an admin API session: refreshing never extends
 	// it past the login's time plus this (session_lifetime, default 24h).
 	SessionLifetime time.Duration
-	// TLSCert and TLSKey, when set, make the listener serve HTTPS.
+	// TLSCert and TLSKey, when set, make the listener serve HTTPS (not
+	// the boot listener: iPXE does not trust a self-signed certificate).
 	TLSCert string
 	TLSKey  string
 }
 
 // Boot is the boot {} block.
 type Boot struct {
+	// Listen is host:port of the boot listener, which serves /boot only
+	// (plain HTTP) on the boot network; empty: /boot is served on
+	// HTTP.Listen beside the admin API.
+	Listen string
 	// URL is what clients use to reach the host (iPXE scripts, /boot/done),
-	// without a trailing slash. Empty when not set and http.listen is not a
-	// specific IP address: then nothing tells which address clients reach.
+	// without a trailing slash. By default http://<Listen>, else
+	// http://<http.listen>; empty when that is not a specific IP address:
+	// then nothing tells which address clients reach.
 	URL string
 	// IQNPrefix builds target (<prefix>:<client>) and initiator
 	// (<prefix>:initiator:<client>) names.

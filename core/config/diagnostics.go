@@ -53,6 +53,21 @@ func FormatDiagnostics(diags hcl.Diagnostics) error {
 	return errors.New(strings.Join(lines, "\n"))
 }
 
+// FormatWarnings returns the warning diagnostics in diags, one
+// "file:line:col: warning: message" line each, in the order found.
+func FormatWarnings(diags hcl.Diagnostics) []string {
+	var out []string
+	for _, d := range diags {
+		if d == nil || d.Severity != hcl.DiagWarning {
+			continue
+		}
+		w := *d
+		w.Summary = "warning: " + w.Summary
+		out = append(out, formatDiagnostic(&w))
+	}
+	return out
+}
+
 func formatDiagnostic(d *hcl.Diagnostic) string {
 	msg := d.Summary
 	if d.Detail != "" {
@@ -72,6 +87,13 @@ func errorAt(rng hcl.Range, summary, detailFormat string, args ...any) *hcl.Diag
 		Detail:   fmt.Sprintf(detailFormat, args...),
 		Subject:  rng.Ptr(),
 	}
+}
+
+// warningAt returns a warning diagnostic at rng.
+func warningAt(rng hcl.Range, summary, detailFormat string, args ...any) *hcl.Diagnostic {
+	d := errorAt(rng, summary, detailFormat, args...)
+	d.Severity = hcl.DiagWarning
+	return d
 }
 
 // position renders where rng starts, for messages that point elsewhere.

@@ -130,6 +130,7 @@ func parse(src []byte, filename, dir string, lookupEnv func(string) (string, boo
 	if err := FormatDiagnostics(l.diags); err != nil {
 		return nil, err
 	}
+	cfg.Warnings = FormatWarnings(l.diags)
 	return cfg, nil
 }
 
@@ -149,6 +150,8 @@ type loader struct {
 
 	unknownClients *hcl.Attribute // boot.unknown_clients, when set
 	defaultImage   *hcl.Attribute // boot.default_image, when set
+	httpListen     *hcl.Attribute // http.listen, when set
+	bootListen     *hcl.Attribute // boot.listen, when set
 }
 
 func rootSchema() *hcl.BodySchema {
@@ -162,6 +165,7 @@ func rootSchema() *hcl.BodySchema {
 			{Type: KindStorage, LabelNames: []string{"type", "name"}},
 			{Type: KindAuth, LabelNames: []string{"type", "name"}},
 			{Type: "image", LabelNames: []string{"name"}},
+			{Type: "images"},
 			{Type: "client", LabelNames: []string{"name"}},
 		},
 	}
@@ -193,7 +197,7 @@ func (l *loader) load() *Config {
 	l.path(content.Attributes, "data_dir", &cfg.DataDir)
 	l.path(content.Attributes, "plugin_dir", &cfg.PluginDir)
 
-	var httpBlock, bootBlock, dbBlock *hcl.Block
+	var httpBlock, bootBlock, dbBlock, imagesBlock *hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "http":
@@ -212,6 +216,10 @@ func (l *loader) load() *Config {
 			if p := l.plugin(b); p != nil {
 				cfg.Plugins = append(cfg.Plugins, p)
 			}
+		case "images":
+			if l.once(&imagesBlock, b) {
+				l.imageImports(b, cfg)
+			}
 		case "image":
 			if im := l.image(b); im != nil {
 				cfg.Images = append(cfg.Images, im)
@@ -227,10 +235,84 @@ func (l *loader) load() *Config {
 		cfg.Database.Path = filepath.Join(cfg.DataDir, DefaultSQLiteFile)
 	}
 	if cfg.Boot.URL == "" {
-		cfg.Boot.URL = defaultBootURL(cfg.HTTP.Listen)
+		if cfg.Boot.Listen != "" {
+			cfg.Boot.URL = defaultBootURL(cfg.Boot.Listen)
+		} else {
+			cfg.Boot.URL = defaultBootURL(cfg.HTTP.Listen)
+		}
 	}
+	l.checkListeners(cfg)
 	l.checkReferences(cfg)
 	return cfg
+}
+
+// checkListeners refuses one address for both listeners, and warns when
+// the admin API shares the machines' listener on a non-loopback address:
+// every machine on the boot network could then reach /api/v1.
+func (l *loader) checkListeners(cfg *Config) {
+	h, b := cfg.HTTP, cfg.Boot
+	if b.Listen != "" {
+		_, port, _ := net.SplitHostPort(b.Listen)
+		if b.Listen == h.Listen && port != "0" && l.bootListen != nil {
+			l.invalid(l.bootListen,
+				"boot.listen %q is also http.listen: give the boot listener the boot network's address and keep http.listen on loopback or a management address.", b.Listen)
+		}
+		return
+	}
+	if isLoopback(h.Listen) || l.httpListen == nil {
+		return
+	}
+	l.diags = append(l.diags, warningAt(l.httpListen.Expr.Range(), "Admin API on the boot network",
+		"http.listen %q is not a loopback address and boot.listen is not set, so /api/v1 and /metrics are served wherever machines fetch /boot; set boot { listen = \"<boot network address>:9184\" } and keep http.listen on loopback or a management address.", h.Listen))
+}
+
+// isLoopback reports whether the host of a host:port address is
+// "localhost" or a loopback IP; an empty host means every interface.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// imageImports decodes the images {} block.
+func (l *loader) imageImports(b *hcl.Block, cfg *Config) {
+	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "import_dirs"}}})
+	var dirs []string
+	a := l.strings(c.Attributes, "import_dirs", &dirs)
+	if a == nil {
+		return
+	}
+	for i, d := range dirs {
+		rng := a.Expr.Range()
+		if e, ok := a.Expr.(hclsyntax.Expression); ok {
+			if el := elementExpr(e, pathSub{index: i}, l.ctx); el != nil {
+				rng = el.Range()
+			}
+		}
+		bad := func(format string, args ...any) {
+			l.diags = append(l.diags, errorAt(rng, `Invalid value for "import_dirs"`, "Element %d: "+format, append([]any{i}, args...)...))
+		}
+		if !filepath.IsAbs(d) {
+			bad("%q is not an absolute path; import_dirs are folders on the host such as \"/srv/images\".", d)
+			continue
+		}
+		fi, err := os.Stat(d)
+		switch {
+		case err != nil:
+			bad("%v.", err)
+			continue
+		case !fi.IsDir():
+			bad("%q is not a folder.", d)
+			continue
+		}
+		cfg.ImportDirs = append(cfg.ImportDirs, filepath.Clean(d))
+	}
 }
 
 // defaultBootURL is http://<listen> when listen names a specific IP.
@@ -300,6 +382,7 @@ func (l *loader) http(b *hcl.Block, h *HTTP) {
 		l.invalid(a, "tls_key needs tls_cert.")
 	}
 	if a := l.str(c.Attributes, "listen", &h.Listen); a != nil {
+		l.httpListen = a
 		if err := checkHostPort(h.Listen); err != nil {
 			l.invalid(a, "%v.", err)
 		}
@@ -314,7 +397,7 @@ func (l *loader) http(b *hcl.Block, h *HTTP) {
 
 func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "url"}, {Name: "iqn_prefix"}, {Name: "unknown_clients"}, {Name: "default_image"}, {Name: "files"},
+		{Name: "listen"}, {Name: "url"}, {Name: "iqn_prefix"}, {Name: "unknown_clients"}, {Name: "default_image"}, {Name: "files"},
 		{Name: "script"}, {Name: "stage_timeout"}, {Name: "max_registered"}, {Name: "session_history"},
 	}})
 	if a := l.integer(c.Attributes, "max_registered", &bt.MaxRegistered); a != nil && bt.MaxRegistered < 0 {
@@ -326,6 +409,12 @@ func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	}
 	if a := l.duration(c.Attributes, "session_history", &bt.SessionHistory); a != nil && bt.SessionHistory < 0 {
 		l.invalid(a, `session_history must be "0" (keep forever) or longer.`)
+	}
+	if a := l.str(c.Attributes, "listen", &bt.Listen); a != nil {
+		l.bootListen = a
+		if err := checkHostPort(bt.Listen); err != nil {
+			l.invalid(a, "%v.", err)
+		}
 	}
 	if a := l.str(c.Attributes, "url", &bt.URL); a != nil {
 		u, err := url.Parse(bt.URL)

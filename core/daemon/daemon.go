@@ -6,8 +6,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,8 +47,9 @@ type Daemon struct {
 	launcher *supervisor.Launcher
 	supM     *supervisor.Metrics
 
-	listening chan struct{} // closed once the HTTP listener is bound
+	listening chan struct{} // closed once the HTTP listeners are bound
 	addr      string
+	bootAddr  string // "" without boot.listen
 
 	reconciler *reconcile.Reconciler
 	api        *api.API
@@ -81,6 +80,9 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		logger.Warn(w)
 	}
 	d := &Daemon{
 		path: path, logger: logger, cfg: cfg, reg: prometheus.NewRegistry(),
@@ -155,6 +157,8 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	}, api.Options{
 		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
 		SessionLifetime: cfg.HTTP.SessionLifetime,
+		ImportDirs:      cfg.ImportDirs,
+		UploadDir:       filepath.Join(cfg.DataDir, "uploads"),
 		Registerer:      hr,
 		Logger:          logger.Named("api"),
 	})
@@ -235,44 +239,28 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	ls, err := d.listen(cfg)
 	if err != nil {
 		d.stopAll()
-		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
+		return err
 	}
 	go d.sessions.Run(ctx)
 	stopPurge := d.purger.start(ctx)
-	mux := http.NewServeMux()
-	mux.Handle(api.Prefix+"/", d.api.Handler())
-	mux.Handle("/boot/", httpserver.BootHandler(httpserver.BootOptions{
-		Scripts: d.services, Events: d.services, Confirmer: d.sessions, Binding: d.services,
-		Files: cfg.Boot.Files, Logger: d.logger.Named("boot"),
-	}))
-	mux.Handle("/", httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout))
-	// No WriteTimeout: image imports through the API run for minutes.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() {
-		if cfg.HTTP.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
-	d.addr = ln.Addr().String()
-	close(d.listening)
-	d.logger.Info("dls serving", "http", ln.Addr().String(), "config", d.path, "plugins", len(cfg.Plugins))
+	if d.bootAddr != "" {
+		d.logger.Info("dls serving", "http", d.addr, "boot", d.bootAddr, "config", d.path, "plugins", len(cfg.Plugins))
+	} else {
+		d.logger.Info("dls serving", "http", d.addr, "config", d.path, "plugins", len(cfg.Plugins))
+	}
 
 	for {
 		select {
 		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = srv.Shutdown(sctx)
-			cancel()
+			ls.shutdown()
 			d.stopAll()
 			stopPurge()
 			return d.store.Close()
-		case err := <-errc:
+		case err := <-ls.errc:
+			ls.shutdown()
 			d.stopAll()
 			stopPurge()
 			_ = d.store.Close()

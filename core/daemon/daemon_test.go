@@ -61,6 +61,13 @@ type harness struct {
 // start runs a daemon on body (HCL after the header this adds).
 func start(t *testing.T, body string) *harness {
 	t.Helper()
+	return startLogged(t, body, nil)
+}
+
+// startLogged is start with the daemon's logger; nil: discard (or stderr
+// with -v).
+func startLogged(t *testing.T, body string, logger hclog.Logger) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "dls.hcl")
 	header := fmt.Sprintf("data_dir = %q\nplugin_dir = %q\nhttp {\n  listen = \"127.0.0.1:0\"\n  scrape_timeout = \"500ms\"\n}\n", filepath.Join(dir, "var"), pluginDir)
@@ -68,9 +75,11 @@ func start(t *testing.T, body string) *harness {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	logger := hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Error})
-	if testing.Verbose() {
-		logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Debug})
+	if logger == nil {
+		logger = hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Error})
+		if testing.Verbose() {
+			logger = hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Debug})
+		}
 	}
 	d, err := New(ctx, cfg, logger)
 	if err != nil {

@@ -21,14 +21,20 @@ func (d *Daemon) Reload(ctx context.Context) {
 	}
 	d.mu.Lock()
 	old := d.instances
+	prevCfg := d.cfg
 	d.cfg = cfg
 	d.mu.Unlock()
+	for _, w := range cfg.Warnings {
+		d.logger.Warn(w)
+	}
+	d.logListenChanges(prevCfg, cfg)
 	if tpl, err := bootscript.LoadTemplates(cfg.Boot.Script, clientScripts(cfg)); err != nil {
 		d.logger.Error("reload: script templates refused; keeping the running ones", "error", err)
 	} else {
 		d.services.SetTemplates(tpl)
 	}
 	d.sessions.SetStageTimeout(cfg.Boot.StageTimeout)
+	d.api.SetImportDirs(cfg.ImportDirs)
 
 	seen := map[string]bool{}
 	var added []*config.PluginBlock
@@ -122,4 +128,23 @@ func (d *Daemon) reconfigure(ctx context.Context, in *instance, b *config.Plugin
 		}
 	}
 	d.logger.Info("reload: plugin reconfigured", "plugin", b.Name)
+}
+
+// logListenChanges reports listener addresses a reload cannot move: the
+// listeners keep serving where they are until dls restarts.
+func (d *Daemon) logListenChanges(prev, next *config.Config) {
+	if prev.HTTP.Listen != next.HTTP.Listen {
+		d.logger.Warn("reload: http.listen changed; restart dls to move the admin listener", "serving", d.addr, "configured", next.HTTP.Listen)
+	}
+	if prev.Boot.Listen != next.Boot.Listen {
+		serving := d.bootAddr
+		if serving == "" {
+			serving = "none (/boot on http.listen)"
+		}
+		configured := next.Boot.Listen
+		if configured == "" {
+			configured = "none (/boot on http.listen)"
+		}
+		d.logger.Warn("reload: boot.listen changed; restart dls to move /boot", "serving", serving, "configured", configured)
+	}
 }

@@ -82,3 +82,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+// BootOnly returns the handler of the boot listener (boot.listen): boot,
+// the /boot handlers (BootHandler), for paths under /boot/, and 404 for
+// everything else, so the admin API and the metrics are never reachable
+// from the boot network through it.
+func BootOnly(boot http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/boot/", boot)
+	mux.Handle("/", http.NotFoundHandler())
+	return mux
+}

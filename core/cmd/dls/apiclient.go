@@ -175,11 +175,25 @@ func (a *apiConn) call(ctx context.Context, method, path string, body any) ([]by
 	return b, err
 }
 
+// upload is a request body streamed from a file (a raw disk image), sent
+// as application/octet-stream; a retry reads it again from the start.
+type upload struct {
+	f    *os.File
+	size int64
+}
+
 // send is one request; token "" sends none.
 func (a *apiConn) send(ctx context.Context, method, path string, body any, token string) ([]byte, error) {
 	var rd io.Reader
+	contentType := "application/json"
 	switch b := body.(type) {
 	case nil:
+	case upload:
+		// Never read whole into memory: the transport copies it in small
+		// pieces. NopCloser: the transport closes bodies, the caller the
+		// file.
+		rd = io.NopCloser(io.NewSectionReader(b.f, 0, b.size))
+		contentType = "application/octet-stream"
 	case []byte:
 		rd = bytes.NewReader(b)
 	default:
@@ -194,7 +208,13 @@ func (a *apiConn) send(ctx context.Context, method, path string, body any, token
 		return nil, err
 	}
 	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
+	}
+	if up, ok := body.(upload); ok {
+		req.ContentLength = up.size
+		// The server answers a refusal (no image, expired token) before
+		// the file is sent.
+		req.Header.Set("Expect", "100-continue")
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "dls/"+version)

@@ -35,6 +35,8 @@ type testHost struct {
 	clock *testClock
 	stor  *fakeStorage
 	waker *fakeWaker
+	// uploads is the API's upload folder.
+	uploads string
 	// env is what the CLI sees of the environment: its own config dir,
 	// DLS_SERVER pointing here.
 	env map[string]string
@@ -74,13 +76,14 @@ func newTestHost(t *testing.T) *testHost {
 		Storage: h.stor,
 		Waker:   h.waker,
 		Clock:   h.clock,
-	}, api.Options{KeyFile: filepath.Join(dir, "api-token.key")})
+	}, api.Options{KeyFile: filepath.Join(dir, "api-token.key"), UploadDir: filepath.Join(dir, "uploads")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 	h.url = srv.URL
+	h.uploads = filepath.Join(dir, "uploads")
 	h.env = map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, "config"), "DLS_SERVER": srv.URL, "HOME": dir}
 	return h
 }
@@ -371,7 +374,11 @@ func TestImageCommands(t *testing.T) {
 	h.fails(2, `version "two"`, "image", "current", "win11", "two")
 	h.fails(2, "missing image name and version", "image", "current", "win11")
 
-	out = h.ok("image", "add", "ubuntu", "--storage", "tank", "--source", "/img/ubuntu.raw", "--kernel", "http://boot/vmlinuz", "--confirm")
+	disk := filepath.Join(t.TempDir(), "ubuntu.raw")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = h.ok("image", "add", "ubuntu", "--storage", "tank", "--source", disk, "--kernel", "http://boot/vmlinuz", "--confirm")
 	if !strings.Contains(out, "Imported:") || !strings.Contains(out, "version 1") || !strings.Contains(out, "http://boot/vmlinuz") {
 		t.Errorf("image add:\n%s", out)
 	}
@@ -431,24 +438,32 @@ func TestImageImportFromDir(t *testing.T) {
 		return nil
 	}
 
-	out := h.ok("image", "import", "win11", "--from-dir", root)
-	if !strings.HasPrefix(out, "VERSION") || !strings.Contains(out, "\n2 ") {
-		t.Errorf("import --from-dir:\n%s", out)
+	out, errOut, code := h.dls("", "image", "import", "win11", "--from-dir", root)
+	if code != 0 || !strings.HasPrefix(out, "VERSION") || !strings.Contains(out, "\n2 ") {
+		t.Errorf("import --from-dir: exit %d\n%s%s", code, out, errOut)
 	}
 	if len(sources) != 1 {
 		t.Fatalf("imports %v, want one", sources)
 	}
-	if _, err := os.Stat(sources[0]); !os.IsNotExist(err) {
-		t.Errorf("the temporary disk %s is still there: %v", sources[0], err)
+	// The disk was streamed: the host imported its own copy, and the
+	// CLI's temporary disk is gone.
+	made, _, _ := strings.Cut(strings.TrimPrefix(errOut, "made "), ":")
+	if made == "" || made == sources[0] || !strings.HasPrefix(sources[0], h.uploads) {
+		t.Errorf("made %q, host imported %q (want a file under %s)", made, sources[0], h.uploads)
+	}
+	for _, p := range []string{made, sources[0]} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("the temporary disk %s is still there: %v", p, err)
+		}
 	}
 
 	// --out keeps the disk where asked; --size sets it.
 	kept := filepath.Join(t.TempDir(), "linux.img")
-	_, errOut, code := h.dls("", "image", "import", "win11", "--from-dir", root, "--out", kept, "--size", "256M")
+	_, errOut, code = h.dls("", "image", "import", "win11", "--from-dir", root, "--out", kept, "--size", "256M")
 	if code != 0 || !strings.Contains(errOut, "made "+kept+": ext4, 256.0 MiB, from "+root) {
 		t.Fatalf("import --out --size: exit %d, stderr %q", code, errOut)
 	}
-	if st, err := os.Stat(kept); err != nil || st.Size() != 256<<20 || sources[1] != kept {
+	if st, err := os.Stat(kept); err != nil || st.Size() != 256<<20 || len(sources) != 2 || sources[1] == kept {
 		t.Errorf("kept disk %s: %v (sources %v)", kept, err, sources)
 	}
 	if vs := h.stor.versions["win11"]; len(vs) != 3 {
@@ -456,8 +471,8 @@ func TestImageImportFromDir(t *testing.T) {
 	}
 
 	// What is refused, and nothing imported for it.
-	h.fails(2, "import needs --source or --from-dir", "image", "import", "win11")
-	h.fails(2, "import needs --source or --from-dir", "image", "import", "win11", "--source", "/x.img", "--from-dir", root)
+	h.fails(2, "import needs one of --source, --host-source or --from-dir", "image", "import", "win11")
+	h.fails(2, "import needs one of --source, --host-source or --from-dir", "image", "import", "win11", "--source", "/x.img", "--from-dir", root)
 	h.fails(2, "--out and --size go with --from-dir", "image", "import", "win11", "--source", "/x.img", "--size", "1G")
 	h.fails(2, `--size: size "big"`, "image", "import", "win11", "--from-dir", root, "--size", "big")
 	h.fails(1, "image win11 from "+filepath.Join(root, "nope"), "image", "import", "win11", "--from-dir", filepath.Join(root, "nope"))
@@ -879,4 +894,72 @@ func TestBinaryDispatchesAPICommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "dls login [--server URL]") || !strings.Contains(out, "dls backup FILE") {
 		t.Errorf("dls help: exit %d:\n%s", code, out)
 	}
+}
+
+// TestImageUploadStreamsFile: --source is read by the CLI and streamed;
+// the host never opens the path (with the default config it refuses every
+// path it is sent, as --host-source shows), and imports its own copy.
+func TestImageUploadStreamsFile(t *testing.T) {
+	h := newTestHost(t)
+	h.login("alice")
+	private := filepath.Join(t.TempDir(), "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(private, "lab.raw")
+	content := bytes.Repeat([]byte("lab disk sector."), 1<<17) // 2 MiB
+	if err := os.WriteFile(disk, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	var sources []string
+	h.stor.onImport = func(req storage.ImportRequest) error {
+		sources = append(sources, req.Source)
+		var err error
+		got, err = os.ReadFile(req.Source)
+		return err
+	}
+	out := h.ok("image", "import", "win11", "--source", disk)
+	if !strings.Contains(out, "\n2 ") || !bytes.Equal(got, content) || len(sources) != 1 || !strings.HasPrefix(sources[0], h.uploads+"/") {
+		t.Errorf("import: %q; host imported %v (%d bytes)", out, sources, len(got))
+	}
+	out = h.ok("image", "add", "lab", "--storage", "tank", "--source", disk)
+	if !strings.Contains(out, "Imported:  version 1 (") || !bytes.Equal(got, content) {
+		t.Errorf("add:\n%s", out)
+	}
+	audit, err := h.store.ListAudit(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit) == 0 || audit[0].Action != "image.import" || audit[0].Object != "image/lab" || !strings.Contains(audit[0].Detail, `"source":"upload"`) || strings.Contains(audit[0].Detail, disk) {
+		t.Errorf("audit %+v", audit)
+	}
+
+	// The same path sent for the host to read: refused, one prefix.
+	_, errOut, code := h.dls("", "image", "import", "win11", "--host-source", disk)
+	want := "dls image import: source " + disk + ": this host imports no path on its own disk (images.import_dirs is empty in its config); upload the file instead (dls image import NAME --source FILE streams it from your machine), or list the file's folder in images { import_dirs = [...] } on the host\n"
+	if code != 1 || errOut != want {
+		t.Errorf("--host-source: exit %d, stderr\n%s\nwant\n%s", code, errOut, want)
+	}
+
+	// A file the CLI cannot read creates nothing.
+	missing := filepath.Join(private, "nope.raw")
+	_, errOut, code = h.dls("", "image", "add", "bad", "--storage", "tank", "--source", missing)
+	want = "dls image add: --source " + missing + ": cannot read it here: no such file or directory (--source names a file on this machine; --host-source one on the host)\n"
+	if code != 1 || errOut != want {
+		t.Errorf("missing: exit %d, stderr\n%s\nwant\n%s", code, errOut, want)
+	}
+	// An upload the host refuses removes the image again.
+	odd := filepath.Join(private, "odd.raw")
+	if err := os.WriteFile(odd, make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.fails(1, "dls image add: upload "+odd+": import upload into image odd: 1000 bytes: a raw disk image is a non-zero multiple of 512 bytes (image odd was not added)",
+		"image", "add", "odd", "--storage", "tank", "--source", odd)
+	for _, name := range []string{"bad", "odd"} {
+		if _, err := h.store.GetImage(context.Background(), name); err == nil {
+			t.Errorf("image %s exists", name)
+		}
+	}
+	h.fails(2, "--source and --host-source exclude each other", "image", "add", "x", "--storage", "tank", "--source", disk, "--host-source", disk)
 }

@@ -65,10 +65,15 @@ func inspect(ctx context.Context, cfg *config.Config, logger hclog.Logger, fn fu
 	return nil
 }
 
-func validate(ctx context.Context, path string, stdout io.Writer, logger hclog.Logger) error {
+// validate prints the config's warnings to stderr (they do not fail it)
+// and "ok" to stdout when it and every plugin's config block load.
+func validate(ctx context.Context, path string, stdout, stderr io.Writer, logger hclog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return validationErrors{err.Error()}
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, w)
 	}
 	quiet := logger.ResetNamed("validate")
 	quiet.SetLevel(hclog.Error)

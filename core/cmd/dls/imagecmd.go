@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -17,13 +18,16 @@ import (
 const imageUsage = `Usage:
   dls image list
   dls image get NAME
-  dls image add NAME --storage STORAGE [--source PATH]
+  dls image add NAME --storage STORAGE [--source FILE | --host-source PATH]
                 [--kernel K [--initrd I] [--cmdline C] [--confirm]]
   dls image delete NAME [--purge]
   dls image versions NAME
   dls image snapshot NAME                 new version: a snapshot of the current content
   dls image promote NAME --client CLIENT  new version: the client's volume
-  dls image import NAME --source PATH     new version: a raw disk file
+  dls image import NAME --source FILE     new version: a raw disk file from here
+  dls image import NAME --host-source PATH
+                                          new version: a raw disk file on the host,
+                                          under its images.import_dirs
   dls image import NAME --from-dir ROOTFS [--out FILE] [--size SIZE]
                                           new version: an ext4 disk made from a
                                           directory tree (mke2fs -d, e2fsprogs)
@@ -31,13 +35,17 @@ const imageUsage = `Usage:
   dls image delete-version NAME VERSION
 
 add with --source imports version 1 before answering (this can take a
-while). delete --purge also deletes the image and its versions from its
-storage. --source names a file on the host's machine: the host reads it.
+while); if the import fails, the image is removed again. delete --purge also
+deletes the image and its versions from its storage. --source names a file on
+this machine that you can read: dls streams it to the host (any size the
+host's storage holds; it needs that much free space in its data dir while the
+storage imports it). --host-source names a file on the host's own disk, under
+a folder listed in its images { import_dirs } (none by default).
 --from-dir builds the disk here first (as root, to read every file of a root
 filesystem): the tree's size plus a quarter (at least 128 MiB), rounded up to
 64 MiB, unless --size (e.g. 2G, 1500M); into --out, else a temporary file
-removed after the import, which the host must be able to read at the same
-path. Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
+removed after the upload. Common flags: --server URL, --tls-ca FILE,
+--insecure, -o table|json.
 `
 
 type bootProfile struct {
@@ -76,7 +84,7 @@ func (c *cli) image(ctx context.Context, args []string) error {
 	fs, f := c.flags(imageUsage)
 	var (
 		storage, source, client, kernel, initrd, cmdline *string
-		fromDir, out, imgSize                            *string
+		hostSource, fromDir, out, imgSize                *string
 		confirm, purge                                   *bool
 	)
 	want, what := 1, "image name"
@@ -86,7 +94,8 @@ func (c *cli) image(ctx context.Context, args []string) error {
 	case "get", "versions", "snapshot":
 	case "add":
 		storage = fs.String("storage", "", "storage plugin instance that holds the image")
-		source = fs.String("source", "", "raw disk file to import as version 1")
+		source = fs.String("source", "", "raw disk file here, streamed to the host, to import as version 1")
+		hostSource = fs.String("host-source", "", "raw disk file on the host (under its images.import_dirs) to import as version 1")
 		kernel = fs.String("kernel", "", "boot profile: kernel URL or path (default: sanboot the volume)")
 		initrd = fs.String("initrd", "", "boot profile: initrd")
 		cmdline = fs.String("cmdline", "", "boot profile: kernel command line")
@@ -96,7 +105,8 @@ func (c *cli) image(ctx context.Context, args []string) error {
 	case "promote":
 		client = fs.String("client", "", "client whose volume becomes the new version")
 	case "import":
-		source = fs.String("source", "", "raw disk file to import")
+		source = fs.String("source", "", "raw disk file here, streamed to the host")
+		hostSource = fs.String("host-source", "", "raw disk file on the host, under its images.import_dirs")
 		fromDir = fs.String("from-dir", "", "directory tree to make an ext4 disk of and import")
 		out = fs.String("out", "", "with --from-dir: where the disk is written and kept (default: a temporary file)")
 		imgSize = fs.String("size", "", "with --from-dir: disk size, bytes or with K, M, G, T (default: from the tree's size)")
@@ -118,12 +128,14 @@ func (c *cli) image(ctx context.Context, args []string) error {
 	switch {
 	case verb == "add" && *storage == "":
 		return usagef("add needs --storage")
+	case verb == "add" && *source != "" && *hostSource != "":
+		return usagef("--source and --host-source exclude each other")
 	case verb == "add" && *kernel == "" && (*initrd != "" || *cmdline != "" || *confirm):
 		return usagef("--initrd, --cmdline and --confirm go with --kernel")
 	case verb == "promote" && *client == "":
 		return usagef("promote needs --client")
-	case verb == "import" && (*source == "") == (*fromDir == ""):
-		return usagef("import needs --source or --from-dir")
+	case verb == "import" && count(*source != "", *hostSource != "", *fromDir != "") != 1:
+		return usagef("import needs one of --source, --host-source or --from-dir")
 	case verb == "import" && *fromDir == "" && (*out != "" || *imgSize != ""):
 		return usagef("--out and --size go with --from-dir")
 	}
@@ -165,15 +177,38 @@ func (c *cli) image(ctx context.Context, args []string) error {
 		b, err := conn.call(ctx, "GET", path, nil)
 		return c.showImage(f, b, err)
 	case "add":
-		in := map[string]any{"name": name, "storage": *storage}
+		var up *upload
 		if *source != "" {
-			in["source"] = *source
+			// Opened first: a file that cannot be read creates nothing.
+			if up, err = openUpload(*source); err != nil {
+				return err
+			}
+			defer up.f.Close()
+		}
+		in := map[string]any{"name": name, "storage": *storage}
+		if *hostSource != "" {
+			in["source"] = *hostSource
 		}
 		if *kernel != "" {
 			in["boot"] = bootProfile{Kernel: *kernel, Initrd: *initrd, Cmdline: *cmdline, Confirm: *confirm}
 		}
 		b, err := conn.call(ctx, "POST", "/images", in)
-		return c.showImage(f, b, err)
+		if err != nil || up == nil {
+			return c.showImage(f, b, err)
+		}
+		vb, err := conn.call(ctx, "POST", path+"/versions", *up)
+		if err != nil {
+			// The image exists only once it has a version, as with
+			// --host-source, where the host removes it itself.
+			if _, derr := conn.call(context.WithoutCancel(ctx), "DELETE", path, nil); derr != nil {
+				return fmt.Errorf("upload %s: %w (and image %s stays, without a version: %v; remove it with dls image delete %s)", *source, err, name, derr, name)
+			}
+			return fmt.Errorf("upload %s: %w (image %s was not added)", *source, err, name)
+		}
+		if b, err = withVersion(b, vb); err != nil {
+			return err
+		}
+		return c.showImage(f, b, nil)
 	case "delete":
 		p := path
 		if *purge {
@@ -201,7 +236,9 @@ func (c *cli) image(ctx context.Context, args []string) error {
 		if verb == "promote" {
 			in["client"] = *client
 		}
+		var body any = in
 		if verb == "import" {
+			in["source"] = *hostSource
 			src := *source
 			if *fromDir != "" {
 				built, cleanup, err := c.buildDisk(ctx, name, *fromDir, *out, diskSize)
@@ -211,9 +248,16 @@ func (c *cli) image(ctx context.Context, args []string) error {
 				defer cleanup()
 				src = built
 			}
-			in["source"] = src
+			if src != "" {
+				up, err := openUpload(src)
+				if err != nil {
+					return err
+				}
+				defer up.f.Close()
+				body = *up
+			}
 		}
-		b, err := conn.call(ctx, "POST", path+"/versions", in)
+		b, err := conn.call(ctx, "POST", path+"/versions", body)
 		if err != nil || f.json() {
 			return c.raw(b, err)
 		}
@@ -284,8 +328,55 @@ func (c *cli) showImage(f *commonFlags, b []byte, err error) error {
 	return c.fields(pairs...)
 }
 
+// openUpload opens a raw disk file here to stream to the host.
+func openUpload(path string) (*upload, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("--source %s: cannot read it here: %v (--source names a file on this machine; --host-source one on the host)", path, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--source %s: %v", path, err)
+	}
+	return &upload{f: f, size: fi.Size()}, nil
+}
+
+// withVersion adds an uploaded version (POST versions' answer) to an image
+// (POST images' answer), as POST images answers an import.
+func withVersion(image, version []byte) ([]byte, error) {
+	var im map[string]any
+	var v any
+	if err := json.Unmarshal(image, &im); err != nil {
+		return nil, fmt.Errorf("decode image: %w", err)
+	}
+	if err := json.Unmarshal(version, &v); err != nil {
+		return nil, fmt.Errorf("decode version: %w", err)
+	}
+	im["version"] = v
+	return json.Marshal(im)
+}
+
+// count is how many of conds hold.
+func count(conds ...bool) int {
+	n := 0
+	for _, c := range conds {
+		if c {
+			n++
+		}
+	}
+	return n
+}
+
 // buildDisk makes the ext4 disk of dir for image name, into out or a
-// temporary file, and returns its absolute path (what the host reads) and
+// temporary file, and returns its absolute path (what is uploaded) and
 // what removes the temporary file.
 func (c *cli) buildDisk(ctx context.Context, name, dir, out string, want int64) (string, func(), error) {
 	cleanup := func() {}

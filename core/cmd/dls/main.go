@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = serve(ctx, *cfgPath, logger)
 	case "validate":
-		err = validate(ctx, *cfgPath, stdout, logger)
+		err = validate(ctx, *cfgPath, stdout, stderr, logger)
 	case "plugins":
 		err = plugins(ctx, *cfgPath, stdout, logger)
 	}

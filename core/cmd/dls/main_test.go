@@ -358,3 +358,21 @@ func TestRepoConfigServes(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestValidateWarnsSharedListener: an http.listen that is not loopback,
+// without boot.listen, is a warning at the attribute, not a failure.
+func TestValidateWarnsSharedListener(t *testing.T) {
+	path := writeConfig(t, "http {\n  listen = \"0.0.0.0:9180\"\n}\n")
+	out, errOut, code := dls(t, "validate", "--config", path)
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and ok", code, out, errOut)
+	}
+	want := path + `:4:12: warning: Admin API on the boot network; http.listen "0.0.0.0:9180" is not a loopback address and boot.listen is not set, so /api/v1 and /metrics are served wherever machines fetch /boot; set boot { listen = "<boot network address>:9184" } and keep http.listen on loopback or a management address.` + "\n"
+	if errOut != want {
+		t.Errorf("stderr\n%s\nwant\n%s", errOut, want)
+	}
+	path = writeConfig(t, "http {\n  listen = \"0.0.0.0:9180\"\n}\nboot {\n  listen = \"192.168.77.1:9184\"\n}\n")
+	if out, errOut, code := dls(t, "validate", "--config", path); code != 0 || errOut != "" {
+		t.Errorf("with boot.listen: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
