@@ -27,6 +27,11 @@ type PluginUser struct {
 // Set reports whether plugins run as another user.
 func (u PluginUser) Set() bool { return u.User != "" }
 
+// Same reports whether u and o run plugins as the same user and group.
+func (u PluginUser) Same(o PluginUser) bool {
+	return u.Set() == o.Set() && u.UID == o.UID && u.GID == o.GID
+}
+
 // Grant is the host services the block's instance may call: its
 // host_services when set, else the default of its kind and type.
 func (p *PluginBlock) Grant() grants.Set {

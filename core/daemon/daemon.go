@@ -18,6 +18,7 @@ import (
 	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/grants"
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/httpserver"
 	"github.com/dls-project/dls/core/pluginmetrics"
@@ -48,6 +49,7 @@ type Daemon struct {
 	services *hostservices.Services
 	launcher *supervisor.Launcher
 	supM     *supervisor.Metrics
+	grantsM  *grants.Metrics
 
 	listening chan struct{} // closed once the HTTP listener is bound
 	addr      string
@@ -96,6 +98,9 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		return nil, err
 	}
 	if d.supM, err = supervisor.NewMetrics(hr); err != nil {
+		return nil, err
+	}
+	if d.grantsM, err = grants.NewMetrics(hr); err != nil {
 		return nil, err
 	}
 	if err := hr.Register(sysmetrics.New(sysmetrics.Options{Logger: logger.Named("sysmetrics")})); err != nil {

@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		"dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
 		"dls-auth-local":    "github.com/dls-project/dls/plugins/auth/local",
 		"dls-auth-ldap":     "github.com/dls-project/dls/plugins/auth/ldap",
+		"dls-storage-probe": "github.com/dls-project/dls/core/internal/teststorage",
+		"dls-auth-probe":    "github.com/dls-project/dls/core/internal/testauth",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

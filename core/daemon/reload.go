@@ -21,6 +21,7 @@ func (d *Daemon) Reload(ctx context.Context) {
 	}
 	d.mu.Lock()
 	old := d.instances
+	oldCfg := d.cfg
 	d.cfg = cfg
 	d.mu.Unlock()
 	if tpl, err := bootscript.LoadTemplates(cfg.Boot.Script, clientScripts(cfg)); err != nil {
@@ -45,6 +46,12 @@ func (d *Daemon) Reload(ctx context.Context) {
 		switch {
 		case prev.Kind != b.Kind || prev.Type != b.Type || prev.BinaryPath(cfg.PluginDir) != in.sup.Spec().Path || prev.SHA256 != b.SHA256:
 			d.logger.Info("reload: plugin binary changed; replacing", "plugin", b.Name)
+			d.stopInstance(b.Name)
+			added = append(added, b)
+		case prev.Grant() != b.Grant() || !oldCfg.PluginUser.Same(cfg.PluginUser):
+			// A new process: the old one's broker connection keeps the
+			// grant it was served with, and its uid is fixed at start.
+			d.logger.Info("reload: plugin host_services or plugin user changed; replacing", "plugin", b.Name)
 			d.stopInstance(b.Name)
 			added = append(added, b)
 		case prev.ConfigHash() != b.ConfigHash():
