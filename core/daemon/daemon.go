@@ -89,8 +89,14 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		reserved: map[string]bool{}, instances: map[string]*instance{}, launcher: supervisor.NewLauncher(),
 		listening: make(chan struct{}),
 	}
+	if err := checkPluginUser(cfg.PluginUser, os.Geteuid()); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if err := preparePluginDirs(cfg.DataDir, cfg.PluginUser); err != nil {
+		return nil, err
 	}
 	hr := hostRegisterer{reg: d.reg, names: d.reserved}
 	sm, err := store.NewMetrics(hr)
@@ -331,11 +337,13 @@ func (d *Daemon) spec(b *config.PluginBlock) supervisor.Spec {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
+	cred, caps := pluginCredential(cfg.PluginUser, b.Kind)
 	return supervisor.Spec{
 		Name: b.Name, Kind: b.Kind, Type: b.Type,
-		Path:   b.BinaryPath(cfg.PluginDir),
-		SHA256: b.SHA256,
-		Env:    pluginEnv(d.pluginDataDir(b.Name)),
+		Path:       b.BinaryPath(cfg.PluginDir),
+		SHA256:     b.SHA256,
+		Env:        pluginEnv(d.pluginDataDir(b.Name)),
+		Credential: cred, AmbientCaps: caps,
 		Restart: supervisor.RestartPolicy{
 			InitialDelay: b.Restart.InitialDelay, MaxDelay: b.Restart.MaxDelay,
 			MaxFailures: b.Restart.MaxFailures, ResetAfter: b.Restart.ResetAfter,

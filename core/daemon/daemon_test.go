@@ -63,7 +63,12 @@ type harness struct {
 // start runs a daemon on body (HCL after the header this adds).
 func start(t *testing.T, body string) *harness {
 	t.Helper()
-	dir := t.TempDir()
+	return startIn(t, t.TempDir(), body)
+}
+
+// startIn is start with the config and data dir in dir.
+func startIn(t *testing.T, dir, body string) *harness {
+	t.Helper()
 	cfg := filepath.Join(dir, "dls.hcl")
 	header := fmt.Sprintf("data_dir = %q\nplugin_dir = %q\nhttp {\n  listen = \"127.0.0.1:0\"\n  scrape_timeout = \"500ms\"\n}\n", filepath.Join(dir, "var"), pluginDir)
 	if err := os.WriteFile(cfg, []byte(header+body), 0o644); err != nil {

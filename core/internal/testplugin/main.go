@@ -11,7 +11,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,6 +41,7 @@ type conf struct {
 	Events       []string      `hcl:"events,optional" doc:"boot events to report, one per TCP connection to listen"`
 	EventMAC     string        `hcl:"event_mac,optional" doc:"the MAC those events are about"`
 	ProbeHost    bool          `hcl:"probe_host,optional" doc:"call every host service once configured; write host-probe.json"`
+	TryRead      []string      `hcl:"try_read,optional" doc:"files to try to open once configured; the outcomes go to try-read.json"`
 	Pools        []struct {
 		Name string `hcl:"name"`
 	} `hcl:"pool,block" doc:"repeatable block"`
@@ -86,6 +89,11 @@ func (p *plugin) Configure(ctx context.Context, req base.ConfigureRequest) error
 	}
 	if c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
 		return config.Errorf("port", "port %d is out of range 1-65535", c.Port)
+	}
+	if len(c.TryRead) > 0 {
+		if err := tryRead(c.TryRead, filepath.Join(req.DataDir, "try-read.json")); err != nil {
+			return err
+		}
 	}
 	if c.ProbeHost {
 		if err := hostprobe.RunAndWrite(ctx, req.HostConn, req.DataDir); err != nil {
@@ -201,6 +209,30 @@ func (p *plugin) Health(context.Context) error {
 		return errors.New("configured to be unhealthy")
 	}
 	return nil
+}
+
+// tryRead opens each path for reading and writes, as JSON to out, "ok"
+// or the error per path: what a plugin running as another user can reach.
+func tryRead(paths []string, out string) error {
+	res := map[string]string{}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			res[p] = err.Error()
+			continue
+		}
+		_, err = f.Read(make([]byte, 1))
+		_ = f.Close()
+		res[p] = "ok"
+		if err != nil && !errors.Is(err, io.EOF) {
+			res[p] = err.Error()
+		}
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o600)
 }
 
 func main() { sdk.Serve(newPlugin()) }
