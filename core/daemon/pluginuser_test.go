@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -65,7 +66,22 @@ func TestPluginsRunAsPluginUser(t *testing.T) {
 	for _, name := range []string{"dls-protocol-test", "dls-auth-local"} {
 		copyFile(t, filepath.Join(pluginDir, name), filepath.Join(bin, name))
 	}
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "dls-protocol-tftp"), "github.com/dls-project/dls/plugins/protocol/tftp")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build the tftp plugin: %v", err)
+	}
+	// A file the TFTP plugin serves, left root's before the start: the
+	// host hands the plugin's whole data dir to nobody.
+	tftpRoot := filepath.Join(dir, "var", "plugins", "tftp", "files")
+	if err := os.MkdirAll(tftpRoot, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tftpRoot, "hello.txt"), []byte("served as nobody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	port := freeLowPort(t)
+	udpPort := freeLowUDPPort(t)
 	db, key := filepath.Join(dir, "var", "dls.db"), filepath.Join(dir, "var", "api-token.key")
 	h := startIn(t, dir, fmt.Sprintf(`
 plugin {
@@ -79,6 +95,14 @@ protocol "test" "low" {
     try_read   = [%q, %q]
   }
 }
+protocol "tftp" "tftp" {
+  source = %q
+  config {
+    listen  = "127.0.0.1:%d"
+    root    = "files"
+    scripts = ""
+  }
+}
 auth "local" "users" {
   source = %q
   config {
@@ -86,11 +110,12 @@ auth "local" "users" {
     hash_iterations = 1
   }
 }
-`, filepath.Join(bin, "dls-protocol-test"), port, db, key, filepath.Join(bin, "dls-auth-local")))
+`, filepath.Join(bin, "dls-protocol-test"), port, db, key, filepath.Join(bin, "dls-protocol-tftp"), udpPort, filepath.Join(bin, "dls-auth-local")))
 	h.waitFor(20*time.Second, "ready", func() bool { c, _ := h.readyz(); return c == 200 })
 
 	for name, wantAmbient := range map[string]uint64{
 		"low":   1<<10 | 1<<13, // CAP_NET_BIND_SERVICE, CAP_NET_RAW
+		"tftp":  1<<10 | 1<<13,
 		"users": 0,
 	} {
 		_, pid, _, _ := h.plugin(name)
@@ -124,6 +149,19 @@ auth "local" "users" {
 		t.Fatalf("plugin's listener on port %d: %v", port, err)
 	}
 	c.Close()
+
+	// The real TFTP plugin, as nobody, serves on its low UDP port (tftp-hpa).
+	if _, err := exec.LookPath("tftp"); err != nil {
+		t.Log("tftp-hpa not installed: the TFTP transfer is not checked")
+	} else {
+		out := filepath.Join(t.TempDir(), "hello.txt")
+		get := exec.Command("tftp", "127.0.0.1", strconv.Itoa(udpPort), "-m", "binary", "-c", "get", "hello.txt", out)
+		if b, err := get.CombinedOutput(); err != nil {
+			t.Errorf("tftp get from the plugin on port %d: %v: %s", udpPort, err, b)
+		} else if got, _ := os.ReadFile(out); string(got) != "served as nobody\n" {
+			t.Errorf("tftp got %q", got)
+		}
+	}
 
 	// The host's state stays the host's: 0600, root's, out of reach.
 	for _, f := range []string{db, key} {
@@ -183,6 +221,29 @@ func freeLowPort(t *testing.T) int {
 	}
 	t.Skip("no free TCP port below 1024")
 	return 0
+}
+
+// freeLowUDPPort is 69 (TFTP) when free on 127.0.0.1, else a UDP port
+// below 1024 that is.
+func freeLowUDPPort(t *testing.T) int {
+	t.Helper()
+	for _, p := range append([]int{69}, portRange(900, 1024)...) {
+		c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			c.Close()
+			return p
+		}
+	}
+	t.Skip("no free UDP port below 1024")
+	return 0
+}
+
+func portRange(from, to int) []int {
+	var out []int
+	for p := from; p < to; p++ {
+		out = append(out, p)
+	}
+	return out
 }
 
 func copyFile(t *testing.T, from, to string) {
