@@ -44,6 +44,8 @@ type Config struct {
 	HTTP      HTTP
 	Boot      Boot
 	Database  Database
+	// PluginUser is the plugin {} block: who plugins run as.
+	PluginUser PluginUser
 	// Plugins are the protocol, storage and auth blocks in file order.
 	Plugins []*PluginBlock
 	// Images and Clients are the image and client blocks in file order.

@@ -160,6 +160,7 @@ func rootSchema() *hcl.BodySchema {
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "http"},
 			{Type: "boot"},
+			{Type: "plugin"},
 			{Type: "database", LabelNames: []string{"type"}},
 			{Type: KindProtocol, LabelNames: []string{"type", "name"}},
 			{Type: KindStorage, LabelNames: []string{"type", "name"}},
@@ -197,7 +198,7 @@ func (l *loader) load() *Config {
 	l.path(content.Attributes, "data_dir", &cfg.DataDir)
 	l.path(content.Attributes, "plugin_dir", &cfg.PluginDir)
 
-	var httpBlock, bootBlock, dbBlock, imagesBlock *hcl.Block
+	var httpBlock, bootBlock, dbBlock, imagesBlock, pluginBlock *hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "http":
@@ -207,6 +208,10 @@ func (l *loader) load() *Config {
 		case "boot":
 			if l.once(&bootBlock, b) {
 				l.boot(b, &cfg.Boot)
+			}
+		case "plugin":
+			if l.once(&pluginBlock, b) {
+				l.pluginUser(b, &cfg.PluginUser)
 			}
 		case "database":
 			if l.once(&dbBlock, b) {
@@ -475,9 +480,10 @@ func (l *loader) plugin(b *hcl.Block) *PluginBlock {
 	}
 
 	c := l.content(b.Body, &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "source"}, {Name: "sha256"}},
+		Attributes: []hcl.AttributeSchema{{Name: "source"}, {Name: "sha256"}, {Name: "host_services"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "restart"}, {Type: "config"}},
 	})
+	l.hostServices(c.Attributes, p)
 	if a := l.str(c.Attributes, "source", &p.Source); a != nil && p.Source == "" {
 		l.invalid(a, "The plugin source must not be empty; leave it out to use %s in plugin_dir.", p.binaryName())
 	}

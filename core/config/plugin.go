@@ -35,6 +35,10 @@ type PluginBlock struct {
 	// ConfigBody is the raw config {} body, nil when the block has none.
 	// DecodeConfig decodes it against the plugin's schema.
 	ConfigBody hcl.Body
+	// HostServices is the host_services attribute of a protocol block: the
+	// grant names (core/grants) replacing the type's default grant. Nil
+	// when the block does not set it; see Grant.
+	HostServices []string
 
 	configRange hcl.Range // the config block's header
 	configSrc   []byte    // the config body's source text

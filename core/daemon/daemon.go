@@ -16,6 +16,7 @@ import (
 	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/grants"
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/httpserver"
 	"github.com/dls-project/dls/core/pluginmetrics"
@@ -46,6 +47,7 @@ type Daemon struct {
 	services *hostservices.Services
 	launcher *supervisor.Launcher
 	supM     *supervisor.Metrics
+	grantsM  *grants.Metrics
 
 	listening chan struct{} // closed once the HTTP listeners are bound
 	addr      string
@@ -89,8 +91,14 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		reserved: map[string]bool{}, instances: map[string]*instance{}, launcher: supervisor.NewLauncher(),
 		listening: make(chan struct{}),
 	}
+	if err := checkPluginUser(cfg.PluginUser, os.Geteuid()); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if err := preparePluginDirs(cfg.DataDir, cfg.PluginUser); err != nil {
+		return nil, err
 	}
 	hr := hostRegisterer{reg: d.reg, names: d.reserved}
 	sm, err := store.NewMetrics(hr)
@@ -98,6 +106,9 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		return nil, err
 	}
 	if d.supM, err = supervisor.NewMetrics(hr); err != nil {
+		return nil, err
+	}
+	if d.grantsM, err = grants.NewMetrics(hr); err != nil {
 		return nil, err
 	}
 	if err := hr.Register(sysmetrics.New(sysmetrics.Options{Logger: logger.Named("sysmetrics")})); err != nil {
@@ -318,11 +329,13 @@ func (d *Daemon) spec(b *config.PluginBlock) supervisor.Spec {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
+	cred, caps := pluginCredential(cfg.PluginUser, b.Kind)
 	return supervisor.Spec{
 		Name: b.Name, Kind: b.Kind, Type: b.Type,
-		Path:   b.BinaryPath(cfg.PluginDir),
-		SHA256: b.SHA256,
-		Env:    pluginEnv(d.pluginDataDir(b.Name)),
+		Path:       b.BinaryPath(cfg.PluginDir),
+		SHA256:     b.SHA256,
+		Env:        pluginEnv(d.pluginDataDir(b.Name)),
+		Credential: cred, AmbientCaps: caps,
 		Restart: supervisor.RestartPolicy{
 			InitialDelay: b.Restart.InitialDelay, MaxDelay: b.Restart.MaxDelay,
 			MaxFailures: b.Restart.MaxFailures, ResetAfter: b.Restart.ResetAfter,

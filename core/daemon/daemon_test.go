@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		"dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
 		"dls-auth-local":    "github.com/dls-project/dls/plugins/auth/local",
 		"dls-auth-ldap":     "github.com/dls-project/dls/plugins/auth/ldap",
+		"dls-storage-probe": "github.com/dls-project/dls/core/internal/teststorage",
+		"dls-auth-probe":    "github.com/dls-project/dls/core/internal/testauth",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -61,14 +63,19 @@ type harness struct {
 // start runs a daemon on body (HCL after the header this adds).
 func start(t *testing.T, body string) *harness {
 	t.Helper()
-	return startLogged(t, body, nil)
+	return startIn(t, t.TempDir(), body, nil)
 }
 
 // startLogged is start with the daemon's logger; nil: discard (or stderr
 // with -v).
 func startLogged(t *testing.T, body string, logger hclog.Logger) *harness {
 	t.Helper()
-	dir := t.TempDir()
+	return startIn(t, t.TempDir(), body, logger)
+}
+
+// startIn is startLogged with the config and data dir in dir.
+func startIn(t *testing.T, dir, body string, logger hclog.Logger) *harness {
+	t.Helper()
 	cfg := filepath.Join(dir, "dls.hcl")
 	header := fmt.Sprintf("data_dir = %q\nplugin_dir = %q\nhttp {\n  listen = \"127.0.0.1:0\"\n  scrape_timeout = \"500ms\"\n}\n", filepath.Join(dir, "var"), pluginDir)
 	if err := os.WriteFile(cfg, []byte(header+body), 0o644); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/grants"
 	"github.com/dls-project/dls/core/pluginmetrics"
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/base"
@@ -64,7 +65,15 @@ func (in *instance) send(ctx context.Context, block *config.PluginBlock, p *supe
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return fmt.Errorf("plugin %s: create data dir: %w", block.Name, err)
 	}
-	hostID := p.Base().ServeHost(in.d.services.For())
+	if cred := in.sup.Spec().Credential; cred != nil {
+		if err := ownPluginDir(dataDir, cred.Uid, cred.Gid); err != nil {
+			return fmt.Errorf("plugin %s: %w", block.Name, err)
+		}
+	}
+	// The instance sees the host services through its own guard: what its
+	// grant leaves out is refused in the host (core/grants).
+	svc := grants.Guard(in.d.services.For(), grants.Plugin{Name: block.Name, Kind: block.Kind, Type: block.Type}, block.Grant(), in.d.grantsM)
+	hostID := p.Base().ServeHost(svc)
 	diags, err := p.Base().Configure(ctx, base.ConfigureArgs{ConfigJSON: js, HostID: hostID, Instance: block.Name, DataDir: dataDir})
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", block.Name, err)

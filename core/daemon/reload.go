@@ -53,6 +53,12 @@ func (d *Daemon) Reload(ctx context.Context) {
 			d.logger.Info("reload: plugin binary changed; replacing", "plugin", b.Name)
 			d.stopInstance(b.Name)
 			added = append(added, b)
+		case prev.Grant() != b.Grant() || !prevCfg.PluginUser.Same(cfg.PluginUser):
+			// A new process: the old one's broker connection keeps the
+			// grant it was served with, and its uid is fixed at start.
+			d.logger.Info("reload: plugin host_services or plugin user changed; replacing", "plugin", b.Name)
+			d.stopInstance(b.Name)
+			added = append(added, b)
 		case prev.ConfigHash() != b.ConfigHash():
 			d.reconfigure(ctx, in, b)
 		}

@@ -22,6 +22,11 @@
 //
 // Boot events go to the boot-session tracker (core/sessions) when one is
 // given.
+//
+// Plugins never see Services whole: the host serves each plugin instance
+// For() through that instance's guard (core/grants), which refuses the
+// methods outside its grant with PermissionDenied and strips CHAP secrets
+// from decisions unless the grant has "secrets" (only iSCSI's has).
 package hostservices
 
 import (

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,6 +48,14 @@ type Spec struct {
 	StopGrace time.Duration
 	// StartTimeout bounds the go-plugin handshake.
 	StartTimeout time.Duration
+	// Credential, when set, runs the plugin as that user and group (the
+	// host must be root); the host's broker sockets are then made
+	// group-writable for Credential.Gid so the plugin can reach them.
+	Credential *syscall.Credential
+	// AmbientCaps are capabilities the plugin keeps under Credential
+	// (e.g. CAP_NET_BIND_SERVICE to bind port 67 or 69); the host must
+	// hold them.
+	AmbientCaps []uintptr
 }
 
 // RestartPolicy bounds restarts: the delay doubles from InitialDelay up to
@@ -403,6 +412,15 @@ func Launch(ctx context.Context, spec Spec, launcher *Launcher, logger hclog.Log
 	cmd := exec.Command(spec.Path)
 	cmd.Env = append([]string(nil), spec.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if spec.Credential != nil {
+		cred := *spec.Credential
+		cmd.SysProcAttr.Credential = &cred
+		cmd.SysProcAttr.AmbientCaps = append([]uintptr(nil), spec.AmbientCaps...)
+		// go-plugin's sockets are owner-only; the plugin's group must be
+		// able to connect to the host's broker socket (host services).
+		// AutoMTLS still keeps anyone else in that group out.
+		cfg.UnixSocketConfig = &plugin.UnixSocketConfig{Group: strconv.FormatUint(uint64(cred.Gid), 10)}
+	}
 	cfg.Cmd = cmd
 	client := plugin.NewClient(cfg)
 

@@ -5,6 +5,7 @@ package base
 
 import (
 	"context"
+	"google.golang.org/grpc"
 
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
@@ -70,6 +71,11 @@ type ConfigureRequest struct {
 	DataDir string
 	// Host gives access to the host's services.
 	Host host.Services
+	// HostConn is the connection Host runs on, for a plugin that calls
+	// the host's gRPC services (sdk/proto/dlsv1) directly; nil when the
+	// host offers no services. The host enforces each instance's grant on
+	// its side, whichever way the plugin calls.
+	HostConn grpc.ClientConnInterface
 	// Logger writes structured logs to stderr, which the host collects.
 	Logger hclog.Logger
 }

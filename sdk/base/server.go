@@ -70,14 +70,18 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 			return &dlsv1.ConfigureResponse{Diagnostics: config.Diagnostics(err)}, nil
 		}
 	}
-	svc, err := s.hostServices(req.GetHostBrokerId())
+	svc, conn, err := s.hostServices(req.GetHostBrokerId())
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "connect to host services: %v", err)
 	}
-	err = s.impl.Configure(ctx, ConfigureRequest{
+	cr := ConfigureRequest{
 		Config: cfg, Instance: req.GetInstance(), DataDir: req.GetDataDir(),
 		Host: svc, Logger: s.logger.Named(req.GetInstance()),
-	})
+	}
+	if conn != nil {
+		cr.HostConn = conn
+	}
+	err = s.impl.Configure(ctx, cr)
 	if err != nil {
 		var ce *config.Error
 		var ces config.Errors
@@ -90,24 +94,24 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 }
 
 // hostServices dials the host's broker connection once per id.
-func (s *Server) hostServices(id uint32) (host.Services, error) {
+func (s *Server) hostServices(id uint32) (host.Services, *grpc.ClientConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id == 0 || s.broker == nil {
-		return host.Services{}, nil
+		return host.Services{}, nil, nil
 	}
 	if s.hostConn != nil && s.hostID == id {
-		return s.services, nil
+		return s.services, s.hostConn, nil
 	}
 	conn, err := s.broker.Dial(id)
 	if err != nil {
-		return host.Services{}, fmt.Errorf("dial broker id %d: %w", id, err)
+		return host.Services{}, nil, fmt.Errorf("dial broker id %d: %w", id, err)
 	}
 	if s.hostConn != nil {
 		_ = s.hostConn.Close()
 	}
 	s.hostID, s.hostConn, s.services = id, conn, host.NewClient(conn)
-	return s.services, nil
+	return s.services, conn, nil
 }
 
 // DescribeMetrics implements dlsv1.BaseServer.

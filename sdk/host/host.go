@@ -12,7 +12,11 @@ import (
 )
 
 // Services bundles the host services a plugin may call. Every field is set
-// for plugins served by a DLS host; tests may leave unused ones nil.
+// for plugins served by a DLS host; tests may leave unused ones nil. The
+// host grants each plugin instance only what its kind needs (a DHCP plugin
+// gets decisions without CHAP secrets, leases and events; storage and auth
+// plugins nothing): a call outside the grant fails with gRPC status
+// PermissionDenied.
 type Services struct {
 	Clients Clients
 	Events  Events

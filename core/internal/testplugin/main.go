@@ -1,16 +1,27 @@
 // Command testplugin is a protocol plugin whose faults are chosen by its
 // config. The host's tests run it as a real subprocess to exercise the
 // supervisor, the metrics proxy and config decoding.
+//
+// Its type is "test", or <type> when its binary is named
+// dls-protocol-<type>: a test installs it as dls-protocol-dhcp to get the
+// host services the host grants DHCP. With probe_host it calls every host
+// service through the raw gRPC stubs when configured and writes what the
+// host answered to host-probe.json in its data dir (core/internal/hostprobe).
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/core/internal/hostprobe"
 	"github.com/dls-project/dls/sdk"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
@@ -29,6 +40,8 @@ type conf struct {
 	Tick         time.Duration `hcl:"tick,optional" doc:"how often to count a fake request"`
 	Events       []string      `hcl:"events,optional" doc:"boot events to report, one per TCP connection to listen"`
 	EventMAC     string        `hcl:"event_mac,optional" doc:"the MAC those events are about"`
+	ProbeHost    bool          `hcl:"probe_host,optional" doc:"call every host service once configured; write host-probe.json"`
+	TryRead      []string      `hcl:"try_read,optional" doc:"files to try to open once configured; the outcomes go to try-read.json"`
 	Pools        []struct {
 		Name string `hcl:"name"`
 	} `hcl:"pool,block" doc:"repeatable block"`
@@ -57,17 +70,35 @@ func newPlugin() *plugin {
 	}
 }
 
-func (p *plugin) Info() base.Info { return base.Info{Type: "test", Version: "1.2.3"} }
+func (p *plugin) Info() base.Info { return base.Info{Type: binaryType(), Version: "1.2.3"} }
+
+// binaryType is <type> of a binary named dls-protocol-<type>, else "test".
+func binaryType() string {
+	if t, ok := strings.CutPrefix(filepath.Base(os.Args[0]), "dls-protocol-"); ok && t != "" {
+		return t
+	}
+	return "test"
+}
 
 func (p *plugin) NewConfig() any { return &conf{Tick: 50 * time.Millisecond} }
 
-func (p *plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
+func (p *plugin) Configure(ctx context.Context, req base.ConfigureRequest) error {
 	c := *req.Config.(*conf)
 	if c.CrashOnStart {
 		os.Exit(3)
 	}
 	if c.Port != 0 && (c.Port < 1 || c.Port > 65535) {
 		return config.Errorf("port", "port %d is out of range 1-65535", c.Port)
+	}
+	if len(c.TryRead) > 0 {
+		if err := tryRead(c.TryRead, filepath.Join(req.DataDir, "try-read.json")); err != nil {
+			return err
+		}
+	}
+	if c.ProbeHost {
+		if err := hostprobe.RunAndWrite(ctx, req.HostConn, req.DataDir); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -178,6 +209,30 @@ func (p *plugin) Health(context.Context) error {
 		return errors.New("configured to be unhealthy")
 	}
 	return nil
+}
+
+// tryRead opens each path for reading and writes, as JSON to out, "ok"
+// or the error per path: what a plugin running as another user can reach.
+func tryRead(paths []string, out string) error {
+	res := map[string]string{}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			res[p] = err.Error()
+			continue
+		}
+		_, err = f.Read(make([]byte, 1))
+		_ = f.Close()
+		res[p] = "ok"
+		if err != nil && !errors.Is(err, io.EOF) {
+			res[p] = err.Error()
+		}
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o600)
 }
 
 func main() { sdk.Serve(newPlugin()) }
