@@ -185,6 +185,9 @@ type Deps struct {
 	Clock Clock
 }
 
+// FileOwner is a Unix user and group.
+type FileOwner struct{ UID, GID uint32 }
+
 // Options tune the API.
 type Options struct {
 	// KeyFile holds the key that signs access tokens (hex, mode 0600),
@@ -232,6 +235,11 @@ type Options struct {
 	// UploadDir holds uploads and copies of sources while their storage
 	// imports them (typically <data_dir>/uploads); "" refuses imports.
 	UploadDir string
+	// UploadOwner, when set, is who storage plugins run as (plugin.user):
+	// the upload folder is made passable (0711) and each upload file is
+	// given to that user (still 0600), so the plugin can open it to import
+	// and nobody else can read it.
+	UploadOwner *FileOwner
 	// Registerer gets the API's metrics; nil registers them nowhere.
 	Registerer prometheus.Registerer
 	// Logger; nil discards.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dls-project/dls/core/store"
@@ -379,13 +380,14 @@ type fakeStorage struct {
 	// file, and importedMode the mode of that file when read.
 	imported     map[string][]byte
 	importedMode map[string]os.FileMode
+	importedUID  map[string]uint32
 }
 
 var _ ImageStorage = (*fakeStorage)(nil)
 
 func newFakeStorage(now func() time.Time) *fakeStorage {
 	return &fakeStorage{versions: map[string][]storage.Version{}, volumes: map[string]storage.Volume{}, attached: map[string]bool{}, now: now,
-		imported: map[string][]byte{}, importedMode: map[string]os.FileMode{}}
+		imported: map[string][]byte{}, importedMode: map[string]os.FileMode{}, importedUID: map[string]uint32{}}
 }
 
 // ImageStorage implements Storage: one storage for every image.
@@ -424,6 +426,9 @@ func (f *fakeStorage) ImportImage(_ context.Context, req storage.ImportRequest) 
 			return storage.Version{}, fmt.Errorf("read %s: %w", req.Source, err)
 		}
 		f.imported[req.Image], f.importedMode[req.Image] = b, fi.Mode()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			f.importedUID[req.Image] = st.Uid
+		}
 	}
 	return f.addVersion(req.Image), nil
 }

@@ -136,6 +136,33 @@ func checkRawSize(n int64) error {
 	return nil
 }
 
+// uploadFile creates a temporary file (0600) for an import into image,
+// owned by UploadOwner when plugins run as another user.
+func (a *API) uploadFile(image string) (*os.File, error) {
+	mode := os.FileMode(0o700)
+	if a.opts.UploadOwner != nil {
+		mode = 0o711 // the plugin opens its file by name, lists nothing
+	}
+	if err := os.MkdirAll(a.opts.UploadDir, mode); err != nil {
+		return nil, fmt.Errorf("create upload folder: %w", err)
+	}
+	if err := os.Chmod(a.opts.UploadDir, mode); err != nil {
+		return nil, fmt.Errorf("upload folder: %w", err)
+	}
+	f, err := os.CreateTemp(a.opts.UploadDir, image+"-*.raw") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("create upload file: %w", err)
+	}
+	if o := a.opts.UploadOwner; o != nil {
+		if err := f.Chown(int(o.UID), int(o.GID)); err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+			return nil, fmt.Errorf("give upload file %s to uid %d: %w", f.Name(), o.UID, err)
+		}
+	}
+	return f, nil
+}
+
 // importFrom copies src (what describes it in messages: a path or
 // "upload") into a temporary file under UploadDir and imports that as the
 // image's next version; the file is removed after.
@@ -143,12 +170,9 @@ func (a *API) importFrom(ctx context.Context, image string, src io.Reader, what 
 	if a.opts.UploadDir == "" {
 		return versionJSON{}, 0, errorf(http.StatusServiceUnavailable, "this host has no upload folder (api.Options.UploadDir); it cannot import %s", what)
 	}
-	if err := os.MkdirAll(a.opts.UploadDir, 0o700); err != nil {
-		return versionJSON{}, 0, fmt.Errorf("create upload folder: %w", err)
-	}
-	f, err := os.CreateTemp(a.opts.UploadDir, image+"-*.raw") // mode 0600
+	f, err := a.uploadFile(image)
 	if err != nil {
-		return versionJSON{}, 0, fmt.Errorf("create upload file: %w", err)
+		return versionJSON{}, 0, err
 	}
 	defer os.Remove(f.Name())
 	n, err := io.Copy(f, src) // streamed: 32 KiB at a time, or copy_file_range

@@ -153,3 +153,23 @@ func TestUpload(t *testing.T) {
 	e.wantError(e.do("POST", "/images/win11/versions", e.login("oscar").AccessToken, disk, "Content-Type", "application/octet-stream"), http.StatusForbidden, "", "")
 	e.nothingCreated("nope")
 }
+
+// TestUploadOwnedByPluginUser: with plugins under another user, the
+// upload file the storage plugin opens is that user's, still 0600, in a
+// folder others may pass but not list. Root only (it chowns).
+func TestUploadOwnedByPluginUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	const nobody = 65534
+	e := newEnv(t, func(_ *Deps, o *Options) { o.UploadOwner = &FileOwner{UID: nobody, GID: nobody} })
+	tok := e.login("alice").AccessToken
+	disk := bytes.Repeat([]byte{7}, 4096)
+	e.want(e.do("POST", "/images/win11/versions", tok, disk, "Content-Type", "application/octet-stream"), http.StatusCreated, nil)
+	if uid := e.stor.importedUID["win11"]; uid != nobody || e.stor.importedMode["win11"].Perm() != 0o600 {
+		t.Errorf("plugin opened a file of uid %d, mode %v; want %d, 0600", uid, e.stor.importedMode["win11"], nobody)
+	}
+	if fi, err := os.Stat(e.uploads); err != nil || fi.Mode().Perm() != 0o711 {
+		t.Errorf("upload folder %v, %v; want 0711", fi.Mode(), err)
+	}
+}

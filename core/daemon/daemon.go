@@ -170,6 +170,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		SessionLifetime: cfg.HTTP.SessionLifetime,
 		ImportDirs:      cfg.ImportDirs,
 		UploadDir:       filepath.Join(cfg.DataDir, "uploads"),
+		UploadOwner:     uploadOwner(cfg.PluginUser),
 		Registerer:      hr,
 		Logger:          logger.Named("api"),
 	})

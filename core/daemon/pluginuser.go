@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/config"
 	"golang.org/x/sys/unix"
 )
@@ -77,4 +78,13 @@ func ownPluginDir(dir string, uid, gid uint32) error {
 		return fmt.Errorf("own data dir %s for uid %d: %w", dir, uid, err)
 	}
 	return nil
+}
+
+// uploadOwner is who owns the API's upload files: the plugins' user, so
+// that a storage plugin running as it can import them; nil without one.
+func uploadOwner(u config.PluginUser) *api.FileOwner {
+	if !u.Set() {
+		return nil
+	}
+	return &api.FileOwner{UID: u.UID, GID: u.GID}
 }
