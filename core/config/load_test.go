@@ -58,7 +58,7 @@ func names(ps []*PluginBlock) []string {
 	return out
 }
 
-// TestLoadSite loads the site example of DESIGN.md, copied verbatim.
+// TestLoadSite loads a whole site config (testdata/site.hcl): every block and attribute.
 func TestLoadSite(t *testing.T) {
 	cfg := mustLoad(t, "testdata/site.hcl")
 	if cfg.File != "testdata/site.hcl" {

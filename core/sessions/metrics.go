@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// BootTimeBuckets are dls_boot_time_seconds' buckets (DESIGN.md).
+// BootTimeBuckets are dls_boot_time_seconds' buckets: a boot takes tens of seconds to minutes.
 var BootTimeBuckets = []float64{10, 30, 60, 90, 120, 180, 300}
 
 type metrics struct {

@@ -1,6 +1,7 @@
 // Package sysmetrics reports the host machine's own health — CPU, memory,
-// network, disk and process uptime — as the dls_* system series of the
-// metrics catalogue (DESIGN.md, "Metrics").
+// network, disk and process uptime — as the dls_* system series
+// (dls_cpu_usage_percent, dls_memory_*, dls_network_throughput_bytes,
+// dls_disk_io_bytes_total, dls_uptime_seconds).
 //
 // It is a node_exporter-style prometheus.Collector that reads /proc on
 // every scrape. A file that cannot be read or parsed never fails the
