@@ -60,10 +60,11 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Message }
 
-// connect prepares a connection to the server f names (else $DLS_SERVER,
-// else the logged-in one, else defaultServer). With needLogin, the
-// credentials must be for that server.
-func (c *cli) connect(f *commonFlags, needLogin bool) (*apiConn, error) {
+// connect prepares a connection to the server --server names (else
+// $DLS_SERVER, else the logged-in one, else defaultServer). With needLogin,
+// the credentials must be for that server.
+func (c *cli) connect(needLogin bool) (*apiConn, error) {
+	f := &c.api
 	path, err := credentialsPath(c.getenv)
 	if err != nil {
 		return nil, err

@@ -3,38 +3,31 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 )
 
-const backupUsage = `Usage:
-  dls backup FILE [--audit N]     (FILE "-": standard output)
-
-Writes a backup of the host's state store to FILE: every client, image and
-DHCP lease, the newest boot sessions and the newest N audit entries
-(default 100000, 0 for none), as one JSON document that dls restore takes
-back. Image versions and client volumes live in the storage plugins and are
-not part of it.
+const backupHelp = `Writes every client, image and DHCP lease, the newest boot sessions and
+the newest N audit entries (default 100000, 0 for none) to FILE ("-":
+standard output), as one JSON document that dls restore takes back. Image
+versions and client volumes live in the storage plugins and are not part
+of it.
 
 THE FILE HOLDS SECRETS: the clients' CHAP secrets, in clear. It is written
 mode 0600, atomically (a temporary file renamed over FILE); keep it as you
 keep the database. Needs the admin role.
-Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
 `
 
-const restoreUsage = `Usage:
-  dls restore FILE     (FILE "-": standard input)
-
-Restores a backup made by dls backup into the host's state store: images
-and clients are created or replaced, leases committed where the store knows
-nothing newer (never over another machine's live lease), finished boot
-sessions and audit entries missing here added. Conflicts (a client's MAC
-taken by another client here, a lease address another MAC holds) are
-listed, and make the command exit 1; restoring the same file again changes
-nothing more. Needs the admin role.
-Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
+const restoreHelp = `Restores a backup made by dls backup (FILE "-": standard input) into the
+host's state store: images and clients are created or replaced, leases
+committed where the store knows nothing newer (never over another
+machine's live lease), finished boot sessions and audit entries missing
+here added. Conflicts (a client's MAC taken by another client here, a
+lease address another MAC holds) are listed, and make the command exit 1;
+restoring the same file again changes nothing more. Needs the admin role.
 `
 
 // backupHead is the part of a backup document the CLI reads.
@@ -48,21 +41,30 @@ type backupHead struct {
 	Audit    []json.RawMessage `json:"audit"`
 }
 
-func (c *cli) backup(ctx context.Context, args []string) error {
-	fs, f := c.flags(backupUsage)
-	audit := fs.Int("audit", -1, "keep the newest N audit entries (default: the server's, 100000; 0: none)")
-	pos, err := c.parse(fs, f, args, 1, 1, "file name")
-	if err != nil {
-		return err
+func backupCommand() *command {
+	var audit int
+	return &command{
+		name: "backup", args: "FILE", nargs: 1, what: "file name", api: true,
+		summary: "Write a backup of the host's state store to a file",
+		help:    backupHelp,
+		example: "dls backup /var/backups/dls.json",
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&audit, "audit", -1, "keep the newest `N` audit entries (default: the server's, 100000; 0: none)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			return c.backup(ctx, args[0], audit)
+		},
 	}
-	file := pos[0]
-	conn, err := c.connect(f, true)
+}
+
+func (c *cli) backup(ctx context.Context, file string, audit int) error {
+	conn, err := c.connect(true)
 	if err != nil {
 		return err
 	}
 	path := "/backup"
-	if *audit >= 0 {
-		path += "?audit=" + strconv.Itoa(*audit)
+	if audit >= 0 {
+		path += "?audit=" + strconv.Itoa(audit)
 	}
 	b, err := conn.call(ctx, "GET", path, nil)
 	if err != nil {
@@ -81,7 +83,7 @@ func (c *cli) backup(ctx context.Context, args []string) error {
 	}
 	counts := map[string]any{"file": file, "bytes": len(b), "clients": len(head.Clients), "images": len(head.Images),
 		"leases": len(head.Leases), "sessions": len(head.Sessions), "audit": len(head.Audit)}
-	if f.json() {
+	if c.api.json() {
 		out, _ := json.MarshalIndent(counts, "", "  ")
 		c.printJSON(out)
 		return nil
@@ -113,22 +115,30 @@ type restoreCount struct {
 	Skipped   int `json:"skipped"`
 }
 
-func (c *cli) restore(ctx context.Context, args []string) error {
-	fs, f := c.flags(restoreUsage)
-	pos, err := c.parse(fs, f, args, 1, 1, "file name")
-	if err != nil {
-		return err
+func restoreCommand() *command {
+	return &command{
+		name: "restore", args: "FILE", nargs: 1, what: "file name", api: true,
+		summary: "Restore a backup into the host's state store",
+		help:    restoreHelp,
+		example: "dls restore /var/backups/dls.json",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			return c.restore(ctx, args[0])
+		},
 	}
+}
+
+func (c *cli) restore(ctx context.Context, file string) error {
 	var doc []byte
-	if pos[0] == "-" {
+	var err error
+	if file == "-" {
 		doc, err = io.ReadAll(c.stdin)
 	} else {
-		doc, err = os.ReadFile(pos[0])
+		doc, err = os.ReadFile(file)
 	}
 	if err != nil {
 		return fmt.Errorf("read backup: %w", err)
 	}
-	conn, err := c.connect(f, true)
+	conn, err := c.connect(true)
 	if err != nil {
 		return err
 	}
@@ -140,7 +150,7 @@ func (c *cli) restore(ctx context.Context, args []string) error {
 	if err := json.Unmarshal(b, &sum); err != nil {
 		return fmt.Errorf("decode restore summary: %w", err)
 	}
-	if f.json() {
+	if c.api.json() {
 		c.printJSON(b)
 	} else {
 		var rows [][]string

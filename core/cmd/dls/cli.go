@@ -7,180 +7,55 @@ package main
 // exit 1; usage errors exit 2.
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-const apiUsage = `API client commands (a running host's /api/v1):
-  dls login [--server URL] [--user NAME] [--password-stdin]
-  dls logout
-  dls client list|get|add|set|delete|reset|wake ...
-  dls wake NAME
-  dls image list|get|add|delete|versions|snapshot|promote|import|current|delete-version ...
-  dls session list|get ...
-  dls backup FILE [--audit N]
-  dls restore FILE
-
-Each takes --server URL (default: $DLS_SERVER, else the server logged in
-to, else ` + defaultServer + `), --tls-ca FILE, --insecure and -o table|json.
-Credentials live in $XDG_CONFIG_HOME/dls/credentials.json (else
-~/.config/dls/credentials.json), mode 0600.
-`
-
-// apiCommands are the commands apiCommand runs, with their usage.
-var apiCommands = map[string]struct {
-	run   func(c *cli, ctx context.Context, args []string) error
-	usage string
-}{
-	"login":   {(*cli).login, loginUsage},
-	"logout":  {(*cli).logout, logoutUsage},
-	"client":  {(*cli).client, clientUsage},
-	"wake":    {(*cli).wake, wakeUsage},
-	"image":   {(*cli).image, imageUsage},
-	"session": {(*cli).session, sessionUsage},
-	"backup":  {(*cli).backup, backupUsage},
-	"restore": {(*cli).restore, restoreUsage},
-}
-
-// isAPICommand reports whether cmd is one of apiCommands.
-func isAPICommand(cmd string) bool {
-	_, ok := apiCommands[cmd]
-	return ok
-}
-
-// cli is one run of an API client command; tests build it with their own
-// environment and clock.
+// cli is one run of dls: where it reads and writes, its environment and
+// clock (tests bring their own), and the API flags of an API command.
 type cli struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
 	now    func() time.Time
-	// name is the command being run ("dls client add"), for messages.
-	name string
+	// api holds the API flags once parsed.
+	api apiFlags
 }
-
-// apiCommand runs `dls <cmd> args...` and answers the exit code.
-func apiCommand(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
-	return c.run(ctx, cmd, args)
-}
-
-func (c *cli) run(ctx context.Context, cmd string, args []string) int {
-	ac, ok := apiCommands[cmd]
-	if !ok {
-		fmt.Fprintf(c.stderr, "dls: unknown command %q\n\n%s", cmd, apiUsage)
-		return 2
-	}
-	c.name = "dls " + cmd
-	err := ac.run(c, ctx, args)
-	var ue *usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errHelp):
-		fmt.Fprint(c.stdout, ac.usage)
-		return 0
-	case errors.Is(err, flag.ErrHelp): // the flag package printed the usage
-		return 0
-	case errors.As(err, &ue):
-		if ue.printed {
-			return 2
-		}
-		if ue.msg != "" {
-			fmt.Fprintf(c.stderr, "%s: %s\n\n", c.name, ue.msg)
-		}
-		fmt.Fprint(c.stderr, ac.usage)
-		return 2
-	}
-	fmt.Fprintf(c.stderr, "%s: %v\n", c.name, err)
-	return 1
-}
-
-// usageError is a command line mistake: exit code 2.
-type usageError struct {
-	msg string
-	// printed: the flag package printed the mistake and the usage.
-	printed bool
-}
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
-
-// errHelp: help was asked for (dls client help); exit 0.
-var errHelp = errors.New("help")
 
 func (c *cli) warn(msg string) {
 	fmt.Fprintln(c.stderr, msg)
 }
 
-// commonFlags are taken by every API command.
-type commonFlags struct {
+// apiFlags are taken by every API command.
+type apiFlags struct {
 	server   string
 	tlsCA    string
 	insecure bool
 	output   string
 }
 
-func (f *commonFlags) json() bool { return f.output == "json" }
-
-// flags is a flag set for c.name with the common flags.
-func (c *cli) flags(usage string) (*flag.FlagSet, *commonFlags) {
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() { fmt.Fprint(c.stderr, usage) }
-	f := &commonFlags{}
-	fs.StringVar(&f.server, "server", "", "API server URL (default $DLS_SERVER, else the one logged in to, else "+defaultServer+")")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA that signed the server's certificate")
+func (f *apiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", "", "API server `URL` (default $DLS_SERVER, else the one logged in to, else "+defaultServer+")")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM `FILE` of the CA that signed the server's certificate")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not check the server's certificate")
-	fs.StringVar(&f.output, "o", "table", "output: table or json")
-	fs.StringVar(&f.output, "output", "table", "output: table or json")
-	return fs, f
+	fs.StringVar(&f.output, "o", "table", "output: `table|json`")
+	fs.StringVar(&f.output, "output", "table", "output: `table|json`")
 }
 
-// parse parses args, flags and positional arguments in any order ("--"
-// ends the flags), and checks that there are between min and max
-// positional arguments (max < 0: no limit).
-func (c *cli) parse(fs *flag.FlagSet, f *commonFlags, args []string, min, max int, what string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &usageError{printed: true}
-		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			pos = append(pos, rest...)
-			break
-		}
-		if len(rest) == 0 {
-			break
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
+// check refuses an output format the commands do not write.
+func (f *apiFlags) check() error {
 	if f.output != "table" && f.output != "json" {
-		return nil, usagef("-o %q: want table or json", f.output)
+		return usagef("-o %q: want table or json", f.output)
 	}
-	switch {
-	case len(pos) < min:
-		return nil, usagef("missing %s", what)
-	case max >= 0 && len(pos) > max:
-		return nil, usagef("unexpected argument %q", pos[max])
-	}
-	return pos, nil
+	return nil
 }
+
+func (f *apiFlags) json() bool { return f.output == "json" }
 
 // listFlag is a flag that may repeat.
 type listFlag []string
@@ -196,20 +71,6 @@ func given(fs *flag.FlagSet) map[string]bool {
 	m := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
 	return m
-}
-
-// verb splits "client add pc-01 ..." into the verb and the rest, and names
-// the command after it.
-func (c *cli) verb(args []string) (string, []string, error) {
-	if len(args) == 0 {
-		return "", nil, usagef("")
-	}
-	v := args[0]
-	if v == "help" || v == "-h" || v == "--help" {
-		return "", nil, errHelp
-	}
-	c.name += " " + v
-	return v, args[1:], nil
 }
 
 // printJSON writes an API answer as it came.

@@ -891,7 +891,7 @@ func TestBinaryDispatchesAPICommands(t *testing.T) {
 		t.Errorf("dls client list: %v: %q %q", err, o.String(), e.String())
 	}
 	out, _, code := dls(t, "help")
-	if code != 0 || !strings.Contains(out, "dls login [--server URL]") || !strings.Contains(out, "dls backup FILE") {
+	if code != 0 || !strings.Contains(out, "\n  login ") || !strings.Contains(out, "\n  backup ") {
 		t.Errorf("dls help: exit %d:\n%s", code, out)
 	}
 }

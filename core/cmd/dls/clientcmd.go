@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -13,35 +14,6 @@ import (
 	"strings"
 	"time"
 )
-
-const clientUsage = `Usage:
-  dls client list
-  dls client get NAME
-  dls client add NAME --mac MAC --image IMAGE [--address IPV4] [--initiator IQN]...
-                 [--extra-address IP]... [--persistent=false] [--label KEY=VALUE]...
-  dls client set NAME [--mac MAC] [--image IMAGE] [--address IPV4|''] [--initiator IQN|'']...
-                 [--extra-address IP|'']... [--persistent=true|false] [--label KEY=VALUE]...
-  dls client chap NAME --rotate | --secret-stdin
-  dls client delete NAME
-  dls client reset NAME [--version N]
-  dls client wake NAME
-
-set changes only the flags given (--initiator, --extra-address and --label
-replace the whole list; '' clears it) and keeps the client's CHAP secret.
-chap --rotate gives the client a new generated CHAP secret (and a new mutual
-secret if it has one); --secret-stdin sets the secret from the first line of
-standard input (at least 12 characters). Secrets are never shown: add
-generates one, and a booted machine keeps the old one until it boots again.
-reset makes the client's volume a fresh clone of its image's current version
-(or version N); delete keeps the volume on its storage. Common flags:
---server URL, --tls-ca FILE, --insecure, -o table|json.
-`
-
-const wakeUsage = `Usage:
-  dls wake NAME    (the same as dls client wake NAME)
-
-Sends the client a Wake-on-LAN magic packet.
-`
 
 // apiClient is a client as the API shows it.
 type apiClient struct {
@@ -70,173 +42,281 @@ type clientInput struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 }
 
-func (c *cli) client(ctx context.Context, args []string) error {
-	verb, args, err := c.verb(args)
-	if err != nil {
-		return err
+func clientCommand() *command {
+	return &command{
+		name:    "client",
+		summary: "Manage clients: the machines this host boots",
+		sub:     []*command{clientList(), clientGet(), clientAdd(), clientSet(), clientCHAP(), clientDelete(), clientReset(), clientWake()},
 	}
-	fs, f := c.flags(clientUsage)
+}
+
+// clientPath is the API path of client name.
+func clientPath(name string) string { return "/clients/" + url.PathEscape(name) }
+
+// clientFlags are the flags of add and set.
+type clientFlags struct {
+	mac, image, address       string
+	initiators, labels, extra listFlag
+	persistent                bool
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.mac, "mac", "", "`MAC` MAC address of the boot NIC")
+	fs.StringVar(&f.image, "image", "", "`IMAGE` image the client boots")
+	fs.StringVar(&f.address, "address", "", "`IPV4` IPv4 address reserved for the client")
+	fs.Var(&f.initiators, "initiator", "extra iSCSI initiator `IQN` allowed to log in as the client (repeat for more)")
+	fs.BoolVar(&f.persistent, "persistent", true, "keep the client's volume across boots")
+	fs.Var(&f.labels, "label", "`KEY=VALUE` tag (repeat for more)")
+	fs.Var(&f.extra, "extra-address", "`IP` address the client's extra initiators may log in from (repeat for more)")
+}
+
+func clientList() *command {
+	return &command{
+		name: "list", api: true,
+		summary: "List clients",
+		example: "dls client list -o json",
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", "/clients", nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var cs []apiClient
+			if err := json.Unmarshal(b, &cs); err != nil {
+				return fmt.Errorf("decode clients: %w", err)
+			}
+			rows := make([][]string, len(cs))
+			for i, cl := range cs {
+				rows[i] = []string{cl.Name, cl.MAC, cl.Image, cl.Address, yesNo(cl.Persistent), strings.Join(cl.Initiators, ",")}
+			}
+			return c.table("NAME\tMAC\tIMAGE\tADDRESS\tPERSISTENT\tINITIATORS", rows)
+		},
+	}
+}
+
+func clientGet() *command {
+	return &command{
+		name: "get", args: "NAME", nargs: 1, what: "client name", api: true,
+		summary: "Show a client",
+		example: "dls client get pc-01",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", clientPath(args[0]), nil)
+			return c.showClient(b, err)
+		},
+	}
+}
+
+func clientAdd() *command {
+	var f clientFlags
+	return &command{
+		name: "add", args: "NAME --mac MAC --image IMAGE", nargs: 1, what: "client name", api: true,
+		summary: "Add a client; the host generates its CHAP secret",
+		help:    "Secrets are never shown: add generates one (dls client chap changes it).\n",
+		example: "dls client add pc-01 --mac aa:bb:cc:dd:ee:01 --image win11 --address 10.0.0.11",
+		flags:   f.register,
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if f.mac == "" || f.image == "" {
+				return usagef("add needs --mac and --image")
+			}
+			labels, err := parseLabels(f.labels)
+			if err != nil {
+				return err
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			in := clientInput{Name: args[0], MAC: f.mac, Image: f.image, Address: f.address, Initiators: f.initiators, Extra: f.extra, Persistent: f.persistent, Labels: labels}
+			b, err := conn.call(ctx, "POST", "/clients", in)
+			return c.showClient(b, err)
+		},
+	}
+}
+
+func clientSet() *command {
 	var (
-		mac, image, address       *string
-		initiators, labels, extra listFlag
-		persistent                *bool
-		version                   *uint64
-		rotate, secretStdin       *bool
+		f clientFlags
+		// fs tells which flags were given: set changes only those.
+		fs *flag.FlagSet
 	)
-	switch verb {
-	case "add", "set":
-		mac = fs.String("mac", "", "MAC address of the boot NIC")
-		image = fs.String("image", "", "image the client boots")
-		address = fs.String("address", "", "IPv4 address reserved for the client")
-		fs.Var(&initiators, "initiator", "extra iSCSI initiator IQN allowed to log in as the client (repeat for more)")
-		persistent = fs.Bool("persistent", true, "keep the client's volume across boots")
-		fs.Var(&labels, "label", "KEY=VALUE tag (repeat for more)")
-		fs.Var(&extra, "extra-address", "address the client's extra initiators may log in from (repeat for more)")
-	case "chap":
-		rotate = fs.Bool("rotate", false, "give the client a new generated CHAP secret")
-		secretStdin = fs.Bool("secret-stdin", false, "set the CHAP secret from the first line of standard input")
-	case "reset":
-		version = fs.Uint64("version", 0, "image version to clone (default: the current one)")
-	case "list", "get", "delete", "wake":
-	default:
-		return usagef("unknown command %q", verb)
+	return &command{
+		name: "set", args: "NAME [--mac MAC] [--image IMAGE] [--address IPV4|'']...", nargs: 1, what: "client name", api: true,
+		summary: "Change the flags given of a client",
+		help: `set changes only the flags given (--initiator, --extra-address and --label
+replace the whole list; '' clears it) and keeps the client's CHAP secret.
+`,
+		example: "dls client set pc-01 --persistent=false --label room=b12",
+		flags: func(s *flag.FlagSet) {
+			fs = s
+			f.register(s)
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			set := given(fs)
+			if !slices.ContainsFunc([]string{"mac", "image", "address", "initiator", "extra-address", "persistent", "label"}, func(n string) bool { return set[n] }) {
+				return usagef("set: give at least one of --mac, --image, --address, --initiator, --extra-address, --persistent, --label")
+			}
+			labels, err := parseLabels(f.labels)
+			if err != nil {
+				return err
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			path := clientPath(args[0])
+			b, err := conn.call(ctx, "GET", path, nil)
+			if err != nil {
+				return err
+			}
+			var cur apiClient
+			if err := json.Unmarshal(b, &cur); err != nil {
+				return fmt.Errorf("decode client: %w", err)
+			}
+			in := clientInput{Name: cur.Name, MAC: cur.MAC, Image: cur.Image, Address: cur.Address, Initiators: cur.Initiators, Extra: cur.Extra, Persistent: cur.Persistent, Labels: cur.Labels}
+			if set["mac"] {
+				in.MAC = f.mac
+			}
+			if set["image"] {
+				in.Image = f.image
+			}
+			if set["address"] {
+				in.Address = f.address
+			}
+			if set["persistent"] {
+				in.Persistent = f.persistent
+			}
+			if set["initiator"] {
+				in.Initiators = slices.DeleteFunc(slices.Clone(f.initiators), func(s string) bool { return s == "" })
+			}
+			if set["extra-address"] {
+				in.Extra = slices.DeleteFunc(slices.Clone(f.extra), func(s string) bool { return s == "" })
+			}
+			if set["label"] {
+				in.Labels = labels
+			}
+			b, err = conn.call(ctx, "PUT", path, in)
+			return c.showClient(b, err)
+		},
 	}
-	want, what := 1, "client name"
-	if verb == "list" {
-		want = 0
+}
+
+func clientCHAP() *command {
+	var rotate, secretStdin bool
+	return &command{
+		name: "chap", args: "NAME --rotate | --secret-stdin", nargs: 1, what: "client name", api: true,
+		summary: "Rotate or set a client's CHAP secret",
+		help: `--rotate gives the client a new generated CHAP secret (and a new mutual
+secret if it has one); --secret-stdin sets the secret from the first line of
+standard input (at least 12 characters). Secrets are never shown, and a
+booted machine keeps the old one until it boots again.
+`,
+		example: "dls client chap pc-01 --rotate",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&rotate, "rotate", false, "give the client a new generated CHAP secret")
+			fs.BoolVar(&secretStdin, "secret-stdin", false, "set the CHAP secret from the first line of standard input")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if rotate == secretStdin {
+				return usagef("chap: give one of --rotate, --secret-stdin")
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			return c.clientCHAP(ctx, conn, args[0], rotate)
+		},
 	}
-	pos, err := c.parse(fs, f, args, want, want, what)
-	if err != nil {
-		return err
-	}
-	set := given(fs)
-	var newLabels map[string]string
-	switch verb {
-	case "add":
-		if *mac == "" || *image == "" {
-			return usagef("add needs --mac and --image")
-		}
-	case "set":
-		if !slices.ContainsFunc([]string{"mac", "image", "address", "initiator", "extra-address", "persistent", "label"}, func(n string) bool { return set[n] }) {
-			return usagef("set: give at least one of --mac, --image, --address, --initiator, --extra-address, --persistent, --label")
-		}
-	case "chap":
-		if *rotate == *secretStdin {
-			return usagef("chap: give one of --rotate, --secret-stdin")
-		}
-	}
-	if set["label"] {
-		if newLabels, err = parseLabels(labels); err != nil {
-			return err
-		}
-	}
-	conn, err := c.connect(f, true)
-	if err != nil {
-		return err
-	}
-	var name, path string
-	if want == 1 {
-		name = pos[0]
-		path = "/clients/" + url.PathEscape(name)
-	}
-	switch verb {
-	case "list":
-		b, err := conn.call(ctx, "GET", "/clients", nil)
-		if err != nil {
-			return err
-		}
-		if f.json() {
-			c.printJSON(b)
+}
+
+func clientDelete() *command {
+	return &command{
+		name: "delete", args: "NAME", nargs: 1, what: "client name", api: true,
+		summary: "Delete a client; its volume stays on its storage",
+		example: "dls client delete pc-01",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			if _, err := conn.call(ctx, "DELETE", clientPath(args[0]), nil); err != nil {
+				return err
+			}
+			if !c.api.json() {
+				fmt.Fprintf(c.stdout, "client %s deleted (its volume stays on its storage)\n", args[0])
+			}
 			return nil
-		}
-		var cs []apiClient
-		if err := json.Unmarshal(b, &cs); err != nil {
-			return fmt.Errorf("decode clients: %w", err)
-		}
-		rows := make([][]string, len(cs))
-		for i, cl := range cs {
-			rows[i] = []string{cl.Name, cl.MAC, cl.Image, cl.Address, yesNo(cl.Persistent), strings.Join(cl.Initiators, ",")}
-		}
-		return c.table("NAME\tMAC\tIMAGE\tADDRESS\tPERSISTENT\tINITIATORS", rows)
-	case "get":
-		b, err := conn.call(ctx, "GET", path, nil)
-		return c.showClient(f, b, err)
-	case "add":
-		in := clientInput{Name: name, MAC: *mac, Image: *image, Address: *address, Initiators: initiators, Extra: extra, Persistent: *persistent, Labels: newLabels}
-		b, err := conn.call(ctx, "POST", "/clients", in)
-		return c.showClient(f, b, err)
-	case "set":
-		b, err := conn.call(ctx, "GET", path, nil)
-		if err != nil {
-			return err
-		}
-		var cur apiClient
-		if err := json.Unmarshal(b, &cur); err != nil {
-			return fmt.Errorf("decode client: %w", err)
-		}
-		in := clientInput{Name: cur.Name, MAC: cur.MAC, Image: cur.Image, Address: cur.Address, Initiators: cur.Initiators, Extra: cur.Extra, Persistent: cur.Persistent, Labels: cur.Labels}
-		if set["mac"] {
-			in.MAC = *mac
-		}
-		if set["image"] {
-			in.Image = *image
-		}
-		if set["address"] {
-			in.Address = *address
-		}
-		if set["persistent"] {
-			in.Persistent = *persistent
-		}
-		if set["initiator"] {
-			in.Initiators = slices.DeleteFunc(slices.Clone(initiators), func(s string) bool { return s == "" })
-		}
-		if set["extra-address"] {
-			in.Extra = slices.DeleteFunc(slices.Clone(extra), func(s string) bool { return s == "" })
-		}
-		if set["label"] {
-			in.Labels = newLabels
-		}
-		b, err = conn.call(ctx, "PUT", path, in)
-		return c.showClient(f, b, err)
-	case "chap":
-		return c.clientCHAP(ctx, conn, f, name, path, *rotate)
-	case "delete":
-		if _, err := conn.call(ctx, "DELETE", path, nil); err != nil {
-			return err
-		}
-		if !f.json() {
-			fmt.Fprintf(c.stdout, "client %s deleted (its volume stays on its storage)\n", name)
-		}
-		return nil
-	case "reset":
-		b, err := conn.call(ctx, "POST", path+"/volume", map[string]any{"action": "reset", "version": *version})
-		if err != nil {
-			return err
-		}
-		if f.json() {
-			c.printJSON(b)
-			return nil
-		}
-		var v struct {
-			Name    string `json:"name"`
-			Image   string `json:"image"`
-			Version uint64 `json:"version"`
-			Size    int64  `json:"size"`
-		}
-		if err := json.Unmarshal(b, &v); err != nil {
-			return fmt.Errorf("decode volume: %w", err)
-		}
-		fmt.Fprintf(c.stdout, "client %s: volume %s reset to image %s version %d (%s)\n", name, v.Name, v.Image, v.Version, size(v.Size))
-		return nil
-	case "wake":
-		return c.wakeClient(ctx, conn, f, name)
+		},
 	}
-	return nil
+}
+
+func clientReset() *command {
+	var version uint64
+	return &command{
+		name: "reset", args: "NAME", nargs: 1, what: "client name", api: true,
+		summary: "Make the client's volume a fresh clone of its image",
+		help:    "The clone is of the image's current version, or of version N with --version.\n",
+		example: "dls client reset pc-01 --version 3",
+		flags: func(fs *flag.FlagSet) {
+			fs.Uint64Var(&version, "version", 0, "image version `N` to clone (default: the current one)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			b, err := conn.call(ctx, "POST", clientPath(name)+"/volume", map[string]any{"action": "reset", "version": version})
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var v struct {
+				Name    string `json:"name"`
+				Image   string `json:"image"`
+				Version uint64 `json:"version"`
+				Size    int64  `json:"size"`
+			}
+			if err := json.Unmarshal(b, &v); err != nil {
+				return fmt.Errorf("decode volume: %w", err)
+			}
+			fmt.Fprintf(c.stdout, "client %s: volume %s reset to image %s version %d (%s)\n", name, v.Name, v.Image, v.Version, size(v.Size))
+			return nil
+		},
+	}
+}
+
+// clientWake is dls client wake; wakeCommand the same as dls wake.
+func clientWake() *command {
+	return &command{
+		name: "wake", args: "NAME", nargs: 1, what: "client name", api: true,
+		summary: "Send the client a Wake-on-LAN magic packet",
+		example: "dls client wake pc-01",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			return c.wakeClient(ctx, conn, args[0])
+		},
+	}
+}
+
+func wakeCommand() *command {
+	w := clientWake()
+	w.summary += " (dls client wake)"
+	w.example = "dls wake pc-01"
+	return w
 }
 
 // clientCHAP rotates the client's CHAP secret, or sets it from the first
 // line of standard input. Nothing secret is printed.
-func (c *cli) clientCHAP(ctx context.Context, conn *apiConn, f *commonFlags, name, path string, rotate bool) error {
+func (c *cli) clientCHAP(ctx context.Context, conn *apiConn, name string, rotate bool) error {
 	body := map[string]any{"rotate": true}
 	if !rotate {
 		secret, err := readLine(c.stdin)
@@ -248,11 +328,11 @@ func (c *cli) clientCHAP(ctx context.Context, conn *apiConn, f *commonFlags, nam
 		}
 		body = map[string]any{"secret": secret}
 	}
-	b, err := conn.call(ctx, "POST", path+"/chap", body)
+	b, err := conn.call(ctx, "POST", clientPath(name)+"/chap", body)
 	if err != nil {
 		return err
 	}
-	if f.json() {
+	if c.api.json() {
 		c.printJSON(b)
 		return nil
 	}
@@ -271,26 +351,12 @@ func (c *cli) clientCHAP(ctx context.Context, conn *apiConn, f *commonFlags, nam
 	return nil
 }
 
-// wake: dls wake NAME.
-func (c *cli) wake(ctx context.Context, args []string) error {
-	fs, f := c.flags(wakeUsage)
-	pos, err := c.parse(fs, f, args, 1, 1, "client name")
+func (c *cli) wakeClient(ctx context.Context, conn *apiConn, name string) error {
+	b, err := conn.call(ctx, "POST", clientPath(name)+"/wake", nil)
 	if err != nil {
 		return err
 	}
-	conn, err := c.connect(f, true)
-	if err != nil {
-		return err
-	}
-	return c.wakeClient(ctx, conn, f, pos[0])
-}
-
-func (c *cli) wakeClient(ctx context.Context, conn *apiConn, f *commonFlags, name string) error {
-	b, err := conn.call(ctx, "POST", "/clients/"+url.PathEscape(name)+"/wake", nil)
-	if err != nil {
-		return err
-	}
-	if f.json() {
+	if c.api.json() {
 		c.printJSON(b)
 		return nil
 	}
@@ -306,11 +372,11 @@ func (c *cli) wakeClient(ctx context.Context, conn *apiConn, f *commonFlags, nam
 }
 
 // showClient prints the client a call answered.
-func (c *cli) showClient(f *commonFlags, b []byte, err error) error {
+func (c *cli) showClient(b []byte, err error) error {
 	if err != nil {
 		return err
 	}
-	if f.json() {
+	if c.api.json() {
 		c.printJSON(b)
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -14,39 +15,6 @@ import (
 
 	"github.com/dls-project/dls/core/diskimage"
 )
-
-const imageUsage = `Usage:
-  dls image list
-  dls image get NAME
-  dls image add NAME --storage STORAGE [--source FILE | --host-source PATH]
-                [--kernel K [--initrd I] [--cmdline C] [--confirm]]
-  dls image delete NAME [--purge]
-  dls image versions NAME
-  dls image snapshot NAME                 new version: a snapshot of the current content
-  dls image promote NAME --client CLIENT  new version: the client's volume
-  dls image import NAME --source FILE     new version: a raw disk file from here
-  dls image import NAME --host-source PATH
-                                          new version: a raw disk file on the host,
-                                          under its images.import_dirs
-  dls image import NAME --from-dir ROOTFS [--out FILE] [--size SIZE]
-                                          new version: an ext4 disk made from a
-                                          directory tree (mke2fs -d, e2fsprogs)
-  dls image current NAME VERSION          make VERSION the one new volumes clone
-  dls image delete-version NAME VERSION
-
-add with --source imports version 1 before answering (this can take a
-while); if the import fails, the image is removed again. delete --purge also
-deletes the image and its versions from its storage. --source names a file on
-this machine that you can read: dls streams it to the host (any size the
-host's storage holds; it needs that much free space in its data dir while the
-storage imports it). --host-source names a file on the host's own disk, under
-a folder listed in its images { import_dirs } (none by default).
---from-dir builds the disk here first (as root, to read every file of a root
-filesystem): the tree's size plus a quarter (at least 128 MiB), rounded up to
-64 MiB, unless --size (e.g. 2G, 1500M); into --out, else a temporary file
-removed after the upload. Common flags: --server URL, --tls-ca FILE,
---insecure, -o table|json.
-`
 
 type bootProfile struct {
 	Kernel  string `json:"kernel"`
@@ -76,172 +44,283 @@ type apiVersion struct {
 	Current bool      `json:"current"`
 }
 
-func (c *cli) image(ctx context.Context, args []string) error {
-	verb, args, err := c.verb(args)
-	if err != nil {
-		return err
+func imageCommand() *command {
+	return &command{
+		name:    "image",
+		summary: "Manage images and their versions",
+		help: `An image is a disk clients boot, kept by a storage plugin as numbered
+versions; a client's volume is a clone of the current version.
+`,
+		sub: []*command{imageList(), imageGet(), imageAdd(), imageDelete(), imageVersions(), imageSnapshot(),
+			imagePromote(), imageImport(), imageCurrent(), imageDeleteVersion()},
 	}
-	fs, f := c.flags(imageUsage)
-	var (
-		storage, source, client, kernel, initrd, cmdline *string
-		hostSource, fromDir, out, imgSize                *string
-		confirm, purge                                   *bool
-	)
-	want, what := 1, "image name"
-	switch verb {
-	case "list":
-		want = 0
-	case "get", "versions", "snapshot":
-	case "add":
-		storage = fs.String("storage", "", "storage plugin instance that holds the image")
-		source = fs.String("source", "", "raw disk file here, streamed to the host, to import as version 1")
-		hostSource = fs.String("host-source", "", "raw disk file on the host (under its images.import_dirs) to import as version 1")
-		kernel = fs.String("kernel", "", "boot profile: kernel URL or path (default: sanboot the volume)")
-		initrd = fs.String("initrd", "", "boot profile: initrd")
-		cmdline = fs.String("cmdline", "", "boot profile: kernel command line")
-		confirm = fs.Bool("confirm", false, "boot profile: the OS confirms its boot (sessions end at booted)")
-	case "delete":
-		purge = fs.Bool("purge", false, "also delete the image and its versions from its storage")
-	case "promote":
-		client = fs.String("client", "", "client whose volume becomes the new version")
-	case "import":
-		source = fs.String("source", "", "raw disk file here, streamed to the host")
-		hostSource = fs.String("host-source", "", "raw disk file on the host, under its images.import_dirs")
-		fromDir = fs.String("from-dir", "", "directory tree to make an ext4 disk of and import")
-		out = fs.String("out", "", "with --from-dir: where the disk is written and kept (default: a temporary file)")
-		imgSize = fs.String("size", "", "with --from-dir: disk size, bytes or with K, M, G, T (default: from the tree's size)")
-	case "current", "delete-version":
-		want, what = 2, "image name and version"
-	default:
-		return usagef("unknown command %q", verb)
-	}
-	pos, err := c.parse(fs, f, args, want, want, what)
-	if err != nil {
-		return err
-	}
-	var n uint64
-	if want == 2 {
-		if n, err = parseUint(pos[1], "version"); err != nil {
-			return err
-		}
-	}
-	switch {
-	case verb == "add" && *storage == "":
-		return usagef("add needs --storage")
-	case verb == "add" && *source != "" && *hostSource != "":
-		return usagef("--source and --host-source exclude each other")
-	case verb == "add" && *kernel == "" && (*initrd != "" || *cmdline != "" || *confirm):
-		return usagef("--initrd, --cmdline and --confirm go with --kernel")
-	case verb == "promote" && *client == "":
-		return usagef("promote needs --client")
-	case verb == "import" && count(*source != "", *hostSource != "", *fromDir != "") != 1:
-		return usagef("import needs one of --source, --host-source or --from-dir")
-	case verb == "import" && *fromDir == "" && (*out != "" || *imgSize != ""):
-		return usagef("--out and --size go with --from-dir")
-	}
-	var diskSize int64
-	if verb == "import" && *imgSize != "" {
-		if diskSize, err = parseSize(*imgSize); err != nil {
-			return usagef("--size: %v", err)
-		}
-	}
-	conn, err := c.connect(f, true)
-	if err != nil {
-		return err
-	}
-	var name, path string
-	if want > 0 {
-		name = pos[0]
-		path = "/images/" + url.PathEscape(name)
-	}
-	switch verb {
-	case "list":
-		b, err := conn.call(ctx, "GET", "/images", nil)
-		if err != nil || f.json() {
-			return c.raw(b, err)
-		}
-		var ims []apiImage
-		if err := json.Unmarshal(b, &ims); err != nil {
-			return fmt.Errorf("decode images: %w", err)
-		}
-		rows := make([][]string, len(ims))
-		for i, im := range ims {
-			boot := "sanboot"
-			if im.Boot != nil {
-				boot = im.Boot.Kernel
-			}
-			rows[i] = []string{im.Name, im.Storage, im.Origin, boot, im.Source}
-		}
-		return c.table("NAME\tSTORAGE\tORIGIN\tBOOT\tSOURCE", rows)
-	case "get":
-		b, err := conn.call(ctx, "GET", path, nil)
-		return c.showImage(f, b, err)
-	case "add":
-		var up *upload
-		if *source != "" {
-			// Opened first: a file that cannot be read creates nothing.
-			if up, err = openUpload(*source); err != nil {
+}
+
+// imagePath is the API path of image name.
+func imagePath(name string) string { return "/images/" + url.PathEscape(name) }
+
+const (
+	sourceHelp = `--source names a file on this machine that you can read: dls streams it to
+the host (any size the host's storage holds; it needs that much free space
+in its data dir while the storage imports it). --host-source names a file
+on the host's own disk, under a folder listed in its images { import_dirs }
+(none by default).
+`
+	fromDirHelp = `--from-dir builds an ext4 disk of a directory tree here first (mke2fs -d,
+e2fsprogs; as root, to read every file of a root filesystem): the tree's
+size plus a quarter (at least 128 MiB), rounded up to 64 MiB, unless --size
+(e.g. 2G, 1500M); into --out, else a temporary file removed after the
+upload.
+`
+)
+
+func imageList() *command {
+	return &command{
+		name: "list", api: true,
+		summary: "List images",
+		example: "dls image list",
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
 				return err
 			}
-			defer up.f.Close()
-		}
-		in := map[string]any{"name": name, "storage": *storage}
-		if *hostSource != "" {
-			in["source"] = *hostSource
-		}
-		if *kernel != "" {
-			in["boot"] = bootProfile{Kernel: *kernel, Initrd: *initrd, Cmdline: *cmdline, Confirm: *confirm}
-		}
-		b, err := conn.call(ctx, "POST", "/images", in)
-		if err != nil || up == nil {
-			return c.showImage(f, b, err)
-		}
-		vb, err := conn.call(ctx, "POST", path+"/versions", *up)
-		if err != nil {
-			// The image exists only once it has a version, as with
-			// --host-source, where the host removes it itself.
-			if _, derr := conn.call(context.WithoutCancel(ctx), "DELETE", path, nil); derr != nil {
-				return fmt.Errorf("upload %s: %w (and image %s stays, without a version: %v; remove it with dls image delete %s)", *source, err, name, derr, name)
+			b, err := conn.call(ctx, "GET", "/images", nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
 			}
-			return fmt.Errorf("upload %s: %w (image %s was not added)", *source, err, name)
-		}
-		if b, err = withVersion(b, vb); err != nil {
-			return err
-		}
-		return c.showImage(f, b, nil)
-	case "delete":
-		p := path
-		if *purge {
-			p += "?purge=true"
-		}
-		if _, err := conn.call(ctx, "DELETE", p, nil); err != nil {
-			return err
-		}
-		if !f.json() {
-			fmt.Fprintf(c.stdout, "image %s deleted\n", name)
-		}
-		return nil
-	case "versions":
-		b, err := conn.call(ctx, "GET", path+"/versions", nil)
-		if err != nil || f.json() {
-			return c.raw(b, err)
-		}
-		var vs []apiVersion
-		if err := json.Unmarshal(b, &vs); err != nil {
-			return fmt.Errorf("decode versions: %w", err)
-		}
-		return c.versionTable(vs)
-	case "snapshot", "promote", "import":
-		in := map[string]string{"action": verb}
-		if verb == "promote" {
-			in["client"] = *client
-		}
-		var body any = in
-		if verb == "import" {
-			in["source"] = *hostSource
-			src := *source
-			if *fromDir != "" {
-				built, cleanup, err := c.buildDisk(ctx, name, *fromDir, *out, diskSize)
+			var ims []apiImage
+			if err := json.Unmarshal(b, &ims); err != nil {
+				return fmt.Errorf("decode images: %w", err)
+			}
+			rows := make([][]string, len(ims))
+			for i, im := range ims {
+				boot := "sanboot"
+				if im.Boot != nil {
+					boot = im.Boot.Kernel
+				}
+				rows[i] = []string{im.Name, im.Storage, im.Origin, boot, im.Source}
+			}
+			return c.table("NAME\tSTORAGE\tORIGIN\tBOOT\tSOURCE", rows)
+		},
+	}
+}
+
+func imageGet() *command {
+	return &command{
+		name: "get", args: "NAME", nargs: 1, what: "image name", api: true,
+		summary: "Show an image",
+		example: "dls image get win11",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", imagePath(args[0]), nil)
+			return c.showImage(b, err)
+		},
+	}
+}
+
+func imageAdd() *command {
+	var (
+		storage, source, hostSource string
+		boot                        bootProfile
+	)
+	return &command{
+		name: "add", args: "NAME --storage STORAGE [--source FILE | --host-source PATH]", nargs: 1, what: "image name", api: true,
+		summary: "Add an image, and import its first version",
+		help: `With --source or --host-source, add imports version 1 before answering
+(this can take a while); if the import fails, the image is removed again.
+` + sourceHelp + `
+Without --kernel, clients sanboot their volume; --kernel, --initrd,
+--cmdline and --confirm make a boot profile instead.
+`,
+		example: "dls image add win11 --storage tank --source ~/win11.raw",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&storage, "storage", "", "`INSTANCE` storage plugin instance that holds the image")
+			fs.StringVar(&source, "source", "", "raw disk `FILE` here, streamed to the host, to import as version 1")
+			fs.StringVar(&hostSource, "host-source", "", "`PATH` raw disk file on the host (under its images.import_dirs) to import as version 1")
+			fs.StringVar(&boot.Kernel, "kernel", "", "boot profile: kernel `URL` or path (default: sanboot the volume)")
+			fs.StringVar(&boot.Initrd, "initrd", "", "boot profile: initrd `URL` or path")
+			fs.StringVar(&boot.Cmdline, "cmdline", "", "`ARGS` boot profile: kernel command line")
+			fs.BoolVar(&boot.Confirm, "confirm", false, "boot profile: the OS confirms its boot (sessions end at booted)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			switch {
+			case storage == "":
+				return usagef("add needs --storage")
+			case source != "" && hostSource != "":
+				return usagef("--source and --host-source exclude each other")
+			case boot.Kernel == "" && (boot.Initrd != "" || boot.Cmdline != "" || boot.Confirm):
+				return usagef("--initrd, --cmdline and --confirm go with --kernel")
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			name, path := args[0], imagePath(args[0])
+			var up *upload
+			if source != "" {
+				// Opened first: a file that cannot be read creates nothing.
+				if up, err = openUpload(source); err != nil {
+					return err
+				}
+				defer up.f.Close()
+			}
+			in := map[string]any{"name": name, "storage": storage}
+			if hostSource != "" {
+				in["source"] = hostSource
+			}
+			if boot.Kernel != "" {
+				in["boot"] = boot
+			}
+			b, err := conn.call(ctx, "POST", "/images", in)
+			if err != nil || up == nil {
+				return c.showImage(b, err)
+			}
+			vb, err := conn.call(ctx, "POST", path+"/versions", *up)
+			if err != nil {
+				// The image exists only once it has a version, as with
+				// --host-source, where the host removes it itself.
+				if _, derr := conn.call(context.WithoutCancel(ctx), "DELETE", path, nil); derr != nil {
+					return fmt.Errorf("upload %s: %w (and image %s stays, without a version: %v; remove it with dls image delete %s)", source, err, name, derr, name)
+				}
+				return fmt.Errorf("upload %s: %w (image %s was not added)", source, err, name)
+			}
+			if b, err = withVersion(b, vb); err != nil {
+				return err
+			}
+			return c.showImage(b, nil)
+		},
+	}
+}
+
+func imageDelete() *command {
+	var purge bool
+	return &command{
+		name: "delete", args: "NAME", nargs: 1, what: "image name", api: true,
+		summary: "Delete an image",
+		example: "dls image delete win10 --purge",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&purge, "purge", false, "also delete the image and its versions from its storage")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			p := imagePath(args[0])
+			if purge {
+				p += "?purge=true"
+			}
+			if _, err := conn.call(ctx, "DELETE", p, nil); err != nil {
+				return err
+			}
+			if !c.api.json() {
+				fmt.Fprintf(c.stdout, "image %s deleted\n", args[0])
+			}
+			return nil
+		},
+	}
+}
+
+func imageVersions() *command {
+	return &command{
+		name: "versions", args: "NAME", nargs: 1, what: "image name", api: true,
+		summary: "List an image's versions",
+		example: "dls image versions win11",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", imagePath(args[0])+"/versions", nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var vs []apiVersion
+			if err := json.Unmarshal(b, &vs); err != nil {
+				return fmt.Errorf("decode versions: %w", err)
+			}
+			return c.versionTable(vs)
+		},
+	}
+}
+
+func imageSnapshot() *command {
+	return &command{
+		name: "snapshot", args: "NAME", nargs: 1, what: "image name", api: true,
+		summary: "New version: a snapshot of the current content",
+		example: "dls image snapshot win11",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			return c.newVersion(ctx, conn, args[0], map[string]string{"action": "snapshot"})
+		},
+	}
+}
+
+func imagePromote() *command {
+	var client string
+	return &command{
+		name: "promote", args: "NAME --client CLIENT", nargs: 1, what: "image name", api: true,
+		summary: "New version: the client's volume",
+		example: "dls image promote win11 --client pc-01",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&client, "client", "", "`CLIENT` client whose volume becomes the new version")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			if client == "" {
+				return usagef("promote needs --client")
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			return c.newVersion(ctx, conn, args[0], map[string]string{"action": "promote", "client": client})
+		},
+	}
+}
+
+func imageImport() *command {
+	var source, hostSource, fromDir, out, imgSize string
+	return &command{
+		name: "import", args: "NAME --source FILE | --host-source PATH | --from-dir ROOTFS", nargs: 1, what: "image name", api: true,
+		summary: "New version: a raw disk file, or a disk made from a directory tree",
+		help:    sourceHelp + "\n" + fromDirHelp,
+		example: "dls image import win11 --source ~/win11-v4.raw",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&source, "source", "", "raw disk `FILE` here, streamed to the host")
+			fs.StringVar(&hostSource, "host-source", "", "`PATH` raw disk file on the host, under its images.import_dirs")
+			fs.StringVar(&fromDir, "from-dir", "", "`ROOTFS` directory tree to make an ext4 disk of and import")
+			fs.StringVar(&out, "out", "", "`FILE` with --from-dir: where the disk is written and kept (default: a temporary file)")
+			fs.StringVar(&imgSize, "size", "", "`SIZE` with --from-dir: disk size, bytes or with K, M, G, T (default: from the tree's size)")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			switch {
+			case count(source != "", hostSource != "", fromDir != "") != 1:
+				return usagef("import needs one of --source, --host-source or --from-dir")
+			case fromDir == "" && (out != "" || imgSize != ""):
+				return usagef("--out and --size go with --from-dir")
+			}
+			var diskSize int64
+			if imgSize != "" {
+				var err error
+				if diskSize, err = parseSize(imgSize); err != nil {
+					return usagef("--size: %v", err)
+				}
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			var body any = map[string]string{"action": "import", "source": hostSource}
+			src := source
+			if fromDir != "" {
+				built, cleanup, err := c.buildDisk(ctx, name, fromDir, out, diskSize)
 				if err != nil {
 					return err
 				}
@@ -256,33 +335,72 @@ func (c *cli) image(ctx context.Context, args []string) error {
 				defer up.f.Close()
 				body = *up
 			}
-		}
-		b, err := conn.call(ctx, "POST", path+"/versions", body)
-		if err != nil || f.json() {
-			return c.raw(b, err)
-		}
-		var v apiVersion
-		if err := json.Unmarshal(b, &v); err != nil {
-			return fmt.Errorf("decode version: %w", err)
-		}
-		return c.versionTable([]apiVersion{v})
-	case "current":
-		b, err := conn.call(ctx, "PUT", path+"/versions/current", map[string]uint64{"version": n})
-		if err != nil || f.json() {
-			return c.raw(b, err)
-		}
-		fmt.Fprintf(c.stdout, "image %s: version %d is current\n", name, n)
-		return nil
-	case "delete-version":
-		if _, err := conn.call(ctx, "DELETE", path+"/versions/"+strconv.FormatUint(n, 10), nil); err != nil {
-			return err
-		}
-		if !f.json() {
-			fmt.Fprintf(c.stdout, "image %s: version %d deleted\n", name, n)
-		}
-		return nil
+			return c.newVersion(ctx, conn, name, body)
+		},
 	}
-	return nil
+}
+
+// newVersion asks for a new version of image name (snapshot, promote,
+// import) and prints it.
+func (c *cli) newVersion(ctx context.Context, conn *apiConn, name string, body any) error {
+	b, err := conn.call(ctx, "POST", imagePath(name)+"/versions", body)
+	if err != nil || c.api.json() {
+		return c.raw(b, err)
+	}
+	var v apiVersion
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("decode version: %w", err)
+	}
+	return c.versionTable([]apiVersion{v})
+}
+
+func imageCurrent() *command {
+	return &command{
+		name: "current", args: "NAME VERSION", nargs: 2, what: "image name and version", api: true,
+		summary: "Make VERSION the one new volumes clone",
+		example: "dls image current win11 3",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			n, err := parseUint(args[1], "version")
+			if err != nil {
+				return err
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "PUT", imagePath(args[0])+"/versions/current", map[string]uint64{"version": n})
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			fmt.Fprintf(c.stdout, "image %s: version %d is current\n", args[0], n)
+			return nil
+		},
+	}
+}
+
+func imageDeleteVersion() *command {
+	return &command{
+		name: "delete-version", args: "NAME VERSION", nargs: 2, what: "image name and version", api: true,
+		summary: "Delete a version that is not the current one",
+		example: "dls image delete-version win11 2",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			n, err := parseUint(args[1], "version")
+			if err != nil {
+				return err
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			if _, err := conn.call(ctx, "DELETE", imagePath(args[0])+"/versions/"+strconv.FormatUint(n, 10), nil); err != nil {
+				return err
+			}
+			if !c.api.json() {
+				fmt.Fprintf(c.stdout, "image %s: version %d deleted\n", args[0], n)
+			}
+			return nil
+		},
+	}
 }
 
 // raw prints an answer as JSON, or returns the call's error.
@@ -307,8 +425,8 @@ func (c *cli) versionTable(vs []apiVersion) error {
 }
 
 // showImage prints the image a call answered.
-func (c *cli) showImage(f *commonFlags, b []byte, err error) error {
-	if err != nil || f.json() {
+func (c *cli) showImage(b []byte, err error) error {
+	if err != nil || c.api.json() {
 		return c.raw(b, err)
 	}
 	var im apiImage

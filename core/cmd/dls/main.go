@@ -3,26 +3,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
-
-const usage = `dls — diskless-boot server
-
-Usage:
-  dls serve    --config FILE   run the host (foreground, logs to stderr)
-  dls validate --config FILE   check FILE and every plugin's config block
-  dls plugins  --config FILE   list plugins: kind, type, version, config schema
-  dls user add NAME --password-stdin --role admin|operator|viewer --config FILE
-  dls user passwd|delete|list ...   (runs the auth plugin; no host needed)
-  dls version
-
-` + apiUsage
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -32,61 +19,47 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmd, rest := args[0], args[1:]
-	if cmd == "user" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		return user(ctx, rest, os.Stdin, stdout, stderr)
-	}
-	if isAPICommand(cmd) {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		return apiCommand(ctx, cmd, rest, os.Stdin, stdout, stderr)
-	}
-	fs := flag.NewFlagSet("dls "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "dls.hcl", "config file")
-	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	logJSON := fs.Bool("log-json", false, "log JSON lines")
-	switch cmd {
-	case "serve", "validate", "plugins":
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "dls", version)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "dls: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	if err := fs.Parse(rest); err != nil {
-		return 2
-	}
-	logger := newLogger(stderr, *logLevel, *logJSON)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	switch cmd {
-	case "serve":
-		err = serve(ctx, *cfgPath, logger)
-	case "validate":
-		err = validate(ctx, *cfgPath, stdout, stderr, logger)
-	case "plugins":
-		err = plugins(ctx, *cfgPath, stdout, logger)
+	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now}
+	return c.dispatch(ctx, commands(), "dls", args)
+}
+
+// commands is the command tree: each group in its own file.
+func commands() *command {
+	return &command{
+		name:    "dls",
+		summary: "dls — diskless-boot server",
+		help:    rootHelp,
+		sub: []*command{
+			serveCommand(), validateCommand(), pluginsCommand(), userCommand(),
+			loginCommand(), logoutCommand(),
+			clientCommand(), wakeCommand(), imageCommand(), sessionCommand(),
+			backupCommand(), restoreCommand(),
+			versionCommand(),
+		},
 	}
-	if err != nil {
-		var ve validationErrors
-		if errors.As(err, &ve) {
-			fmt.Fprintln(stderr, ve.Error())
-		} else {
-			fmt.Fprintln(stderr, "dls:", err)
-		}
-		return 1
+}
+
+const rootHelp = `serve, validate, plugins and user run on the host, with its config file
+(--config FILE, default dls.hcl); user needs no running host.
+
+The others are clients of a running host's /api/v1. Each takes
+--server URL (default: $DLS_SERVER, else the server logged in to, else
+` + defaultServer + `), --tls-ca FILE, --insecure and -o table|json.
+Credentials live in $XDG_CONFIG_HOME/dls/credentials.json (else
+~/.config/dls/credentials.json), mode 0600.
+`
+
+func versionCommand() *command {
+	return &command{
+		name:    "version",
+		aliases: []string{"--version", "-v"},
+		summary: "Print the version",
+		example: "dls version",
+		run: func(_ context.Context, c *cli, _ []string) error {
+			fmt.Fprintln(c.stdout, "dls", version)
+			return nil
+		},
 	}
-	return 0
 }

@@ -3,21 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
 	"time"
 )
-
-const sessionUsage = `Usage:
-  dls session list [--client NAME] [--state active|done|failed] [--limit N]
-  dls session get ID
-
-A boot session is one boot of one machine, from its first DHCP packet to
-the last stage it is expected to reach. list shows the newest first.
-Common flags: --server URL, --tls-ca FILE, --insecure, -o table|json.
-`
 
 // apiSession is a boot session as the API shows it.
 type apiSession struct {
@@ -71,84 +63,97 @@ func (s apiSession) duration(now time.Time) string {
 	return end.Sub(s.Started).Round(time.Second).String()
 }
 
-func (c *cli) session(ctx context.Context, args []string) error {
-	verb, args, err := c.verb(args)
-	if err != nil {
-		return err
+func sessionCommand() *command {
+	return &command{
+		name:    "session",
+		summary: "Show boot sessions",
+		help: `A boot session is one boot of one machine, from its first DHCP packet to
+the last stage it is expected to reach.
+`,
+		sub: []*command{sessionList(), sessionGet()},
 	}
-	fs, f := c.flags(sessionUsage)
+}
+
+func sessionList() *command {
 	var (
-		client, state *string
-		limit         *int
+		client, state string
+		limit         int
 	)
-	want, what := 1, "session ID"
-	switch verb {
-	case "list":
-		want = 0
-		client = fs.String("client", "", "only this client's sessions")
-		state = fs.String("state", "", "only sessions in this state: active, done or failed")
-		limit = fs.Int("limit", 0, "at most this many sessions (default: the server's, 100)")
-	case "get":
-	default:
-		return usagef("unknown command %q", verb)
+	return &command{
+		name: "list", api: true,
+		summary: "List boot sessions, the newest first",
+		example: "dls session list --state failed",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&client, "client", "", "`CLIENT` only this client's sessions")
+			fs.StringVar(&state, "state", "", "`STATE` only sessions in this state: active, done or failed")
+			fs.IntVar(&limit, "limit", 0, "at most `N` sessions (default: the server's, 100)")
+		},
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if client != "" {
+				q.Set("client", client)
+			}
+			if state != "" {
+				q.Set("state", state)
+			}
+			if limit != 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			path := "/sessions"
+			if len(q) > 0 {
+				path += "?" + q.Encode()
+			}
+			b, err := conn.call(ctx, "GET", path, nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var ss []apiSession
+			if err := json.Unmarshal(b, &ss); err != nil {
+				return fmt.Errorf("decode sessions: %w", err)
+			}
+			now := c.now()
+			rows := make([][]string, len(ss))
+			for i, s := range ss {
+				st := s.State
+				if s.FailedStage != "" {
+					st += " (" + s.FailedStage + ")"
+				}
+				rows[i] = []string{strconv.FormatInt(s.ID, 10), s.Client, s.MAC, s.Address, st, s.lastStage() + "/" + s.Expect, when(s.Started), s.duration(now)}
+			}
+			return c.table("ID\tCLIENT\tMAC\tADDRESS\tSTATE\tSTAGE/EXPECT\tSTARTED\tDURATION", rows)
+		},
 	}
-	pos, err := c.parse(fs, f, args, want, want, what)
-	if err != nil {
-		return err
+}
+
+func sessionGet() *command {
+	return &command{
+		name: "get", args: "ID", nargs: 1, what: "session ID", api: true,
+		summary: "Show a boot session and the stages it reached",
+		example: "dls session get 42",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			id, err := parseUint(args[0], "session ID")
+			if err != nil {
+				return err
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", "/sessions/"+strconv.FormatUint(id, 10), nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var s apiSession
+			if err := json.Unmarshal(b, &s); err != nil {
+				return fmt.Errorf("decode session: %w", err)
+			}
+			return c.showSession(s)
+		},
 	}
-	var id uint64
-	if verb == "get" {
-		if id, err = parseUint(pos[0], "session ID"); err != nil {
-			return err
-		}
-	}
-	conn, err := c.connect(f, true)
-	if err != nil {
-		return err
-	}
-	if verb == "get" {
-		b, err := conn.call(ctx, "GET", "/sessions/"+strconv.FormatUint(id, 10), nil)
-		if err != nil || f.json() {
-			return c.raw(b, err)
-		}
-		var s apiSession
-		if err := json.Unmarshal(b, &s); err != nil {
-			return fmt.Errorf("decode session: %w", err)
-		}
-		return c.showSession(s)
-	}
-	q := url.Values{}
-	if *client != "" {
-		q.Set("client", *client)
-	}
-	if *state != "" {
-		q.Set("state", *state)
-	}
-	if *limit != 0 {
-		q.Set("limit", strconv.Itoa(*limit))
-	}
-	path := "/sessions"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	b, err := conn.call(ctx, "GET", path, nil)
-	if err != nil || f.json() {
-		return c.raw(b, err)
-	}
-	var ss []apiSession
-	if err := json.Unmarshal(b, &ss); err != nil {
-		return fmt.Errorf("decode sessions: %w", err)
-	}
-	now := c.now()
-	rows := make([][]string, len(ss))
-	for i, s := range ss {
-		st := s.State
-		if s.FailedStage != "" {
-			st += " (" + s.FailedStage + ")"
-		}
-		rows[i] = []string{strconv.FormatInt(s.ID, 10), s.Client, s.MAC, s.Address, st, s.lastStage() + "/" + s.Expect, when(s.Started), s.duration(now)}
-	}
-	return c.table("ID\tCLIENT\tMAC\tADDRESS\tSTATE\tSTAGE/EXPECT\tSTARTED\tDURATION", rows)
 }
 
 func (c *cli) showSession(s apiSession) error {

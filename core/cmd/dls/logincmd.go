@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,31 +14,48 @@ import (
 	"strings"
 )
 
-const loginUsage = `Usage:
-  dls login [--server URL] [--user NAME] [--password-stdin] [--tls-ca FILE] [--insecure]
-
-Logs in to the host's admin API and keeps the tokens in
-$XDG_CONFIG_HOME/dls/credentials.json (else ~/.config/dls/credentials.json),
-mode 0600; the other commands refresh them when they expire. The server is
---server, else $DLS_SERVER, else ` + defaultServer + `; the user --user, else
-$DLS_USER, else asked. The password is asked on the terminal (not echoed),
-or read from the first line of standard input with --password-stdin.
---tls-ca and --insecure are kept for the later commands.
+const loginHelp = `Keeps the tokens in $XDG_CONFIG_HOME/dls/credentials.json (else
+~/.config/dls/credentials.json), mode 0600; the other commands refresh them
+when they expire. The server is --server, else $DLS_SERVER, else
+` + defaultServer + `; the user --user, else $DLS_USER, else asked. The
+password is asked on the terminal (not echoed), or read from the first line
+of standard input with --password-stdin. --tls-ca and --insecure are kept
+for the later commands.
 `
 
-const logoutUsage = `Usage:
-  dls logout
-
-Revokes the tokens on the server and removes the credentials file.
-`
-
-func (c *cli) login(ctx context.Context, args []string) error {
-	fs, f := c.flags(loginUsage)
-	userName := fs.String("user", "", "user name (default $DLS_USER, else asked)")
-	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	if _, err := c.parse(fs, f, args, 0, 0, ""); err != nil {
-		return err
+func loginCommand() *command {
+	var (
+		userName string
+		pwStdin  bool
+	)
+	return &command{
+		name: "login", args: "[--server URL] [--user NAME] [--password-stdin]", api: true,
+		summary: "Log in to the host's admin API",
+		help:    loginHelp,
+		example: "echo 'a long passphrase' | dls login --user admin --password-stdin",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&userName, "user", "", "`NAME` user name (default $DLS_USER, else asked)")
+			fs.BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of standard input")
+		},
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			return c.login(ctx, userName, pwStdin)
+		},
 	}
+}
+
+func logoutCommand() *command {
+	return &command{
+		name: "logout", api: true,
+		summary: "Revoke the tokens on the server and remove the credentials file",
+		example: "dls logout",
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			return c.logout(ctx)
+		},
+	}
+}
+
+func (c *cli) login(ctx context.Context, userName string, pwStdin bool) error {
+	f := &c.api
 	if f.server == "" {
 		// Log in where asked, not where the last login went.
 		f.server = c.getenv("DLS_SERVER")
@@ -45,17 +63,17 @@ func (c *cli) login(ctx context.Context, args []string) error {
 	if f.server == "" {
 		f.server = defaultServer
 	}
-	conn, err := c.connect(f, false)
+	conn, err := c.connect(false)
 	if err != nil {
 		return err
 	}
-	name := *userName
+	name := userName
 	if name == "" {
 		name = c.getenv("DLS_USER")
 	}
 	tty, isTTY := terminal(c.stdin)
 	if name == "" {
-		if *pwStdin || !isTTY {
+		if pwStdin || !isTTY {
 			return usagef("give the user name with --user NAME (or $DLS_USER)")
 		}
 		fmt.Fprint(c.stderr, "User: ")
@@ -68,7 +86,7 @@ func (c *cli) login(ctx context.Context, args []string) error {
 	}
 	var password string
 	switch {
-	case *pwStdin:
+	case pwStdin:
 		if password, err = readLine(c.stdin); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read password: %w", err)
 		}
@@ -145,12 +163,8 @@ func readLine(r io.Reader) (string, error) {
 	return strings.TrimRight(string(line), "\r"), nil
 }
 
-func (c *cli) logout(ctx context.Context, args []string) error {
-	fs, f := c.flags(logoutUsage)
-	if _, err := c.parse(fs, f, args, 0, 0, ""); err != nil {
-		return err
-	}
-	conn, err := c.connect(f, true)
+func (c *cli) logout(ctx context.Context) error {
+	conn, err := c.connect(true)
 	if err != nil {
 		return err
 	}

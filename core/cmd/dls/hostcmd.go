@@ -1,8 +1,13 @@
 package main
 
+// The commands that run on the host with its config file: serve, validate,
+// plugins.
+
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +23,78 @@ import (
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/hashicorp/go-hclog"
 )
+
+// hostFlags are the flags of serve, validate and plugins.
+type hostFlags struct {
+	config   string
+	logLevel string
+	logJSON  bool
+}
+
+func (h *hostFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&h.config, "config", "dls.hcl", "`FILE` config file")
+	fs.StringVar(&h.logLevel, "log-level", "info", "`LEVEL` log level: trace, debug, info, warn, error")
+	fs.BoolVar(&h.logJSON, "log-json", false, "log JSON lines")
+}
+
+func (h *hostFlags) logger(w io.Writer) hclog.Logger {
+	return newLogger(w, h.logLevel, h.logJSON)
+}
+
+// hostCommand is serve, validate or plugins: do with the parsed flags.
+func hostCommand(name, summary, help, example string, do func(ctx context.Context, c *cli, h *hostFlags) error) *command {
+	var h hostFlags
+	return &command{
+		name: name, args: "--config FILE", summary: summary, help: help, example: example,
+		flags: h.register,
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			return hostExit(c, do(ctx, c, &h))
+		},
+	}
+}
+
+// hostExit prints a host command's error as these commands always have:
+// a config's problems as bare file:line:col lines, anything else after
+// "dls:".
+func hostExit(c *cli, err error) error {
+	var ve validationErrors
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ve):
+		fmt.Fprintln(c.stderr, ve.Error())
+	default:
+		fmt.Fprintln(c.stderr, "dls:", err)
+	}
+	return exitCode(1)
+}
+
+func serveCommand() *command {
+	return hostCommand("serve", "Run the host (foreground, logs to stderr)",
+		"SIGHUP reloads the config; SIGINT and SIGTERM stop the host and its plugins.\n",
+		"dls serve --config /etc/dls/dls.hcl",
+		func(ctx context.Context, c *cli, h *hostFlags) error {
+			return serve(ctx, h.config, h.logger(c.stderr))
+		})
+}
+
+func validateCommand() *command {
+	return hostCommand("validate", "Check the config file and every plugin's config block",
+		"Prints the config's warnings to standard error (they do not fail it) and\n\"FILE: ok\" when it and every plugin's config block load; each problem\nas file:line:col.\n",
+		"dls validate --config dls.hcl",
+		func(ctx context.Context, c *cli, h *hostFlags) error {
+			return validate(ctx, h.config, c.stdout, c.stderr, h.logger(c.stderr))
+		})
+}
+
+func pluginsCommand() *command {
+	return hostCommand("plugins", "List plugins: kind, type, version, config schema",
+		"Launches each plugin of the config just long enough to ask it.\n",
+		"dls plugins --config dls.hcl",
+		func(ctx context.Context, c *cli, h *hostFlags) error {
+			return plugins(ctx, h.config, c.stdout, h.logger(c.stderr))
+		})
+}
 
 func newLogger(w io.Writer, level string, json bool) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
