@@ -1,10 +1,9 @@
 package main
 
-// The API client commands: login, logout, client, wake, image, session,
-// backup, restore. Each is a thin client of a running host's /api/v1: it
-// sends one or two requests and prints the answer as an aligned table, or
-// as the API's JSON with -o json. API errors print the API's message and
-// exit 1; usage errors exit 2.
+// What the API client commands (login, logout, client, wake, image,
+// session, backup, restore) share. Each is a thin client of a running
+// host's /api/v1: it sends one or two requests and prints the answer as an
+// aligned table, or as the API's JSON with -o json.
 
 import (
 	"flag"
@@ -79,6 +78,15 @@ func (c *cli) printJSON(b []byte) {
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		fmt.Fprintln(c.stdout)
 	}
+}
+
+// raw prints an answer as JSON, or returns the call's error.
+func (c *cli) raw(b []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	c.printJSON(b)
+	return nil
 }
 
 // table writes rows under header, tab-separated cells aligned; empty

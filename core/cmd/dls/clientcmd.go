@@ -230,7 +230,7 @@ booted machine keeps the old one until it boots again.
 			if err != nil {
 				return err
 			}
-			return c.clientCHAP(ctx, conn, args[0], rotate)
+			return c.chap(ctx, conn, args[0], rotate)
 		},
 	}
 }
@@ -314,9 +314,9 @@ func wakeCommand() *command {
 	return w
 }
 
-// clientCHAP rotates the client's CHAP secret, or sets it from the first
+// chap rotates the client's CHAP secret, or sets it from the first
 // line of standard input. Nothing secret is printed.
-func (c *cli) clientCHAP(ctx context.Context, conn *apiConn, name string, rotate bool) error {
+func (c *cli) chap(ctx context.Context, conn *apiConn, name string, rotate bool) error {
 	body := map[string]any{"rotate": true}
 	if !rotate {
 		secret, err := readLine(c.stdin)

@@ -403,15 +403,6 @@ func imageDeleteVersion() *command {
 	}
 }
 
-// raw prints an answer as JSON, or returns the call's error.
-func (c *cli) raw(b []byte, err error) error {
-	if err != nil {
-		return err
-	}
-	c.printJSON(b)
-	return nil
-}
-
 func (c *cli) versionTable(vs []apiVersion) error {
 	rows := make([][]string, len(vs))
 	for i, v := range vs {
