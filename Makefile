@@ -2,10 +2,11 @@
 GO       ?= go
 BIN      := bin
 GOBIN    := $(shell $(GO) env GOPATH)/bin
-# First-party plugins (plugins/<kind>/<type>) and vendor examples, built to
-# bin/plugins/dls-<kind>-<type>. Folders that do not exist yet are skipped.
-PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs auth/local auth/ldap
-EXAMPLES := storage-file
+# Every plugins/<kind>/<type>/main.go is a plugin, built to
+# bin/plugins/dls-<kind>-<type>; every examples/<name>/main.go a vendor
+# example plugin, built to bin/plugins/dls-<name>.
+PLUGINS  := $(patsubst plugins/%/main.go,%,$(wildcard plugins/*/*/main.go))
+EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
 CONFIG   ?= dls.hcl
 
 .PHONY: help build test e2e demo run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
@@ -17,10 +18,8 @@ build: ## build bin/dls and every plugin into bin/plugins/
 	@mkdir -p $(BIN)/plugins
 	$(GO) build -o $(BIN)/dls ./core/cmd/dls
 	@set -e; for p in $(PLUGINS); do \
-	  if [ -d plugins/$$p ]; then \
-	    echo "$(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p"; \
-	    $(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p; \
-	  fi; \
+	  echo "$(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p"; \
+	  $(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p; \
 	done
 	@set -e; for e in $(EXAMPLES); do \
 	  echo "$(GO) build -o $(BIN)/plugins/dls-$$e ./examples/$$e"; \

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dls-project/dls/plugins/protocol/iscsi/initiator"
+	"github.com/dls-project/dls/internal/iscsi/initiator"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 

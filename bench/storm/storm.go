@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dls-project/dls/plugins/protocol/iscsi/initiator"
+	"github.com/dls-project/dls/internal/iscsi/initiator"
 )
 
 // makeMachines names n machines m0001… with locally administered MACs

@@ -1,8 +1,10 @@
-// Command dls-protocol-iscsi is DLS's iSCSI target: each client's volume
-// as LUN 0 of the target <iqn_prefix>:<client>, for that client's
-// initiators only, with CHAP when the client has secrets.
+// Command dls-protocol-iscsi is the "iscsi" protocol plugin, DLS's iSCSI
+// target; the code is package iscsid. See README.md.
 package main
 
-import "github.com/dls-project/dls/sdk"
+import (
+	"github.com/dls-project/dls/plugins/protocol/iscsi/iscsid"
+	"github.com/dls-project/dls/sdk"
+)
 
-func main() { sdk.Serve(New()) }
+func main() { sdk.Serve(iscsid.New()) }

@@ -1,4 +1,4 @@
-package main
+package dhcpd
 
 // Tests against real peers in network namespaces: the whole host (bin/dls
 // serve, the plugin as its supervised subprocess, the SQLite store) runs

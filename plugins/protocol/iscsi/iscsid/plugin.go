@@ -1,4 +1,15 @@
-package main
+// Package iscsid is the "iscsi" protocol plugin: each client's volume as
+// LUN 0 of the target <iqn_prefix>:<client>, for that client's initiators
+// only, with CHAP when the client has a secret. See ../README.md.
+//
+// The iSCSI protocol itself is in the sibling packages (target: portal,
+// login, sessions; scsi: the block device; pdu: framing). This package
+// is what ties them to DLS: the config block, the resolver that answers
+// the target's Authorize, Discover, Attach and Detach through the host's
+// services (the client lookup with its CHAP secret and bound addresses,
+// the volume descriptor opened with sdk/volume), and the target's hooks
+// turned into boot events and metrics.
+package iscsid
 
 import (
 	"context"

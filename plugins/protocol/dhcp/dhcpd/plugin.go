@@ -1,4 +1,16 @@
-package main
+// Package dhcpd is the "dhcp" protocol plugin: DLS's DHCP server, with
+// addresses from pools (full mode), PXE and iPXE boot answers beside the
+// site's DHCP server (proxy mode) or for known clients only (reservation
+// mode), and leases stored through the host before they are ACKed. See
+// ../README.md.
+//
+// A packet moves through: server.serve reads it from a listener
+// (socket.go), server.handle decodes it and asks the host for a decision,
+// cached per MAC (handler.go, cache.go); an address comes from the
+// in-memory lease table (leases.go), optionally probed with ICMP first
+// (probe.go); the boot answer is built in pxe.go; an ACK waits for its
+// lease to be committed through the host in a batch (commit.go).
+package dhcpd
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package main
+package dhcpd
 
 // Abuse as root in network namespaces (skipped without root, failed under
 // CI): the whole host, the plugin as its real subprocess.

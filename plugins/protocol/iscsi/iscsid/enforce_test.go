@@ -1,4 +1,4 @@
-package main
+package iscsid
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dls-project/dls/plugins/protocol/iscsi/initiator"
+	"github.com/dls-project/dls/internal/iscsi/initiator"
 	"github.com/dls-project/dls/plugins/protocol/iscsi/pdu"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/plugintest"

@@ -2,7 +2,8 @@
 // login with CHAP (one-way or mutual) and digests, and SCSI commands with
 // immediate, unsolicited and solicited (R2T) data, many in flight at once
 // on one session. DLS's tests use it against its target, and the
-// boot-storm tool uses it to play many diskless clients.
+// boot-storm tool uses it to play many diskless clients; no plugin or
+// host code does, hence internal/.
 package initiator
 
 import (
