@@ -124,3 +124,13 @@ func (r *imageRow) image() (store.Image, error) {
 	img.UpdatedAt = time.UnixMilli(r.updatedAt).UTC()
 	return img, nil
 }
+
+// clientWhere returns the name of a client matching where, or "".
+func (s *Store) clientWhere(ctx context.Context, q querier, where string, args ...any) (string, error) {
+	var name string
+	err := s.queryRow(ctx, q, `SELECT name FROM clients WHERE `+where+` LIMIT 1`, args, &name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return name, err
+}
