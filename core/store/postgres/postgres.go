@@ -11,8 +11,8 @@
 // Lease safety does not depend on the hosts talking to each other: the
 // address is the leases table's primary key and a lease is written by one
 // conditional upsert that PostgreSQL decides on the latest version of the
-// row while holding its lock (see leases.go), so two hosts can never ACK
-// one address to two MACs.
+// row while holding its lock (see sqlstore.UpsertLease), so two hosts can
+// never ACK one address to two MACs.
 package postgres
 
 import (
