@@ -137,37 +137,6 @@ type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
-// PluginStatus is one plugin instance as GET plugins shows it.
-type PluginStatus struct {
-	Name         string    `json:"name"`
-	Kind         string    `json:"kind"`
-	Type         string    `json:"type"`
-	Version      string    `json:"version,omitempty"`
-	Capabilities []string  `json:"capabilities,omitempty"`
-	State        string    `json:"state"`
-	Healthy      bool      `json:"healthy"`
-	Pid          int       `json:"pid,omitempty"`
-	Restarts     int       `json:"restarts"`
-	Error        string    `json:"error,omitempty"`
-	Since        time.Time `json:"since,omitzero"`
-}
-
-// SupervisorPlugins adapts a Statuses method (the daemon's) to
-// Deps.Plugins.
-func SupervisorPlugins(statuses func() []supervisor.Status) func() []PluginStatus {
-	return func() []PluginStatus {
-		sts := statuses()
-		out := make([]PluginStatus, len(sts))
-		for i, st := range sts {
-			out[i] = PluginStatus{
-				Name: st.Name, Kind: st.Kind, Type: st.Type, Version: st.Info.Version, Capabilities: st.Info.Capabilities,
-				State: string(st.State), Healthy: st.Healthy, Pid: st.Pid, Restarts: st.Restarts, Error: st.LastError, Since: st.Since,
-			}
-		}
-		return out
-	}
-}
-
 // Deps are what the API works on.
 type Deps struct {
 	// Store is the state store. Required.
@@ -178,7 +147,7 @@ type Deps struct {
 	// Storage finds an image's storage plugin. Required.
 	Storage Storage
 	// Plugins lists the plugin instances; nil lists none.
-	Plugins func() []PluginStatus
+	Plugins func() []supervisor.Status
 	// Waker sends Wake-on-LAN packets; nil answers 501 to wake requests.
 	Waker Waker
 	// Clock; nil is the system clock.
@@ -322,7 +291,7 @@ func New(deps Deps, opts Options) (*API, error) {
 	}
 	listsPlugins := deps.Plugins != nil
 	if !listsPlugins {
-		deps.Plugins = func() []PluginStatus { return nil }
+		deps.Plugins = func() []supervisor.Status { return nil }
 	}
 	roles, err := roleMap(opts.RoleGroups)
 	if err != nil {

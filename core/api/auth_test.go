@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dls-project/dls/core/supervisor"
 )
 
 func TestLoginGivesWorkingTokens(t *testing.T) {
@@ -424,7 +426,7 @@ func TestEndToEndOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ps []PluginStatus
+	var ps []supervisor.Status
 	decodeBody(t, res, http.StatusOK, &ps)
 	if len(ps) != 2 || ps[0].Name != "local" || ps[1].Name != "tank" {
 		t.Errorf("plugins = %+v", ps)

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/storage"
 )
 
@@ -470,7 +471,7 @@ func (a *API) restoreImages(ctx context.Context, images []store.Image, sum *rest
 			return fmt.Errorf("restore image %s: %w", im.Name, err)
 		}
 		sum.Images.Restored++
-		if a.listsPlugins && !slices.ContainsFunc(a.deps.Plugins(), func(p PluginStatus) bool { return p.Kind == "storage" && p.Name == im.Storage }) {
+		if a.listsPlugins && !slices.ContainsFunc(a.deps.Plugins(), func(p supervisor.Status) bool { return p.Kind == "storage" && p.Name == im.Storage }) {
 			sum.Warnings = append(sum.Warnings, fmt.Sprintf("image %s lives on storage %s, which this host does not run", im.Name, im.Storage))
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -90,8 +91,8 @@ func newEnv(t *testing.T, tweak ...func(*Deps, *Options)) *env {
 		Store:          e.st,
 		Authenticators: func() []NamedAuthenticator { return []NamedAuthenticator{{Name: "local", Authenticator: e.auth}} },
 		Storage:        e.stor,
-		Plugins: func() []PluginStatus {
-			return []PluginStatus{
+		Plugins: func() []supervisor.Status {
+			return []supervisor.Status{
 				{Name: "tank", Kind: "storage", Type: "zfs", State: "running", Healthy: true, Capabilities: []string{"promote"}},
 				{Name: "local", Kind: "auth", Type: "local", State: "running", Healthy: true, Capabilities: []string{"user_admin"}},
 			}

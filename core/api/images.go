@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/storage"
 )
 
@@ -67,7 +68,7 @@ func (a *API) checkImage(b imageBody) error {
 	if b.Storage == "" {
 		return fieldError("storage", "storage is required (the name of a storage plugin instance)")
 	}
-	if a.listsPlugins && !slices.ContainsFunc(a.deps.Plugins(), func(p PluginStatus) bool { return p.Kind == "storage" && p.Name == b.Storage }) {
+	if a.listsPlugins && !slices.ContainsFunc(a.deps.Plugins(), func(p supervisor.Status) bool { return p.Kind == "storage" && p.Name == b.Storage }) {
 		return fieldError("storage", "no storage plugin %q", b.Storage)
 	}
 	if len(b.Source) > 4096 {

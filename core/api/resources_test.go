@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/core/wol"
 	"github.com/dls-project/dls/sdk/storage"
 )
@@ -196,8 +197,8 @@ func TestImagesAndVersions(t *testing.T) {
 
 func TestPromoteNeedsCapability(t *testing.T) {
 	e := newEnv(t, func(d *Deps, _ *Options) {
-		d.Plugins = func() []PluginStatus {
-			return []PluginStatus{{Name: "tank", Kind: "storage", Capabilities: []string{"other"}}}
+		d.Plugins = func() []supervisor.Status {
+			return []supervisor.Status{{Name: "tank", Kind: "storage", Capabilities: []string{"other"}}}
 		}
 	})
 	tok := e.login("alice").AccessToken
@@ -245,7 +246,7 @@ func TestSessionsPluginsAudit(t *testing.T) {
 		t.Errorf("session %s", w.Body)
 	}
 
-	var ps []PluginStatus
+	var ps []supervisor.Status
 	e.want(e.do("GET", "/plugins", tok, nil), http.StatusOK, &ps)
 	if len(ps) != 2 || ps[1].Name != "tank" || !slices.Equal(ps[1].Capabilities, []string{"promote"}) {
 		t.Errorf("plugins %+v", ps)

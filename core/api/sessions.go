@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/supervisor"
 )
 
 // sessionJSON is a boot session as the API shows it (without its token
@@ -81,7 +82,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) error {
 
 // listPlugins: GET plugins, by name.
 func (a *API) listPlugins(w http.ResponseWriter, _ *http.Request) error {
-	ps := append([]PluginStatus{}, a.deps.Plugins()...)
+	ps := append([]supervisor.Status{}, a.deps.Plugins()...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
 	writeJSON(w, http.StatusOK, ps)
 	return nil

@@ -163,7 +163,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Store:          d.store,
 		Authenticators: d.authenticators,
 		Storage:        api.StorageResolver(d.StorageForImage),
-		Plugins:        api.SupervisorPlugins(d.Statuses),
+		Plugins:        d.Plugins,
 		Waker:          &wol.Sender{},
 	}, api.Options{
 		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
@@ -446,32 +446,21 @@ func (d *Daemon) authenticators() []api.NamedAuthenticator {
 	return out
 }
 
-// Plugins implements httpserver.Readiness.
-func (d *Daemon) Plugins() []httpserver.PluginReadiness {
+// Compile-time check that the daemon answers /readyz.
+var _ httpserver.Readiness = (*Daemon)(nil)
+
+// Plugins implements httpserver.Readiness and lists the plugins for the
+// admin API: every instance's supervisor status, by name. The statuses
+// are read outside d.mu: Status waits for the supervisor's own lock.
+func (d *Daemon) Plugins() []supervisor.Status {
 	d.mu.Lock()
 	ins := make([]*instance, 0, len(d.instances))
 	for _, in := range d.instances {
 		ins = append(ins, in)
 	}
 	d.mu.Unlock()
-	out := make([]httpserver.PluginReadiness, 0, len(ins))
+	out := make([]supervisor.Status, 0, len(ins))
 	for _, in := range ins {
-		st := in.sup.Status()
-		out = append(out, httpserver.PluginReadiness{
-			Name: st.Name, Kind: st.Kind, Type: st.Type, State: string(st.State), Healthy: st.Healthy, Error: st.LastError,
-			Pid: st.Pid, Restarts: st.Restarts,
-		})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// Statuses returns every instance's supervisor status.
-func (d *Daemon) Statuses() []supervisor.Status {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]supervisor.Status, 0, len(d.instances))
-	for _, in := range d.instances {
 		out = append(out, in.sup.Status())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -7,28 +7,19 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
 
-// PluginReadiness is one plugin's line in /readyz.
-type PluginReadiness struct {
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
-	Type     string `json:"type"`
-	State    string `json:"state"`
-	Healthy  bool   `json:"healthy"`
-	Pid      int    `json:"pid,omitempty"`
-	Restarts int    `json:"restarts"`
-	Error    string `json:"error,omitempty"`
-}
+	"github.com/dls-project/dls/core/supervisor"
+)
 
 // Readiness reports the state of everything /readyz depends on.
 type Readiness interface {
-	// Plugins returns every enabled plugin's readiness.
-	Plugins() []PluginReadiness
+	// Plugins returns the status of every enabled plugin.
+	Plugins() []supervisor.Status
 	// Store reports whether the state store answers.
 	Store(ctx context.Context) error
 }
@@ -50,21 +41,25 @@ func Handler(gatherer prometheus.Gatherer, ready Readiness, scrapeTimeout time.D
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		type answer struct {
-			Ready    bool              `json:"ready"`
-			Store    string            `json:"store"`
-			Plugins  []PluginReadiness `json:"plugins"`
-			NotReady []string          `json:"not_ready,omitempty"`
+			Ready    bool                `json:"ready"`
+			Store    string              `json:"store"`
+			Plugins  []supervisor.Status `json:"plugins"`
+			NotReady []string            `json:"not_ready,omitempty"`
 		}
-		a := answer{Ready: true, Store: "ok", Plugins: ready.Plugins()}
+		a := answer{Ready: true, Store: "ok", Plugins: slices.Clone(ready.Plugins())}
 		if err := ready.Store(ctx); err != nil {
 			a.Ready, a.Store = false, err.Error()
 			a.NotReady = append(a.NotReady, "store")
 		}
-		for _, p := range a.Plugins {
-			if p.State != "running" || !p.Healthy {
+		for i, p := range a.Plugins {
+			if p.State != supervisor.StateRunning || !p.Healthy {
 				a.Ready = false
 				a.NotReady = append(a.NotReady, p.Name)
 			}
+			// /readyz shows what readiness depends on; the version,
+			// capabilities and time of the last change are the admin
+			// API's (GET plugins). Zero, they are left out of the JSON.
+			a.Plugins[i].Version, a.Plugins[i].Capabilities, a.Plugins[i].Since = "", nil, time.Time{}
 		}
 		code := http.StatusOK
 		if !a.Ready {

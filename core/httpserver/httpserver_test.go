@@ -1,30 +1,33 @@
 package httpserver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dls-project/dls/core/httpserver"
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // readiness is a fake Readiness.
 type readiness struct {
-	plugins  []httpserver.PluginReadiness
+	plugins  []supervisor.Status
 	storeErr error
 	storeCtx chan context.Context
 	hang     bool // Store waits for its context to end
 }
 
-func (r *readiness) Plugins() []httpserver.PluginReadiness { return r.plugins }
+func (r *readiness) Plugins() []supervisor.Status { return r.plugins }
 
 func (r *readiness) Store(ctx context.Context) error {
 	if r.storeCtx != nil {
@@ -37,8 +40,8 @@ func (r *readiness) Store(ctx context.Context) error {
 	return r.storeErr
 }
 
-func healthy(name string) httpserver.PluginReadiness {
-	return httpserver.PluginReadiness{Name: name, Kind: "protocol", Type: "tftp", State: "running", Healthy: true, Pid: 42}
+func healthy(name string) supervisor.Status {
+	return supervisor.Status{Name: name, Kind: "protocol", Type: "tftp", State: "running", Healthy: true, Pid: 42}
 }
 
 func serve(t *testing.T, g prometheus.Gatherer, r httpserver.Readiness) *httptest.Server {
@@ -73,10 +76,10 @@ func do(t *testing.T, method, url string) (int, http.Header, string) {
 }
 
 type readyzAnswer struct {
-	Ready    bool                         `json:"ready"`
-	Store    string                       `json:"store"`
-	Plugins  []httpserver.PluginReadiness `json:"plugins"`
-	NotReady []string                     `json:"not_ready"`
+	Ready    bool                `json:"ready"`
+	Store    string              `json:"store"`
+	Plugins  []supervisor.Status `json:"plugins"`
+	NotReady []string            `json:"not_ready"`
 }
 
 func readyz(t *testing.T, url string) (int, readyzAnswer) {
@@ -94,7 +97,7 @@ func readyz(t *testing.T, url string) (int, readyzAnswer) {
 
 func TestHealthz(t *testing.T) {
 	// Liveness does not depend on plugins or the store.
-	srv := serve(t, nil, &readiness{storeErr: errors.New("down"), plugins: []httpserver.PluginReadiness{{Name: "x", State: "failed"}}})
+	srv := serve(t, nil, &readiness{storeErr: errors.New("down"), plugins: []supervisor.Status{{Name: "x", State: "failed"}}})
 	code, h, body := do(t, http.MethodGet, srv.URL+"/healthz")
 	if code != http.StatusOK {
 		t.Errorf("/healthz = %d, want 200", code)
@@ -105,18 +108,35 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestReadyzAllGood(t *testing.T) {
-	r := &readiness{plugins: []httpserver.PluginReadiness{healthy("tftp"), healthy("files")}, storeCtx: make(chan context.Context, 1)}
+	r := &readiness{plugins: []supervisor.Status{healthy("tftp"), healthy("files")}, storeCtx: make(chan context.Context, 1)}
 	srv := serve(t, nil, r)
 	code, a := readyz(t, srv.URL)
 	if code != http.StatusOK || !a.Ready || a.Store != "ok" || len(a.NotReady) != 0 {
 		t.Errorf("/readyz = %d %+v, want 200 ready", code, a)
 	}
-	if len(a.Plugins) != 2 || a.Plugins[0] != healthy("tftp") {
+	if len(a.Plugins) != 2 || !reflect.DeepEqual(a.Plugins[0], healthy("tftp")) {
 		t.Errorf("plugins %+v, want both lines as given", a.Plugins)
 	}
 	ctx := <-r.storeCtx
 	if _, ok := ctx.Deadline(); !ok {
 		t.Error("the store ping has no deadline")
+	}
+}
+
+// /readyz shows what readiness depends on: a status's version,
+// capabilities and time of the last change are the admin API's.
+func TestReadyzLine(t *testing.T) {
+	st := healthy("tftp")
+	st.Version, st.Capabilities, st.Since = "1.2.3", []string{"promote"}, time.Now()
+	srv := serve(t, nil, &readiness{plugins: []supervisor.Status{st}})
+	_, _, body := do(t, http.MethodGet, srv.URL+"/readyz")
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(body)); err != nil {
+		t.Fatalf("/readyz body %q: %v", body, err)
+	}
+	want := `"plugins":[{"name":"tftp","kind":"protocol","type":"tftp","state":"running","healthy":true,"pid":42,"restarts":0}]`
+	if !strings.Contains(compact.String(), want) {
+		t.Errorf("/readyz body %s, want %s", compact.String(), want)
 	}
 }
 
@@ -134,15 +154,15 @@ func TestReadyzNotReady(t *testing.T) {
 		notReady  []string
 		storeText string
 	}{
-		{"plugin starting", &readiness{plugins: []httpserver.PluginReadiness{healthy("tftp"), {Name: "dhcp", State: "starting"}}},
+		{"plugin starting", &readiness{plugins: []supervisor.Status{healthy("tftp"), {Name: "dhcp", State: "starting"}}},
 			[]string{"dhcp"}, "ok"},
-		{"plugin unhealthy", &readiness{plugins: []httpserver.PluginReadiness{{Name: "tftp", State: "running", Healthy: false}, healthy("files")}},
+		{"plugin unhealthy", &readiness{plugins: []supervisor.Status{{Name: "tftp", State: "running", Healthy: false}, healthy("files")}},
 			[]string{"tftp"}, "ok"},
-		{"plugin failed", &readiness{plugins: []httpserver.PluginReadiness{{Name: "files", State: "failed", Error: "binary not found"}}},
+		{"plugin failed", &readiness{plugins: []supervisor.Status{{Name: "files", State: "failed", LastError: "binary not found"}}},
 			[]string{"files"}, "ok"},
-		{"store down", &readiness{plugins: []httpserver.PluginReadiness{healthy("tftp")}, storeErr: errors.New("database is locked")},
+		{"store down", &readiness{plugins: []supervisor.Status{healthy("tftp")}, storeErr: errors.New("database is locked")},
 			[]string{"store"}, "database is locked"},
-		{"everything down", &readiness{plugins: []httpserver.PluginReadiness{{Name: "a", State: "backoff"}, {Name: "b", State: "stopped"}}, storeErr: errors.New("closed")},
+		{"everything down", &readiness{plugins: []supervisor.Status{{Name: "a", State: "backoff"}, {Name: "b", State: "stopped"}}, storeErr: errors.New("closed")},
 			[]string{"store", "a", "b"}, "closed"},
 	}
 	for _, tc := range cases {
@@ -167,7 +187,7 @@ func TestReadyzNotReady(t *testing.T) {
 
 // A store that does not answer makes /readyz answer 503, not hang.
 func TestReadyzStoreHangs(t *testing.T) {
-	srv := serve(t, nil, &readiness{plugins: []httpserver.PluginReadiness{healthy("tftp")}, hang: true})
+	srv := serve(t, nil, &readiness{plugins: []supervisor.Status{healthy("tftp")}, hang: true})
 	code, a := readyz(t, srv.URL)
 	if code != http.StatusServiceUnavailable || !slices.Equal(a.NotReady, []string{"store"}) ||
 		!strings.Contains(a.Store, context.DeadlineExceeded.Error()) {

@@ -152,18 +152,23 @@ const (
 	StateStopped  State = "stopped"
 )
 
-// Status is a snapshot of an instance.
+// Status is a snapshot of an instance: what the admin API's GET plugins
+// lists (in this JSON form) and what /readyz decides on.
 type Status struct {
-	Name      string
-	Kind      string
-	Type      string
-	State     State
-	Healthy   bool
-	Pid       int
-	Restarts  int
-	LastError string
-	Since     time.Time
-	Info      base.Info
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	Type string `json:"type"`
+	// Version and Capabilities are what the running process reported
+	// (base.Info); empty while none runs.
+	Version      string   `json:"version,omitempty"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	State        State    `json:"state"`
+	Healthy      bool     `json:"healthy"`
+	Pid          int      `json:"pid,omitempty"`
+	Restarts     int      `json:"restarts"`
+	LastError    string   `json:"error,omitempty"`
+	// Since is when the instance entered State.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Metrics are the supervisor's host series, shared by every instance.
@@ -236,7 +241,7 @@ func (s *Supervisor) Status() Status {
 		Healthy: s.healthy, Restarts: s.restarts, Since: s.since,
 	}
 	if s.proc != nil {
-		st.Pid, st.Info = s.proc.Pid, s.proc.Info
+		st.Pid, st.Version, st.Capabilities = s.proc.Pid, s.proc.Info.Version, s.proc.Info.Capabilities
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()

@@ -322,8 +322,8 @@ func TestSupervisorRunRestartStop(t *testing.T) {
 	if first.Pid <= 0 || !alive(first.Pid) || !first.Healthy || first.Restarts != 0 {
 		t.Fatalf("running status %+v; process alive: %v", first, first.Pid > 0 && alive(first.Pid))
 	}
-	if first.Info.Kind != "protocol" || first.Info.Type != "test" || first.Info.Version != "1.2.3" {
-		t.Errorf("Info = %+v", first.Info)
+	if first.Kind != "protocol" || first.Type != "test" || first.Version != "1.2.3" {
+		t.Errorf("status %+v, want kind protocol, type test, the process's version 1.2.3", first)
 	}
 	if p := s.Process(); p == nil || p.Pid != first.Pid {
 		t.Errorf("Process() = %+v, want the running process %d", p, first.Pid)

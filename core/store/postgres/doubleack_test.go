@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlstore"
 )
 
 // TestNoDoubleACK is the acceptance test for lease safety between hosts:
@@ -152,7 +153,7 @@ func TestUpsertDecidesOnLatestVersion(t *testing.T) {
 			if err := txA.QueryRow(t.Context(), `SELECT pg_backend_pid()`).Scan(&pidA); err != nil {
 				t.Fatal(err)
 			}
-			tag, err := txA.Exec(t.Context(), upsertLease, addr, "lan", macA, exp, "bound", "", millis(time.Now()))
+			tag, err := txA.Exec(t.Context(), sqlstore.Bind(dialect{}, sqlstore.UpsertLease), addr, "lan", macA, exp, "bound", "", millis(time.Now()))
 			if err != nil || tag.RowsAffected() != 1 {
 				t.Fatalf("host A's upsert: %v, %v", tag, err)
 			}

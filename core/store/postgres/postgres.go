@@ -11,8 +11,8 @@
 // Lease safety does not depend on the hosts talking to each other: the
 // address is the leases table's primary key and a lease is written by one
 // conditional upsert that PostgreSQL decides on the latest version of the
-// row while holding its lock (see leases.go), so two hosts can never ACK
-// one address to two MACs.
+// row while holding its lock (see sqlstore.UpsertLease), so two hosts can
+// never ACK one address to two MACs.
 package postgres
 
 import (
@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlstore"
 )
 
 // Compile-time check that Store is a store.Store.
@@ -33,6 +34,9 @@ var _ store.Store = (*Store)(nil)
 
 // Store is the PostgreSQL state store. Build it with Open.
 type Store struct {
+	// Tables holds the statements shared with the SQLite store.
+	*sqlstore.Tables
+
 	pool *pgxpool.Pool
 	m    *store.Metrics
 	// where names the database in errors, without the password.
@@ -75,6 +79,7 @@ func open(ctx context.Context, dsn string, m *store.Metrics, migrations fs.FS) (
 		return nil, fmt.Errorf("open state store %s: %w", where, err)
 	}
 	s := &Store{pool: pool, m: m, where: where}
+	s.Tables = sqlstore.New(tablesDB{s}, dialect{})
 	s.untrack = m.TrackConnections(func() int { return int(pool.Stat().TotalConns()) })
 	// The pool connects lazily: try now, so that a wrong DSN or a database
 	// that is down says so plainly.

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlstore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -37,6 +38,9 @@ const busyTimeoutMS = 5000
 
 // Store is the SQLite state store. Build it with Open.
 type Store struct {
+	// Tables holds the statements shared with the PostgreSQL store.
+	*sqlstore.Tables
+
 	// write is one connection: SQLite allows one writer at a time anyway, and
 	// queueing in database/sql is cheaper than retrying on SQLITE_BUSY.
 	write *sql.DB
@@ -127,6 +131,7 @@ func openPools(path string, m *store.Metrics) (*Store, error) {
 	write.SetConnMaxIdleTime(0)
 
 	s := &Store{write: write, read: write, m: m}
+	s.Tables = sqlstore.New(tablesDB{s}, dialect{})
 	if !memory {
 		// query_only makes a write through the read pool an error instead of
 		// a second writer competing with the first.

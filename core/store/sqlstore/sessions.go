@@ -1,10 +1,8 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,27 +14,27 @@ const selectSession = `SELECT id, client, mac, address, stages, expect, state, f
 	token_hash, token_used, started, ended FROM sessions`
 
 // CreateSession implements store.Sessions.
-func (s *Store) CreateSession(ctx context.Context, sess store.Session) (store.Session, error) {
-	return s.createSession(ctx, s.write, sess)
+func (t *Tables) CreateSession(ctx context.Context, sess store.Session) (store.Session, error) {
+	return t.createSession(ctx, t.db.Write(), sess)
 }
 
 // UpdateSession implements store.Sessions.
-func (s *Store) UpdateSession(ctx context.Context, sess store.Session) error {
-	_, err := s.updateSession(ctx, s.write, sess)
+func (t *Tables) UpdateSession(ctx context.Context, sess store.Session) error {
+	_, err := t.updateSession(ctx, t.db.Write(), sess)
 	return err
 }
 
 // WriteSessions implements store.SessionBatcher: one transaction for the
 // whole batch.
-func (s *Store) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
+func (t *Tables) WriteSessions(ctx context.Context, ss []store.Session) ([]store.Session, error) {
 	out := make([]store.Session, len(ss))
-	err := s.inTx(ctx, s.write, func(tx *sql.Tx) error {
+	err := t.db.InTx(ctx, func(tx Conn) error {
 		for i, sess := range ss {
 			var err error
 			if sess.ID == 0 {
-				out[i], err = s.createSession(ctx, tx, sess)
+				out[i], err = t.createSession(ctx, tx, sess)
 			} else {
-				out[i], err = s.updateSession(ctx, tx, sess)
+				out[i], err = t.updateSession(ctx, tx, sess)
 			}
 			if err != nil {
 				return err
@@ -50,7 +48,7 @@ func (s *Store) WriteSessions(ctx context.Context, ss []store.Session) ([]store.
 	return out, nil
 }
 
-func (s *Store) createSession(ctx context.Context, q querier, sess store.Session) (store.Session, error) {
+func (t *Tables) createSession(ctx context.Context, q Conn, sess store.Session) (store.Session, error) {
 	sess, err := sess.Normalize()
 	if err != nil {
 		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, err)
@@ -58,49 +56,47 @@ func (s *Store) createSession(ctx context.Context, q querier, sess store.Session
 	if sess.Started.IsZero() {
 		sess.Started = time.Now()
 	}
-	r, err := newSessionRow(sess)
+	r, err := newSessionRow(t.d, sess)
 	if err != nil {
 		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, err)
 	}
-	err = s.queryRow(ctx, q, `INSERT INTO sessions
+	_, err = q.QueryRow(ctx, Bind(t.d, `INSERT INTO sessions
 		(client, mac, address, stages, expect, state, failed_stage, token_hash, token_used, started, ended)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		r.args(), &r.s.ID)
 	if err != nil {
-		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, conflict(err))
+		return store.Session{}, fmt.Errorf("create session for %s: %w", sess.Client, t.db.Conflict(err))
 	}
 	// Return it as a read would: millisecond times in UTC.
-	return r.session()
+	return r.session(t.d)
 }
 
 // updateSession replaces a session and returns it as a read would.
-func (s *Store) updateSession(ctx context.Context, q querier, sess store.Session) (store.Session, error) {
+func (t *Tables) updateSession(ctx context.Context, q Conn, sess store.Session) (store.Session, error) {
 	sess, err := sess.Normalize()
 	if err != nil {
 		return store.Session{}, fmt.Errorf("update session: %w", err)
 	}
-	r, err := newSessionRow(sess)
+	r, err := newSessionRow(t.d, sess)
 	if err != nil {
 		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, err)
 	}
-	res, err := s.exec(ctx, q, `UPDATE sessions SET
+	n, err := q.Exec(ctx, Bind(t.d, `UPDATE sessions SET
 		client = ?, mac = ?, address = ?, stages = ?, expect = ?, state = ?, failed_stage = ?,
 		token_hash = ?, token_used = ?, started = ?, ended = ?
-		WHERE id = ?`, append(r.args(), sess.ID)...)
+		WHERE id = ?`), append(r.args(), sess.ID)...)
 	if err != nil {
-		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, conflict(err))
+		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, t.db.Conflict(err))
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, err)
-	} else if n == 0 {
+	if n == 0 {
 		return store.Session{}, fmt.Errorf("update session %d: %w", sess.ID, store.ErrNotFound)
 	}
-	return r.session()
+	return r.session(t.d)
 }
 
 // GetSession implements store.Sessions.
-func (s *Store) GetSession(ctx context.Context, id int64) (store.Session, error) {
-	sess, err := s.oneSession(ctx, `id = ?`, id)
+func (t *Tables) GetSession(ctx context.Context, id int64) (store.Session, error) {
+	sess, err := t.oneSession(ctx, `id = ?`, id)
 	if err != nil {
 		return sess, fmt.Errorf("get session %d: %w", id, err)
 	}
@@ -108,31 +104,31 @@ func (s *Store) GetSession(ctx context.Context, id int64) (store.Session, error)
 }
 
 // SessionByToken implements store.Sessions.
-func (s *Store) SessionByToken(ctx context.Context, tokenHash string) (store.Session, error) {
+func (t *Tables) SessionByToken(ctx context.Context, tokenHash string) (store.Session, error) {
 	if tokenHash == "" {
 		return store.Session{}, fmt.Errorf("session by token: empty token hash: %w", store.ErrNotFound)
 	}
-	sess, err := s.oneSession(ctx, `token_hash = ?`, tokenHash)
+	sess, err := t.oneSession(ctx, `token_hash = ?`, tokenHash)
 	if err != nil {
 		return sess, fmt.Errorf("session by token: %w", err)
 	}
 	return sess, nil
 }
 
-func (s *Store) oneSession(ctx context.Context, where string, arg any) (store.Session, error) {
+func (t *Tables) oneSession(ctx context.Context, where string, arg any) (store.Session, error) {
 	var r sessionRow
-	err := s.queryRow(ctx, s.read, selectSession+` WHERE `+where, []any{arg}, r.dest()...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Session{}, store.ErrNotFound
-	}
+	found, err := t.db.Read().QueryRow(ctx, Bind(t.d, selectSession+` WHERE `+where), []any{arg}, r.dest()...)
 	if err != nil {
 		return store.Session{}, err
 	}
-	return r.session()
+	if !found {
+		return store.Session{}, store.ErrNotFound
+	}
+	return r.session(t.d)
 }
 
 // ListSessions implements store.Sessions.
-func (s *Store) ListSessions(ctx context.Context, f store.SessionFilter) ([]store.Session, error) {
+func (t *Tables) ListSessions(ctx context.Context, f store.SessionFilter) ([]store.Session, error) {
 	f = f.Normalize()
 	var (
 		where []string
@@ -154,12 +150,12 @@ func (s *Store) ListSessions(ctx context.Context, f store.SessionFilter) ([]stor
 	args = append(args, f.Limit)
 
 	var ss []store.Session
-	err := s.query(ctx, s.read, query, args, func(rows *sql.Rows) error {
+	err := t.db.Read().Query(ctx, Bind(t.d, query), args, func(row Row) error {
 		var r sessionRow
-		if err := rows.Scan(r.dest()...); err != nil {
+		if err := row.Scan(r.dest()...); err != nil {
 			return err
 		}
-		sess, err := r.session()
+		sess, err := r.session(t.d)
 		if err != nil {
 			return err
 		}
@@ -174,15 +170,14 @@ func (s *Store) ListSessions(ctx context.Context, f store.SessionFilter) ([]stor
 
 // sessionRow is a session as the sessions table holds it.
 type sessionRow struct {
-	s         store.Session // ID, Client, MAC, Address, Expect, State, FailedStage, TokenUsed
-	stages    string        // {"stage": unix ms}
-	tokenHash sql.NullString
-	started   int64
-	ended     sql.NullInt64
+	s              store.Session // ID, Client, MAC, Address, Expect, State, FailedStage, TokenUsed
+	stages         []byte        // JSON {"stage": unix ms}
+	tokenHash      *string       // nil for NULL
+	started, ended any           // Dialect.Time; ended nil (NULL) while active
 }
 
-func newSessionRow(s store.Session) (sessionRow, error) {
-	r := sessionRow{s: s, started: s.Started.UnixMilli()}
+func newSessionRow(d Dialect, s store.Session) (sessionRow, error) {
+	r := sessionRow{s: s, started: d.Time(s.Started)}
 	stages := make(map[string]int64, len(s.Stages))
 	for stage, at := range s.Stages {
 		stages[stage] = at.UnixMilli()
@@ -191,19 +186,19 @@ func newSessionRow(s store.Session) (sessionRow, error) {
 	if err != nil {
 		return r, fmt.Errorf("stages: %w", err)
 	}
-	r.stages = string(b)
+	r.stages = b
 	if s.TokenHash != "" {
-		r.tokenHash = sql.NullString{String: s.TokenHash, Valid: true}
+		r.tokenHash = &s.TokenHash
 	}
 	if !s.Ended.IsZero() {
-		r.ended = sql.NullInt64{Int64: s.Ended.UnixMilli(), Valid: true}
+		r.ended = d.Time(s.Ended)
 	}
 	return r, nil
 }
 
 // args are the values of the columns after id, in selectSession's order.
 func (r *sessionRow) args() []any {
-	return []any{r.s.Client, r.s.MAC, r.s.Address, r.stages, r.s.Expect, r.s.State, r.s.FailedStage,
+	return []any{r.s.Client, r.s.MAC, r.s.Address, string(r.stages), r.s.Expect, r.s.State, r.s.FailedStage,
 		r.tokenHash, r.s.TokenUsed, r.started, r.ended}
 }
 
@@ -212,10 +207,10 @@ func (r *sessionRow) dest() []any {
 		&r.s.FailedStage, &r.tokenHash, &r.s.TokenUsed, &r.started, &r.ended}
 }
 
-func (r *sessionRow) session() (store.Session, error) {
+func (r *sessionRow) session(d Dialect) (store.Session, error) {
 	s := r.s
 	var stages map[string]int64
-	if err := json.Unmarshal([]byte(r.stages), &stages); err != nil {
+	if err := json.Unmarshal(r.stages, &stages); err != nil {
 		return s, fmt.Errorf("session %d: stored stages: %w", s.ID, err)
 	}
 	s.Stages = nil
@@ -225,11 +220,16 @@ func (r *sessionRow) session() (store.Session, error) {
 			s.Stages[stage] = time.UnixMilli(ms).UTC()
 		}
 	}
-	s.TokenHash = r.tokenHash.String
-	s.Started = time.UnixMilli(r.started).UTC()
-	s.Ended = time.Time{}
-	if r.ended.Valid {
-		s.Ended = time.UnixMilli(r.ended.Int64).UTC()
+	s.TokenHash = ""
+	if r.tokenHash != nil {
+		s.TokenHash = *r.tokenHash
+	}
+	var err error
+	if s.Started, err = d.ScanTime(r.started); err != nil {
+		return s, fmt.Errorf("session %d: stored start: %w", s.ID, err)
+	}
+	if s.Ended, err = d.ScanTime(r.ended); err != nil {
+		return s, fmt.Errorf("session %d: stored end: %w", s.ID, err)
 	}
 	return s, nil
 }
