@@ -38,6 +38,7 @@ import (
 
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
@@ -83,7 +84,7 @@ type NamedAuthenticator struct {
 	Authenticator
 }
 
-var _ Authenticator = (*auth.Client)(nil)
+var _ Authenticator = (*authrpc.Client)(nil)
 
 // ImageStorage is the part of a storage plugin the API drives.
 // *storage.Client implements it.

@@ -28,7 +28,7 @@ import (
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/core/sysmetrics"
 	"github.com/dls-project/dls/core/wol"
-	"github.com/dls-project/dls/sdk/auth"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
@@ -438,7 +438,7 @@ func (d *Daemon) authenticators() []api.NamedAuthenticator {
 			continue
 		}
 		if p := in.sup.Process(); p != nil {
-			if ac, ok := p.Client.(*auth.Client); ok {
+			if ac, ok := p.Client.(*authrpc.Client); ok {
 				out = append(out, api.NamedAuthenticator{Name: b.Name, Authenticator: ac})
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc/codes"
@@ -18,12 +18,12 @@ import (
 // Client is the host's side of a storage plugin. It implements Storage's
 // operations (not base.Plugin) and Promoter.
 type Client struct {
-	base *base.Client
+	base *baserpc.Client
 	rpc  dlsv1.StorageClient
 }
 
 // Base returns the plugin's Base client.
-func (c *Client) Base() *base.Client { return c.base }
+func (c *Client) Base() *baserpc.Client { return c.base }
 
 // fromStatus maps gRPC codes back onto the kind's sentinel errors.
 func fromStatus(op string, err error) error {

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/hashicorp/go-hclog"
@@ -16,7 +17,7 @@ func NewPlugin(impl Storage, logger hclog.Logger) plugin.Plugin {
 	if _, ok := impl.(Promoter); ok {
 		info.Capabilities = append(info.Capabilities, CapabilityPromote)
 	}
-	return &base.GRPCPlugin{
+	return &baserpc.GRPCPlugin{
 		Impl: impl, Info: info, Logger: logger,
 		RegisterKind: func(s *grpc.Server, _ *plugin.GRPCBroker) error {
 			dlsv1.RegisterStorageServer(s, &server{impl: impl})
@@ -27,7 +28,7 @@ func NewPlugin(impl Storage, logger hclog.Logger) plugin.Plugin {
 
 // ClientPlugin returns the go-plugin glue for the host side.
 func ClientPlugin() plugin.Plugin {
-	return &base.GRPCPlugin{NewKindClient: func(b *base.Client, conn *grpc.ClientConn) base.KindClient {
+	return &baserpc.GRPCPlugin{NewKindClient: func(b *baserpc.Client, conn *grpc.ClientConn) baserpc.KindClient {
 		return &Client{base: b, rpc: dlsv1.NewStorageClient(conn)}
 	}}
 }

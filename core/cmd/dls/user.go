@@ -17,6 +17,8 @@ import (
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
 	sdkconfig "github.com/dls-project/dls/sdk/config"
@@ -99,7 +101,7 @@ func user(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		defer st.Close()
 	}
 	var instance string
-	err := withUserAdmin(ctx, *cfgPath, *authName, logger, func(ua *auth.Client, inst string) error {
+	err := withUserAdmin(ctx, *cfgPath, *authName, logger, func(ua *authrpc.Client, inst string) error {
 		instance = inst
 		return runUserVerb(ctx, ua, verb, name, password, *role, stdout)
 	})
@@ -119,7 +121,7 @@ func user(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 }
 
 // runUserVerb does verb with the auth plugin.
-func runUserVerb(ctx context.Context, ua *auth.Client, verb, name, password, role string, stdout io.Writer) error {
+func runUserVerb(ctx context.Context, ua *authrpc.Client, verb, name, password, role string, stdout io.Writer) error {
 	switch verb {
 	case "add":
 		return ua.CreateUser(ctx, name, password, []string{role})
@@ -175,7 +177,7 @@ func recordUserChange(ctx context.Context, st userStore, verb, name, role, insta
 
 // withUserAdmin launches the auth plugin, configures it exactly as the
 // host would (same config block, same data dir) and calls fn.
-func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.Logger, fn func(ua *auth.Client, instance string) error) error {
+func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.Logger, fn func(ua *authrpc.Client, instance string) error) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -208,14 +210,14 @@ func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.L
 		if err := os.MkdirAll(dataDir, 0o750); err != nil {
 			return fmt.Errorf("create %s: %w", dataDir, err)
 		}
-		diags, err := p.Base().Configure(ctx, base.ConfigureArgs{ConfigJSON: js, Instance: b.Name, DataDir: dataDir})
+		diags, err := p.Base().Configure(ctx, baserpc.ConfigureArgs{ConfigJSON: js, Instance: b.Name, DataDir: dataDir})
 		if err != nil {
 			return err
 		}
 		if len(diags) > 0 {
 			return b.ConfigureError(sdkconfig.Diagnostics(diags))
 		}
-		ac, ok := p.Client.(*auth.Client)
+		ac, ok := p.Client.(*authrpc.Client)
 		if !ok {
 			return fmt.Errorf("plugin %s is not an auth plugin", b.Name)
 		}
