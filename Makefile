@@ -5,7 +5,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 # First-party plugins (plugins/<kind>/<type>) and vendor examples, built to
 # bin/plugins/dls-<kind>-<type>. Folders that do not exist yet are skipped.
 PLUGINS  := protocol/dhcp protocol/tftp protocol/iscsi storage/dir storage/zfs auth/local auth/ldap
-EXAMPLES := storage-file
+EXAMPLES := storage-file auth-static protocol-echo
 CONFIG   ?= dls.hcl
 
 .PHONY: help build test e2e demo run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
