@@ -12,6 +12,7 @@ import (
 	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/internal/pluginrpc/protocolrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/protocol"
@@ -51,7 +52,7 @@ func kindPlugin(impl base.Plugin, logger hclog.Logger) (string, plugin.Plugin, e
 	case protocol.Protocol:
 		return base.KindProtocol, protocolrpc.NewPlugin(v, logger), nil
 	case storage.Storage:
-		return base.KindStorage, storage.NewPlugin(v, logger), nil
+		return base.KindStorage, storagerpc.NewPlugin(v, logger), nil
 	case auth.Auth:
 		return base.KindAuth, authrpc.NewPlugin(v, logger), nil
 	}
@@ -60,11 +61,11 @@ func kindPlugin(impl base.Plugin, logger hclog.Logger) (string, plugin.Plugin, e
 
 // HostPlugins is the plugin set the host dispenses from: one entry per kind.
 // Each dispenses a baserpc.KindClient: *protocolrpc.Client,
-// *storage.Client or *authrpc.Client.
+// *storagerpc.Client or *authrpc.Client.
 func HostPlugins() map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{base.ProtocolVersion: {
 		base.KindProtocol: protocolrpc.ClientPlugin(),
-		base.KindStorage:  storage.ClientPlugin(),
+		base.KindStorage:  storagerpc.ClientPlugin(),
 		base.KindAuth:     authrpc.ClientPlugin(),
 	}}
 }

@@ -4,7 +4,7 @@ import (
 	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/internal/pluginrpc/protocolrpc"
-	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 )
 
 // The host's clients of a plugin under test. They live with the host's
@@ -26,5 +26,5 @@ type (
 	AuthClient = authrpc.Client
 	// StorageClient calls a storage plugin: the operations of
 	// storage.Storage and storage.Promoter.
-	StorageClient = storage.Client
+	StorageClient = storagerpc.Client
 )

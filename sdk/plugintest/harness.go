@@ -306,9 +306,9 @@ func (h *Harness) Configure(cfg map[string]any) (config.Errors, error) {
 
 // Storage returns the storage client, failing the test if the plugin is of
 // another kind.
-func (h *Harness) Storage() *storage.Client {
+func (h *Harness) Storage() *StorageClient {
 	h.t.Helper()
-	c, ok := h.Kind.(*storage.Client)
+	c, ok := h.Kind.(*StorageClient)
 	if !ok {
 		h.t.Fatalf("plugintest: the plugin is a %s plugin, not storage", h.Info.Kind)
 	}

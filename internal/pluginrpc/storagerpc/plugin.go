@@ -1,21 +1,26 @@
-package storage
+// Package storagerpc carries the Storage service of sdk/storage between
+// the host and a storage plugin: the plugin side's server adapts a
+// storage.Storage to gRPC, the host side's Client calls it, and sentinel
+// errors travel as gRPC codes so that errors.Is works on both sides.
+package storagerpc
 
 import (
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 )
 
 // NewPlugin returns the go-plugin glue serving impl (plugin side).
-func NewPlugin(impl Storage, logger hclog.Logger) plugin.Plugin {
+func NewPlugin(impl storage.Storage, logger hclog.Logger) plugin.Plugin {
 	info := impl.Info()
 	info.Kind = base.KindStorage
 	info.Capabilities = nil
-	if _, ok := impl.(Promoter); ok {
-		info.Capabilities = append(info.Capabilities, CapabilityPromote)
+	if _, ok := impl.(storage.Promoter); ok {
+		info.Capabilities = append(info.Capabilities, storage.CapabilityPromote)
 	}
 	return &baserpc.GRPCPlugin{
 		Impl: impl, Info: info, Logger: logger,
