@@ -13,13 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dls-project/dls/sdk/auth"
+	"github.com/dls-project/dls/internal/pluginrpc"
 	"github.com/dls-project/dls/sdk/base"
-	"github.com/dls-project/dls/sdk/protocol"
-	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 )
 
 // Serve runs impl as a plugin until the host stops it. It never returns
@@ -27,7 +24,7 @@ import (
 // plugin of any kind or the host did not start it.
 func Serve(impl base.Plugin) {
 	logger := NewLogger(impl.Info().Type)
-	cfg, err := ServeConfig(impl, logger)
+	cfg, err := pluginrpc.ServeConfig(impl, logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -48,44 +45,6 @@ func NewLogger(name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name: name, Output: os.Stderr, JSONFormat: true, Level: hclog.Trace,
 	})
-}
-
-// ServeConfig builds the go-plugin configuration serving impl. Serve and
-// sdk/plugintest use it; vendors call Serve.
-func ServeConfig(impl base.Plugin, logger hclog.Logger) (*plugin.ServeConfig, error) {
-	kind, p, err := kindPlugin(impl, logger)
-	if err != nil {
-		return nil, err
-	}
-	return &plugin.ServeConfig{
-		HandshakeConfig:  base.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{base.ProtocolVersion: {kind: p}},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, base.RecoverInterceptors(logger)...)...)
-		},
-		Logger: logger,
-	}, nil
-}
-
-func kindPlugin(impl base.Plugin, logger hclog.Logger) (string, plugin.Plugin, error) {
-	switch v := impl.(type) {
-	case protocol.Protocol:
-		return base.KindProtocol, protocol.NewPlugin(v, logger), nil
-	case storage.Storage:
-		return base.KindStorage, storage.NewPlugin(v, logger), nil
-	case auth.Auth:
-		return base.KindAuth, auth.NewPlugin(v, logger), nil
-	}
-	return "", nil, fmt.Errorf("dls plugin %T implements no plugin kind (protocol.Protocol, storage.Storage or auth.Auth)", impl)
-}
-
-// HostPlugins is the plugin set the host dispenses from: one entry per kind.
-func HostPlugins() map[int]plugin.PluginSet {
-	return map[int]plugin.PluginSet{base.ProtocolVersion: {
-		base.KindProtocol: protocol.ClientPlugin(),
-		base.KindStorage:  storage.ClientPlugin(),
-		base.KindAuth:     auth.ClientPlugin(),
-	}}
 }
 
 // watchParent exits the plugin when the host that started it is gone. The

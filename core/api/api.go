@@ -38,6 +38,8 @@ import (
 
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
@@ -83,10 +85,10 @@ type NamedAuthenticator struct {
 	Authenticator
 }
 
-var _ Authenticator = (*auth.Client)(nil)
+var _ Authenticator = (*authrpc.Client)(nil)
 
 // ImageStorage is the part of a storage plugin the API drives.
-// *storage.Client implements it.
+// *storagerpc.Client implements it.
 type ImageStorage interface {
 	ImportImage(ctx context.Context, req storage.ImportRequest) (storage.Version, error)
 	DeleteImage(ctx context.Context, image string) error
@@ -98,7 +100,7 @@ type ImageStorage interface {
 	Promote(ctx context.Context, volume, image string) (storage.Version, error)
 }
 
-var _ ImageStorage = (*storage.Client)(nil)
+var _ ImageStorage = (*storagerpc.Client)(nil)
 
 // Storage finds the storage plugin that holds an image.
 type Storage interface {
@@ -107,7 +109,7 @@ type Storage interface {
 
 // StorageResolver adapts a StorageForImage method (the daemon's) to
 // Storage.
-type StorageResolver func(image string) (*storage.Client, error)
+type StorageResolver func(image string) (*storagerpc.Client, error)
 
 // ImageStorage implements Storage.
 func (f StorageResolver) ImageStorage(image string) (ImageStorage, error) {

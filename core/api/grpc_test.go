@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/dls-project/dls/sdk/storage"
@@ -13,7 +14,7 @@ import (
 )
 
 // servedStorage makes fakeStorage a storage plugin, so that the API can
-// drive it through a real *storage.Client over gRPC.
+// drive it through a real *storagerpc.Client over gRPC.
 type servedStorage struct{ *fakeStorage }
 
 var _ storage.Storage = servedStorage{}
@@ -37,12 +38,12 @@ func (servedStorage) Attach(context.Context, string) (volume.Descriptor, error) 
 func (servedStorage) Detach(context.Context, string) error { return nil }
 
 // TestThroughStorageClient: the API's answers to a storage plugin's errors
-// survive the gRPC path (StorageResolver over a *storage.Client).
+// survive the gRPC path (StorageResolver over a *storagerpc.Client).
 func TestThroughStorageClient(t *testing.T) {
 	e := newEnv(t)
 	h := plugintest.Start(t, servedStorage{e.stor})
 	client := h.Storage()
-	e.api.deps.Storage = StorageResolver(func(string) (*storage.Client, error) { return client, nil })
+	e.api.deps.Storage = StorageResolver(func(string) (*storagerpc.Client, error) { return client, nil })
 	tok := e.login("alice").AccessToken
 
 	var vs []versionJSON

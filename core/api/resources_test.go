@@ -14,7 +14,7 @@ import (
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/core/wol"
-	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 )
 
 func TestClientsCRUD(t *testing.T) {
@@ -208,7 +208,7 @@ func TestPromoteNeedsCapability(t *testing.T) {
 
 func TestStorageUnavailable(t *testing.T) {
 	e := newEnv(t, func(d *Deps, _ *Options) {
-		d.Storage = StorageResolver(func(string) (*storage.Client, error) { return nil, errors.New("storage tank is not running") })
+		d.Storage = StorageResolver(func(string) (*storagerpc.Client, error) { return nil, errors.New("storage tank is not running") })
 	})
 	tok := e.login("alice").AccessToken
 	e.wantError(e.do("GET", "/images/win11/versions", tok, nil), http.StatusServiceUnavailable, "storage of image win11 is not available: storage tank is not running", "")

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/supervisor"
-	"github.com/dls-project/dls/sdk/auth"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
 )
 
 func (h *harness) do(method, path, token, body string) (int, string) {
@@ -87,5 +87,5 @@ storage "file" "files" {}
 }
 
 func createUser(p *supervisor.Process, name, password, role string) error {
-	return p.Client.(*auth.Client).CreateUser(context.Background(), name, password, []string{role})
+	return p.Client.(*authrpc.Client).CreateUser(context.Background(), name, password, []string{role})
 }

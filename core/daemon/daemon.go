@@ -28,9 +28,9 @@ import (
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/core/sysmetrics"
 	"github.com/dls-project/dls/core/wol"
-	"github.com/dls-project/dls/sdk/auth"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/base"
-	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -386,7 +386,7 @@ func (d *Daemon) stopAll() {
 
 // StorageForImage implements hostservices.StorageResolver: the running
 // storage plugin that holds image, per the store.
-func (d *Daemon) StorageForImage(image string) (*storage.Client, error) {
+func (d *Daemon) StorageForImage(image string) (*storagerpc.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	im, err := d.store.GetImage(ctx, image)
@@ -403,7 +403,7 @@ func (d *Daemon) StorageForImage(image string) (*storage.Client, error) {
 	if p == nil {
 		return nil, fmt.Errorf("image %s: storage %s is not running", image, im.Storage)
 	}
-	st, ok := p.Client.(*storage.Client)
+	st, ok := p.Client.(*storagerpc.Client)
 	if !ok {
 		return nil, fmt.Errorf("image %s: plugin %s is not a storage plugin", image, im.Storage)
 	}
@@ -438,7 +438,7 @@ func (d *Daemon) authenticators() []api.NamedAuthenticator {
 			continue
 		}
 		if p := in.sup.Process(); p != nil {
-			if ac, ok := p.Client.(*auth.Client); ok {
+			if ac, ok := p.Client.(*authrpc.Client); ok {
 				out = append(out, api.NamedAuthenticator{Name: b.Name, Authenticator: ac})
 			}
 		}

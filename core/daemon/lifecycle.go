@@ -9,10 +9,11 @@ import (
 	"github.com/dls-project/dls/core/grants"
 	"github.com/dls-project/dls/core/pluginmetrics"
 	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
+	"github.com/dls-project/dls/internal/pluginrpc/protocolrpc"
 	"github.com/dls-project/dls/sdk/base"
 	sdkconfig "github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/metrics"
-	"github.com/dls-project/dls/sdk/protocol"
 )
 
 // Setup implements supervisor.Lifecycle: decode the plugin's config block
@@ -36,7 +37,7 @@ func (in *instance) Setup(ctx context.Context, spec supervisor.Spec, p *supervis
 	if err := in.setCollector(p.Info, descs); err != nil {
 		return supervisor.Permanent(err)
 	}
-	if pc, ok := p.Client.(*protocol.Client); ok {
+	if pc, ok := p.Client.(*protocolrpc.Client); ok {
 		if err := pc.Start(ctx); err != nil {
 			return fmt.Errorf("plugin %s: %w", spec.Name, err)
 		}
@@ -74,7 +75,7 @@ func (in *instance) send(ctx context.Context, block *config.PluginBlock, p *supe
 	// grant leaves out is refused in the host (core/grants).
 	svc := grants.Guard(in.d.services.For(), grants.Plugin{Name: block.Name, Kind: block.Kind, Type: block.Type}, block.Grant(), in.d.grantsM)
 	hostID := p.Base().ServeHost(svc)
-	diags, err := p.Base().Configure(ctx, base.ConfigureArgs{ConfigJSON: js, HostID: hostID, Instance: block.Name, DataDir: dataDir})
+	diags, err := p.Base().Configure(ctx, baserpc.ConfigureArgs{ConfigJSON: js, HostID: hostID, Instance: block.Name, DataDir: dataDir})
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", block.Name, err)
 	}
@@ -101,7 +102,7 @@ func (in *instance) setCollector(info base.Info, descs []metrics.Desc) error {
 	timeout := in.d.cfg.HTTP.ScrapeTimeout
 	in.d.mu.Unlock()
 	name := in.block.Name
-	c, err := pluginmetrics.New(name, info, descs, in.d.reserved, func() *base.Client {
+	c, err := pluginmetrics.New(name, info, descs, in.d.reserved, func() *baserpc.Client {
 		if p := in.sup.Process(); p != nil {
 			return p.Base()
 		}

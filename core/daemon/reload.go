@@ -6,7 +6,7 @@ import (
 	"github.com/dls-project/dls/core/bootscript"
 
 	"github.com/dls-project/dls/core/config"
-	"github.com/dls-project/dls/sdk/protocol"
+	"github.com/dls-project/dls/internal/pluginrpc/protocolrpc"
 )
 
 // Reload re-reads the config (SIGHUP). A config that does not load changes
@@ -107,7 +107,7 @@ func (d *Daemon) reconfigure(ctx context.Context, in *instance, b *config.Plugin
 		d.logger.Error("reload: new config refused; the plugin keeps its old one", "plugin", b.Name, "error", err)
 		return
 	}
-	pc, isProtocol := p.Client.(*protocol.Client)
+	pc, isProtocol := p.Client.(*protocolrpc.Client)
 	if isProtocol {
 		if err := pc.Stop(ctx); err != nil {
 			d.logger.Warn("reload: protocol did not stop cleanly", "plugin", b.Name, "error", err)

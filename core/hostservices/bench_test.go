@@ -15,6 +15,7 @@ import (
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/postgres"
 	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -66,7 +67,7 @@ func pluginSide(b *testing.B, open func(b *testing.B) store.Store) host.Services
 	id := h.Base.ServeHost(svc.For())
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	errs, err := h.Base.Configure(cctx, base.ConfigureArgs{ConfigJSON: []byte("{}"), HostID: id, Instance: "bench", DataDir: b.TempDir()})
+	errs, err := h.Base.Configure(cctx, baserpc.ConfigureArgs{ConfigJSON: []byte("{}"), HostID: id, Instance: "bench", DataDir: b.TempDir()})
 	if err != nil || len(errs) > 0 {
 		b.Fatalf("configure: %v %v", err, errs)
 	}

@@ -42,6 +42,7 @@ import (
 	"github.com/dls-project/dls/core/bootbind"
 	"github.com/dls-project/dls/core/bootscript"
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/dls-project/dls/sdk/volume"
@@ -95,7 +96,7 @@ func WithTemplates(t *bootscript.Templates) Option { return func(s *Services) { 
 type StorageResolver interface {
 	// StorageForImage returns the storage client of the image, or an error
 	// when the image or its storage is unknown or not running.
-	StorageForImage(image string) (*storage.Client, error)
+	StorageForImage(image string) (*storagerpc.Client, error)
 }
 
 // Services implements host.Services for one host.

@@ -14,8 +14,8 @@ import (
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/host"
-	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -26,7 +26,7 @@ var boot = hostservices.Boot{URL: "http://10.0.0.1:9180/", IQNPrefix: prefix, Se
 // resolver is a StorageResolver that knows no storage.
 type resolver struct{ err error }
 
-func (r resolver) StorageForImage(image string) (*storage.Client, error) {
+func (r resolver) StorageForImage(image string) (*storagerpc.Client, error) {
 	return nil, fmt.Errorf("image %s: %w", image, r.err)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/examples/storage-file/file"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/dls-project/dls/sdk/volume"
@@ -17,9 +18,9 @@ import (
 )
 
 // oneStorage resolves every image to one storage plugin.
-type oneStorage struct{ st *storage.Client }
+type oneStorage struct{ st *storagerpc.Client }
 
-func (o oneStorage) StorageForImage(string) (*storage.Client, error) { return o.st, nil }
+func (o oneStorage) StorageForImage(string) (*storagerpc.Client, error) { return o.st, nil }
 
 // TestResetWaitsForTheOldBootsDetach: a non-persistent machine reboots
 // without logging out, so at its new boot's DHCP its volume is still

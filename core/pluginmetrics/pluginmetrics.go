@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
@@ -20,7 +21,7 @@ import (
 
 // Source returns the plugin's current Base client, or nil when the plugin
 // is not running.
-type Source func() *base.Client
+type Source func() *baserpc.Client
 
 // Host families the proxy reports about each plugin. They carry the plugin
 // label as a constant, like the plugin's own families.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/pluginmetrics"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -107,7 +108,7 @@ const (
 func TestCollectThroughRealPlugin(t *testing.T) {
 	p := newMetricsPlugin()
 	h, descs := start(t, p)
-	c, err := pluginmetrics.New("pxe", h.Info, descs, reserved(), func() *base.Client { return h.Base }, 10*time.Second)
+	c, err := pluginmetrics.New("pxe", h.Info, descs, reserved(), func() *baserpc.Client { return h.Base }, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestPluginNotRunning(t *testing.T) {
 	var mu sync.Mutex
 	var reasons []string
 	c, err := pluginmetrics.New("pxe", base.Info{Kind: "protocol", Type: "mock", Version: "1"}, descs, reserved(),
-		func() *base.Client { return nil }, time.Second)
+		func() *baserpc.Client { return nil }, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func TestSlowPluginDoesNotHoldTheScrape(t *testing.T) {
 	p := newMetricsPlugin()
 	h, descs := start(t, p)
 	const timeout = 200 * time.Millisecond
-	c, err := pluginmetrics.New("pxe", h.Info, descs, reserved(), func() *base.Client { return h.Base }, timeout)
+	c, err := pluginmetrics.New("pxe", h.Info, descs, reserved(), func() *baserpc.Client { return h.Base }, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +274,7 @@ func TestUndeclaredFamilyRefusesWholeScrape(t *testing.T) {
 	if len(known) != len(descs)-1 {
 		t.Fatalf("descriptors %+v lack dls_mock_sessions", descs)
 	}
-	c, err := pluginmetrics.New("pxe", h.Info, known, reserved(), func() *base.Client { return h.Base }, 10*time.Second)
+	c, err := pluginmetrics.New("pxe", h.Info, known, reserved(), func() *baserpc.Client { return h.Base }, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestUndeclaredFamilyRefusesWholeScrape(t *testing.T) {
 
 func TestNewRefusesBadDescriptors(t *testing.T) {
 	info := base.Info{Kind: "protocol", Type: "mock", Version: "1"}
-	src := func() *base.Client { return nil }
+	src := func() *baserpc.Client { return nil }
 	good := metrics.Desc{Name: "dls_mock_requests_total", Help: "h", Type: metrics.Counter}
 	cases := []struct {
 		name  string
@@ -325,7 +326,7 @@ func TestFamilyNames(t *testing.T) {
 		{Name: "dls_mock_requests_total", Help: "h", Type: metrics.Counter, Labels: []string{"op"}},
 		{Name: "dls_mock_latency_seconds", Help: "h", Type: metrics.Histogram, Buckets: []float64{1}},
 	}
-	c, err := pluginmetrics.New("pxe", base.Info{}, descs, reserved(), func() *base.Client { return nil }, time.Second)
+	c, err := pluginmetrics.New("pxe", base.Info{}, descs, reserved(), func() *baserpc.Client { return nil }, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

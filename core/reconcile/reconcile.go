@@ -39,6 +39,7 @@ import (
 	"github.com/dls-project/dls/core/chapsecret"
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +54,7 @@ type Store interface {
 
 // StorageResolver finds the running storage plugin of an image.
 type StorageResolver interface {
-	StorageForImage(image string) (*storage.Client, error)
+	StorageForImage(image string) (*storagerpc.Client, error)
 }
 
 // OriginConfig marks objects that come from dls.hcl.

@@ -13,16 +13,16 @@ import (
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/sqlite"
 	"github.com/dls-project/dls/examples/storage-file/file"
+	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/plugintest"
-	"github.com/dls-project/dls/sdk/storage"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-type oneStorage struct{ st *storage.Client }
+type oneStorage struct{ st *storagerpc.Client }
 
-func (o oneStorage) StorageForImage(string) (*storage.Client, error) { return o.st, nil }
+func (o oneStorage) StorageForImage(string) (*storagerpc.Client, error) { return o.st, nil }
 
 func load(t *testing.T, dir, body string) *config.Config {
 	t.Helper()

@@ -18,7 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dls-project/dls/sdk"
+	"github.com/dls-project/dls/internal/pluginrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -104,8 +105,8 @@ func (s *Spec) applyDefaults() {
 
 // Process is one running plugin process.
 type Process struct {
-	// Client is the kind's host-side client (protocol.Client, ...).
-	Client base.KindClient
+	// Client is the kind's host-side client (protocolrpc.Client, ...).
+	Client baserpc.KindClient
 	// Info is what the plugin said of itself.
 	Info base.Info
 	// Pid is the plugin's process id.
@@ -116,7 +117,7 @@ type Process struct {
 }
 
 // Base returns the process's Base client.
-func (p *Process) Base() *base.Client { return p.Client.Base() }
+func (p *Process) Base() *baserpc.Client { return p.Client.Base() }
 
 // Lifecycle is what the host does with a started process: configure it,
 // register its metrics, start serving. Teardown undoes Setup's effects when
@@ -399,8 +400,8 @@ func (p *Process) Kill() { p.plugin.Kill() }
 func Launch(ctx context.Context, spec Spec, launcher *Launcher, logger hclog.Logger) (*Process, error) {
 	spec.applyDefaults()
 	cfg := &plugin.ClientConfig{
-		HandshakeConfig:  base.Handshake,
-		VersionedPlugins: sdk.HostPlugins(),
+		HandshakeConfig:  pluginrpc.Handshake,
+		VersionedPlugins: pluginrpc.HostPlugins(),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
@@ -441,7 +442,7 @@ func Launch(ctx context.Context, spec Spec, launcher *Launcher, logger hclog.Log
 		client.Kill()
 		return nil, Permanent(fmt.Errorf("plugin %s: dispense %s: %w", spec.Name, spec.Kind, err))
 	}
-	kc, ok := raw.(base.KindClient)
+	kc, ok := raw.(baserpc.KindClient)
 	if !ok {
 		client.Kill()
 		return nil, Permanent(fmt.Errorf("plugin %s: kind %q has no host client", spec.Name, spec.Kind))

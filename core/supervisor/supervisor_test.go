@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -541,7 +541,7 @@ type configuring struct {
 }
 
 func (c configuring) Setup(ctx context.Context, spec Spec, p *Process) error {
-	errs, err := p.Base().Configure(ctx, base.ConfigureArgs{ConfigJSON: []byte(c.cfg), Instance: spec.Name, DataDir: c.dataDir})
+	errs, err := p.Base().Configure(ctx, baserpc.ConfigureArgs{ConfigJSON: []byte(c.cfg), Instance: spec.Name, DataDir: c.dataDir})
 	if err != nil {
 		return err
 	}

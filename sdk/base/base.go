@@ -1,6 +1,6 @@
 // Package base is what every DLS plugin has in common, whatever its kind:
-// the handshake, identity, configuration, metrics, health and drain. The
-// kind packages (protocol, storage, auth) build on it.
+// identity, configuration, metrics, health and drain. The kind packages
+// (protocol, storage, auth) build on it.
 package base
 
 import (
@@ -10,20 +10,11 @@ import (
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 )
 
 // ProtocolVersion is the plugin protocol this SDK speaks. The host refuses
 // plugins built against another version.
 const ProtocolVersion = 1
-
-// Handshake is shared by the host and every plugin. It keeps a plugin binary
-// from being run by hand by mistake and checks the protocol version.
-var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  ProtocolVersion,
-	MagicCookieKey:   "DLS_PLUGIN_MAGIC_COOKIE",
-	MagicCookieValue: "7d3c1f0e-dls-diskless-boot-plugin",
-}
 
 // Plugin kinds.
 const (

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dls-project/dls/sdk"
+	"github.com/dls-project/dls/internal/pluginrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
@@ -37,10 +38,10 @@ const (
 // Start returns one; its fields are ready to use.
 type Harness struct {
 	// Base is the host's client of the plugin's base service.
-	Base *base.Client
+	Base *BaseClient
 	// Kind is the host's client of the plugin's kind; Storage, Protocol and
 	// Auth return it typed.
-	Kind base.KindClient
+	Kind baserpc.KindClient
 	// Host is the fake host whose services the plugin was given.
 	Host *FakeHost
 	// Info is what the plugin answered to Info, with kind and capabilities
@@ -151,7 +152,7 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 	if !ok {
 		t.Fatalf("plugintest: %T implements no plugin kind (protocol.Protocol, storage.Storage or auth.Auth)", impl)
 	}
-	cfg, err := sdk.ServeConfig(impl, o.logger)
+	cfg, err := pluginrpc.ServeConfig(impl, o.logger)
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
@@ -178,14 +179,14 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 
 	// In reattach mode go-plugin dispenses from Plugins, not from
 	// VersionedPlugins: give it the set of the version the server chose.
-	hostPlugins := sdk.HostPlugins()
+	hostPlugins := pluginrpc.HostPlugins()
 	if hostPlugins[rc.ProtocolVersion] == nil {
 		cancel()
 		<-closed
 		t.Fatalf("plugintest: plugin serves protocol version %d, the SDK's host side speaks %d", rc.ProtocolVersion, base.ProtocolVersion)
 	}
 	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  base.Handshake,
+		HandshakeConfig:  pluginrpc.Handshake,
 		VersionedPlugins: hostPlugins,
 		Plugins:          hostPlugins[rc.ProtocolVersion],
 		Reattach:         rc,
@@ -223,10 +224,10 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 		stop()
 		t.Fatalf("plugintest: dispense %s plugin: %v", kind, err)
 	}
-	kc, ok := raw.(base.KindClient)
+	kc, ok := raw.(baserpc.KindClient)
 	if !ok {
 		stop()
-		t.Fatalf("plugintest: dispensed %T, not a base.KindClient", raw)
+		t.Fatalf("plugintest: dispensed %T, not a baserpc.KindClient", raw)
 	}
 
 	h := &Harness{
@@ -298,16 +299,16 @@ func (h *Harness) Configure(cfg map[string]any) (config.Errors, error) {
 	h.hostOnce.Do(func() { h.hostID = h.Base.ServeHost(h.Host.Services()) })
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	return h.Base.Configure(ctx, base.ConfigureArgs{
+	return h.Base.Configure(ctx, baserpc.ConfigureArgs{
 		ConfigJSON: data, HostID: h.hostID, Instance: h.Instance, DataDir: h.DataDir,
 	})
 }
 
 // Storage returns the storage client, failing the test if the plugin is of
 // another kind.
-func (h *Harness) Storage() *storage.Client {
+func (h *Harness) Storage() *StorageClient {
 	h.t.Helper()
-	c, ok := h.Kind.(*storage.Client)
+	c, ok := h.Kind.(*StorageClient)
 	if !ok {
 		h.t.Fatalf("plugintest: the plugin is a %s plugin, not storage", h.Info.Kind)
 	}
@@ -316,9 +317,9 @@ func (h *Harness) Storage() *storage.Client {
 
 // Protocol returns the protocol client, failing the test if the plugin is of
 // another kind.
-func (h *Harness) Protocol() *protocol.Client {
+func (h *Harness) Protocol() *ProtocolClient {
 	h.t.Helper()
-	c, ok := h.Kind.(*protocol.Client)
+	c, ok := h.Kind.(*ProtocolClient)
 	if !ok {
 		h.t.Fatalf("plugintest: the plugin is a %s plugin, not protocol", h.Info.Kind)
 	}
@@ -327,9 +328,9 @@ func (h *Harness) Protocol() *protocol.Client {
 
 // Auth returns the auth client, failing the test if the plugin is of
 // another kind.
-func (h *Harness) Auth() *auth.Client {
+func (h *Harness) Auth() *AuthClient {
 	h.t.Helper()
-	c, ok := h.Kind.(*auth.Client)
+	c, ok := h.Kind.(*AuthClient)
 	if !ok {
 		h.t.Fatalf("plugintest: the plugin is a %s plugin, not auth", h.Info.Kind)
 	}
@@ -429,7 +430,7 @@ func diagnosticLines(errs config.Errors) string {
 	return b.String()
 }
 
-// kindOf names impl's kind, in the order sdk.ServeConfig checks them.
+// kindOf names impl's kind, in the order pluginrpc.ServeConfig checks them.
 func kindOf(impl base.Plugin) (string, bool) {
 	switch impl.(type) {
 	case protocol.Protocol:

@@ -36,7 +36,7 @@ type StorageSuite struct {
 	// process, or a client of a real plugin process. The suite calls it
 	// once, with its own t, and stops using the client when Restart gives
 	// it a new one. Required.
-	Start func(t *testing.T) *storage.Client
+	Start func(t *testing.T) *StorageClient
 
 	// Restart, if set, stops the instance Start (or the last Restart)
 	// returned and starts the plugin again on the same data (same data
@@ -47,7 +47,7 @@ type StorageSuite struct {
 	// subtests against the new instance. Without Restart those checks are
 	// skipped. StorageInProcess builds Start and Restart for a plugin
 	// served in the test process.
-	Restart func(t *testing.T) *storage.Client
+	Restart func(t *testing.T) *StorageClient
 
 	// Scratch is a directory the plugin can read, where the suite writes
 	// the raw source images it imports. It must not be on the storage under
@@ -77,7 +77,7 @@ type StorageSuite struct {
 	// storage.ErrNoSpace, with no image listed and no space kept afterwards;
 	// without CheapClones, it also expects ErrNoSpace from a clone that
 	// cannot fit. Without Full those checks are skipped.
-	Full func(t *testing.T) *storage.Client
+	Full func(t *testing.T) *StorageClient
 }
 
 // RunStorageSuite is the conformance suite every DLS storage plugin must
@@ -170,8 +170,8 @@ func RunStorageSuite(t *testing.T, s StorageSuite) {
 // RunStorageBasics runs RunStorageSuite against st, with sources in
 // scratch, and without the checks that need the suite's knobs (restart,
 // no space, pruning, cheap clones). Prefer RunStorageSuite.
-func RunStorageBasics(t *testing.T, st *storage.Client, scratch string) {
-	RunStorageSuite(t, StorageSuite{Start: func(*testing.T) *storage.Client { return st }, Scratch: scratch})
+func RunStorageBasics(t *testing.T, st *StorageClient, scratch string) {
+	RunStorageSuite(t, StorageSuite{Start: func(*testing.T) *StorageClient { return st }, Scratch: scratch})
 }
 
 // StorageInProcess returns Start and Restart functions for a StorageSuite
@@ -186,14 +186,14 @@ func RunStorageBasics(t *testing.T, st *storage.Client, scratch string) {
 //		func() storage.Storage { return mystorage.New() },
 //		plugintest.WithConfig(map[string]any{"root": "disks"}))
 //	plugintest.RunStorageSuite(t, plugintest.StorageSuite{Start: start, Restart: restart})
-func StorageInProcess(newPlugin func() storage.Storage, opts ...Option) (start, restart func(t *testing.T) *storage.Client) {
+func StorageInProcess(newPlugin func() storage.Storage, opts ...Option) (start, restart func(t *testing.T) *StorageClient) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
 	dataDir := o.dataDir
 	var running *Harness
-	start = func(t *testing.T) *storage.Client {
+	start = func(t *testing.T) *StorageClient {
 		t.Helper()
 		if dataDir == "" {
 			dataDir = t.TempDir()
@@ -201,7 +201,7 @@ func StorageInProcess(newPlugin func() storage.Storage, opts ...Option) (start, 
 		running = Start(t, newPlugin(), append(slices.Clip(opts), WithDataDir(dataDir))...)
 		return running.Storage()
 	}
-	restart = func(t *testing.T) *storage.Client {
+	restart = func(t *testing.T) *StorageClient {
 		t.Helper()
 		if running != nil {
 			running.Stop()
@@ -214,7 +214,7 @@ func StorageInProcess(newPlugin func() storage.Storage, opts ...Option) (start, 
 // storageRun is one run of the storage suite.
 type storageRun struct {
 	cfg     StorageSuite
-	st      *storage.Client
+	st      *StorageClient
 	scratch string
 	sfx     string
 	promote bool

@@ -861,7 +861,7 @@ func (r *storageRun) testNoSpace(t *testing.T) {
 	})
 }
 
-func listImages(t *testing.T, st *storage.Client) []storage.Image {
+func listImages(t *testing.T, st *StorageClient) []storage.Image {
 	t.Helper()
 	imgs, err := st.ListImages(t.Context())
 	if err != nil {

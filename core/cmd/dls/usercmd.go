@@ -17,6 +17,8 @@ import (
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/supervisor"
+	"github.com/dls-project/dls/internal/pluginrpc/authrpc"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
 	sdkconfig "github.com/dls-project/dls/sdk/config"
@@ -81,7 +83,7 @@ func userAdd() *command {
 			if err != nil {
 				return err
 			}
-			return c.changeUser(ctx, u, "add", args[0], role, func(ua *auth.Client) error {
+			return c.changeUser(ctx, u, "add", args[0], role, func(ua *authrpc.Client) error {
 				return ua.CreateUser(ctx, args[0], password, []string{role})
 			})
 		},
@@ -106,7 +108,7 @@ func userPasswd() *command {
 			if err != nil {
 				return err
 			}
-			return c.changeUser(ctx, u, "passwd", args[0], "", func(ua *auth.Client) error {
+			return c.changeUser(ctx, u, "passwd", args[0], "", func(ua *authrpc.Client) error {
 				return ua.SetPassword(ctx, args[0], password)
 			})
 		},
@@ -121,7 +123,7 @@ func userDelete() *command {
 		example: "dls user delete alice --config dls.hcl",
 		flags:   u.register,
 		run: func(ctx context.Context, c *cli, args []string) error {
-			return c.changeUser(ctx, u, "delete", args[0], "", func(ua *auth.Client) error {
+			return c.changeUser(ctx, u, "delete", args[0], "", func(ua *authrpc.Client) error {
 				return ua.DeleteUser(ctx, args[0])
 			})
 		},
@@ -136,7 +138,7 @@ func userList() *command {
 		example: "dls user list --config dls.hcl",
 		flags:   u.register,
 		run: func(ctx context.Context, c *cli, _ []string) error {
-			return withUserAdmin(ctx, u.config, u.auth, c.pluginLogger(), func(ua *auth.Client, _ string) error {
+			return withUserAdmin(ctx, u.config, u.auth, c.pluginLogger(), func(ua *authrpc.Client, _ string) error {
 				users, err := ua.ListUsers(ctx)
 				if err != nil {
 					return err
@@ -172,7 +174,7 @@ func (c *cli) pluginLogger() hclog.Logger {
 
 // changeUser does change with the auth plugin, then revokes and audits it
 // in the state store, and says it is done.
-func (c *cli) changeUser(ctx context.Context, u userFlags, verb, name, role string, change func(ua *auth.Client) error) error {
+func (c *cli) changeUser(ctx context.Context, u userFlags, verb, name, role string, change func(ua *authrpc.Client) error) error {
 	// Changes need the state store (revocation, audit): open it before
 	// changing anything, so that a store that cannot be opened changes
 	// nothing.
@@ -186,7 +188,7 @@ func (c *cli) changeUser(ctx context.Context, u userFlags, verb, name, role stri
 	}
 	defer st.Close()
 	var instance string
-	err = withUserAdmin(ctx, u.config, u.auth, c.pluginLogger(), func(ua *auth.Client, inst string) error {
+	err = withUserAdmin(ctx, u.config, u.auth, c.pluginLogger(), func(ua *authrpc.Client, inst string) error {
 		instance = inst
 		return change(ua)
 	})
@@ -233,7 +235,7 @@ func recordUserChange(ctx context.Context, st userStore, verb, name, role, insta
 
 // withUserAdmin launches the auth plugin, configures it exactly as the
 // host would (same config block, same data dir) and calls fn.
-func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.Logger, fn func(ua *auth.Client, instance string) error) error {
+func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.Logger, fn func(ua *authrpc.Client, instance string) error) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -266,14 +268,14 @@ func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.L
 		if err := os.MkdirAll(dataDir, 0o750); err != nil {
 			return fmt.Errorf("create %s: %w", dataDir, err)
 		}
-		diags, err := p.Base().Configure(ctx, base.ConfigureArgs{ConfigJSON: js, Instance: b.Name, DataDir: dataDir})
+		diags, err := p.Base().Configure(ctx, baserpc.ConfigureArgs{ConfigJSON: js, Instance: b.Name, DataDir: dataDir})
 		if err != nil {
 			return err
 		}
 		if len(diags) > 0 {
 			return b.ConfigureError(sdkconfig.Diagnostics(diags))
 		}
-		ac, ok := p.Client.(*auth.Client)
+		ac, ok := p.Client.(*authrpc.Client)
 		if !ok {
 			return fmt.Errorf("plugin %s is not an auth plugin", b.Name)
 		}

@@ -7,12 +7,11 @@ import (
 
 	"github.com/dls-project/dls/examples/storage-file/file"
 	"github.com/dls-project/dls/sdk/plugintest"
-	"github.com/dls-project/dls/sdk/storage"
 )
 
 // smallStorage starts the plugin with its root on an 8 MiB tmpfs, for the
 // suite's no-space checks. Mounting needs root: it skips otherwise.
-func smallStorage(t *testing.T) *storage.Client {
+func smallStorage(t *testing.T) *plugintest.StorageClient {
 	if os.Geteuid() != 0 {
 		t.Skip("the no-space checks mount a small tmpfs, which needs root")
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/dls-project/dls/sdk/volume"
 )
 
-func startDir(t testing.TB, dataDir string, cfg map[string]any) *storage.Client {
+func startDir(t testing.TB, dataDir string, cfg map[string]any) *plugintest.StorageClient {
 	t.Helper()
 	h := plugintest.Start(t, New(), plugintest.WithDataDir(dataDir), plugintest.WithConfig(cfg))
 	return h.Storage()
@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 			plugintest.RunStorageSuite(t, plugintest.StorageSuite{
 				Start: start, Restart: restart, Scratch: t.TempDir(),
 				KeepVersions: tc.keep, CheapClones: true,
-				Full: func(t *testing.T) *storage.Client {
+				Full: func(t *testing.T) *plugintest.StorageClient {
 					cfg := map[string]any{"root": smallFS(t)}
 					for k, v := range tc.cfg {
 						cfg[k] = v

@@ -49,13 +49,13 @@ func with(cfg map[string]any, kv ...any) map[string]any {
 	return out
 }
 
-func startPlugin(t *testing.T, cfg map[string]any) (*plugintest.Harness, *auth.Client) {
+func startPlugin(t *testing.T, cfg map[string]any) (*plugintest.Harness, *plugintest.AuthClient) {
 	t.Helper()
 	h := plugintest.Start(t, ldapauth.New(), plugintest.WithConfig(cfg))
 	return h, h.Auth()
 }
 
-func wantValid(t *testing.T, c *auth.Client, name, password, wantName string, groups ...string) {
+func wantValid(t *testing.T, c *plugintest.AuthClient, name, password, wantName string, groups ...string) {
 	t.Helper()
 	id, err := c.Verify(context.Background(), name, password)
 	if err != nil {
@@ -69,7 +69,7 @@ func wantValid(t *testing.T, c *auth.Client, name, password, wantName string, gr
 	}
 }
 
-func wantInvalid(t *testing.T, c *auth.Client, name, password string) {
+func wantInvalid(t *testing.T, c *plugintest.AuthClient, name, password string) {
 	t.Helper()
 	id, err := c.Verify(context.Background(), name, password)
 	if !errors.Is(err, auth.ErrInvalidCredentials) {
@@ -78,7 +78,7 @@ func wantInvalid(t *testing.T, c *auth.Client, name, password string) {
 }
 
 // wantFailure: the plugin could not tell, which is not invalid credentials.
-func wantFailure(t *testing.T, c *auth.Client, name, password, contains string) {
+func wantFailure(t *testing.T, c *plugintest.AuthClient, name, password, contains string) {
 	t.Helper()
 	_, err := c.Verify(context.Background(), name, password)
 	if err == nil || errors.Is(err, auth.ErrInvalidCredentials) || !strings.Contains(err.Error(), contains) {
@@ -344,14 +344,14 @@ func TestLookup(t *testing.T) {
 		"user_dn_template": "uid={username}," + peopleDN,
 		"group_base":       groupsDN,
 	})
-	wantLookup := func(c *auth.Client, name, wantName string, groups ...string) {
+	wantLookup := func(c *plugintest.AuthClient, name, wantName string, groups ...string) {
 		t.Helper()
 		id, err := c.Lookup(ctx, name)
 		if err != nil || id.Username != wantName || !slices.Equal(id.Groups, groups) {
 			t.Errorf("Lookup(%q) = %+v, %v; want %s in %q", name, id, err, wantName, groups)
 		}
 	}
-	wantNotFound := func(c *auth.Client, name string) {
+	wantNotFound := func(c *plugintest.AuthClient, name string) {
 		t.Helper()
 		if id, err := c.Lookup(ctx, name); !errors.Is(err, auth.ErrUserNotFound) {
 			t.Errorf("Lookup(%q) = %+v, %v; want ErrUserNotFound", name, id, err)
@@ -368,7 +368,7 @@ func TestLookup(t *testing.T) {
 		}
 	}
 
-	for _, cl := range []*auth.Client{c, direct} {
+	for _, cl := range []*plugintest.AuthClient{c, direct} {
 		wantLookup(cl, "alice", "alice", "admins", "ops")
 		wantLookup(cl, "carol", "carol")
 		wantNotFound(cl, "mallory")
@@ -400,7 +400,7 @@ func TestLookup(t *testing.T) {
 	wantNotFound(direct, "carol")
 
 	s.Stop()
-	for _, cl := range []*auth.Client{c, direct} {
+	for _, cl := range []*plugintest.AuthClient{c, direct} {
 		if _, err := cl.Lookup(ctx, "alice"); err == nil || errors.Is(err, auth.ErrUserNotFound) {
 			t.Errorf("Lookup with the directory down = %v; want a failure other than ErrUserNotFound", err)
 		}

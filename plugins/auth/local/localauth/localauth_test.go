@@ -20,20 +20,20 @@ import (
 // fastConfig makes hashes cheap: tests hash hundreds of passwords.
 var fastConfig = map[string]any{"hash_memory_kib": 64, "hash_iterations": 1, "hash_parallelism": 1}
 
-func start(t *testing.T, dataDir string) (*plugintest.Harness, *auth.Client) {
+func start(t *testing.T, dataDir string) (*plugintest.Harness, *plugintest.AuthClient) {
 	t.Helper()
 	h := plugintest.Start(t, localauth.New(), plugintest.WithDataDir(dataDir), plugintest.WithConfig(fastConfig))
 	return h, h.Auth()
 }
 
-func mustCreate(t *testing.T, c *auth.Client, name, password string, groups ...string) {
+func mustCreate(t *testing.T, c *plugintest.AuthClient, name, password string, groups ...string) {
 	t.Helper()
 	if err := c.CreateUser(context.Background(), name, password, groups); err != nil {
 		t.Fatalf("create user %s: %v", name, err)
 	}
 }
 
-func wantInvalid(t *testing.T, c *auth.Client, name, password string) error {
+func wantInvalid(t *testing.T, c *plugintest.AuthClient, name, password string) error {
 	t.Helper()
 	id, err := c.Verify(context.Background(), name, password)
 	if !errors.Is(err, auth.ErrInvalidCredentials) {
@@ -42,7 +42,7 @@ func wantInvalid(t *testing.T, c *auth.Client, name, password string) error {
 	return err
 }
 
-func wantValid(t *testing.T, c *auth.Client, name, password string, groups ...string) {
+func wantValid(t *testing.T, c *plugintest.AuthClient, name, password string, groups ...string) {
 	t.Helper()
 	id, err := c.Verify(context.Background(), name, password)
 	if err != nil {
@@ -299,7 +299,7 @@ func TestConcurrentWriters(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for i := range 20 {
-		for j, c := range []*auth.Client{a, b} {
+		for j, c := range []*plugintest.AuthClient{a, b} {
 			wg.Go(func() {
 				errs <- c.CreateUser(context.Background(), fmt.Sprintf("user-%d-%d", j, i), "correct horse battery", nil)
 			})
@@ -312,7 +312,7 @@ func TestConcurrentWriters(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, c := range []*auth.Client{a, b} {
+	for _, c := range []*plugintest.AuthClient{a, b} {
 		users, err := c.ListUsers(context.Background())
 		if err != nil || len(users) != 40 {
 			t.Errorf("ListUsers: %d users, %v; want 40", len(users), err)

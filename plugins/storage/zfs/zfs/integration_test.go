@@ -81,7 +81,7 @@ func destroyTree(t testing.TB, r *runner, ds string) {
 	t.Logf("cleanup left %s: %v", ds, err)
 }
 
-func startZFS(t testing.TB, dataset string, extra map[string]any, opts ...plugintest.Option) (*plugintest.Harness, *storage.Client) {
+func startZFS(t testing.TB, dataset string, extra map[string]any, opts ...plugintest.Option) (*plugintest.Harness, *plugintest.StorageClient) {
 	t.Helper()
 	cfg := map[string]any{"dataset": dataset}
 	for k, v := range extra {
@@ -134,7 +134,7 @@ func TestZFSStorageSuite(t *testing.T) {
 		Restart:      restart,
 		KeepVersions: keep,
 		CheapClones:  true,
-		Full: func(t *testing.T) *storage.Client {
+		Full: func(t *testing.T) *plugintest.StorageClient {
 			full := ds + "/full"
 			if _, err := r.zfsCmd(t.Context(), "create", "-p", "-o", "quota=32M", full); err != nil {
 				t.Fatal(err)
@@ -231,7 +231,7 @@ func TestZFSCloneTimeIndependentOfSize(t *testing.T) {
 	}
 }
 
-func versionNumbers(t *testing.T, st *storage.Client, image string) []uint64 {
+func versionNumbers(t *testing.T, st *plugintest.StorageClient, image string) []uint64 {
 	t.Helper()
 	vs, err := st.ListVersions(t.Context(), image)
 	if err != nil {

@@ -1,4 +1,4 @@
-package base
+package baserpc
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
@@ -21,8 +22,8 @@ import (
 // Server adapts a Plugin to the Base gRPC service.
 type Server struct {
 	dlsv1.UnimplementedBaseServer
-	impl   Plugin
-	info   Info
+	impl   base.Plugin
+	info   base.Info
 	broker *plugin.GRPCBroker
 	logger hclog.Logger
 
@@ -34,7 +35,7 @@ type Server struct {
 
 // NewServer returns the Base service for impl. broker reaches the host's
 // services; info carries the kind and capabilities the kind package found.
-func NewServer(impl Plugin, info Info, broker *plugin.GRPCBroker, logger hclog.Logger) *Server {
+func NewServer(impl base.Plugin, info base.Info, broker *plugin.GRPCBroker, logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -45,7 +46,7 @@ func NewServer(impl Plugin, info Info, broker *plugin.GRPCBroker, logger hclog.L
 func (s *Server) Info(context.Context, *dlsv1.Empty) (*dlsv1.PluginInfo, error) {
 	return &dlsv1.PluginInfo{
 		Kind: s.info.Kind, Type: s.info.Type, Version: s.info.Version,
-		Capabilities: s.info.Capabilities, ProtocolVersion: ProtocolVersion,
+		Capabilities: s.info.Capabilities, ProtocolVersion: base.ProtocolVersion,
 	}, nil
 }
 
@@ -74,7 +75,7 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "connect to host services: %v", err)
 	}
-	cr := ConfigureRequest{
+	cr := base.ConfigureRequest{
 		Config: cfg, Instance: req.GetInstance(), DataDir: req.GetDataDir(),
 		Host: svc, Logger: s.logger.Named(req.GetInstance()),
 	}
@@ -116,7 +117,7 @@ func (s *Server) hostServices(id uint32) (host.Services, *grpc.ClientConn, error
 
 // DescribeMetrics implements dlsv1.BaseServer.
 func (s *Server) DescribeMetrics(context.Context, *dlsv1.Empty) (*dlsv1.MetricDescriptors, error) {
-	md, ok := s.impl.(MetricsDeclarer)
+	md, ok := s.impl.(base.MetricsDeclarer)
 	if !ok {
 		return &dlsv1.MetricDescriptors{}, nil
 	}
@@ -136,7 +137,7 @@ func (s *Server) DescribeMetrics(context.Context, *dlsv1.Empty) (*dlsv1.MetricDe
 
 // CollectMetrics implements dlsv1.BaseServer.
 func (s *Server) CollectMetrics(context.Context, *dlsv1.Empty) (*dlsv1.MetricSamples, error) {
-	md, ok := s.impl.(MetricsDeclarer)
+	md, ok := s.impl.(base.MetricsDeclarer)
 	if !ok {
 		return &dlsv1.MetricSamples{}, nil
 	}
@@ -160,7 +161,7 @@ func (s *Server) CollectMetrics(context.Context, *dlsv1.Empty) (*dlsv1.MetricSam
 
 // Health implements dlsv1.BaseServer.
 func (s *Server) Health(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.HealthResponse, error) {
-	hc, ok := s.impl.(HealthChecker)
+	hc, ok := s.impl.(base.HealthChecker)
 	if !ok {
 		return &dlsv1.HealthResponse{Healthy: true}, nil
 	}
@@ -172,7 +173,7 @@ func (s *Server) Health(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.HealthRespo
 
 // Stop implements dlsv1.BaseServer.
 func (s *Server) Stop(ctx context.Context, req *dlsv1.StopRequest) (*dlsv1.Empty, error) {
-	if st, ok := s.impl.(Stopper); ok {
+	if st, ok := s.impl.(base.Stopper); ok {
 		grace := time.Duration(req.GetGraceMs()) * time.Millisecond
 		if grace <= 0 {
 			grace = 5 * time.Second

@@ -1,9 +1,10 @@
-package auth
+package authrpc
 
 import (
 	"context"
 	"errors"
 
+	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -11,25 +12,25 @@ import (
 
 type server struct {
 	dlsv1.UnimplementedAuthServer
-	impl Auth
+	impl auth.Auth
 }
 
 func toStatus(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrInvalidCredentials):
+	case errors.Is(err, auth.ErrInvalidCredentials):
 		return status.Error(codes.Unauthenticated, err.Error())
-	case errors.Is(err, ErrUserExists):
+	case errors.Is(err, auth.ErrUserExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrUserNotFound):
+	case errors.Is(err, auth.ErrUserNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }
 
-func (s *server) admin() (UserAdmin, error) {
-	a, ok := s.impl.(UserAdmin)
+func (s *server) admin() (auth.UserAdmin, error) {
+	a, ok := s.impl.(auth.UserAdmin)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this auth plugin does not administer users")
 	}

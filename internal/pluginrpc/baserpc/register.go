@@ -1,4 +1,4 @@
-package base
+package baserpc
 
 import (
 	"github.com/dls-project/dls/sdk/proto/dlsv1"

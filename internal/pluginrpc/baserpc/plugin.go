@@ -1,10 +1,11 @@
-package base
+package baserpc
 
 import (
 	"context"
 	"fmt"
 	"runtime/debug"
 
+	"github.com/dls-project/dls/sdk/base"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -24,9 +25,9 @@ type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 
 	// Impl is set on the plugin side only.
-	Impl Plugin
+	Impl base.Plugin
 	// Info is the plugin's identity with kind and capabilities filled in.
-	Info Info
+	Info base.Info
 	// Logger is where the plugin side logs.
 	Logger hclog.Logger
 	// RegisterKind registers the kind's gRPC service for Impl.

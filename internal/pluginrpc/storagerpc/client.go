@@ -1,4 +1,4 @@
-package storage
+package storagerpc
 
 import (
 	"context"
@@ -8,22 +8,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/dls-project/dls/sdk/storage"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// Client is the host's side of a storage plugin. It implements Storage's
-// operations (not base.Plugin) and Promoter.
+// Client is the host's side of a storage plugin. It has storage.Storage's
+// operations (not base.Plugin's) and storage.Promoter's.
 type Client struct {
-	base *base.Client
+	base *baserpc.Client
 	rpc  dlsv1.StorageClient
 }
 
 // Base returns the plugin's Base client.
-func (c *Client) Base() *base.Client { return c.base }
+func (c *Client) Base() *baserpc.Client { return c.base }
 
 // fromStatus maps gRPC codes back onto the kind's sentinel errors.
 func fromStatus(op string, err error) error {
@@ -34,15 +35,15 @@ func fromStatus(op string, err error) error {
 	var sentinel error
 	switch st.Code() {
 	case codes.NotFound:
-		sentinel = ErrNotFound
+		sentinel = storage.ErrNotFound
 	case codes.AlreadyExists:
-		sentinel = ErrExists
+		sentinel = storage.ErrExists
 	case codes.FailedPrecondition:
-		sentinel = ErrInUse
+		sentinel = storage.ErrInUse
 	case codes.InvalidArgument:
-		sentinel = ErrInvalidName
+		sentinel = storage.ErrInvalidName
 	case codes.ResourceExhausted:
-		sentinel = ErrNoSpace
+		sentinel = storage.ErrNoSpace
 	case codes.DeadlineExceeded:
 		sentinel = context.DeadlineExceeded
 	case codes.Canceled:
@@ -70,19 +71,19 @@ func (e remoteError) Unwrap() error { return e.sentinel }
 func (e remoteError) Is(target error) bool { return e.sentinel == nil && target == error(e) }
 
 // ImportImage implements Storage.
-func (c *Client) ImportImage(ctx context.Context, req ImportRequest) (Version, error) {
+func (c *Client) ImportImage(ctx context.Context, req storage.ImportRequest) (storage.Version, error) {
 	op := fmt.Sprintf("import image %s from %s", req.Image, req.Source)
 	stream, err := c.rpc.ImportImage(ctx, &dlsv1.ImportImageRequest{Image: req.Image, Source: req.Source})
 	if err != nil {
-		return Version{}, fromStatus(op, err)
+		return storage.Version{}, fromStatus(op, err)
 	}
 	for {
 		p, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return Version{}, fmt.Errorf("%s: stream ended without a version", op)
+			return storage.Version{}, fmt.Errorf("%s: stream ended without a version", op)
 		}
 		if err != nil {
-			return Version{}, fromStatus(op, err)
+			return storage.Version{}, fromStatus(op, err)
 		}
 		if p.GetVersion() != nil {
 			return versionFromProto(p.GetVersion()), nil
@@ -94,14 +95,14 @@ func (c *Client) ImportImage(ctx context.Context, req ImportRequest) (Version, e
 }
 
 // ListImages implements Storage.
-func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
+func (c *Client) ListImages(ctx context.Context) ([]storage.Image, error) {
 	r, err := c.rpc.ListImages(ctx, &dlsv1.Empty{})
 	if err != nil {
 		return nil, fromStatus("list images", err)
 	}
-	out := make([]Image, len(r.GetImages()))
+	out := make([]storage.Image, len(r.GetImages()))
 	for i, im := range r.GetImages() {
-		out[i] = Image{Name: im.GetName(), CurrentVersion: im.GetCurrentVersion(), Size: im.GetSizeBytes()}
+		out[i] = storage.Image{Name: im.GetName(), CurrentVersion: im.GetCurrentVersion(), Size: im.GetSizeBytes()}
 	}
 	return out, nil
 }
@@ -113,21 +114,21 @@ func (c *Client) DeleteImage(ctx context.Context, image string) error {
 }
 
 // CreateVersion implements Storage.
-func (c *Client) CreateVersion(ctx context.Context, image string) (Version, error) {
+func (c *Client) CreateVersion(ctx context.Context, image string) (storage.Version, error) {
 	v, err := c.rpc.CreateVersion(ctx, &dlsv1.ImageRef{Image: image})
 	if err != nil {
-		return Version{}, fromStatus("create version of image "+image, err)
+		return storage.Version{}, fromStatus("create version of image "+image, err)
 	}
 	return versionFromProto(v), nil
 }
 
 // ListVersions implements Storage.
-func (c *Client) ListVersions(ctx context.Context, image string) ([]Version, error) {
+func (c *Client) ListVersions(ctx context.Context, image string) ([]storage.Version, error) {
 	r, err := c.rpc.ListVersions(ctx, &dlsv1.ImageRef{Image: image})
 	if err != nil {
 		return nil, fromStatus("list versions of image "+image, err)
 	}
-	out := make([]Version, len(r.GetVersions()))
+	out := make([]storage.Version, len(r.GetVersions()))
 	for i, v := range r.GetVersions() {
 		out[i] = versionFromProto(v)
 	}
@@ -147,19 +148,19 @@ func (c *Client) SetCurrentVersion(ctx context.Context, image string, version ui
 }
 
 // CreateVolume implements Storage.
-func (c *Client) CreateVolume(ctx context.Context, req VolumeRequest) (Volume, error) {
+func (c *Client) CreateVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
 	v, err := c.rpc.CreateVolume(ctx, &dlsv1.VolumeRequest{Volume: req.Volume, Image: req.Image, Version: req.Version})
 	if err != nil {
-		return Volume{}, fromStatus(fmt.Sprintf("create volume %s from image %s", req.Volume, req.Image), err)
+		return storage.Volume{}, fromStatus(fmt.Sprintf("create volume %s from image %s", req.Volume, req.Image), err)
 	}
 	return volumeFromProto(v), nil
 }
 
 // ResetVolume implements Storage.
-func (c *Client) ResetVolume(ctx context.Context, req VolumeRequest) (Volume, error) {
+func (c *Client) ResetVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
 	v, err := c.rpc.ResetVolume(ctx, &dlsv1.VolumeRequest{Volume: req.Volume, Image: req.Image, Version: req.Version})
 	if err != nil {
-		return Volume{}, fromStatus("reset volume "+req.Volume, err)
+		return storage.Volume{}, fromStatus("reset volume "+req.Volume, err)
 	}
 	return volumeFromProto(v), nil
 }
@@ -171,12 +172,12 @@ func (c *Client) DeleteVolume(ctx context.Context, name string) error {
 }
 
 // ListVolumes implements Storage.
-func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
+func (c *Client) ListVolumes(ctx context.Context) ([]storage.Volume, error) {
 	r, err := c.rpc.ListVolumes(ctx, &dlsv1.Empty{})
 	if err != nil {
 		return nil, fromStatus("list volumes", err)
 	}
-	out := make([]Volume, len(r.GetVolumes()))
+	out := make([]storage.Volume, len(r.GetVolumes()))
 	for i, v := range r.GetVolumes() {
 		out[i] = volumeFromProto(v)
 	}
@@ -184,12 +185,12 @@ func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
 }
 
 // Capacity implements Storage.
-func (c *Client) Capacity(ctx context.Context) (Capacity, error) {
+func (c *Client) Capacity(ctx context.Context) (storage.Capacity, error) {
 	r, err := c.rpc.Capacity(ctx, &dlsv1.Empty{})
 	if err != nil {
-		return Capacity{}, fromStatus("storage capacity", err)
+		return storage.Capacity{}, fromStatus("storage capacity", err)
 	}
-	return Capacity{Used: r.GetUsedBytes(), Available: r.GetAvailableBytes()}, nil
+	return storage.Capacity{Used: r.GetUsedBytes(), Available: r.GetAvailableBytes()}, nil
 }
 
 // Attach implements Storage.
@@ -209,22 +210,22 @@ func (c *Client) Detach(ctx context.Context, name string) error {
 
 // Promote implements Promoter; plugins without the capability answer an
 // error.
-func (c *Client) Promote(ctx context.Context, vol, image string) (Version, error) {
+func (c *Client) Promote(ctx context.Context, vol, image string) (storage.Version, error) {
 	v, err := c.rpc.Promote(ctx, &dlsv1.PromoteRequest{Volume: vol, Image: image})
 	if err != nil {
-		return Version{}, fromStatus(fmt.Sprintf("promote volume %s to image %s", vol, image), err)
+		return storage.Version{}, fromStatus(fmt.Sprintf("promote volume %s to image %s", vol, image), err)
 	}
 	return versionFromProto(v), nil
 }
 
-func versionFromProto(v *dlsv1.Version) Version {
+func versionFromProto(v *dlsv1.Version) storage.Version {
 	var created time.Time
 	if v.GetCreatedUnix() != 0 {
 		created = time.Unix(v.GetCreatedUnix(), 0)
 	}
-	return Version{Image: v.GetImage(), Number: v.GetNumber(), Size: v.GetSizeBytes(), Created: created, Current: v.GetCurrent()}
+	return storage.Version{Image: v.GetImage(), Number: v.GetNumber(), Size: v.GetSizeBytes(), Created: created, Current: v.GetCurrent()}
 }
 
-func volumeFromProto(v *dlsv1.Volume) Volume {
-	return Volume{Name: v.GetName(), Image: v.GetImage(), Version: v.GetVersion(), Size: v.GetSizeBytes()}
+func volumeFromProto(v *dlsv1.Volume) storage.Volume {
+	return storage.Volume{Name: v.GetName(), Image: v.GetImage(), Version: v.GetVersion(), Size: v.GetSizeBytes()}
 }

@@ -1,14 +1,15 @@
-package protocol
+package protocolrpc
 
 import (
 	"context"
 
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/dls-project/dls/sdk/protocol"
 )
 
 type server struct {
 	dlsv1.UnimplementedProtocolServer
-	impl Protocol
+	impl protocol.Protocol
 }
 
 func (s *server) Start(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.Empty, error) {

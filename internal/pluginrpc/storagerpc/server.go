@@ -1,10 +1,11 @@
-package storage
+package storagerpc
 
 import (
 	"context"
 	"errors"
 
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/dls-project/dls/sdk/storage"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -13,7 +14,7 @@ import (
 
 type server struct {
 	dlsv1.UnimplementedStorageServer
-	impl Storage
+	impl storage.Storage
 }
 
 // toStatus maps the kind's sentinel errors onto gRPC codes, which the client
@@ -24,15 +25,15 @@ func toStatus(err error) error {
 	}
 	code := codes.Internal
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrExists):
+	case errors.Is(err, storage.ErrExists):
 		code = codes.AlreadyExists
-	case errors.Is(err, ErrInUse):
+	case errors.Is(err, storage.ErrInUse):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrInvalidName):
+	case errors.Is(err, storage.ErrInvalidName):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrNoSpace):
+	case errors.Is(err, storage.ErrNoSpace):
 		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
@@ -44,7 +45,7 @@ func toStatus(err error) error {
 
 func (s *server) ImportImage(r *dlsv1.ImportImageRequest, stream grpc.ServerStreamingServer[dlsv1.ImportProgress]) error {
 	var sendErr error
-	v, err := s.impl.ImportImage(stream.Context(), ImportRequest{
+	v, err := s.impl.ImportImage(stream.Context(), storage.ImportRequest{
 		Image: r.GetImage(), Source: r.GetSource(),
 		Progress: func(done, total int64) {
 			if sendErr == nil {
@@ -103,7 +104,7 @@ func (s *server) SetCurrentVersion(ctx context.Context, r *dlsv1.VersionRef) (*d
 }
 
 func (s *server) CreateVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv1.Volume, error) {
-	v, err := s.impl.CreateVolume(ctx, VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
+	v, err := s.impl.CreateVolume(ctx, storage.VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -111,7 +112,7 @@ func (s *server) CreateVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dls
 }
 
 func (s *server) ResetVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv1.Volume, error) {
-	v, err := s.impl.ResetVolume(ctx, VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
+	v, err := s.impl.ResetVolume(ctx, storage.VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -155,7 +156,7 @@ func (s *server) Detach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.Empty, 
 }
 
 func (s *server) Promote(ctx context.Context, r *dlsv1.PromoteRequest) (*dlsv1.Version, error) {
-	p, ok := s.impl.(Promoter)
+	p, ok := s.impl.(storage.Promoter)
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this storage plugin cannot promote volumes")
 	}
@@ -166,7 +167,7 @@ func (s *server) Promote(ctx context.Context, r *dlsv1.PromoteRequest) (*dlsv1.V
 	return versionToProto(v), nil
 }
 
-func versionToProto(v Version) *dlsv1.Version {
+func versionToProto(v storage.Version) *dlsv1.Version {
 	var created int64
 	if !v.Created.IsZero() {
 		created = v.Created.Unix()
@@ -174,6 +175,6 @@ func versionToProto(v Version) *dlsv1.Version {
 	return &dlsv1.Version{Image: v.Image, Number: v.Number, SizeBytes: v.Size, CreatedUnix: created, Current: v.Current}
 }
 
-func volumeToProto(v Volume) *dlsv1.Volume {
+func volumeToProto(v storage.Volume) *dlsv1.Volume {
 	return &dlsv1.Volume{Name: v.Name, Image: v.Image, Version: v.Version, SizeBytes: v.Size}
 }

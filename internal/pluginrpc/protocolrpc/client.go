@@ -1,21 +1,22 @@
-package protocol
+package protocolrpc
 
 import (
 	"context"
 	"fmt"
 
-	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	"github.com/dls-project/dls/sdk/protocol"
 )
 
 // Client is the host's side of a protocol plugin.
 type Client struct {
-	base *base.Client
+	base *baserpc.Client
 	rpc  dlsv1.ProtocolClient
 }
 
 // Base returns the plugin's Base client.
-func (c *Client) Base() *base.Client { return c.base }
+func (c *Client) Base() *baserpc.Client { return c.base }
 
 // Start asks the plugin to begin serving.
 func (c *Client) Start(ctx context.Context) error {
@@ -31,10 +32,10 @@ func (c *Client) Stop(ctx context.Context) error {
 }
 
 // Status returns what the plugin serves.
-func (c *Client) Status(ctx context.Context) (Status, error) {
+func (c *Client) Status(ctx context.Context) (protocol.Status, error) {
 	s, err := c.rpc.Status(ctx, &dlsv1.Empty{})
 	if err != nil {
-		return Status{}, fmt.Errorf("protocol status: %w", err)
+		return protocol.Status{}, fmt.Errorf("protocol status: %w", err)
 	}
-	return Status{Serving: s.GetServing(), Listeners: s.GetListeners(), Message: s.GetMessage()}, nil
+	return protocol.Status{Serving: s.GetServing(), Listeners: s.GetListeners(), Message: s.GetMessage()}, nil
 }

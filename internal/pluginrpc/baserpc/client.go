@@ -1,10 +1,11 @@
-package base
+package baserpc
 
 import (
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
@@ -26,15 +27,15 @@ func NewClient(conn grpc.ClientConnInterface, broker *plugin.GRPCBroker) *Client
 }
 
 // Info asks the plugin who it is.
-func (c *Client) Info(ctx context.Context) (Info, error) {
+func (c *Client) Info(ctx context.Context) (base.Info, error) {
 	i, err := c.rpc.Info(ctx, &dlsv1.Empty{})
 	if err != nil {
-		return Info{}, fmt.Errorf("plugin info: %w", err)
+		return base.Info{}, fmt.Errorf("plugin info: %w", err)
 	}
-	if i.GetProtocolVersion() != ProtocolVersion {
-		return Info{}, fmt.Errorf("plugin speaks protocol %d, host speaks %d", i.GetProtocolVersion(), ProtocolVersion)
+	if i.GetProtocolVersion() != base.ProtocolVersion {
+		return base.Info{}, fmt.Errorf("plugin speaks protocol %d, host speaks %d", i.GetProtocolVersion(), base.ProtocolVersion)
 	}
-	return Info{Kind: i.GetKind(), Type: i.GetType(), Version: i.GetVersion(), Capabilities: i.GetCapabilities()}, nil
+	return base.Info{Kind: i.GetKind(), Type: i.GetType(), Version: i.GetVersion(), Capabilities: i.GetCapabilities()}, nil
 }
 
 // ConfigSchema returns the plugin's config schema.
