@@ -1,4 +1,4 @@
-// Package zfs is the "zfs" storage plugin: a ZFS dataset per image, a
+// Package zfsstore is the "zfs" storage plugin: a ZFS dataset per image, a
 // snapshot per version, a clone per client volume. A volume is created in
 // constant time whatever the image's size, and holds only the blocks its
 // client wrote.
@@ -13,7 +13,7 @@
 // are their clones. The plugin runs zfs and zpool by absolute path (no cgo;
 // plugins start with an empty PATH) and parses `zfs get -H -p` output,
 // which zfs-fuse and OpenZFS print alike.
-package zfs
+package zfsstore
 
 import (
 	"context"

@@ -1,4 +1,16 @@
-package main
+// Package dirstore is the "dir" storage plugin, the embedded default:
+// images, their immutable numbered versions and per-client volumes as files
+// under one directory. A version is a raw file; a volume is a reflink of
+// it where the filesystem can, else an sdk/volume overlay over it, so a
+// clone is instant whatever the image size.
+//
+// Layout under root:
+//
+//	images/<image>/manifest.json   versions, current, next number
+//	images/<image>/v<n>.raw        version n, read-only
+//	volumes/<volume>.json          the volume's metadata: its commit point
+//	volumes/<volume>/g<gen>.*      the data of its current generation
+package dirstore
 
 import (
 	"context"
