@@ -96,7 +96,10 @@ func (p *Plugin) NewConfig() any {
 // keeps the state (attachments, operations in progress); another root
 // starts over from what that directory holds.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg := req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
 	root := cfg.Root
 	if root == "" {
 		return config.Errorf("root", "must not be empty")

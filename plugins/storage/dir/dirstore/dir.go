@@ -117,7 +117,11 @@ type volumeMeta struct {
 
 // Configure implements base.Plugin.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	c := *req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
+	c := *cfg
 	var errs []error
 	switch c.Clone {
 	case cloneAuto, cloneReflink, cloneOverlay:

@@ -139,7 +139,10 @@ func (c *Config) settings(logger hclog.Logger) (*settings, error) {
 // interrupted run left (see store.recover). Reconfiguring the same dataset
 // keeps the operations in progress.
 func (p *Plugin) Configure(ctx context.Context, req base.ConfigureRequest) error {
-	cfg := req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
 	logger := req.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
