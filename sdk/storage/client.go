@@ -43,6 +43,8 @@ func fromStatus(op string, err error) error {
 		sentinel = ErrInvalidName
 	case codes.ResourceExhausted:
 		sentinel = ErrNoSpace
+	case codes.Unimplemented:
+		sentinel = ErrUnimplemented
 	case codes.DeadlineExceeded:
 		sentinel = context.DeadlineExceeded
 	case codes.Canceled:

@@ -34,6 +34,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrNoSpace):
 		code = codes.ResourceExhausted
+	case errors.Is(err, ErrUnimplemented):
+		code = codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):

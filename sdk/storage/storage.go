@@ -22,6 +22,11 @@ import (
 )
 
 // Storage is implemented by storage plugins.
+//
+// Methods may be added to Storage in later SDK versions. Embed
+// Unimplemented in the plugin's type so that such an addition still
+// compiles: the new method then answers with an error wrapping
+// ErrUnimplemented until the plugin implements it.
 type Storage interface {
 	base.Plugin
 
@@ -129,6 +134,9 @@ var (
 	ErrInUse       = errors.New("in use")
 	ErrInvalidName = errors.New("invalid name")
 	ErrNoSpace     = errors.New("no space left")
+	// ErrUnimplemented is wrapped by the operations a plugin does not
+	// implement (see Unimplemented); the host sees gRPC's Unimplemented.
+	ErrUnimplemented = errors.New("unimplemented")
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
