@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/volume"
@@ -11,9 +12,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// server serves impl's operations and times them in ops (see the package
+// doc's Metrics).
 type server struct {
 	dlsv1.UnimplementedStorageServer
 	impl Storage
+	ops  *operations
 }
 
 // toStatus maps the kind's sentinel errors onto gRPC codes, which the client
@@ -46,6 +50,7 @@ func toStatus(err error) error {
 
 func (s *server) ImportImage(r *dlsv1.ImportImageRequest, stream grpc.ServerStreamingServer[dlsv1.ImportProgress]) error {
 	var sendErr error
+	start := time.Now()
 	v, err := s.impl.ImportImage(stream.Context(), ImportRequest{
 		Image: r.GetImage(), Source: r.GetSource(),
 		Progress: func(done, total int64) {
@@ -54,6 +59,7 @@ func (s *server) ImportImage(r *dlsv1.ImportImageRequest, stream grpc.ServerStre
 			}
 		},
 	})
+	s.ops.observe(OpImport, start, err)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -73,11 +79,16 @@ func (s *server) ListImages(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.ImageLi
 }
 
 func (s *server) DeleteImage(ctx context.Context, r *dlsv1.ImageRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.DeleteImage(ctx, r.GetImage()))
+	start := time.Now()
+	err := s.impl.DeleteImage(ctx, r.GetImage())
+	s.ops.observe(OpDeleteImage, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) CreateVersion(ctx context.Context, r *dlsv1.ImageRef) (*dlsv1.Version, error) {
+	start := time.Now()
 	v, err := s.impl.CreateVersion(ctx, r.GetImage())
+	s.ops.observe(OpCreateVersion, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -97,15 +108,23 @@ func (s *server) ListVersions(ctx context.Context, r *dlsv1.ImageRef) (*dlsv1.Ve
 }
 
 func (s *server) DeleteVersion(ctx context.Context, r *dlsv1.VersionRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.DeleteVersion(ctx, r.GetImage(), r.GetVersion()))
+	start := time.Now()
+	err := s.impl.DeleteVersion(ctx, r.GetImage(), r.GetVersion())
+	s.ops.observe(OpDeleteVersion, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) SetCurrentVersion(ctx context.Context, r *dlsv1.VersionRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.SetCurrentVersion(ctx, r.GetImage(), r.GetVersion()))
+	start := time.Now()
+	err := s.impl.SetCurrentVersion(ctx, r.GetImage(), r.GetVersion())
+	s.ops.observe(OpSetCurrent, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) CreateVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv1.Volume, error) {
+	start := time.Now()
 	v, err := s.impl.CreateVolume(ctx, VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
+	s.ops.observe(OpClone, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -113,7 +132,9 @@ func (s *server) CreateVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dls
 }
 
 func (s *server) ResetVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv1.Volume, error) {
+	start := time.Now()
 	v, err := s.impl.ResetVolume(ctx, VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
+	s.ops.observe(OpReset, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -121,7 +142,10 @@ func (s *server) ResetVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv
 }
 
 func (s *server) DeleteVolume(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.DeleteVolume(ctx, r.GetVolume()))
+	start := time.Now()
+	err := s.impl.DeleteVolume(ctx, r.GetVolume())
+	s.ops.observe(OpDeleteVolume, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) ListVolumes(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.VolumeList, error) {
@@ -145,7 +169,9 @@ func (s *server) Capacity(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.CapacityI
 }
 
 func (s *server) Attach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.VolumeDescriptor, error) {
+	start := time.Now()
 	d, err := s.impl.Attach(ctx, r.GetVolume())
+	s.ops.observe(OpAttach, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -153,7 +179,10 @@ func (s *server) Attach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.VolumeD
 }
 
 func (s *server) Detach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.Detach(ctx, r.GetVolume()))
+	start := time.Now()
+	err := s.impl.Detach(ctx, r.GetVolume())
+	s.ops.observe(OpDetach, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) Promote(ctx context.Context, r *dlsv1.PromoteRequest) (*dlsv1.Version, error) {
@@ -161,7 +190,9 @@ func (s *server) Promote(ctx context.Context, r *dlsv1.PromoteRequest) (*dlsv1.V
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this storage plugin cannot promote volumes")
 	}
+	start := time.Now()
 	v, err := p.Promote(ctx, r.GetVolume(), r.GetImage())
+	s.ops.observe(OpPromote, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -299,7 +299,6 @@ func (p *Plugin) claim(key string) (func(), error) {
 
 // ImportImage implements storage.Storage.
 func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (v storage.Version, err error) {
-	defer p.metrics.Observe(storage.OpImport, time.Now(), &err)
 	if err := storage.ValidName(req.Image); err != nil {
 		return v, fmt.Errorf("import image: %w", err)
 	}
@@ -470,8 +469,7 @@ func (p *Plugin) image(name string) (*manifest, error) {
 }
 
 // DeleteImage implements storage.Storage.
-func (p *Plugin) DeleteImage(_ context.Context, image string) (err error) {
-	defer p.metrics.Observe(storage.OpDeleteImage, time.Now(), &err)
+func (p *Plugin) DeleteImage(_ context.Context, image string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.image(image); err != nil {
@@ -500,7 +498,6 @@ func (p *Plugin) DeleteImage(_ context.Context, image string) (err error) {
 // CreateVersion implements storage.Storage. Versions are immutable, so the
 // new one shares the current one's data (a hard link): instant.
 func (p *Plugin) CreateVersion(_ context.Context, image string) (v storage.Version, err error) {
-	defer p.metrics.Observe(storage.OpCreateVersion, time.Now(), &err)
 	p.mu.Lock()
 	m, err := p.image(image)
 	if err != nil {
@@ -540,8 +537,7 @@ func (p *Plugin) ListVersions(_ context.Context, image string) ([]storage.Versio
 }
 
 // DeleteVersion implements storage.Storage.
-func (p *Plugin) DeleteVersion(_ context.Context, image string, version uint64) (err error) {
-	defer p.metrics.Observe(storage.OpDeleteVersion, time.Now(), &err)
+func (p *Plugin) DeleteVersion(_ context.Context, image string, version uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m, err := p.image(image)
@@ -587,8 +583,7 @@ func (p *Plugin) deleteVersionLocked(image string, version uint64) error {
 }
 
 // SetCurrentVersion implements storage.Storage.
-func (p *Plugin) SetCurrentVersion(_ context.Context, image string, version uint64) (err error) {
-	defer p.metrics.Observe(storage.OpSetCurrent, time.Now(), &err)
+func (p *Plugin) SetCurrentVersion(_ context.Context, image string, version uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m, err := p.image(image)

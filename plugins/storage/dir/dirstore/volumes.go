@@ -16,7 +16,6 @@ import (
 // CreateVolume implements storage.Storage: a reflink or an overlay of the
 // version, instant whatever the image size.
 func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (v storage.Volume, err error) {
-	defer p.metrics.Observe(storage.OpClone, time.Now(), &err)
 	if err := storage.ValidName(req.Volume); err != nil {
 		return v, fmt.Errorf("create volume: %w", err)
 	}
@@ -156,7 +155,6 @@ func (p *Plugin) volume(name string, exclusive bool) (*volumeMeta, error) {
 // made beside the old one and committed by the metadata write, so a crash
 // leaves either the old volume or the new one.
 func (p *Plugin) ResetVolume(ctx context.Context, req storage.VolumeRequest) (v storage.Volume, err error) {
-	defer p.metrics.Observe(storage.OpReset, time.Now(), &err)
 	p.mu.Lock()
 	old, err := p.volume(req.Volume, true)
 	if err != nil {
@@ -204,8 +202,7 @@ func (p *Plugin) removeGen(name string, gen uint64) {
 }
 
 // DeleteVolume implements storage.Storage.
-func (p *Plugin) DeleteVolume(_ context.Context, name string) (err error) {
-	defer p.metrics.Observe(storage.OpDeleteVolume, time.Now(), &err)
+func (p *Plugin) DeleteVolume(_ context.Context, name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.volume(name, true); err != nil {
@@ -238,7 +235,6 @@ func (p *Plugin) ListVolumes(context.Context) ([]storage.Volume, error) {
 
 // Attach implements storage.Storage.
 func (p *Plugin) Attach(_ context.Context, name string) (d volume.Descriptor, err error) {
-	defer p.metrics.Observe(storage.OpAttach, time.Now(), &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	meta, err := p.volume(name, false)
@@ -267,7 +263,6 @@ func (p *Plugin) Detach(_ context.Context, name string) error {
 // Promote implements storage.Promoter: the volume's content (flattened)
 // becomes the next version of image, or version 1 of a new image.
 func (p *Plugin) Promote(ctx context.Context, name, image string) (v storage.Version, err error) {
-	defer p.metrics.Observe(storage.OpPromote, time.Now(), &err)
 	if err := storage.ValidName(image); err != nil {
 		return v, fmt.Errorf("promote volume %s: %w", name, err)
 	}
