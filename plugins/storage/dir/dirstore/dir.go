@@ -30,6 +30,7 @@ import (
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
@@ -250,7 +251,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, 0o640, func(f *os.File) error {
+	return diskfile.WriteAtomic(path, 0o640, func(f *os.File) error {
 		_, err := f.Write(b)
 		return err
 	})
@@ -338,11 +339,11 @@ func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (v 
 
 	dir := p.imageDir(req.Image)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return v, noSpace(fmt.Errorf("import image %s: %w", req.Image, err))
+		return v, diskfile.NoSpace(fmt.Errorf("import image %s: %w", req.Image, err))
 	}
 	path := p.versionPath(req.Image, next)
-	err = writeAtomic(path, 0o440, func(f *os.File) error {
-		return copySparse(ctx, f, src, fi.Size(), req.Progress)
+	err = diskfile.WriteAtomic(path, 0o440, func(f *os.File) error {
+		return diskfile.CopySparse(ctx, f, src, fi.Size(), req.Progress)
 	})
 	if err != nil {
 		if !exists {
@@ -513,9 +514,9 @@ func (p *Plugin) CreateVersion(_ context.Context, image string) (v storage.Versi
 	}
 	defer release()
 	if err := os.Link(p.versionPath(image, cur.Number), p.versionPath(image, next)); err != nil {
-		return v, noSpace(fmt.Errorf("create version %d of image %s: %w", next, image, err))
+		return v, diskfile.NoSpace(fmt.Errorf("create version %d of image %s: %w", next, image, err))
 	}
-	if err := syncDir(p.imageDir(image)); err != nil {
+	if err := diskfile.SyncDir(p.imageDir(image)); err != nil {
 		return v, err
 	}
 	return p.addVersion(image, versionMeta{Number: next, Size: cur.Size, Created: time.Now().UTC()}, true)

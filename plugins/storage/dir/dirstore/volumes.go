@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 	"github.com/dls-project/dls/sdk/volume"
 	"golang.org/x/sys/unix"
 )
@@ -44,7 +45,7 @@ func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (v
 
 	meta := &volumeMeta{Image: req.Image, Version: vm.Number, Size: vm.Size, Created: time.Now().UTC(), Gen: 1}
 	if err := os.MkdirAll(p.volumeDir(req.Volume), 0o750); err != nil {
-		return v, noSpace(fmt.Errorf("create volume %s: %w", req.Volume, err))
+		return v, diskfile.NoSpace(fmt.Errorf("create volume %s: %w", req.Volume, err))
 	}
 	if err := p.clone(req.Volume, meta); err != nil {
 		_ = os.RemoveAll(p.volumeDir(req.Volume))
@@ -98,10 +99,10 @@ func (p *Plugin) clone(name string, meta *volumeMeta) error {
 		cluster = volume.DefaultClusterSize
 	}
 	if _, err := volume.CreateOverlay(base, p.volumeFile(name, meta.Gen, "delta"), p.volumeFile(name, meta.Gen, "map"), cluster); err != nil {
-		return noSpace(err)
+		return diskfile.NoSpace(err)
 	}
 	meta.Format = string(volume.FormatOverlay)
-	return syncDir(p.volumeDir(name))
+	return diskfile.SyncDir(p.volumeDir(name))
 }
 
 func reflinkFile(src, dst string) error {
@@ -110,7 +111,11 @@ func reflinkFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	return writeAtomic(dst, 0o640, func(f *os.File) error { return reflink(f, in) })
+	return diskfile.WriteAtomic(dst, 0o640, func(f *os.File) error {
+		// FICLONE: XFS, Btrfs, bcachefs; EOPNOTSUPP, EXDEV or EINVAL
+		// where the filesystem cannot.
+		return unix.IoctlFileClone(int(f.Fd()), int(in.Fd()))
+	})
 }
 
 func reflinkUnsupported(err error) bool {
@@ -298,7 +303,7 @@ func (p *Plugin) Promote(ctx context.Context, name, image string) (v storage.Ver
 	}
 	defer src.Close()
 	if err := os.MkdirAll(p.imageDir(image), 0o750); err != nil {
-		return v, noSpace(fmt.Errorf("promote volume %s: %w", name, err))
+		return v, diskfile.NoSpace(fmt.Errorf("promote volume %s: %w", name, err))
 	}
 	path := p.versionPath(image, next)
 	err = volume.CopyVolume(ctx, path, src)
@@ -306,7 +311,7 @@ func (p *Plugin) Promote(ctx context.Context, name, image string) (v storage.Ver
 		err = os.Chmod(path, 0o440)
 	}
 	if err != nil {
-		err = noSpace(err)
+		err = diskfile.NoSpace(err)
 		if !exists {
 			_ = os.RemoveAll(p.imageDir(image))
 		}
