@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-
 )
 
 // file writes a file of size bytes: zeros (a hole), with random data at
