@@ -74,6 +74,15 @@ func WriteAtomic(path string, perm os.FileMode, fill func(f *os.File) error) err
 	return SyncDir(dir)
 }
 
+// WriteFile is os.WriteFile through WriteAtomic: path has data, or its
+// old content, never a part.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteAtomic(path, perm, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
 // SyncDir makes the creations, renames and removals in dir durable.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -85,6 +94,30 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
+}
+
+// CopyRaw copies the raw disk image at src, a regular file whose size is
+// a non-zero multiple of 512 bytes, to dst: with CopySparse, atomically
+// with WriteAtomic (dst gets perm). It returns the image's size; its
+// errors name src.
+func CopyRaw(ctx context.Context, dst, src string, perm os.FileMode, progress func(done, total int64)) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size()%512 != 0 {
+		return 0, fmt.Errorf("%s is not a raw disk image: a regular file, a non-zero multiple of 512 bytes", src)
+	}
+	err = WriteAtomic(dst, perm, func(f *os.File) error { return CopySparse(ctx, f, in, fi.Size(), progress) })
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: %w", src, err)
+	}
+	return fi.Size(), nil
 }
 
 // copyBlock is the unit of CopySparse: all-zero blocks of the source

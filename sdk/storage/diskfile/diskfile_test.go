@@ -53,6 +53,13 @@ func TestWriteAtomicReplacesWhole(t *testing.T) {
 		t.Errorf("mode %v, want 0440", fi.Mode().Perm())
 	}
 	assertOnly(t, dir, "manifest.json")
+	if err := diskfile.WriteFile(path, []byte("newer"), 0o600); err != nil {
+		t.Fatalf("WriteFile: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "newer" {
+		t.Errorf("content after WriteFile %q, want newer", b)
+	}
+	assertOnly(t, dir, "manifest.json")
 }
 
 func TestWriteAtomicFailureLeavesOldFile(t *testing.T) {
@@ -151,5 +158,33 @@ func assertOnly(t *testing.T, dir, name string) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("%s holds %v, want only %s (no temporary file left)", dir, names, name)
+	}
+}
+
+func TestCopyRaw(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.raw")
+	data := bytes.Repeat([]byte("disk"), 1024)
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "v1.raw")
+	if n, err := diskfile.CopyRaw(t.Context(), dst, src, 0o440, nil); err != nil || n != int64(len(data)) {
+		t.Fatalf("CopyRaw = %d, %v; want %d, nil", n, err, len(data))
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+		t.Error("copy differs from the source")
+	}
+	odd := filepath.Join(dir, "odd.raw")
+	if err := os.WriteFile(odd, data[:1000], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{odd, dir, filepath.Join(dir, "missing.raw")} {
+		if _, err := diskfile.CopyRaw(t.Context(), filepath.Join(dir, "out.raw"), bad, 0o600, nil); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("CopyRaw from %s = %v, want an error naming it", bad, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.raw")); err == nil {
+		t.Error("a refused copy left its destination")
 	}
 }
