@@ -8,6 +8,31 @@
 //
 // Names of images and volumes are 1-64 characters of [a-z0-9._-], starting
 // with a letter or digit (see ValidName); plugins must refuse others.
+//
+// # Metrics
+//
+// A storage plugin reports these families on the registry its Metrics
+// method (base.MetricsDeclarer) returns; the host adds the label
+// plugin="<instance>". This list is the one reference; the plugins'
+// READMEs point here.
+//
+//	dls_disk_images                           gauge      images held
+//	dls_storage_snapshots                     gauge      image versions held
+//	dls_storage_used_bytes                    gauge      bytes used by images, versions and volumes
+//	dls_storage_available_bytes               gauge      bytes still available
+//	dls_image_operations_total{op,result}     counter    operations, by op and result
+//	dls_image_operation_duration_seconds{op}  histogram  their durations
+//
+// The plugin declares the gauges with NewMetrics and sets them with
+// Metrics.Set. The SDK declares the two operation families on the same
+// registry when it serves the plugin, and times every call of the
+// operations named by the Op constants (the op label's values) around the
+// plugin's method, so a plugin records none itself. result is "ok",
+// "error", or "canceled" when the error wraps context.Canceled. Reads (the
+// List methods, Capacity) are not counted: the host makes them all the
+// time. The duration buckets are .001 .01 .1 .5 1 5 30 120 600 seconds. A
+// plugin that does not implement base.MetricsDeclarer reports none of
+// these.
 package storage
 
 import (
@@ -22,6 +47,11 @@ import (
 )
 
 // Storage is implemented by storage plugins.
+//
+// Methods may be added to Storage in later SDK versions. Embed
+// Unimplemented in the plugin's type so that such an addition still
+// compiles: the new method then answers with an error wrapping
+// ErrUnimplemented until the plugin implements it.
 type Storage interface {
 	base.Plugin
 
@@ -129,6 +159,9 @@ var (
 	ErrInUse       = errors.New("in use")
 	ErrInvalidName = errors.New("invalid name")
 	ErrNoSpace     = errors.New("no space left")
+	// ErrUnimplemented is wrapped by the operations a plugin does not
+	// implement (see Unimplemented); the host sees gRPC's Unimplemented.
+	ErrUnimplemented = errors.New("unimplemented")
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)

@@ -24,7 +24,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
@@ -96,7 +95,10 @@ func (p *Plugin) NewConfig() any {
 // keeps the state (attachments, operations in progress); another root
 // starts over from what that directory holds.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg := req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
 	root := cfg.Root
 	if root == "" {
 		return config.Errorf("root", "must not be empty")
@@ -139,9 +141,8 @@ func (p *Plugin) store() (*store, error) {
 	return p.st, nil
 }
 
-// Metrics implements base.MetricsDeclarer. The SDK calls it on every
-// collection, so it also refreshes the gauges (space available is read
-// from the filesystem then).
+// Metrics implements base.MetricsDeclarer: the gauges, refreshed at every
+// collection (New), and the operation families the SDK records.
 func (p *Plugin) Metrics() *metrics.Registry {
 	return p.metrics.reg
 }
@@ -166,29 +167,13 @@ func (p *Plugin) Health(context.Context) error {
 	return nil
 }
 
-// do runs one storage operation on the configured store and records it
-// in the metrics.
-func do[T any](p *Plugin, op string, fn func(*store) (T, error)) (T, error) {
-	start := time.Now()
-	st, err := p.store()
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	v, err := fn(st)
-	p.metrics.observe(op, start, err, st)
-	return v, err
-}
-
-// doErr is do for operations that return only an error.
-func doErr(p *Plugin, op string, fn func(*store) error) error {
-	_, err := do(p, op, func(st *store) (struct{}, error) { return struct{}{}, fn(st) })
-	return err
-}
-
 // ImportImage implements storage.Storage.
 func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (storage.Version, error) {
-	return do(p, storage.OpImport, func(st *store) (storage.Version, error) { return st.importImage(ctx, req) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Version{}, err
+	}
+	return st.importImage(ctx, req)
 }
 
 // ListImages implements storage.Storage.
@@ -202,13 +187,21 @@ func (p *Plugin) ListImages(context.Context) ([]storage.Image, error) {
 
 // DeleteImage implements storage.Storage.
 func (p *Plugin) DeleteImage(_ context.Context, image string) error {
-	return doErr(p, storage.OpDeleteImage, func(st *store) error { return st.deleteImage(image) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.deleteImage(image)
 }
 
 // CreateVersion implements storage.Storage: the current version is copied
 // as the next one, which becomes current.
 func (p *Plugin) CreateVersion(ctx context.Context, image string) (storage.Version, error) {
-	return do(p, storage.OpCreateVersion, func(st *store) (storage.Version, error) { return st.createVersion(ctx, image) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Version{}, err
+	}
+	return st.createVersion(ctx, image)
 }
 
 // ListVersions implements storage.Storage.
@@ -222,28 +215,48 @@ func (p *Plugin) ListVersions(_ context.Context, image string) ([]storage.Versio
 
 // DeleteVersion implements storage.Storage.
 func (p *Plugin) DeleteVersion(_ context.Context, image string, version uint64) error {
-	return doErr(p, storage.OpDeleteVersion, func(st *store) error { return st.deleteVersion(image, version) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.deleteVersion(image, version)
 }
 
 // SetCurrentVersion implements storage.Storage.
 func (p *Plugin) SetCurrentVersion(_ context.Context, image string, version uint64) error {
-	return doErr(p, storage.OpSetCurrent, func(st *store) error { return st.setCurrentVersion(image, version) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.setCurrentVersion(image, version)
 }
 
 // CreateVolume implements storage.Storage: a full copy of the version.
 func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
-	return do(p, storage.OpClone, func(st *store) (storage.Volume, error) { return st.createVolume(ctx, req) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	return st.createVolume(ctx, req)
 }
 
 // ResetVolume implements storage.Storage: the volume is replaced by a
 // fresh copy of the version. It is refused while the volume is attached.
 func (p *Plugin) ResetVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
-	return do(p, storage.OpReset, func(st *store) (storage.Volume, error) { return st.resetVolume(ctx, req) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	return st.resetVolume(ctx, req)
 }
 
 // DeleteVolume implements storage.Storage.
 func (p *Plugin) DeleteVolume(_ context.Context, name string) error {
-	return doErr(p, storage.OpDeleteVolume, func(st *store) error { return st.deleteVolume(name) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.deleteVolume(name)
 }
 
 // ListVolumes implements storage.Storage.
@@ -271,17 +284,29 @@ func (p *Plugin) Capacity(context.Context) (storage.Capacity, error) {
 
 // Attach implements storage.Storage: a raw descriptor of the volume's file.
 func (p *Plugin) Attach(_ context.Context, name string) (volume.Descriptor, error) {
-	return do(p, storage.OpAttach, func(st *store) (volume.Descriptor, error) { return st.attach(name) })
+	st, err := p.store()
+	if err != nil {
+		return volume.Descriptor{}, err
+	}
+	return st.attach(name)
 }
 
 // Detach implements storage.Storage.
 func (p *Plugin) Detach(_ context.Context, name string) error {
-	return doErr(p, storage.OpDetach, func(st *store) error { return st.detach(name) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.detach(name)
 }
 
 // Promote implements storage.Promoter: the volume, which must not be
 // attached, is copied as the image's next version and made current. The
 // image is created if it does not exist.
 func (p *Plugin) Promote(ctx context.Context, vol, image string) (storage.Version, error) {
-	return do(p, storage.OpPromote, func(st *store) (storage.Version, error) { return st.promote(ctx, vol, image) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Version{}, err
+	}
+	return st.promote(ctx, vol, image)
 }

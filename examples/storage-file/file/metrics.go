@@ -1,15 +1,14 @@
 package file
 
 import (
-	"time"
-
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/storage"
 )
 
-// instruments are the plugin's metric families: the SDK's standard storage
-// families (storage.NewMetrics), so that every storage plugin a host runs
-// reports them with the same names, labels and help.
+// instruments are the plugin's metric families: the SDK's standard
+// storage gauges (storage.NewMetrics), so that every storage plugin a host
+// runs reports them with the same names, labels and help. The SDK adds and
+// records the operation families on the same registry.
 type instruments struct {
 	reg *metrics.Registry
 	std *storage.Metrics
@@ -18,13 +17,6 @@ type instruments struct {
 func newInstruments() *instruments {
 	reg := metrics.NewRegistry()
 	return &instruments{reg: reg, std: storage.NewMetrics(reg)}
-}
-
-// observe records one operation that started at start, and refreshes the
-// gauges it may have changed.
-func (m *instruments) observe(op string, start time.Time, err error, st *store) {
-	m.std.Observe(op, start, &err)
-	m.refresh(st)
 }
 
 // refresh sets the gauges from the store's state and the filesystem.

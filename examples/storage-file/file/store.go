@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 	"github.com/dls-project/dls/sdk/volume"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -31,7 +32,7 @@ const (
 	volumesDir   = "volumes"
 	trashDir     = "trash"
 	manifestName = "image.json"
-	tmpPrefix    = ".tmp-"
+	tmpPrefix    = diskfile.TempPrefix
 )
 
 var versionFileRE = regexp.MustCompile(`^([1-9][0-9]*)\.img$`)
@@ -429,7 +430,7 @@ func (s *store) addVersion(ctx context.Context, image string, create bool, src s
 
 	dst := s.versionPath(image, n)
 	if err := os.MkdirAll(s.imageDir(image), 0o750); err != nil {
-		return storage.Version{}, noSpace(err)
+		return storage.Version{}, diskfile.NoSpace(err)
 	}
 	removeIfNew := func() {
 		if m == nil {
@@ -701,7 +702,7 @@ func (s *store) deleteVolume(name string) error {
 		return fail(err)
 	}
 	delete(s.volumes, name)
-	if err := syncDir(filepath.Join(s.root, volumesDir)); err != nil {
+	if err := diskfile.SyncDir(filepath.Join(s.root, volumesDir)); err != nil {
 		s.logger.Warn("sync volumes directory", "error", err)
 	}
 	if err := os.Remove(s.volumePath(name)); err != nil {

@@ -44,6 +44,8 @@ func fromStatus(op string, err error) error {
 		sentinel = storage.ErrInvalidName
 	case codes.ResourceExhausted:
 		sentinel = storage.ErrNoSpace
+	case codes.Unimplemented:
+		sentinel = storage.ErrUnimplemented
 	case codes.DeadlineExceeded:
 		sentinel = context.DeadlineExceeded
 	case codes.Canceled:

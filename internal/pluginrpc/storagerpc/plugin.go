@@ -14,7 +14,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// NewPlugin returns the go-plugin glue serving impl (plugin side).
+// NewPlugin returns the go-plugin glue serving impl (plugin side). It
+// declares the operation metrics on impl's registry: serve an impl once.
 func NewPlugin(impl storage.Storage, logger hclog.Logger) plugin.Plugin {
 	info := impl.Info()
 	info.Kind = base.KindStorage
@@ -22,10 +23,11 @@ func NewPlugin(impl storage.Storage, logger hclog.Logger) plugin.Plugin {
 	if _, ok := impl.(storage.Promoter); ok {
 		info.Capabilities = append(info.Capabilities, storage.CapabilityPromote)
 	}
+	srv := &server{impl: impl, ops: newOperations(impl)}
 	return &baserpc.GRPCPlugin{
 		Impl: impl, Info: info, Logger: logger,
 		RegisterKind: func(s *grpc.Server, _ *plugin.GRPCBroker) error {
-			dlsv1.RegisterStorageServer(s, &server{impl: impl})
+			dlsv1.RegisterStorageServer(s, srv)
 			return nil
 		},
 	}

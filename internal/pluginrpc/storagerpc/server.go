@@ -3,18 +3,21 @@ package storagerpc
 import (
 	"context"
 	"errors"
-
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/storage"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"time"
 )
 
+// server serves impl's operations and times them in ops (see the package
+// doc's Metrics).
 type server struct {
 	dlsv1.UnimplementedStorageServer
 	impl storage.Storage
+	ops  *operations
 }
 
 // toStatus maps the kind's sentinel errors onto gRPC codes, which the client
@@ -35,6 +38,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, storage.ErrNoSpace):
 		code = codes.ResourceExhausted
+	case errors.Is(err, storage.ErrUnimplemented):
+		code = codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -45,6 +50,7 @@ func toStatus(err error) error {
 
 func (s *server) ImportImage(r *dlsv1.ImportImageRequest, stream grpc.ServerStreamingServer[dlsv1.ImportProgress]) error {
 	var sendErr error
+	start := time.Now()
 	v, err := s.impl.ImportImage(stream.Context(), storage.ImportRequest{
 		Image: r.GetImage(), Source: r.GetSource(),
 		Progress: func(done, total int64) {
@@ -53,6 +59,7 @@ func (s *server) ImportImage(r *dlsv1.ImportImageRequest, stream grpc.ServerStre
 			}
 		},
 	})
+	s.ops.observe(storage.OpImport, start, err)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -72,11 +79,16 @@ func (s *server) ListImages(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.ImageLi
 }
 
 func (s *server) DeleteImage(ctx context.Context, r *dlsv1.ImageRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.DeleteImage(ctx, r.GetImage()))
+	start := time.Now()
+	err := s.impl.DeleteImage(ctx, r.GetImage())
+	s.ops.observe(storage.OpDeleteImage, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) CreateVersion(ctx context.Context, r *dlsv1.ImageRef) (*dlsv1.Version, error) {
+	start := time.Now()
 	v, err := s.impl.CreateVersion(ctx, r.GetImage())
+	s.ops.observe(storage.OpCreateVersion, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -96,15 +108,23 @@ func (s *server) ListVersions(ctx context.Context, r *dlsv1.ImageRef) (*dlsv1.Ve
 }
 
 func (s *server) DeleteVersion(ctx context.Context, r *dlsv1.VersionRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.DeleteVersion(ctx, r.GetImage(), r.GetVersion()))
+	start := time.Now()
+	err := s.impl.DeleteVersion(ctx, r.GetImage(), r.GetVersion())
+	s.ops.observe(storage.OpDeleteVersion, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) SetCurrentVersion(ctx context.Context, r *dlsv1.VersionRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.SetCurrentVersion(ctx, r.GetImage(), r.GetVersion()))
+	start := time.Now()
+	err := s.impl.SetCurrentVersion(ctx, r.GetImage(), r.GetVersion())
+	s.ops.observe(storage.OpSetCurrent, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) CreateVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv1.Volume, error) {
+	start := time.Now()
 	v, err := s.impl.CreateVolume(ctx, storage.VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
+	s.ops.observe(storage.OpClone, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -112,7 +132,9 @@ func (s *server) CreateVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dls
 }
 
 func (s *server) ResetVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv1.Volume, error) {
+	start := time.Now()
 	v, err := s.impl.ResetVolume(ctx, storage.VolumeRequest{Volume: r.GetVolume(), Image: r.GetImage(), Version: r.GetVersion()})
+	s.ops.observe(storage.OpReset, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -120,7 +142,10 @@ func (s *server) ResetVolume(ctx context.Context, r *dlsv1.VolumeRequest) (*dlsv
 }
 
 func (s *server) DeleteVolume(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.DeleteVolume(ctx, r.GetVolume()))
+	start := time.Now()
+	err := s.impl.DeleteVolume(ctx, r.GetVolume())
+	s.ops.observe(storage.OpDeleteVolume, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) ListVolumes(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.VolumeList, error) {
@@ -144,7 +169,9 @@ func (s *server) Capacity(ctx context.Context, _ *dlsv1.Empty) (*dlsv1.CapacityI
 }
 
 func (s *server) Attach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.VolumeDescriptor, error) {
+	start := time.Now()
 	d, err := s.impl.Attach(ctx, r.GetVolume())
+	s.ops.observe(storage.OpAttach, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -152,7 +179,10 @@ func (s *server) Attach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.VolumeD
 }
 
 func (s *server) Detach(ctx context.Context, r *dlsv1.VolumeRef) (*dlsv1.Empty, error) {
-	return &dlsv1.Empty{}, toStatus(s.impl.Detach(ctx, r.GetVolume()))
+	start := time.Now()
+	err := s.impl.Detach(ctx, r.GetVolume())
+	s.ops.observe(storage.OpDetach, start, err)
+	return &dlsv1.Empty{}, toStatus(err)
 }
 
 func (s *server) Promote(ctx context.Context, r *dlsv1.PromoteRequest) (*dlsv1.Version, error) {
@@ -160,7 +190,9 @@ func (s *server) Promote(ctx context.Context, r *dlsv1.PromoteRequest) (*dlsv1.V
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "this storage plugin cannot promote volumes")
 	}
+	start := time.Now()
 	v, err := p.Promote(ctx, r.GetVolume(), r.GetImage())
+	s.ops.observe(storage.OpPromote, start, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}

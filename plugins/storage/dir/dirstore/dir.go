@@ -1,4 +1,16 @@
-package main
+// Package dirstore is the "dir" storage plugin, the embedded default:
+// images, their immutable numbered versions and per-client volumes as files
+// under one directory. A version is a raw file; a volume is a reflink of
+// it where the filesystem can, else an sdk/volume overlay over it, so a
+// clone is instant whatever the image size.
+//
+// Layout under root:
+//
+//	images/<image>/manifest.json   versions, current, next number
+//	images/<image>/v<n>.raw        version n, read-only
+//	volumes/<volume>.json          the volume's metadata: its commit point
+//	volumes/<volume>/g<gen>.*      the data of its current generation
+package dirstore
 
 import (
 	"context"
@@ -18,6 +30,7 @@ import (
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
@@ -105,7 +118,11 @@ type volumeMeta struct {
 
 // Configure implements base.Plugin.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	c := *req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
+	c := *cfg
 	var errs []error
 	switch c.Clone {
 	case cloneAuto, cloneReflink, cloneOverlay:
@@ -234,7 +251,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, 0o640, func(f *os.File) error {
+	return diskfile.WriteAtomic(path, 0o640, func(f *os.File) error {
 		_, err := f.Write(b)
 		return err
 	})
@@ -283,7 +300,6 @@ func (p *Plugin) claim(key string) (func(), error) {
 
 // ImportImage implements storage.Storage.
 func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (v storage.Version, err error) {
-	defer p.metrics.Observe(storage.OpImport, time.Now(), &err)
 	if err := storage.ValidName(req.Image); err != nil {
 		return v, fmt.Errorf("import image: %w", err)
 	}
@@ -323,11 +339,11 @@ func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (v 
 
 	dir := p.imageDir(req.Image)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return v, noSpace(fmt.Errorf("import image %s: %w", req.Image, err))
+		return v, diskfile.NoSpace(fmt.Errorf("import image %s: %w", req.Image, err))
 	}
 	path := p.versionPath(req.Image, next)
-	err = writeAtomic(path, 0o440, func(f *os.File) error {
-		return copySparse(ctx, f, src, fi.Size(), req.Progress)
+	err = diskfile.WriteAtomic(path, 0o440, func(f *os.File) error {
+		return diskfile.CopySparse(ctx, f, src, fi.Size(), req.Progress)
 	})
 	if err != nil {
 		if !exists {
@@ -454,8 +470,7 @@ func (p *Plugin) image(name string) (*manifest, error) {
 }
 
 // DeleteImage implements storage.Storage.
-func (p *Plugin) DeleteImage(_ context.Context, image string) (err error) {
-	defer p.metrics.Observe(storage.OpDeleteImage, time.Now(), &err)
+func (p *Plugin) DeleteImage(_ context.Context, image string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.image(image); err != nil {
@@ -484,7 +499,6 @@ func (p *Plugin) DeleteImage(_ context.Context, image string) (err error) {
 // CreateVersion implements storage.Storage. Versions are immutable, so the
 // new one shares the current one's data (a hard link): instant.
 func (p *Plugin) CreateVersion(_ context.Context, image string) (v storage.Version, err error) {
-	defer p.metrics.Observe(storage.OpCreateVersion, time.Now(), &err)
 	p.mu.Lock()
 	m, err := p.image(image)
 	if err != nil {
@@ -500,9 +514,9 @@ func (p *Plugin) CreateVersion(_ context.Context, image string) (v storage.Versi
 	}
 	defer release()
 	if err := os.Link(p.versionPath(image, cur.Number), p.versionPath(image, next)); err != nil {
-		return v, noSpace(fmt.Errorf("create version %d of image %s: %w", next, image, err))
+		return v, diskfile.NoSpace(fmt.Errorf("create version %d of image %s: %w", next, image, err))
 	}
-	if err := syncDir(p.imageDir(image)); err != nil {
+	if err := diskfile.SyncDir(p.imageDir(image)); err != nil {
 		return v, err
 	}
 	return p.addVersion(image, versionMeta{Number: next, Size: cur.Size, Created: time.Now().UTC()}, true)
@@ -524,8 +538,7 @@ func (p *Plugin) ListVersions(_ context.Context, image string) ([]storage.Versio
 }
 
 // DeleteVersion implements storage.Storage.
-func (p *Plugin) DeleteVersion(_ context.Context, image string, version uint64) (err error) {
-	defer p.metrics.Observe(storage.OpDeleteVersion, time.Now(), &err)
+func (p *Plugin) DeleteVersion(_ context.Context, image string, version uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m, err := p.image(image)
@@ -571,8 +584,7 @@ func (p *Plugin) deleteVersionLocked(image string, version uint64) error {
 }
 
 // SetCurrentVersion implements storage.Storage.
-func (p *Plugin) SetCurrentVersion(_ context.Context, image string, version uint64) (err error) {
-	defer p.metrics.Observe(storage.OpSetCurrent, time.Now(), &err)
+func (p *Plugin) SetCurrentVersion(_ context.Context, image string, version uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m, err := p.image(image)

@@ -1,4 +1,4 @@
-package zfs
+package zfsstore
 
 import (
 	"errors"

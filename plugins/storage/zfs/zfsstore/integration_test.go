@@ -1,4 +1,4 @@
-package zfs
+package zfsstore
 
 // Tests against real ZFS. They need a pool to make datasets in, named by
 // DLS_ZFS_POOL (.ci/zfs-setup.sh makes one with zfs-fuse); without it they

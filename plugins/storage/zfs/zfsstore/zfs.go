@@ -1,4 +1,4 @@
-// Package zfs is the "zfs" storage plugin: a ZFS dataset per image, a
+// Package zfsstore is the "zfs" storage plugin: a ZFS dataset per image, a
 // snapshot per version, a clone per client volume. A volume is created in
 // constant time whatever the image's size, and holds only the blocks its
 // client wrote.
@@ -13,7 +13,7 @@
 // are their clones. The plugin runs zfs and zpool by absolute path (no cgo;
 // plugins start with an empty PATH) and parses `zfs get -H -p` output,
 // which zfs-fuse and OpenZFS print alike.
-package zfs
+package zfsstore
 
 import (
 	"context"
@@ -139,7 +139,10 @@ func (c *Config) settings(logger hclog.Logger) (*settings, error) {
 // interrupted run left (see store.recover). Reconfiguring the same dataset
 // keeps the operations in progress.
 func (p *Plugin) Configure(ctx context.Context, req base.ConfigureRequest) error {
-	cfg := req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
 	logger := req.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -212,103 +215,140 @@ func (p *Plugin) Health(ctx context.Context) error {
 	return st.health(ctx)
 }
 
-// do runs one operation on the configured store, counted in the metrics
-// when op is not empty.
-func do[T any](p *Plugin, op string, fn func(*store) (T, error)) (v T, err error) {
-	if op != "" {
-		defer p.metrics.Observe(op, time.Now(), &err)
-	}
-	st, err := p.store()
-	if err != nil {
-		return v, err
-	}
-	return fn(st)
-}
-
-// doErr is do for operations that return only an error.
-func doErr(p *Plugin, op string, fn func(*store) error) error {
-	_, err := do(p, op, func(st *store) (struct{}, error) { return struct{}{}, fn(st) })
-	return err
-}
-
 // ImportImage implements storage.Storage: the raw file is copied into the
 // image's head (only blocks that differ from the head, and no zero blocks
 // into a new image) and snapshotted as the next version, made current.
 func (p *Plugin) ImportImage(ctx context.Context, req storage.ImportRequest) (storage.Version, error) {
-	return do(p, storage.OpImport, func(st *store) (storage.Version, error) { return st.importImage(ctx, req) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Version{}, err
+	}
+	return st.importImage(ctx, req)
 }
 
 // ListImages implements storage.Storage.
 func (p *Plugin) ListImages(ctx context.Context) ([]storage.Image, error) {
-	return do(p, "", func(st *store) ([]storage.Image, error) { return st.listImages(ctx) })
+	st, err := p.store()
+	if err != nil {
+		return nil, err
+	}
+	return st.listImages(ctx)
 }
 
 // DeleteImage implements storage.Storage: the image's dataset and its
 // snapshots are destroyed; refused while volumes are clones of it.
 func (p *Plugin) DeleteImage(ctx context.Context, image string) error {
-	return doErr(p, storage.OpDeleteImage, func(st *store) error { return st.deleteImage(ctx, image) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.deleteImage(ctx, image)
 }
 
 // CreateVersion implements storage.Storage: the current version becomes
 // a new snapshot, made current.
 func (p *Plugin) CreateVersion(ctx context.Context, image string) (storage.Version, error) {
-	return do(p, storage.OpCreateVersion, func(st *store) (storage.Version, error) { return st.createVersion(ctx, image) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Version{}, err
+	}
+	return st.createVersion(ctx, image)
 }
 
 // ListVersions implements storage.Storage.
 func (p *Plugin) ListVersions(ctx context.Context, image string) ([]storage.Version, error) {
-	return do(p, "", func(st *store) ([]storage.Version, error) { return st.listVersions(ctx, image) })
+	st, err := p.store()
+	if err != nil {
+		return nil, err
+	}
+	return st.listVersions(ctx, image)
 }
 
 // DeleteVersion implements storage.Storage: the snapshot is destroyed;
 // refused for the current version and one with clones.
 func (p *Plugin) DeleteVersion(ctx context.Context, image string, version uint64) error {
-	return doErr(p, storage.OpDeleteVersion, func(st *store) error { return st.deleteVersion(ctx, image, version) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.deleteVersion(ctx, image, version)
 }
 
 // SetCurrentVersion implements storage.Storage.
 func (p *Plugin) SetCurrentVersion(ctx context.Context, image string, version uint64) error {
-	return doErr(p, storage.OpSetCurrent, func(st *store) error { return st.setCurrentVersion(ctx, image, version) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.setCurrentVersion(ctx, image, version)
 }
 
 // CreateVolume implements storage.Storage: a ZFS clone of the version.
 func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
-	return do(p, storage.OpClone, func(st *store) (storage.Volume, error) { return st.createVolume(ctx, req) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	return st.createVolume(ctx, req)
 }
 
 // ResetVolume implements storage.Storage: the clone is destroyed and made
 // again; refused while the volume is attached.
 func (p *Plugin) ResetVolume(ctx context.Context, req storage.VolumeRequest) (storage.Volume, error) {
-	return do(p, storage.OpReset, func(st *store) (storage.Volume, error) { return st.resetVolume(ctx, req) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	return st.resetVolume(ctx, req)
 }
 
 // DeleteVolume implements storage.Storage; refused while attached.
 func (p *Plugin) DeleteVolume(ctx context.Context, name string) error {
-	return doErr(p, storage.OpDeleteVolume, func(st *store) error { return st.deleteVolume(ctx, name) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.deleteVolume(ctx, name)
 }
 
 // ListVolumes implements storage.Storage.
 func (p *Plugin) ListVolumes(ctx context.Context) ([]storage.Volume, error) {
-	return do(p, "", func(st *store) ([]storage.Volume, error) { return st.listVolumes(ctx) })
+	st, err := p.store()
+	if err != nil {
+		return nil, err
+	}
+	return st.listVolumes(ctx)
 }
 
 // Capacity implements storage.Storage: used and available of the parent
 // dataset, as ZFS counts them (snapshots, quotas and the pool's free
 // space included).
 func (p *Plugin) Capacity(ctx context.Context) (storage.Capacity, error) {
-	return do(p, "", func(st *store) (storage.Capacity, error) { return st.capacity(ctx) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Capacity{}, err
+	}
+	return st.capacity(ctx)
 }
 
 // Attach implements storage.Storage: a raw descriptor of the clone's disk,
 // recorded as attached in the io.dls:attached property until Detach.
 func (p *Plugin) Attach(ctx context.Context, name string) (volume.Descriptor, error) {
-	return do(p, storage.OpAttach, func(st *store) (volume.Descriptor, error) { return st.attach(ctx, name) })
+	st, err := p.store()
+	if err != nil {
+		return volume.Descriptor{}, err
+	}
+	return st.attach(ctx, name)
 }
 
 // Detach implements storage.Storage. Detaching a volume that is not
 // attached succeeds.
 func (p *Plugin) Detach(ctx context.Context, name string) error {
-	return doErr(p, "", func(st *store) error { return st.detach(ctx, name) })
+	st, err := p.store()
+	if err != nil {
+		return err
+	}
+	return st.detach(ctx, name)
 }
 
 // Promote implements storage.Promoter: the volume, which must not be
@@ -316,5 +356,9 @@ func (p *Plugin) Detach(ctx context.Context, name string) error {
 // and snapshotted as its next version, made current. The image is created
 // if it does not exist.
 func (p *Plugin) Promote(ctx context.Context, vol, image string) (storage.Version, error) {
-	return do(p, storage.OpPromote, func(st *store) (storage.Version, error) { return st.promote(ctx, vol, image) })
+	st, err := p.store()
+	if err != nil {
+		return storage.Version{}, err
+	}
+	return st.promote(ctx, vol, image)
 }

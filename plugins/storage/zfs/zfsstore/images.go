@@ -1,4 +1,4 @@
-package zfs
+package zfsstore
 
 import (
 	"cmp"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 )
 
 // importImage copies a raw file as an image's next version (version 1 of
@@ -171,7 +172,7 @@ func (s *store) writeHead(ctx context.Context, im *imageInfo, src *os.File, size
 		}
 	} else {
 		if dst, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
-			return fmt.Errorf("create %s: %w", path, noSpace(err))
+			return fmt.Errorf("create %s: %w", path, diskfile.NoSpace(err))
 		}
 		fi, err := dst.Stat()
 		if err != nil {
@@ -181,14 +182,14 @@ func (s *store) writeHead(ctx context.Context, im *imageInfo, src *os.File, size
 		if fi.Size() != size {
 			if err := dst.Truncate(size); err != nil {
 				dst.Close()
-				return fmt.Errorf("truncate %s: %w", path, noSpace(err))
+				return fmt.Errorf("truncate %s: %w", path, diskfile.NoSpace(err))
 			}
 		}
 		zeroFrom = min(fi.Size(), size)
 	}
 	written, err := copyDelta(ctx, dst, src, size, zeroFrom, progress)
 	if cerr := dst.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", path, noSpace(cerr))
+		err = fmt.Errorf("close %s: %w", path, diskfile.NoSpace(cerr))
 	}
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package dirstore
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 	"github.com/dls-project/dls/sdk/volume"
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +17,6 @@ import (
 // CreateVolume implements storage.Storage: a reflink or an overlay of the
 // version, instant whatever the image size.
 func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (v storage.Volume, err error) {
-	defer p.metrics.Observe(storage.OpClone, time.Now(), &err)
 	if err := storage.ValidName(req.Volume); err != nil {
 		return v, fmt.Errorf("create volume: %w", err)
 	}
@@ -45,7 +45,7 @@ func (p *Plugin) CreateVolume(ctx context.Context, req storage.VolumeRequest) (v
 
 	meta := &volumeMeta{Image: req.Image, Version: vm.Number, Size: vm.Size, Created: time.Now().UTC(), Gen: 1}
 	if err := os.MkdirAll(p.volumeDir(req.Volume), 0o750); err != nil {
-		return v, noSpace(fmt.Errorf("create volume %s: %w", req.Volume, err))
+		return v, diskfile.NoSpace(fmt.Errorf("create volume %s: %w", req.Volume, err))
 	}
 	if err := p.clone(req.Volume, meta); err != nil {
 		_ = os.RemoveAll(p.volumeDir(req.Volume))
@@ -99,10 +99,10 @@ func (p *Plugin) clone(name string, meta *volumeMeta) error {
 		cluster = volume.DefaultClusterSize
 	}
 	if _, err := volume.CreateOverlay(base, p.volumeFile(name, meta.Gen, "delta"), p.volumeFile(name, meta.Gen, "map"), cluster); err != nil {
-		return noSpace(err)
+		return diskfile.NoSpace(err)
 	}
 	meta.Format = string(volume.FormatOverlay)
-	return syncDir(p.volumeDir(name))
+	return diskfile.SyncDir(p.volumeDir(name))
 }
 
 func reflinkFile(src, dst string) error {
@@ -111,7 +111,11 @@ func reflinkFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	return writeAtomic(dst, 0o640, func(f *os.File) error { return reflink(f, in) })
+	return diskfile.WriteAtomic(dst, 0o640, func(f *os.File) error {
+		// FICLONE: XFS, Btrfs, bcachefs; EOPNOTSUPP, EXDEV or EINVAL
+		// where the filesystem cannot.
+		return unix.IoctlFileClone(int(f.Fd()), int(in.Fd()))
+	})
 }
 
 func reflinkUnsupported(err error) bool {
@@ -156,7 +160,6 @@ func (p *Plugin) volume(name string, exclusive bool) (*volumeMeta, error) {
 // made beside the old one and committed by the metadata write, so a crash
 // leaves either the old volume or the new one.
 func (p *Plugin) ResetVolume(ctx context.Context, req storage.VolumeRequest) (v storage.Volume, err error) {
-	defer p.metrics.Observe(storage.OpReset, time.Now(), &err)
 	p.mu.Lock()
 	old, err := p.volume(req.Volume, true)
 	if err != nil {
@@ -204,8 +207,7 @@ func (p *Plugin) removeGen(name string, gen uint64) {
 }
 
 // DeleteVolume implements storage.Storage.
-func (p *Plugin) DeleteVolume(_ context.Context, name string) (err error) {
-	defer p.metrics.Observe(storage.OpDeleteVolume, time.Now(), &err)
+func (p *Plugin) DeleteVolume(_ context.Context, name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := p.volume(name, true); err != nil {
@@ -238,7 +240,6 @@ func (p *Plugin) ListVolumes(context.Context) ([]storage.Volume, error) {
 
 // Attach implements storage.Storage.
 func (p *Plugin) Attach(_ context.Context, name string) (d volume.Descriptor, err error) {
-	defer p.metrics.Observe(storage.OpAttach, time.Now(), &err)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	meta, err := p.volume(name, false)
@@ -267,7 +268,6 @@ func (p *Plugin) Detach(_ context.Context, name string) error {
 // Promote implements storage.Promoter: the volume's content (flattened)
 // becomes the next version of image, or version 1 of a new image.
 func (p *Plugin) Promote(ctx context.Context, name, image string) (v storage.Version, err error) {
-	defer p.metrics.Observe(storage.OpPromote, time.Now(), &err)
 	if err := storage.ValidName(image); err != nil {
 		return v, fmt.Errorf("promote volume %s: %w", name, err)
 	}
@@ -303,7 +303,7 @@ func (p *Plugin) Promote(ctx context.Context, name, image string) (v storage.Ver
 	}
 	defer src.Close()
 	if err := os.MkdirAll(p.imageDir(image), 0o750); err != nil {
-		return v, noSpace(fmt.Errorf("promote volume %s: %w", name, err))
+		return v, diskfile.NoSpace(fmt.Errorf("promote volume %s: %w", name, err))
 	}
 	path := p.versionPath(image, next)
 	err = volume.CopyVolume(ctx, path, src)
@@ -311,7 +311,7 @@ func (p *Plugin) Promote(ctx context.Context, name, image string) (v storage.Ver
 		err = os.Chmod(path, 0o440)
 	}
 	if err != nil {
-		err = noSpace(err)
+		err = diskfile.NoSpace(err)
 		if !exists {
 			_ = os.RemoveAll(p.imageDir(image))
 		}

@@ -1,4 +1,4 @@
-package zfs
+package zfsstore
 
 import (
 	"bytes"
@@ -8,11 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/dls-project/dls/sdk/storage"
 )
 
 // file writes a file of size bytes: zeros (a hole), with random data at
@@ -145,18 +142,6 @@ func TestCopyDeltaStops(t *testing.T) {
 	short := file(t, copyBlock)
 	if _, err := copyDelta(t.Context(), dst, short, 2*copyBlock, 0, nil); err == nil {
 		t.Error("copy of a source shorter than size succeeded")
-	}
-}
-
-func TestNoSpace(t *testing.T) {
-	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
-		err := noSpace(&os.PathError{Op: "write", Path: "/x", Err: errno})
-		if !errors.Is(err, storage.ErrNoSpace) || !errors.Is(err, errno) || strings.Contains(err.Error(), "/x") {
-			t.Errorf("noSpace(%v) = %v", errno, err)
-		}
-	}
-	if err := noSpace(syscall.EIO); errors.Is(err, storage.ErrNoSpace) {
-		t.Errorf("EIO became %v", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package zfs
+package zfsstore
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/dls-project/dls/sdk/storage"
+	"github.com/dls-project/dls/sdk/storage/diskfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,7 +78,7 @@ func copyDelta(ctx context.Context, dst, src *os.File, size, zeroFrom int64, pro
 			written += int64(w)
 			runStart = -1
 			if err != nil {
-				return fmt.Errorf("write %s at %d: %w", dst.Name(), at, noSpace(err))
+				return fmt.Errorf("write %s at %d: %w", dst.Name(), at, diskfile.NoSpace(err))
 			}
 			return nil
 		}
@@ -109,7 +109,7 @@ func copyDelta(ctx context.Context, dst, src *os.File, size, zeroFrom int64, pro
 		}
 	}
 	if err := dst.Sync(); err != nil {
-		return written, fmt.Errorf("sync %s: %w", dst.Name(), noSpace(err))
+		return written, fmt.Errorf("sync %s: %w", dst.Name(), diskfile.NoSpace(err))
 	}
 	return written, nil
 }
@@ -154,18 +154,4 @@ func (h *holeFinder) isHole(off, n int64) bool {
 		h.nextData, h.queried = next, off
 	}
 	return h.nextData >= off+n
-}
-
-// noSpace marks a full pool or quota with storage.ErrNoSpace. Callers
-// name the file; an *os.PathError is reduced to its cause so that the
-// path is not said twice.
-func noSpace(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w (the pool or a quota is full): %w", storage.ErrNoSpace, err)
-	}
-	return err
 }
