@@ -38,9 +38,9 @@ func (*Static) Info() base.Info { return base.Info{Type: "static", Version: "0.1
 func (*Static) NewConfig() any  { return &Config{Group: "viewer"} }
 
 func (s *Static) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg, ok := req.Config.(*Config)
-	if !ok {
-		return fmt.Errorf("config is %T, not *Config", req.Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
 	}
 	for name, password := range cfg.Users {
 		if password == "" { // so that "" below means "no such user"

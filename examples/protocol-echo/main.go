@@ -13,6 +13,7 @@ import (
 
 	"github.com/dls-project/dls/sdk"
 	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/protocol"
 )
@@ -39,9 +40,9 @@ func (*Echo) Info() base.Info { return base.Info{Type: "echo", Version: "0.1.0"}
 func (*Echo) NewConfig() any  { return &Config{Listen: "127.0.0.1:7007"} }
 
 func (e *Echo) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg, ok := req.Config.(*Config)
-	if !ok {
-		return fmt.Errorf("config is %T, not *Config", req.Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/hashicorp/go-hclog"
 )
@@ -78,7 +79,11 @@ func (p *Plugin) Metrics() *metrics.Registry { return p.metrics.reg }
 // contact the server: a directory that is down at start is reported by
 // Health and by each Verify, not by refusing the config.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	s, err := check(req.Config.(*Config), req.DataDir)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
+	s, err := check(cfg, req.DataDir)
 	if err != nil {
 		return err
 	}

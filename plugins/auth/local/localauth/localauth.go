@@ -115,7 +115,10 @@ func (p *Plugin) Metrics() *metrics.Registry { return p.metrics.reg }
 // Configure implements base.Plugin. It reads the users file (a missing
 // file is an empty one: the first `dls user add` creates it).
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg := req.Config.(*Config)
+	cfg, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
 	logger := req.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()

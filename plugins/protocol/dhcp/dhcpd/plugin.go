@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/protocol"
@@ -90,7 +91,11 @@ func (p *Plugin) Metrics() *metrics.Registry { return p.reg }
 
 // Configure implements base.Plugin.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	set, err := check(*req.Config.(*Config))
+	c, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
+	set, err := check(*c)
 	if err != nil {
 		return err
 	}

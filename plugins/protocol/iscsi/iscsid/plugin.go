@@ -123,7 +123,11 @@ func (p *Plugin) Metrics() *metrics.Registry { return p.reg }
 
 // Configure implements base.Plugin.
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	c := *req.Config.(*Config)
+	cp, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
+	c := *cp
 	var errs config.Errors
 	seg := func(path string, v, lo int) {
 		if v < lo || v > 1<<24-1 {

@@ -143,7 +143,10 @@ func (p *Plugin) Metrics() *metrics.Registry { return p.reg }
 // Configure implements base.Plugin. It takes effect at the next Start
 // (the host stops the plugin before reconfiguring it).
 func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
-	c := req.Config.(*Config)
+	c, err := config.As[*Config](req.Config)
+	if err != nil {
+		return err
+	}
 	set, err := c.check()
 	if err != nil {
 		return err
