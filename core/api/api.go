@@ -104,16 +104,16 @@ var _ ImageStorage = (*storagerpc.Client)(nil)
 
 // Storage finds the storage plugin that holds an image.
 type Storage interface {
-	ImageStorage(image string) (ImageStorage, error)
+	ImageStorage(ctx context.Context, image string) (ImageStorage, error)
 }
 
 // StorageResolver adapts a StorageForImage method (the daemon's) to
 // Storage.
-type StorageResolver func(image string) (*storagerpc.Client, error)
+type StorageResolver func(ctx context.Context, image string) (*storagerpc.Client, error)
 
 // ImageStorage implements Storage.
-func (f StorageResolver) ImageStorage(image string) (ImageStorage, error) {
-	c, err := f(image)
+func (f StorageResolver) ImageStorage(ctx context.Context, image string) (ImageStorage, error) {
+	c, err := f(ctx, image)
 	if err != nil {
 		return nil, err
 	}

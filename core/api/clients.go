@@ -437,7 +437,7 @@ func (a *API) clientVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := a.storageOf(c.Image)
+	st, err := a.storageOf(r.Context(), c.Image)
 	if err != nil {
 		return err
 	}

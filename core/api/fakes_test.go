@@ -391,7 +391,7 @@ func newFakeStorage(now func() time.Time) *fakeStorage {
 }
 
 // ImageStorage implements Storage: one storage for every image.
-func (f *fakeStorage) ImageStorage(string) (ImageStorage, error) { return f, nil }
+func (f *fakeStorage) ImageStorage(context.Context, string) (ImageStorage, error) { return f, nil }
 
 func (f *fakeStorage) record(call string) {
 	f.calls = append(f.calls, call)

@@ -43,7 +43,7 @@ func TestThroughStorageClient(t *testing.T) {
 	e := newEnv(t)
 	h := plugintest.Start(t, servedStorage{e.stor})
 	client := h.Storage()
-	e.api.deps.Storage = StorageResolver(func(string) (*storagerpc.Client, error) { return client, nil })
+	e.api.deps.Storage = StorageResolver(func(context.Context, string) (*storagerpc.Client, error) { return client, nil })
 	tok := e.login("alice").AccessToken
 
 	var vs []versionJSON

@@ -91,8 +91,8 @@ func (a *API) imageOf(r *http.Request) (store.Image, error) {
 }
 
 // storageOf returns the storage plugin holding image, or a 503.
-func (a *API) storageOf(image string) (ImageStorage, error) {
-	st, err := a.deps.Storage.ImageStorage(image)
+func (a *API) storageOf(ctx context.Context, image string) (ImageStorage, error) {
+	st, err := a.deps.Storage.ImageStorage(ctx, image)
 	if err != nil {
 		return nil, errorf(http.StatusServiceUnavailable, "storage of image %s is not available: %v", image, err)
 	}
@@ -189,7 +189,7 @@ func (a *API) createImageRecord(ctx context.Context, im store.Image) error {
 // importVersion imports the file at path (what describes it in
 // messages) as the image's next version.
 func (a *API) importVersion(ctx context.Context, image, path, what string) (versionJSON, error) {
-	st, err := a.storageOf(image)
+	st, err := a.storageOf(ctx, image)
 	if err != nil {
 		return versionJSON{}, err
 	}
@@ -274,7 +274,7 @@ func (a *API) deleteImage(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if purge {
-		st, err := a.storageOf(im.Name)
+		st, err := a.storageOf(r.Context(), im.Name)
 		if err != nil {
 			return err
 		}
@@ -307,7 +307,7 @@ func (a *API) listVersions(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) versions(ctx context.Context, image string) ([]versionJSON, error) {
-	st, err := a.storageOf(image)
+	st, err := a.storageOf(ctx, image)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +365,7 @@ func (a *API) createVersion(w http.ResponseWriter, r *http.Request) error {
 	detail := map[string]any{}
 	switch req.Action {
 	case "snapshot":
-		st, err := a.storageOf(im.Name)
+		st, err := a.storageOf(r.Context(), im.Name)
 		if err != nil {
 			return err
 		}
@@ -443,7 +443,7 @@ func (a *API) promote(r *http.Request, im store.Image, client string) (versionJS
 			return versionJSON{}, errorf(http.StatusNotImplemented, "storage %s cannot promote volumes", im.Storage)
 		}
 	}
-	st, err := a.storageOf(im.Name)
+	st, err := a.storageOf(r.Context(), im.Name)
 	if err != nil {
 		return versionJSON{}, err
 	}
@@ -489,7 +489,7 @@ func (a *API) setCurrentVersion(w http.ResponseWriter, r *http.Request) error {
 	if i < 0 {
 		return &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("image %s has no version %d", im.Name, req.Version), field: "version"}
 	}
-	st, err := a.storageOf(im.Name)
+	st, err := a.storageOf(r.Context(), im.Name)
 	if err != nil {
 		return err
 	}
@@ -514,7 +514,7 @@ func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := a.storageOf(im.Name)
+	st, err := a.storageOf(r.Context(), im.Name)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -208,7 +209,9 @@ func TestPromoteNeedsCapability(t *testing.T) {
 
 func TestStorageUnavailable(t *testing.T) {
 	e := newEnv(t, func(d *Deps, _ *Options) {
-		d.Storage = StorageResolver(func(string) (*storagerpc.Client, error) { return nil, errors.New("storage tank is not running") })
+		d.Storage = StorageResolver(func(context.Context, string) (*storagerpc.Client, error) {
+			return nil, errors.New("storage tank is not running")
+		})
 	})
 	tok := e.login("alice").AccessToken
 	e.wantError(e.do("GET", "/images/win11/versions", tok, nil), http.StatusServiceUnavailable, "storage of image win11 is not available: storage tank is not running", "")

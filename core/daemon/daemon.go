@@ -386,9 +386,7 @@ func (d *Daemon) stopAll() {
 
 // StorageForImage implements hostservices.StorageResolver: the running
 // storage plugin that holds image, per the store.
-func (d *Daemon) StorageForImage(image string) (*storagerpc.Client, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+func (d *Daemon) StorageForImage(ctx context.Context, image string) (*storagerpc.Client, error) {
 	im, err := d.store.GetImage(ctx, image)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", image, err)

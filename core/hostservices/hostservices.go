@@ -96,7 +96,7 @@ func WithTemplates(t *bootscript.Templates) Option { return func(s *Services) { 
 type StorageResolver interface {
 	// StorageForImage returns the storage client of the image, or an error
 	// when the image or its storage is unknown or not running.
-	StorageForImage(image string) (*storagerpc.Client, error)
+	StorageForImage(ctx context.Context, image string) (*storagerpc.Client, error)
 }
 
 // Services implements host.Services for one host.
@@ -306,7 +306,7 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
-	st, err := s.storage.StorageForImage(c.Image)
+	st, err := s.storage.StorageForImage(ctx, c.Image)
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
@@ -337,7 +337,7 @@ func (s *Services) Attach(ctx context.Context, client string) (volume.Descriptor
 		delete(s.resetDue, c.Name)
 		s.mu.Unlock()
 	}
-	st, err := s.storage.StorageForImage(c.Image)
+	st, err := s.storage.StorageForImage(ctx, c.Image)
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 	}
@@ -360,7 +360,7 @@ func (s *Services) Detach(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("detach volume of client %s: %w", client, err)
 	}
-	st, err := s.storage.StorageForImage(c.Image)
+	st, err := s.storage.StorageForImage(ctx, c.Image)
 	if err != nil {
 		return fmt.Errorf("detach volume of client %s: %w", client, err)
 	}

@@ -26,7 +26,7 @@ var boot = hostservices.Boot{URL: "http://10.0.0.1:9180/", IQNPrefix: prefix, Se
 // resolver is a StorageResolver that knows no storage.
 type resolver struct{ err error }
 
-func (r resolver) StorageForImage(image string) (*storagerpc.Client, error) {
+func (r resolver) StorageForImage(_ context.Context, image string) (*storagerpc.Client, error) {
 	return nil, fmt.Errorf("image %s: %w", image, r.err)
 }
 

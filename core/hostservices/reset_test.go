@@ -20,7 +20,9 @@ import (
 // oneStorage resolves every image to one storage plugin.
 type oneStorage struct{ st *storagerpc.Client }
 
-func (o oneStorage) StorageForImage(string) (*storagerpc.Client, error) { return o.st, nil }
+func (o oneStorage) StorageForImage(context.Context, string) (*storagerpc.Client, error) {
+	return o.st, nil
+}
 
 // TestResetWaitsForTheOldBootsDetach: a non-persistent machine reboots
 // without logging out, so at its new boot's DHCP its volume is still

@@ -54,7 +54,7 @@ type Store interface {
 
 // StorageResolver finds the running storage plugin of an image.
 type StorageResolver interface {
-	StorageForImage(image string) (*storagerpc.Client, error)
+	StorageForImage(ctx context.Context, image string) (*storagerpc.Client, error)
 }
 
 // OriginConfig marks objects that come from dls.hcl.
@@ -168,7 +168,7 @@ func (r *Reconciler) ensureImported(ctx context.Context, cfg *config.Config, im 
 	if im.Source == "" || r.storage == nil {
 		return
 	}
-	st, err := r.storage.StorageForImage(im.Name)
+	st, err := r.storage.StorageForImage(ctx, im.Name)
 	if err != nil {
 		rep.Errors = append(rep.Errors, fmt.Errorf("image %s: %w", im.Name, err))
 		return

@@ -22,7 +22,9 @@ import (
 
 type oneStorage struct{ st *storagerpc.Client }
 
-func (o oneStorage) StorageForImage(string) (*storagerpc.Client, error) { return o.st, nil }
+func (o oneStorage) StorageForImage(context.Context, string) (*storagerpc.Client, error) {
+	return o.st, nil
+}
 
 func load(t *testing.T, dir, body string) *config.Config {
 	t.Helper()

@@ -778,7 +778,7 @@ type fakeStorage struct {
 
 var _ api.ImageStorage = (*fakeStorage)(nil)
 
-func (f *fakeStorage) ImageStorage(string) (api.ImageStorage, error) { return f, nil }
+func (f *fakeStorage) ImageStorage(context.Context, string) (api.ImageStorage, error) { return f, nil }
 
 func (f *fakeStorage) list() []string {
 	f.mu.Lock()
