@@ -165,17 +165,7 @@ func setup(t *testing.T) *run {
 	must(t, lab.Image(root, image))
 	t.Logf("built dls, plugins and the image in %.1fs", time.Since(start).Seconds())
 
-	// The DLS namespace: the full-mode segment br0, the proxy-mode
-	// segment br1 (the site's dnsmasq on a veth from its own namespace).
-	r.dlsNS, err = l.NS("dls")
-	must(t, err)
-	must(t, r.dlsNS.Bridge("br0", fullIP+"/24"))
-	must(t, r.dlsNS.Bridge("br1", proxyIP+"/24"))
-	site, err := l.NS("site")
-	must(t, err)
-	must(t, l.Veth(site, "vsite", r.dlsNS, "psite"))
-	must(t, r.dlsNS.Run("ip", "link", "set", "psite", "master", "br1"))
-	must(t, site.Run("ip", "addr", "add", siteIP+"/24", "dev", "vsite"))
+	r.dlsNS = twoSegments(t, l, "")
 	for _, m := range machines {
 		br := "br0"
 		if m.proxy {
@@ -189,12 +179,6 @@ func setup(t *testing.T) *run {
 		must(t, err)
 		r.routers = append(r.routers, ra)
 	}
-
-	// The site's DHCP server on the proxy segment: addresses, no PXE
-	// options; its router option points at DLS's namespace, which holds
-	// the boot address (192.168.77.1) the proxied machines reach.
-	_, err = l.Dnsmasq("site-dnsmasq", site, "vsite", "192.168.78.100", "192.168.78.150", proxyIP)
-	must(t, err)
 
 	// DLS.
 	var clients []lab.HostClient
@@ -724,4 +708,25 @@ func dumpLogs(t *testing.T, dir string) {
 		}
 		t.Logf("--- %s (tail)\n%s", filepath.Base(m), strings.Join(lines, "\n"))
 	}
+}
+
+// twoSegments makes the namespace DLS runs in (<role>dls): the full-mode
+// segment br0 and the proxy-mode segment br1, where the site's own DHCP
+// server (dnsmasq in <role>site, on a veth) gives addresses and no PXE
+// options; its router option points at DLS's namespace, which holds the
+// boot address (fullIP) the proxied machines reach.
+func twoSegments(t *testing.T, l *lab.Lab, role string) *lab.NS {
+	t.Helper()
+	dls, err := l.NS(role + "dls")
+	must(t, err)
+	must(t, dls.Bridge("br0", fullIP+"/24"))
+	must(t, dls.Bridge("br1", proxyIP+"/24"))
+	site, err := l.NS(role + "site")
+	must(t, err)
+	must(t, l.Veth(site, "vsite", dls, "psite"))
+	must(t, dls.Run("ip", "link", "set", "psite", "master", "br1"))
+	must(t, site.Run("ip", "addr", "add", siteIP+"/24", "dev", "vsite"))
+	_, err = l.Dnsmasq(role+"site-dnsmasq", site, "vsite", "192.168.78.100", "192.168.78.150", proxyIP)
+	must(t, err)
+	return dls
 }

@@ -109,17 +109,7 @@ func setupSecurity(t *testing.T) *secRun {
 		must(t, os.WriteFile(filepath.Join(files, "sec", f), []byte("not a kernel: "+f+"\n"), 0o644))
 	}
 
-	s.dls, err = l.NS("sec-dls")
-	must(t, err)
-	must(t, s.dls.Bridge("br0", fullIP+"/24"))
-	must(t, s.dls.Bridge("br1", proxyIP+"/24"))
-	site, err := l.NS("sec-site")
-	must(t, err)
-	must(t, l.Veth(site, "vsite", s.dls, "psite"))
-	must(t, s.dls.Run("ip", "link", "set", "psite", "master", "br1"))
-	must(t, site.Run("ip", "addr", "add", siteIP+"/24", "dev", "vsite"))
-	_, err = l.Dnsmasq("sec-site-dnsmasq", site, "vsite", "192.168.78.100", "192.168.78.150", proxyIP)
-	must(t, err)
+	s.dls = twoSegments(t, l, "sec-")
 
 	var clients []lab.HostClient
 	for _, c := range []secClient{secA, secB, secPA, secPB} {

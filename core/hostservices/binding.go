@@ -69,9 +69,12 @@ func peerAddr(peer string) (netip.Addr, bool) {
 // lease passes through Commit, which keeps it current. Until the store
 // answers, nothing is bound.
 func (s *Services) bindings(ctx context.Context) *bootbind.Index {
+	if s.loaded.Load() { // every script request and lease commit: no lock once loaded
+		return s.bind
+	}
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	if s.loaded {
+	if s.loaded.Load() {
 		return s.bind
 	}
 	ls, err := s.leases.LoadLeases(ctx, "")
@@ -84,7 +87,7 @@ func (s *Services) bindings(ctx context.Context) *bootbind.Index {
 			s.bind.Lease(l.MAC, l.Address, l.Expires, true)
 		}
 	}
-	s.loaded = true
+	s.loaded.Store(true)
 	return s.bind
 }
 

@@ -114,7 +114,7 @@ type Services struct {
 	refused   *prometheus.CounterVec
 
 	loadMu sync.Mutex
-	loaded bool // bind holds the store's leases
+	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
 
 	mu       sync.Mutex
 	recent   []host.Event    // the newest raw events, for the admin view
