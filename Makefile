@@ -8,15 +8,19 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 PLUGINS  := $(patsubst plugins/%/main.go,%,$(wildcard plugins/*/*/main.go))
 EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
 CONFIG   ?= dls.hcl
+# What dls version prints; make deb names the package after it.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build test e2e demo run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
+.PHONY: help build deb deb-test test e2e demo run proto lint bench bench-storage bench-dhcp bench-iscsi conformance-iscsi bench-tftp clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/dls and every plugin into bin/plugins/
 	@mkdir -p $(BIN)/plugins
-	$(GO) build -o $(BIN)/dls ./core/cmd/dls
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/dls ./core/cmd/dls
 	@set -e; for p in $(PLUGINS); do \
 	  echo "$(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p"; \
 	  $(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p; \
@@ -33,6 +37,14 @@ run: build ## build, then serve dls.hcl (loopback, ports > 1024, state in ./var,
 	  if [ -e /usr/lib/ipxe/$$f ] && [ ! -e var/plugins/boot/tftp/$$f ]; then cp -L /usr/lib/ipxe/$$f var/plugins/boot/tftp/; fi; \
 	done
 	$(BIN)/dls serve --config $(CONFIG)
+
+deb: ## dist/dls_<version>_amd64.deb: a stripped build packaged with nfpm (packaging/deb)
+	rm -rf dist/bin dist/dls_*_amd64.deb
+	$(MAKE) --no-print-directory build BIN=dist/bin LDFLAGS="$(LDFLAGS) -s -w"
+	cd packaging/deb && $(GO) run . -version "$(VERSION)" -bin $(CURDIR)/dist/bin -repo $(CURDIR) -out $(CURDIR)/dist
+
+deb-test: deb ## (root) install the .deb in a fresh debootstrap root, check it, purge it
+	bash .ci/deb-test.sh dist/dls_*_amd64.deb
 
 test: ## unit and subprocess tests with the race detector (no root, no network)
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -91,4 +103,4 @@ tools: ## install protoc plugins and staticcheck (versions pinned)
 	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 clean: ## remove build output (state in ./var is kept)
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -218,7 +218,7 @@ func (a *apiConn) send(ctx context.Context, method, path string, body any, token
 		req.Header.Set("Expect", "100-continue")
 	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "dls/"+version)
+	req.Header.Set("User-Agent", "dls/"+userAgentVersion())
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -174,9 +176,32 @@ func TestUsageErrorsExit2(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	b := buildInfo()
+	want := "dls " + b.version + "\ncommit: " + b.commit + "\ngo:     " + runtime.Version() + "\n"
 	for _, arg := range []string{"version", "--version", "-v"} {
-		if out, errOut, code := runDLS(t, arg); code != 0 || out != "dls "+version+"\n" {
-			t.Errorf("dls %s: exit %d, %q %q", arg, code, out, errOut)
+		if out, errOut, code := runDLS(t, arg); code != 0 || out != want {
+			t.Errorf("dls %s: exit %d, %q %q, want %q", arg, code, out, errOut, want)
 		}
+	}
+}
+
+// TestBuildInfoFallsBackToVCS: without -ldflags, the commit and a version
+// come from what the toolchain stamped; -ldflags values win.
+func TestBuildInfoFallsBackToVCS(t *testing.T) {
+	info := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "ff145f268e6e60847f58dd01605e08fc329aec7e"},
+		{Key: "vcs.modified", Value: "true"},
+	}}
+	got := fromBuildInfo(build{}, info)
+	if got.commit != "ff145f268e6e60847f58dd01605e08fc329aec7e-dirty" || got.version != "dev-ff145f268e6e" {
+		t.Errorf("from VCS: %+v", got)
+	}
+	got = fromBuildInfo(build{version: "v1.2.0", commit: "abc"}, info)
+	if got.commit != "abc" || got.version != "v1.2.0" {
+		t.Errorf("ldflags lost: %+v", got)
+	}
+	got = fromBuildInfo(build{}, &debug.BuildInfo{Main: debug.Module{Version: "v1.3.0"}})
+	if got.version != "v1.3.0" || got.commit != "" {
+		t.Errorf("module version: %+v", got)
 	}
 }

@@ -3,16 +3,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -50,16 +46,3 @@ The others are clients of a running host's /api/v1. Each takes
 Credentials live in $XDG_CONFIG_HOME/dls/credentials.json (else
 ~/.config/dls/credentials.json), mode 0600.
 `
-
-func versionCommand() *command {
-	return &command{
-		name:    "version",
-		aliases: []string{"--version", "-v"},
-		summary: "Print the version",
-		example: "dls version",
-		run: func(_ context.Context, c *cli, _ []string) error {
-			fmt.Fprintln(c.stdout, "dls", version)
-			return nil
-		},
-	}
-}

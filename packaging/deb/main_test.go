@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	re "regexp"
+	"slices"
+	"testing"
+)
+
+func TestDebianVersion(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"v1.2.0", "1.2.0"},
+		{"1.2.0", "1.2.0"},
+		{"v1.2.0-3-gabcdef1", "1.2.0+3.gabcdef1"},
+		{"v1.2.0-3-gabcdef1-dirty", "1.2.0+3.gabcdef1+dirty"},
+		{"v1.2.0-rc1", "1.2.0+rc1"},
+		{"ff145f2", "0~gitff145f2"},
+		{"ff145f2-dirty", "0~gitff145f2+dirty"},
+		{"dev", "0~gitdev"},
+	} {
+		got, err := DebianVersion(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("DebianVersion(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "v", "1.2 beta", "1.2/3"} {
+		if got, err := DebianVersion(bad); err == nil {
+			t.Errorf("DebianVersion(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// TestPluginsAreTheRepositorysOwn: plugins/<kind>/<type> are shipped, the
+// vendor examples are not.
+func TestPluginsAreTheRepositorysOwn(t *testing.T) {
+	got, err := Plugins("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"dls-auth-local", "dls-protocol-dhcp", "dls-protocol-iscsi", "dls-protocol-tftp", "dls-storage-dir"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Plugins: %v lacks %s", got, want)
+		}
+	}
+	for _, p := range got {
+		if p == "dls-storage-file" || p == "dls-auth-static" {
+			t.Errorf("Plugins: %v ships the example %s", got, p)
+		}
+	}
+	if _, err := Plugins(t.TempDir()); err == nil {
+		t.Error("Plugins of a folder with no plugins: no error")
+	}
+}
+
+// TestInfoNamesAMissingBinary: a build without a plugin is refused with
+// the file and what to do, not packaged without it.
+func TestInfoNamesAMissingBinary(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "dls"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Info("1.0", bin, "../..", []string{"dls-auth-local"})
+	if err == nil || !re.MustCompile(`/usr/lib/dls/plugins/dls-auth-local: .*run make build first`).MatchString(err.Error()) {
+		t.Fatalf("Info without the plugin's binary: %v", err)
+	}
+}
