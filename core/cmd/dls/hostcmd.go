@@ -32,7 +32,7 @@ type hostFlags struct {
 }
 
 func (h *hostFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&h.config, "config", "dls.hcl", "`FILE` config file")
+	fs.StringVar(&h.config, "config", "", configUsage)
 	fs.StringVar(&h.logLevel, "log-level", "info", "`LEVEL` log level: trace, debug, info, warn, error")
 	fs.BoolVar(&h.logJSON, "log-json", false, "log JSON lines")
 }
@@ -48,6 +48,7 @@ func hostCommand(name, summary, help, example string, do func(ctx context.Contex
 		name: name, args: "--config FILE", summary: summary, help: help, example: example,
 		flags: h.register,
 		run: func(ctx context.Context, c *cli, _ []string) error {
+			h.config = configFile(h.config, c.getenv, fileExists)
 			return hostExit(c, do(ctx, c, &h))
 		},
 	}

@@ -38,7 +38,9 @@ func commands() *command {
 }
 
 const rootHelp = `serve, validate, plugins and user run on the host, with its config file
-(--config FILE, default dls.hcl); user needs no running host.
+(--config FILE, else $DLS_CONFIG, else /etc/dls/dls.hcl when it exists, else
+./dls.hcl); user needs no running host. Run as root where the service user
+dls exists, user hands the files it writes to dls.
 
 The others are clients of a running host's /api/v1. Each takes
 --server URL (default: $DLS_SERVER, else the server logged in to, else

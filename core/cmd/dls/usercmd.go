@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	osuser "os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,7 +53,7 @@ type userFlags struct {
 }
 
 func (u *userFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&u.config, "config", "dls.hcl", "`FILE` config file")
+	fs.StringVar(&u.config, "config", "", configUsage)
 	fs.StringVar(&u.auth, "auth", "", "`INSTANCE` auth plugin instance (default: the first that administers users)")
 }
 
@@ -138,7 +139,7 @@ func userList() *command {
 		example: "dls user list --config dls.hcl",
 		flags:   u.register,
 		run: func(ctx context.Context, c *cli, _ []string) error {
-			return withUserAdmin(ctx, u.config, u.auth, c.pluginLogger(), func(ua *authrpc.Client, _ string) error {
+			return withUserAdmin(ctx, configFile(u.config, c.getenv, fileExists), u.auth, c.pluginLogger(), func(ua *authrpc.Client, _ string) error {
 				users, err := ua.ListUsers(ctx)
 				if err != nil {
 					return err
@@ -178,6 +179,7 @@ func (c *cli) changeUser(ctx context.Context, u userFlags, verb, name, role stri
 	// Changes need the state store (revocation, audit): open it before
 	// changing anything, so that a store that cannot be opened changes
 	// nothing.
+	u.config = configFile(u.config, c.getenv, fileExists)
 	cfg, err := config.Load(u.config)
 	if err != nil {
 		return err
@@ -198,8 +200,27 @@ func (c *cli) changeUser(ctx context.Context, u userFlags, verb, name, role stri
 	if err := recordUserChange(ctx, st, verb, name, role, instance); err != nil {
 		return fmt.Errorf("user %s: %s done, but %w", name, verb, err)
 	}
+	// Run as root on a packaged host: what the plugin and the store just
+	// wrote belongs to the service user, who must read it.
+	if o, ok := serviceOwner(os.Geteuid(), osuser.Lookup); ok {
+		for _, err := range handOver(o, serviceFiles(cfg), []string{filepath.Join(cfg.DataDir, "plugins", instance)}, os.Lchown) {
+			c.warn(fmt.Sprintf("warning: %v (the service user %s may not read it: chown -R %s %s)", err, serviceUser, serviceUser, cfg.DataDir))
+		}
+	}
 	fmt.Fprintf(c.stdout, "user %s: %s done\n", name, verb)
 	return nil
+}
+
+// serviceFiles are the files and folders outside the auth plugin's data
+// dir that a user change may create: the data dir, its plugins folder and
+// an SQLite database (with its journal files).
+func serviceFiles(cfg *config.Config) []string {
+	paths := []string{cfg.DataDir, filepath.Join(cfg.DataDir, "plugins")}
+	if cfg.Database.Type == config.DatabaseSQLite {
+		db := cfg.Database.Path
+		paths = append(paths, db, db+"-wal", db+"-shm", db+"-journal")
+	}
+	return paths
 }
 
 // recordUserChange revokes the refresh tokens of a user whose password
