@@ -381,6 +381,9 @@ type fakeStorage struct {
 	imported     map[string][]byte
 	importedMode map[string]os.FileMode
 	importedUID  map[string]uint32
+	// importErr, when set, fails every import as storagerpc reports a
+	// plugin's error: the operation named with the file it was given.
+	importErr error
 }
 
 var _ ImageStorage = (*fakeStorage)(nil)
@@ -414,6 +417,9 @@ func (f *fakeStorage) ImportImage(_ context.Context, req storage.ImportRequest) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("import " + req.Image)
+	if f.importErr != nil {
+		return storage.Version{}, fmt.Errorf("import image %s from %s: %w", req.Image, req.Source, f.importErr)
+	}
 	if !strings.HasPrefix(req.Source, "/img/") { // /img/: the env's own images
 		// Read the file as a plugin does: the host must hand over a file
 		// it made, readable, holding what the caller sent.

@@ -46,6 +46,16 @@ type storageError struct{ err error }
 func (e storageError) Error() string { return e.err.Error() }
 func (e storageError) Unwrap() error { return e.err }
 
+// reworded is err said differently (without a repeated prefix), its
+// sentinels kept for errors.Is.
+type reworded struct {
+	msg string
+	err error
+}
+
+func (e reworded) Error() string { return e.msg }
+func (e reworded) Unwrap() error { return e.err }
+
 // errorBody is every error response.
 type errorBody struct {
 	Error string `json:"error"`

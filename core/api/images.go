@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dls-project/dls/core/store"
@@ -80,6 +81,30 @@ func (a *API) checkImage(b imageBody) error {
 	return nil
 }
 
+// onlyStorage is the storage of an image added without one: the host's
+// only storage plugin. With none, or more than one, the caller must say
+// (400, naming them).
+func (a *API) onlyStorage() (string, error) {
+	if !a.listsPlugins {
+		return "", fieldError("storage", "storage is required (the name of a storage plugin instance)")
+	}
+	var names []string
+	for _, p := range a.deps.Plugins() {
+		if p.Kind == "storage" {
+			names = append(names, p.Name)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	switch len(names) {
+	case 0:
+		return "", fieldError("storage", "this host has no storage plugin: add a storage block to its config (storage \"dir\" \"local\" {})")
+	case 1:
+		return names[0], nil
+	}
+	return "", fieldError("storage", "this host has %d storage plugins (%s): name one with storage (dls image add NAME --storage %s)", len(names), strings.Join(names, ", "), names[0])
+}
+
 // imageOf returns the image named in the path, or a 404.
 func (a *API) imageOf(r *http.Request) (store.Image, error) {
 	name := r.PathValue("name")
@@ -129,6 +154,13 @@ func (a *API) createImage(w http.ResponseWriter, r *http.Request) error {
 	var b imageBody
 	if err := decode(w, r, &b, false); err != nil {
 		return err
+	}
+	if b.Storage == "" {
+		st, err := a.onlyStorage()
+		if err != nil {
+			return err
+		}
+		b.Storage = st
 	}
 	if err := a.checkImage(b); err != nil {
 		return err
@@ -197,7 +229,12 @@ func (a *API) importVersion(ctx context.Context, image, path, what string) (vers
 	defer cancel()
 	v, err := st.ImportImage(ctx, storage.ImportRequest{Image: image, Source: path})
 	if err != nil {
-		return versionJSON{}, storageError{fmt.Errorf("import image %s from %s: %w", image, what, err)}
+		// The storage client names the operation with the file it was
+		// given (an upload's temporary file): say it once, as the caller
+		// knows the source.
+		op := fmt.Sprintf("import image %s from %s", image, what)
+		msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("import image %s from %s: ", image, path))
+		return versionJSON{}, storageError{reworded{msg: op + ": " + msg, err: err}}
 	}
 	return toVersionJSON(v), nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,5 +172,20 @@ func TestUploadOwnedByPluginUser(t *testing.T) {
 	}
 	if fi, err := os.Stat(e.uploads); err != nil || fi.Mode().Perm() != 0o711 {
 		t.Errorf("upload folder %v, %v; want 0711", fi.Mode(), err)
+	}
+}
+
+// TestUploadImportErrorSaysItOnce: a storage that fails an upload's
+// import: 502, "import image NAME from upload: why", the operation said
+// once and not with the host's temporary file.
+func TestUploadImportErrorSaysItOnce(t *testing.T) {
+	e := newEnv(t, func(_ *Deps, o *Options) { o.ImportDirs = nil })
+	tok := e.login("alice").AccessToken
+	e.stor.importErr = errors.New("pool tank is read-only")
+	w := e.do("POST", "/images/win11/versions", tok, make([]byte, 4096), "Content-Type", "application/octet-stream")
+	var b errorBody
+	e.want(w, http.StatusBadGateway, &b)
+	if b.Error != "import image win11 from upload: pool tank is read-only" {
+		t.Errorf("error %q", b.Error)
 	}
 }

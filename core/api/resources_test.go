@@ -316,3 +316,28 @@ func TestEveryWriteIsAudited(t *testing.T) {
 		t.Errorf("set_current detail %s", d)
 	}
 }
+
+// TestImageStorageDefault: POST images without a storage takes the host's
+// only storage plugin; with several it is a 400 that names them, with
+// none a 400 that says what to add.
+func TestImageStorageDefault(t *testing.T) {
+	storages := []supervisor.Status{{Name: "tank", Kind: "storage"}, {Name: "local", Kind: "auth"}}
+	e := newEnv(t, func(d *Deps, _ *Options) {
+		d.Plugins = func() []supervisor.Status { return storages }
+	})
+	tok := e.login("alice").AccessToken
+	var im imageJSON
+	e.want(e.do("POST", "/images", tok, map[string]any{"name": "one"}), http.StatusCreated, &im)
+	if im.Storage != "tank" {
+		t.Errorf("image on storage %q, want tank", im.Storage)
+	}
+	storages = append(storages, supervisor.Status{Name: "files", Kind: "storage"})
+	e.wantError(e.do("POST", "/images", tok, map[string]any{"name": "two"}), http.StatusBadRequest,
+		"this host has 2 storage plugins (files, tank): name one with storage (dls image add NAME --storage files)", "storage")
+	e.nothingCreated("two")
+	storages = []supervisor.Status{{Name: "local", Kind: "auth"}}
+	e.wantError(e.do("POST", "/images", tok, map[string]any{"name": "three"}), http.StatusBadRequest,
+		"this host has no storage plugin: add a storage block", "storage")
+	// PUT still names it: an image never moves.
+	e.wantError(e.do("PUT", "/images/one", tok, map[string]any{}), http.StatusBadRequest, "storage is required", "storage")
+}

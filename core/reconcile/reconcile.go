@@ -33,6 +33,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -190,7 +191,12 @@ func (r *Reconciler) ensureImported(ctx context.Context, cfg *config.Config, im 
 	r.logger.Info("importing image", "image", im.Name, "source", src)
 	v, err := st.ImportImage(ctx, storage.ImportRequest{Image: im.Name, Source: src})
 	if err != nil {
-		rep.Errors = append(rep.Errors, fmt.Errorf("import image %s from %s: %w", im.Name, src, err))
+		// The storage client's errors name the operation already
+		// (storagerpc says it once): repeat nothing.
+		if op := fmt.Sprintf("import image %s from %s", im.Name, src); !strings.HasPrefix(err.Error(), op) {
+			err = fmt.Errorf("%s: %w", op, err)
+		}
+		rep.Errors = append(rep.Errors, err)
 		return
 	}
 	r.logger.Info("image imported", "image", im.Name, "version", v.Number, "bytes", v.Size)

@@ -319,3 +319,31 @@ client "pc2" {
 		t.Errorf("pc1 secret after its chap block went: %q, want the last one kept", c.CHAPSecret)
 	}
 }
+
+// TestImportErrorNamesTheOperationOnce: an image whose source cannot be
+// imported is reported as "import image NAME from SOURCE: why", the
+// operation said once (the storage client, the plugin and the reconciler
+// each know it).
+func TestImportErrorNamesTheOperationOnce(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "dls.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := plugintest.Start(t, file.New())
+	r, err := New(st, oneStorage{h.Storage()}, nil, hclog.New(&hclog.LoggerOptions{Output: io.Discard}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := r.Apply(ctx, load(t, dir, base)) // lab.img does not exist
+	if len(rep.Errors) != 1 {
+		t.Fatalf("errors %v, want one", rep.Errors)
+	}
+	msg := rep.Errors[0].Error()
+	op := "import image lab from lab.img" // not found beside the config: as written
+	if !strings.HasPrefix(msg, op+": ") || strings.Count(msg, "import image lab") != 1 {
+		t.Errorf("error %q: want %q once, at the start", msg, op)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/storage"
 )
@@ -74,8 +76,14 @@ func newTestHost(t *testing.T) *testHost {
 			return []api.NamedAuthenticator{{Name: "local", Authenticator: fakeAuth{}}}
 		},
 		Storage: h.stor,
-		Waker:   h.waker,
-		Clock:   h.clock,
+		Plugins: func() []supervisor.Status {
+			return []supervisor.Status{
+				{Name: "tank", Kind: "storage", Type: "dir", Version: "1.0.0", State: "running", Healthy: true},
+				{Name: "local", Kind: "auth", Type: "local", Version: "1.0.0", State: "running", Healthy: true},
+			}
+		},
+		Waker: h.waker,
+		Clock: h.clock,
 	}, api.Options{KeyFile: filepath.Join(dir, "api-token.key"), UploadDir: filepath.Join(dir, "uploads")})
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +390,11 @@ func TestImageCommands(t *testing.T) {
 	if !strings.Contains(out, "Imported:") || !strings.Contains(out, "version 1") || !strings.Contains(out, "http://boot/vmlinuz") {
 		t.Errorf("image add:\n%s", out)
 	}
-	h.fails(2, "add needs --storage", "image", "add", "x")
+	// Without --storage: the host's only storage.
+	if out := h.ok("image", "add", "x"); !regexp.MustCompile(`(?m)^Storage: +tank$`).MatchString(out) {
+		t.Errorf("image add without --storage:\n%s", out)
+	}
+	h.ok("image", "delete", "x")
 	h.ok("image", "delete", "ubuntu", "--purge")
 	if calls := h.stor.list(); !slices.Contains(calls, "delete ubuntu") {
 		t.Errorf("storage calls %v", calls)

@@ -127,17 +127,19 @@ func imageAdd() *command {
 		boot                        bootProfile
 	)
 	return &command{
-		name: "add", args: "NAME --storage STORAGE [--source FILE | --host-source PATH]", nargs: 1, what: "image name", api: true,
+		name: "add", args: "NAME [--storage STORAGE] [--source FILE | --host-source PATH]", nargs: 1, what: "image name", api: true,
 		summary: "Add an image, and import its first version",
 		help: `With --source or --host-source, add imports version 1 before answering
 (this can take a while); if the import fails, the image is removed again.
 ` + sourceHelp + `
-Without --kernel, clients sanboot their volume; --kernel, --initrd,
---cmdline and --confirm make a boot profile instead.
+Without --storage, the host puts the image on its only storage plugin
+(and names them if it has several). Without --kernel, clients sanboot
+their volume; --kernel, --initrd, --cmdline and --confirm make a boot
+profile instead.
 `,
-		example: "dls image add win11 --storage tank --source ~/win11.raw",
+		example: "dls image add win11 --source ~/win11.raw",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&storage, "storage", "", "`INSTANCE` storage plugin instance that holds the image")
+			fs.StringVar(&storage, "storage", "", "`INSTANCE` storage plugin instance that holds the image (default: the host's only one)")
 			fs.StringVar(&source, "source", "", "raw disk `FILE` here, streamed to the host, to import as version 1")
 			fs.StringVar(&hostSource, "host-source", "", "`PATH` raw disk file on the host (under its images.import_dirs) to import as version 1")
 			fs.StringVar(&boot.Kernel, "kernel", "", "boot profile: kernel `URL` or path (default: sanboot the volume)")
@@ -147,8 +149,6 @@ Without --kernel, clients sanboot their volume; --kernel, --initrd,
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			switch {
-			case storage == "":
-				return usagef("add needs --storage")
 			case source != "" && hostSource != "":
 				return usagef("--source and --host-source exclude each other")
 			case boot.Kernel == "" && (boot.Initrd != "" || boot.Cmdline != "" || boot.Confirm):
@@ -167,7 +167,10 @@ Without --kernel, clients sanboot their volume; --kernel, --initrd,
 				}
 				defer up.f.Close()
 			}
-			in := map[string]any{"name": name, "storage": storage}
+			in := map[string]any{"name": name}
+			if storage != "" {
+				in["storage"] = storage
+			}
 			if hostSource != "" {
 				in["source"] = hostSource
 			}
