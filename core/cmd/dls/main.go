@@ -32,7 +32,7 @@ func commands() *command {
 			loginCommand(), logoutCommand(),
 			clientCommand(), wakeCommand(), imageCommand(), sessionCommand(),
 			backupCommand(), restoreCommand(),
-			versionCommand(),
+			versionCommand(), completionCommand(),
 		},
 	}
 }
