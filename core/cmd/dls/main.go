@@ -30,7 +30,7 @@ func commands() *command {
 		sub: []*command{
 			serveCommand(), validateCommand(), pluginsCommand(), userCommand(),
 			loginCommand(), logoutCommand(),
-			clientCommand(), wakeCommand(), imageCommand(), sessionCommand(),
+			statusCommand(), clientCommand(), wakeCommand(), imageCommand(), sessionCommand(),
 			backupCommand(), restoreCommand(),
 			versionCommand(), completionCommand(),
 		},
