@@ -73,6 +73,10 @@ out=$(in_root dls version)
 echo "$out"
 grep -qE '^dls [0-9a-z]' <<<"$out" && grep -q '^commit: [0-9a-f]' <<<"$out" && grep -q '^go: *go1\.' <<<"$out" || fail "dls version: $out"
 ok "dls version"
+in_root bash -n /usr/share/bash-completion/completions/dls || fail "bash completion does not parse"
+grep -q '"dls session watch"' "$root/usr/share/bash-completion/completions/dls" || fail "bash completion lacks dls session watch"
+[ -f "$root/usr/share/zsh/vendor-completions/_dls" ] && [ -f "$root/usr/share/fish/vendor_completions.d/dls.fish" ] || fail "no zsh or fish completion"
+ok "completion for bash, zsh, fish"
 # The example config loads, and finds the package's plugins beside the
 # binary that /usr/bin/dls links to.
 in_root dls validate --config /etc/dls/dls.hcl || fail "dls validate of the example config"
@@ -103,7 +107,7 @@ echo "== purge"
 in_root dpkg --purge dls
 in_root getent passwd dls >/dev/null && fail "user dls left after purge"
 in_root getent group dls >/dev/null && fail "group dls left after purge"
-for p in /var/lib/dls /etc/dls /usr/lib/dls /usr/bin/dls /usr/lib/systemd/system/dls.service; do
+for p in /var/lib/dls /etc/dls /usr/lib/dls /usr/bin/dls /usr/lib/systemd/system/dls.service /usr/share/bash-completion/completions/dls; do
 	[ ! -e "$root$p" ] && [ ! -L "$root$p" ] || fail "$p left after purge"
 done
 ok "purge removes the user, the group, /var/lib/dls, /etc/dls and the files"

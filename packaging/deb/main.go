@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -45,11 +46,15 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	info, err := Info(debVersion, *bin, *repo, plugins)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	completions, err := Completions(filepath.Join(*bin, "dls"), filepath.Join(*out, "completion"))
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	info, err := Info(debVersion, *bin, *repo, plugins, completions)
+	if err != nil {
 		return err
 	}
 	path := filepath.Join(*out, fmt.Sprintf("dls_%s_amd64.deb", debVersion))
@@ -136,8 +141,38 @@ func Plugins(repo string) ([]string, error) {
 	return names, nil
 }
 
-// Info is the package: what goes where, its relations and its scripts.
-func Info(version, bin, repo string, plugins []string) (*nfpm.Info, error) {
+// completionPaths are where Debian's shells look for a package's
+// completion scripts.
+var completionPaths = map[string]string{
+	"bash": "/usr/share/bash-completion/completions/dls",
+	"zsh":  "/usr/share/zsh/vendor-completions/_dls",
+	"fish": "/usr/share/fish/vendor_completions.d/dls.fish",
+}
+
+// Completions writes the built dls's completion scripts into dir and
+// answers them as package contents.
+func Completions(dls, dir string) (files.Contents, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var out files.Contents
+	for _, sh := range []string{"bash", "fish", "zsh"} {
+		script, err := exec.Command(dls, "completion", sh).Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s completion %s: %w", dls, sh, err)
+		}
+		path := filepath.Join(dir, "dls."+sh)
+		if err := os.WriteFile(path, script, 0o644); err != nil {
+			return nil, err
+		}
+		out = append(out, &files.Content{Source: path, Destination: completionPaths[sh], FileInfo: &files.ContentFileInfo{Mode: 0o644}})
+	}
+	return out, nil
+}
+
+// Info is the package: what goes where (extra: made by this run, such as
+// the completion scripts), its relations and its scripts.
+func Info(version, bin, repo string, plugins []string, extra files.Contents) (*nfpm.Info, error) {
 	here := filepath.Join(repo, "packaging", "deb")
 	exe := func(src, dst string) *files.Content {
 		return &files.Content{Source: src, Destination: dst, FileInfo: &files.ContentFileInfo{Mode: 0o755}}
@@ -159,6 +194,7 @@ func Info(version, bin, repo string, plugins []string) (*nfpm.Info, error) {
 			FileInfo: &files.ContentFileInfo{Mode: 0o644}},
 		{Destination: "/var/lib/dls", Type: files.TypeDir, FileInfo: &files.ContentFileInfo{Mode: 0o750}},
 	}
+	contents = append(contents, extra...)
 	for _, p := range plugins {
 		contents = append(contents, exe(filepath.Join(bin, "plugins", p), "/usr/lib/dls/plugins/"+p))
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	re "regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -60,8 +61,32 @@ func TestInfoNamesAMissingBinary(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "dls"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Info("1.0", bin, "../..", []string{"dls-auth-local"})
+	_, err := Info("1.0", bin, "../..", []string{"dls-auth-local"}, nil)
 	if err == nil || !re.MustCompile(`/usr/lib/dls/plugins/dls-auth-local: .*run make build first`).MatchString(err.Error()) {
 		t.Fatalf("Info without the plugin's binary: %v", err)
+	}
+}
+
+// TestCompletions: the scripts come from the built dls, one per shell, at
+// the paths Debian's shells read.
+func TestCompletions(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "dls")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"# $2 completion\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Completions(fake, filepath.Join(dir, "out"))
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Completions: %v, %v", got, err)
+	}
+	for _, c := range got {
+		b, err := os.ReadFile(c.Source)
+		sh := strings.TrimPrefix(filepath.Ext(c.Source), ".")
+		if err != nil || string(b) != "# "+sh+" completion\n" || c.Destination != completionPaths[sh] {
+			t.Errorf("%s → %s: %q %v", c.Source, c.Destination, b, err)
+		}
+	}
+	if _, err := Completions(filepath.Join(dir, "missing"), dir); err == nil {
+		t.Error("Completions without a dls binary: no error")
 	}
 }

@@ -110,7 +110,7 @@ next stage. It polls the API every --interval; Ctrl-C stops it.
 		example: "dls session watch --client pc-01",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&client, "client", "", "`CLIENT` only this client's boots")
-			fs.DurationVar(&interval, "interval", time.Second, "`DURATION` between polls")
+			fs.DurationVar(&interval, "interval", time.Second, "`DURATION` to wait between polls")
 			fs.DurationVar(&forDur, "for", 0, "stop after `DURATION` (default: until interrupted)")
 		},
 		run: func(ctx context.Context, c *cli, _ []string) error {
