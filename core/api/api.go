@@ -250,8 +250,10 @@ type API struct {
 	writeMu sync.Mutex
 }
 
-// New loads (or creates) the token key and registers the metrics.
-func New(deps Deps, opts Options) (*API, error) {
+// New loads (or creates) the token key and registers the metrics. ctx is
+// the daemon's: the store queries a metrics scrape makes run under its
+// values.
+func New(ctx context.Context, deps Deps, opts Options) (*API, error) {
 	if deps.Store == nil || deps.Authenticators == nil || deps.Storage == nil {
 		return nil, errors.New("api: Store, Authenticators and Storage are required")
 	}
@@ -307,7 +309,7 @@ func New(deps Deps, opts Options) (*API, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, deps.Store, deps.Clock)
+	m, err := newMetrics(ctx, reg, deps.Store, deps.Clock)
 	if err != nil {
 		return nil, err
 	}

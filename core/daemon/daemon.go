@@ -159,7 +159,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
 		return nil, err
 	}
-	d.api, err = api.New(api.Deps{
+	d.api, err = api.New(ctx, api.Deps{
 		Store:          d.store,
 		Authenticators: d.authenticators,
 		Storage:        api.StorageResolver(d.StorageForImage),
@@ -267,12 +267,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	for {
 		select {
 		case <-ctx.Done():
-			ls.shutdown()
+			ls.shutdown(ctx)
 			d.stopAll()
 			stopPurge()
 			return d.store.Close()
 		case err := <-ls.errc:
-			ls.shutdown()
+			ls.shutdown(ctx)
 			d.stopAll()
 			stopPurge()
 			_ = d.store.Close()
@@ -313,7 +313,7 @@ func (d *Daemon) startInstance(ctx context.Context, b *config.PluginBlock) *inst
 	in.sup = supervisor.New(spec, in, d.launcher, d.supM, d.logger)
 	// Register a collector before the first start so dls_plugin_up is 0
 	// (not absent) for a plugin that never came up.
-	in.setCollector(base.Info{Kind: b.Kind, Type: b.Type}, nil)
+	in.setCollector(ctx, base.Info{Kind: b.Kind, Type: b.Type}, nil)
 	ictx, cancel := context.WithCancel(ctx)
 	in.cancel = cancel
 	d.mu.Lock()

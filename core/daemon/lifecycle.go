@@ -34,7 +34,7 @@ func (in *instance) Setup(ctx context.Context, spec supervisor.Spec, p *supervis
 	if err != nil {
 		return supervisor.Permanent(fmt.Errorf("plugin %s: %w", spec.Name, err))
 	}
-	if err := in.setCollector(p.Info, descs); err != nil {
+	if err := in.setCollector(ctx, p.Info, descs); err != nil {
 		return supervisor.Permanent(err)
 	}
 	if pc, ok := p.Client.(*protocolrpc.Client); ok {
@@ -90,8 +90,9 @@ func (in *instance) send(ctx context.Context, block *config.PluginBlock, p *supe
 func (in *instance) Teardown(supervisor.Spec, *supervisor.Process) {}
 
 // setCollector (re)registers the instance's metrics proxy when the plugin's
-// identity or declarations changed.
-func (in *instance) setCollector(info base.Info, descs []metrics.Desc) error {
+// identity or declarations changed. ctx is the base of the collector's
+// scrapes (see pluginmetrics.New).
+func (in *instance) setCollector(ctx context.Context, info base.Info, descs []metrics.Desc) error {
 	key := fmt.Sprintf("%s|%s|%s|%v", info.Kind, info.Type, info.Version, descs)
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -102,7 +103,7 @@ func (in *instance) setCollector(info base.Info, descs []metrics.Desc) error {
 	timeout := in.d.cfg.HTTP.ScrapeTimeout
 	in.d.mu.Unlock()
 	name := in.block.Name
-	c, err := pluginmetrics.New(name, info, descs, in.d.reserved, func() *baserpc.Client {
+	c, err := pluginmetrics.New(ctx, name, info, descs, in.d.reserved, func() *baserpc.Client {
 		if p := in.sup.Process(); p != nil {
 			return p.Base()
 		}
