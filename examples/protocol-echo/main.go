@@ -58,7 +58,7 @@ func (e *Echo) Start(ctx context.Context) error {
 		return fmt.Errorf("echo: %w", err)
 	}
 	// The Batcher reports from its own goroutine: no packet waits on the host.
-	e.conn, e.events, e.done = conn, host.NewBatcher(e.host, 100*time.Millisecond, 64, 4096), make(chan struct{})
+	e.conn, e.events, e.done = conn, host.NewBatcher(ctx, e.host, 100*time.Millisecond, 64, 4096), make(chan struct{})
 	go serve(conn, e.events, e.done)
 	return nil
 }
