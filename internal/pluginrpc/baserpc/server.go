@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/internal/pluginrpc/hostrpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
@@ -111,7 +112,7 @@ func (s *Server) hostServices(id uint32) (host.Services, *grpc.ClientConn, error
 	if s.hostConn != nil {
 		_ = s.hostConn.Close()
 	}
-	s.hostID, s.hostConn, s.services = id, conn, host.NewClient(conn)
+	s.hostID, s.hostConn, s.services = id, conn, hostrpc.NewClient(conn)
 	return s.services, conn, nil
 }
 
