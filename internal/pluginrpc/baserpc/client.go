@@ -80,7 +80,7 @@ func (c *Client) Configure(ctx context.Context, a ConfigureArgs) (config.Errors,
 	if err != nil {
 		return nil, fmt.Errorf("plugin configure: %w", err)
 	}
-	return config.FromDiagnostics(r.GetDiagnostics()), nil
+	return fromDiagnostics(r.GetDiagnostics()), nil
 }
 
 // DescribeMetrics returns the families the plugin declared.

@@ -69,7 +69,7 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 	cfg := s.impl.NewConfig()
 	if cfg != nil {
 		if err := config.Decode(req.GetConfigJson(), cfg); err != nil {
-			return &dlsv1.ConfigureResponse{Diagnostics: config.Diagnostics(err)}, nil
+			return &dlsv1.ConfigureResponse{Diagnostics: diagnostics(err)}, nil
 		}
 	}
 	svc, conn, err := s.hostServices(req.GetHostBrokerId())
@@ -88,7 +88,7 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 		var ce *config.Error
 		var ces config.Errors
 		if errors.As(err, &ce) || errors.As(err, &ces) {
-			return &dlsv1.ConfigureResponse{Diagnostics: config.Diagnostics(err)}, nil
+			return &dlsv1.ConfigureResponse{Diagnostics: diagnostics(err)}, nil
 		}
 		return nil, status.Errorf(codes.FailedPrecondition, "configure: %v", err)
 	}
