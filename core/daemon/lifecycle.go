@@ -12,7 +12,6 @@ import (
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/internal/pluginrpc/protocolrpc"
 	"github.com/dls-project/dls/sdk/base"
-	sdkconfig "github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/metrics"
 )
 
@@ -80,7 +79,7 @@ func (in *instance) send(ctx context.Context, block *config.PluginBlock, p *supe
 		return fmt.Errorf("plugin %s: %w", block.Name, err)
 	}
 	if len(diags) > 0 {
-		return supervisor.Permanent(block.ConfigureError(sdkconfig.Diagnostics(diags)))
+		return supervisor.Permanent(block.ConfigureError(diags))
 	}
 	return nil
 }

@@ -118,7 +118,7 @@ func (b *Batcher) flush(ctx context.Context) error {
 	b.buf = nil
 	b.mu.Unlock()
 	for len(pending) > 0 {
-		n := min(len(pending), maxEventBatch)
+		n := min(len(pending), MaxEventBatch)
 		if err := b.events.Report(ctx, pending[:n]); err != nil {
 			// The host is unreachable (restarting, shutting down): keep
 			// what fits for the next flush instead of losing it.

@@ -273,7 +273,7 @@ func TestBatcherCloseFlushesAndSplitsLargeBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{}
 		b := NewBatcher(t.Context(), f, time.Hour, 100000, 100000)
-		n := maxEventBatch + 100
+		n := MaxEventBatch + 100
 		for i := range n {
 			b.Emit(ev(i))
 		}
@@ -285,8 +285,8 @@ func TestBatcherCloseFlushesAndSplitsLargeBatches(t *testing.T) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		for _, batch := range f.batches {
-			if len(batch) > maxEventBatch {
-				t.Errorf("a Report carried %d events, over the host's limit %d", len(batch), maxEventBatch)
+			if len(batch) > MaxEventBatch {
+				t.Errorf("a Report carried %d events, over the host's limit %d", len(batch), MaxEventBatch)
 			}
 		}
 		if batches != 2 {
