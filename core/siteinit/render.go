@@ -196,6 +196,8 @@ const siteText = `# dls.hcl for interface {{.Network.Interface}} ({{.Network.Add
 # Relative paths are relative to this file's folder.
 
 # State: the database, each plugin's folder (plugins/<instance>/), uploads.
+# /var/lib/dls for a service run as root; "var" (beside this file) when
+# dls init ran without root, to try DLS out.
 data_dir   = {{q .DataDir}}
 # Where dls finds its plugin binaries (dls-<kind>-<type>).
 plugin_dir = {{q .PluginDir}}

@@ -43,9 +43,10 @@ func preflightAtStart(ctx context.Context, path string, logger hclog.Logger) {
 	if err != nil {
 		return
 	}
-	quiet := logger.ResetNamed("preflight")
-	quiet.SetLevel(hclog.Error)
-	decoded := decodeProtocols(ctx, cfg, quiet)
+	// The launches log nothing: the host starts these plugins next and
+	// reports their problems itself. (A sub-logger's SetLevel would
+	// silence the host's logger too: they share the level.)
+	decoded := decodeProtocols(ctx, cfg, hclog.NewNullLogger())
 	for _, f := range preflight.Check(ctx, preflight.Input{Config: cfg, Plugins: decoded}) {
 		if f.Note {
 			logger.Info("preflight: " + f.String())

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // fakeIPXE is a folder with the iPXE builds dls init looks for, so that
@@ -213,5 +216,83 @@ protocol "iscsi" "iscsi" {
 	want := fmt.Sprintf(`dls.hcl:5:12: boot script template %s names no iSCSI port ("iscsi:127.0.0.1::": iPXE then uses 3260), but the iSCSI listener (protocol "iscsi" "iscsi") is on port 3261: write the target as {{.ISCSIURI}}`, tmpl)
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d:\n%s\nwant:\n%s", code, stderr, want)
+	}
+}
+
+// TestServeLogsPreflightFindings: dls serve runs the deep checks before it
+// binds anything, logs each finding as a warning at file:line:col, and
+// starts anyway.
+func TestServeLogsPreflightFindings(t *testing.T) {
+	path := writeConfig(t, `http {
+  listen = "127.0.0.1:0"
+}
+storage "dir" "local" {}
+image "lab" {
+  storage = "local"
+  source  = "/nonexistent/dls/lab.img"
+}
+protocol "iscsi" "iscsi" {
+  config {
+    listen = "127.0.0.1:0"
+  }
+}
+`)
+	cmd := exec.Command(filepath.Join(binDir, "dls"), "serve", "--config", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var warned bool
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("dls serve ended")
+			}
+			if strings.Contains(l, "[WARN]") && strings.Contains(l, "preflight: "+path+`:9:13: image "lab": source /nonexistent/dls/lab.img cannot be read: no such file or directory`) {
+				warned = true
+			}
+			if strings.Contains(l, "dls serving") {
+				if !warned {
+					t.Fatalf("serving without the preflight warning first; last line %s", l)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("dls serve did not start serving")
+		}
+	}
+}
+
+// TestInitQuestions: on a terminal, each question has a proposal Enter
+// takes, and a wrong answer is said and asked again.
+func TestInitQuestions(t *testing.T) {
+	var w strings.Builder
+	q := &asker{r: bufio.NewReader(strings.NewReader("relay\nproxy\n\n")), w: &w}
+	got, err := q.ask("DHCP mode", "full", func(v string) error { _, err := checkMode(v); return err })
+	if err != nil || got != "proxy" {
+		t.Errorf("answer %q %v", got, err)
+	}
+	if !strings.Contains(w.String(), `DHCP mode [full]:   mode "relay": want full or proxy`) {
+		t.Errorf("dialogue:\n%s", w.String())
+	}
+	if got, err := q.ask("Storage", "dir", nil); err != nil || got != "dir" {
+		t.Errorf("Enter: %q %v", got, err)
+	}
+	if _, err := q.ask("Storage", "dir", nil); err == nil || !strings.Contains(err.Error(), "no answer") {
+		t.Errorf("end of input: %v", err)
 	}
 }

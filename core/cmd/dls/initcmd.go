@@ -70,14 +70,24 @@ func runInit(_ context.Context, c *cli, o *initOptions) error {
 	if tty, ok := terminal(c.stdin); ok && len(given(o.fs)) == 0 {
 		q = &asker{r: bufio.NewReader(tty), w: c.stderr}
 	}
+	s, err := o.site(c, q)
+	if err != nil {
+		return err
+	}
+	if q != nil {
+		if o.out, err = q.ask("Config file to write", o.out, func(v string) error {
+			if _, err := os.Stat(v); err == nil && !o.force {
+				return fmt.Errorf("%s exists: name another file", v)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	if o.out != "-" && !o.force {
 		if _, err := os.Stat(o.out); err == nil {
 			return fmt.Errorf("%s exists: give another --out, or --force to overwrite it", o.out)
 		}
-	}
-	s, err := o.site(c, q)
-	if err != nil {
-		return err
 	}
 	text, err := siteinit.Render(s)
 	if err != nil {
