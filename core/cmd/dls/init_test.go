@@ -296,3 +296,29 @@ func TestInitQuestions(t *testing.T) {
 		t.Errorf("end of input: %v", err)
 	}
 }
+
+// TestValidateDeepWeakCHAPSecret: CHAP secrets are held to
+// core/chapsecret's rule when the config loads, so --deep reports a weak
+// one at its file:line:col before any check of the machine.
+func TestValidateDeepWeakCHAPSecret(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "lab.img")
+	if err := os.WriteFile(img, make([]byte, 512), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr, code := validateDeep(t, fmt.Sprintf(`storage "dir" "local" {}
+image "lab" {
+  storage = "local"
+  source  = %q
+}
+client "pc-01" {
+  mac   = "52:54:00:12:34:56"
+  image = "lab"
+  chap {
+    secret = "short"
+  }
+}
+`, img))
+	if code != 1 || !strings.Contains(stderr, `dls.hcl:12:14: Invalid value for "secret"; The CHAP secret is 5 characters long; CHAP secrets need at least 12.`) {
+		t.Errorf("exit %d:\n%s", code, stderr)
+	}
+}
