@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // Plugin kinds, the block types of plugin blocks.
@@ -60,6 +61,8 @@ type Config struct {
 	// loads but is risky (see FormatWarnings); dls validate prints them,
 	// dls serve logs them.
 	Warnings []string
+
+	body *hclsyntax.Body // the file's top level, for AttrRange
 }
 
 // HTTP is the http {} block: the admin listener.

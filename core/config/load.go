@@ -195,6 +195,7 @@ func (l *loader) load() *Config {
 		},
 		Database: Database{Type: DatabaseSQLite},
 	}
+	cfg.body, _ = file.Body.(*hclsyntax.Body)
 	l.path(content.Attributes, "data_dir", &cfg.DataDir)
 	l.path(content.Attributes, "plugin_dir", &cfg.PluginDir)
 
@@ -433,7 +434,7 @@ func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	}
 	if a := l.str(c.Attributes, "unknown_clients", &bt.UnknownClients); a != nil {
 		l.unknownClients = a
-		if bt.UnknownClients != UnknownClientsIgnore && bt.UnknownClients != UnknownClientsRegister {
+		if bt.UnknownClients != UnknownClientsIgnore && bt.UnknownClients != UnknownClientsRegister && bt.UnknownClients != "discover" {
 			l.invalid(a, "Use %q or %q, not %q.", UnknownClientsIgnore, UnknownClientsRegister, bt.UnknownClients)
 		}
 	}

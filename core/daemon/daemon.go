@@ -212,7 +212,7 @@ func bootSettings(cfg *config.Config) hostservices.Boot {
 	b := hostservices.Boot{
 		URL: cfg.Boot.URL, IQNPrefix: cfg.Boot.IQNPrefix,
 		UnknownClients: cfg.Boot.UnknownClients, DefaultImage: cfg.Boot.DefaultImage,
-		MaxRegistered: cfg.Boot.MaxRegistered,
+		MaxRegistered: cfg.Boot.MaxRegistered, ISCSIPort: cfg.ISCSIPort(),
 	}
 	if u, err := url.Parse(cfg.Boot.URL); err == nil {
 		b.ServerAddress = u.Hostname()

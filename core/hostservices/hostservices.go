@@ -59,6 +59,9 @@ type Boot struct {
 	IQNPrefix string
 	// ServerAddress is the address of the iSCSI and TFTP services.
 	ServerAddress string
+	// ISCSIPort is the iSCSI listener's TCP port, which scripts name; 0
+	// leaves it out (iPXE then uses 3260).
+	ISCSIPort int
 	// UnknownClients is what happens to a machine the store does not know:
 	// "ignore" (or "") answers unknown; "register" creates the client
 	// (see Lookup) with DefaultImage.

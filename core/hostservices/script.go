@@ -76,7 +76,7 @@ func (s *Services) render(ctx context.Context, c store.Client, a archOf) (string
 	initiator := s.boot.IQNPrefix + ":initiator:" + c.Name
 	d := bootscript.ScriptData{
 		Client: c.Name, MAC: c.MAC, InitiatorIQN: initiator, TargetIQN: target,
-		Server: s.boot.ServerAddress, BootURL: strings.TrimRight(s.boot.URL, "/"),
+		Server: s.boot.ServerAddress, ISCSIPort: s.boot.ISCSIPort, BootURL: strings.TrimRight(s.boot.URL, "/"),
 		Arch: a.arch, ArchKnown: a.known, UEFI: a.known && bootscript.UEFIArch(a.arch),
 		Image: c.Image,
 	}

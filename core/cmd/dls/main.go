@@ -32,7 +32,7 @@ func commands() *command {
 		summary: "dls — diskless-boot server",
 		help:    rootHelp,
 		sub: []*command{
-			serveCommand(), validateCommand(), pluginsCommand(), userCommand(),
+			initCommand(), serveCommand(), validateCommand(), pluginsCommand(), userCommand(),
 			loginCommand(), logoutCommand(),
 			clientCommand(), wakeCommand(), imageCommand(), sessionCommand(),
 			backupCommand(), restoreCommand(),
@@ -41,8 +41,9 @@ func commands() *command {
 	}
 }
 
-const rootHelp = `serve, validate, plugins and user run on the host, with its config file
-(--config FILE, default dls.hcl); user needs no running host.
+const rootHelp = `init writes a site config for this machine's LAN. serve, validate,
+plugins and user run on the host, with its config file (--config FILE,
+default dls.hcl); user needs no running host.
 
 The others are clients of a running host's /api/v1. Each takes
 --server URL (default: $DLS_SERVER, else the server logged in to, else
