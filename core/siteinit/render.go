@@ -233,7 +233,7 @@ storage "zfs" "local" {
 }
 {{else}}# Images, versions and each client's copy-on-write volume as files, in
 # data_dir/plugins/local/storage/. Add an image with
-#   dls image import NAME --source disk.img
+#   dls image add NAME --source disk.img
 storage "dir" "local" {
   config {
     root = "storage"
@@ -283,9 +283,10 @@ protocol "dhcp" "lan" {
 {{end -}}
 protocol "tftp" "tftp" {
   config {
-    listen = {{q .TFTPListen}}
+    listen      = {{q .TFTPListen}}
+    single_port = true  # every transfer from port 69: one firewall rule
 {{- if .TFTPRoot}}
-    root   = {{q .TFTPRoot}}
+    root        = {{q .TFTPRoot}}
 {{- end}}
   }
 }

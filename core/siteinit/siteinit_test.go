@@ -179,7 +179,7 @@ func TestRenderFullLoads(t *testing.T) {
 	}
 	for _, part := range []string{
 		"start   = \"192.168.77.100\"", "end     = \"192.168.77.199\"", "netmask = \"255.255.255.0\"", "router  = \"192.168.77.254\"",
-		"bios    = \"undionly.kpxe\"", "efi_x64 = \"snponly.efi\"",
+		"bios    = \"undionly.kpxe\"", "efi_x64 = \"snponly.efi\"", "single_port = true",
 	} {
 		if !strings.Contains(string(text), part) {
 			t.Errorf("config lacks %q:\n%s", part, text)
