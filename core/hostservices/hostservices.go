@@ -310,7 +310,7 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
-	if _, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if _, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
 	return nil
@@ -341,12 +341,12 @@ func (s *Services) Attach(ctx context.Context, client string) (volume.Descriptor
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 	}
-	d, err := st.Attach(ctx, c.Name)
+	d, err := st.Attach(ctx, c.VolumeName())
 	if errors.Is(err, storage.ErrNotFound) {
-		if _, err = st.CreateVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image}); err != nil {
+		if _, err = st.CreateVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}); err != nil {
 			return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 		}
-		d, err = st.Attach(ctx, c.Name)
+		d, err = st.Attach(ctx, c.VolumeName())
 	}
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
@@ -364,7 +364,7 @@ func (s *Services) Detach(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("detach volume of client %s: %w", client, err)
 	}
-	return st.Detach(ctx, c.Name)
+	return st.Detach(ctx, c.VolumeName())
 }
 
 // Load implements host.Leases.
