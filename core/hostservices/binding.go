@@ -41,10 +41,14 @@ func newRefusedCounter() *prometheus.CounterVec {
 	return c
 }
 
-// RegisterMetrics registers the services' metrics (dls_boot_refused_total).
+// RegisterMetrics registers the services' metrics (dls_boot_refused_total,
+// dls_discovery_sightings_total).
 func (s *Services) RegisterMetrics(reg prometheus.Registerer) error {
 	if err := reg.Register(s.refused); err != nil {
 		return fmt.Errorf("register boot refusal metrics: %w", err)
+	}
+	if err := reg.Register(s.disc.sightings); err != nil {
+		return fmt.Errorf("register discovery metrics: %w", err)
 	}
 	return nil
 }

@@ -61,17 +61,21 @@ type Boot struct {
 	ServerAddress string
 	// UnknownClients is what happens to a machine the store does not know:
 	// "ignore" (or "") answers unknown; "register" creates the client
-	// (see Lookup) with DefaultImage.
+	// (see Lookup) with DefaultImage; "discover" answers unknown and
+	// records the machine (discovery.go) for an admin to adopt.
 	UnknownClients string
 	DefaultImage   string
 	// MaxRegistered bounds the clients registration creates; 0: none.
 	MaxRegistered int
+	// MaxDiscovered bounds the machines discovery records; 0: none.
+	MaxDiscovered int
 }
 
 // Values of Boot.UnknownClients.
 const (
 	UnknownIgnore   = "ignore"
 	UnknownRegister = "register"
+	UnknownDiscover = "discover"
 )
 
 // Sessions is what the services need of the boot-session tracker
@@ -112,6 +116,7 @@ type Services struct {
 	templates atomic.Pointer[bootscript.Templates]
 	bind      *bootbind.Index
 	refused   *prometheus.CounterVec
+	disc      *discoveries
 
 	loadMu sync.Mutex
 	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
@@ -129,7 +134,7 @@ type Services struct {
 // New builds the host services.
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
 	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1,
-		bind: bootbind.New(nil), refused: newRefusedCounter()}
+		bind: bootbind.New(nil), refused: newRefusedCounter(), disc: newDiscoveries(st, boot.MaxDiscovered)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -148,7 +153,9 @@ func (s *Services) For() host.Services {
 // Lookup implements host.Clients. With unknown_clients = "register", an
 // unknown MAC asking as boot firmware (vendor class PXEClient or
 // HTTPClient, or user class iPXE: never an OS's DHCP client) is registered
-// and answered as known. The decision carries no script: scripts go only
+// and answered as known; with "discover", such a MAC is recorded (with
+// q.Peer, the relay or source address the DHCP plugin saw) and answered
+// unknown. The decision carries no script: scripts go only
 // to the requester bound to the boot (Script).
 func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, error) {
 	c, err := s.find(ctx, q)
@@ -156,6 +163,9 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 		c, err = s.register(ctx, q.MAC)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		if q.MAC != "" && s.discovering() && firmwareQuery(q) {
+			s.discover(q.MAC, q, q.Peer)
+		}
 		return host.Decision{Known: false}, nil
 	}
 	if err != nil {
