@@ -165,6 +165,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Storage:        api.StorageResolver(d.StorageForImage),
 		Plugins:        d.Plugins,
 		Waker:          &wol.Sender{},
+		LiveSession:    func(ctx context.Context, client string) bool { return d.services.LiveSession(ctx, client) },
 	}, api.Options{
 		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
 		SessionLifetime: cfg.HTTP.SessionLifetime,

@@ -117,6 +117,16 @@ func (s *Services) BoundClient(ctx context.Context, client, peer string) bool {
 	return c.MAC == mac
 }
 
+// LiveSession reports whether the client named client has a live iSCSI
+// session (as its plugin reported logins and logouts since the start).
+func (s *Services) LiveSession(ctx context.Context, client string) bool {
+	c, err := s.clients.GetClient(ctx, client)
+	if err != nil {
+		return false
+	}
+	return s.bind.Live(c.MAC)
+}
+
 // observeBinding feeds the binding index from one event: proxy answers
 // open a first use; iSCSI logins and logouts keep a binding while the
 // session lives.
