@@ -187,3 +187,27 @@ func TestDiscoverScriptAndRun(t *testing.T) {
 		t.Errorf("ignore mode recorded %+v, %v", ms, err)
 	}
 }
+
+// TestLiveSession: a client is live between its iSCSI login and logout
+// (a rename waits for that).
+func TestLiveSession(t *testing.T) {
+	s, _ := newServices(t)
+	ctx := context.Background()
+	if s.LiveSession(ctx, "pc-01") {
+		t.Fatal("live before any login")
+	}
+	ev := host.Event{Type: host.EventISCSILogin, Client: "pc-01", Address: "10.0.0.51"}
+	if err := s.Report(ctx, []host.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.LiveSession(ctx, "pc-01") || s.LiveSession(ctx, "pc-02") || s.LiveSession(ctx, "nobody") {
+		t.Error("after pc-01's login: want pc-01 live only")
+	}
+	ev.Type = host.EventISCSILogout
+	if err := s.Report(ctx, []host.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if s.LiveSession(ctx, "pc-01") {
+		t.Error("live after logout")
+	}
+}
