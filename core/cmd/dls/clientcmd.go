@@ -25,8 +25,10 @@ type apiClient struct {
 	Extra      []string          `json:"extra_addresses,omitempty"`
 	Persistent bool              `json:"persistent"`
 	Labels     map[string]string `json:"labels,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	// Volume is a renamed client's volume (the name it was made under).
+	Volume    string    `json:"volume,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // clientInput is a client as the API takes it (without secrets: the API
@@ -436,9 +438,18 @@ func (c *cli) showClient(b []byte, err error) error {
 		"Initiators", strings.Join(cl.Initiators, ", "),
 		"Extra IPs", strings.Join(cl.Extra, ", "),
 		"Labels", strings.Join(labels, ", "),
+		"Volume", volumeOf(cl),
 		"Created", when(cl.CreatedAt),
 		"Updated", when(cl.UpdatedAt),
 	)
+}
+
+// volumeOf is the name of the client's volume.
+func volumeOf(cl apiClient) string {
+	if cl.Volume != "" {
+		return cl.Volume
+	}
+	return cl.Name
 }
 
 // parseLabels turns KEY=VALUE flags into a map; a lone ” means none.

@@ -158,6 +158,9 @@ func TestClientRename(t *testing.T) {
 	if err != nil || c.VolumeName() != "auto-525400000001" || c.MAC != "52:54:00:00:00:01" {
 		t.Errorf("renamed client %+v, %v", c, err)
 	}
+	if out := h.ok("client", "get", "pc-01"); !strings.Contains(out, "Volume:      auto-525400000001\n") {
+		t.Errorf("client get after rename:\n%s", out)
+	}
 	// Its volume is the one reset.
 	h.ok("client", "reset", "pc-01")
 	if calls := h.stor.list(); !slices.Contains(calls, "reset auto-525400000001 0") {

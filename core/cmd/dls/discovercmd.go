@@ -99,9 +99,9 @@ gives pc01 ... pc30). Each new client gets a generated CHAP secret.
 `,
 		example: "dls client adopt --all --name-pattern 'pc{01..30}' --image win11 --label room=a",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&name, "name", "", "`NAME` of the new client")
+			fs.StringVar(&name, "name", "", "`NAME` name of the new client")
 			fs.StringVar(&pattern, "name-pattern", "", "`PATTERN` names for --all, such as 'pc{01..30}'")
-			fs.StringVar(&image, "image", "", "`IMAGE` the clients boot")
+			fs.StringVar(&image, "image", "", "`IMAGE` image the clients boot")
 			fs.StringVar(&address, "address", "", "`IPV4` address reserved for the client (not with --all)")
 			fs.Var(&labels, "label", "`KEY=VALUE` tag (repeat for more)")
 			fs.BoolVar(&all, "all", false, "adopt every discovered machine")
@@ -283,18 +283,11 @@ config file (rename the block there).
 			if err != nil || c.api.json() {
 				return c.raw(b, err)
 			}
-			var cl struct {
-				apiClient
-				Volume string `json:"volume"`
-			}
+			var cl apiClient
 			if err := json.Unmarshal(b, &cl); err != nil {
 				return fmt.Errorf("decode client: %w", err)
 			}
-			vol := cl.Volume
-			if vol == "" {
-				vol = cl.Name
-			}
-			fmt.Fprintf(c.stdout, "client %s renamed %s (volume %s kept)\n", args[0], cl.Name, vol)
+			fmt.Fprintf(c.stdout, "client %s renamed %s (volume %s kept)\n", args[0], cl.Name, volumeOf(cl))
 			return nil
 		},
 	}
