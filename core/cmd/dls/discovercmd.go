@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -136,7 +137,7 @@ gives pc01 ... pc30). Each new client gets a generated CHAP secret.
 				return map[string]any{"name": n, "image": image, "address": address, "persistent": persistent, "labels": ls}
 			}
 			if !all {
-				b, err := conn.call(ctx, "POST", "/discovered/"+args[0]+"/adopt", body(name))
+				b, err := conn.call(ctx, "POST", "/discovered/"+url.PathEscape(args[0])+"/adopt", body(name))
 				if err != nil || c.api.json() {
 					return c.raw(b, err)
 				}
