@@ -165,6 +165,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Storage:        api.StorageResolver(d.StorageForImage),
 		Plugins:        d.Plugins,
 		Waker:          &wol.Sender{},
+		LiveSession:    func(ctx context.Context, client string) bool { return d.services.LiveSession(ctx, client) },
 	}, api.Options{
 		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
 		SessionLifetime: cfg.HTTP.SessionLifetime,
@@ -212,7 +213,7 @@ func bootSettings(cfg *config.Config) hostservices.Boot {
 	b := hostservices.Boot{
 		URL: cfg.Boot.URL, IQNPrefix: cfg.Boot.IQNPrefix,
 		UnknownClients: cfg.Boot.UnknownClients, DefaultImage: cfg.Boot.DefaultImage,
-		MaxRegistered: cfg.Boot.MaxRegistered, ISCSIPort: cfg.ISCSIPort(),
+		MaxRegistered: cfg.Boot.MaxRegistered, MaxDiscovered: cfg.Boot.MaxDiscovered, ISCSIPort: cfg.ISCSIPort(),
 	}
 	if u, err := url.Parse(cfg.Boot.URL); err == nil {
 		b.ServerAddress = u.Hostname()
@@ -244,6 +245,12 @@ func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 // Run starts the plugins and the HTTP server and blocks until ctx ends or
 // the HTTP server fails; reload receives SIGHUP notifications.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
+	discCtx, stopDiscovery := context.WithCancel(ctx)
+	discDone := make(chan struct{})
+	go func() { defer close(discDone); d.services.RunDiscovery(discCtx) }()
+	// The last sightings are written before the store closes.
+	flushDiscovered := func() { stopDiscovery(); <-discDone }
+	defer flushDiscovered()
 	d.startPlugins(ctx, d.cfg.StartOrder())
 	// Images are imported by their storage plugins, so after they run.
 	d.reconciler.Apply(ctx, d.cfg)
@@ -270,11 +277,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 			ls.shutdown(ctx)
 			d.stopAll()
 			stopPurge()
+			flushDiscovered()
 			return d.store.Close()
 		case err := <-ls.errc:
 			ls.shutdown(ctx)
 			d.stopAll()
 			stopPurge()
+			flushDiscovered()
 			_ = d.store.Close()
 			return fmt.Errorf("http server: %w", err)
 		case <-reload:
