@@ -40,6 +40,8 @@ if [ "$mode" = test ]; then
 		"curl curl"
 		"tftp tftp-hpa"
 		"iscsi-inq libiscsi-bin"
+		"nft nftables"
+		"/usr/lib/ipxe/undionly.kpxe ipxe"
 	)
 fi
 install_missing "${need[@]}"

@@ -64,6 +64,12 @@ type Store interface {
 	GetSession(ctx context.Context, id int64) (store.Session, error)
 	ListSessions(ctx context.Context, f store.SessionFilter) ([]store.Session, error)
 
+	RenameClient(ctx context.Context, old, new string) error
+
+	ListDiscovered(ctx context.Context) ([]store.DiscoveredMachine, error)
+	GetDiscovered(ctx context.Context, mac string) (store.DiscoveredMachine, error)
+	DeleteDiscovered(ctx context.Context, mac string) error
+
 	store.Tokens
 	store.AuditLog
 }
@@ -154,6 +160,9 @@ type Deps struct {
 	Waker Waker
 	// Clock; nil is the system clock.
 	Clock Clock
+	// LiveSession reports whether the client has a live iSCSI session
+	// (a rename waits for it to end); nil: none is known.
+	LiveSession func(ctx context.Context, client string) bool
 }
 
 // FileOwner is a Unix user and group.
@@ -250,8 +259,10 @@ type API struct {
 	writeMu sync.Mutex
 }
 
-// New loads (or creates) the token key and registers the metrics.
-func New(deps Deps, opts Options) (*API, error) {
+// New loads (or creates) the token key and registers the metrics. ctx is
+// the daemon's: the store queries a metrics scrape makes run under its
+// values.
+func New(ctx context.Context, deps Deps, opts Options) (*API, error) {
 	if deps.Store == nil || deps.Authenticators == nil || deps.Storage == nil {
 		return nil, errors.New("api: Store, Authenticators and Storage are required")
 	}
@@ -307,7 +318,7 @@ func New(deps Deps, opts Options) (*API, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, deps.Store, deps.Clock)
+	m, err := newMetrics(ctx, reg, deps.Store, deps.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +364,11 @@ func (a *API) routes() []route {
 		{"POST", "/clients/{name}/volume", roleOperator, a.clientVolume},
 		{"POST", "/clients/{name}/wake", roleOperator, a.wakeClient},
 		{"POST", "/clients/{name}/chap", roleOperator, a.clientCHAP},
+		{"POST", "/clients/{name}/rename", roleOperator, a.renameClient},
+
+		{"GET", "/discovered", roleViewer, a.listDiscovered},
+		{"DELETE", "/discovered/{mac}", roleOperator, a.forgetDiscovered},
+		{"POST", "/discovered/{mac}/adopt", roleOperator, a.adoptDiscovered},
 
 		{"GET", "/images", roleViewer, a.listImages},
 		{"POST", "/images", roleAdmin, a.createImage},

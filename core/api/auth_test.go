@@ -238,7 +238,7 @@ func TestRoleGroupsMapping(t *testing.T) {
 	if got := e.login("alice").Role; got != "operator" { // staff+admin: highest wins
 		t.Errorf("alice: %s", got)
 	}
-	_, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor},
+	_, err := New(t.Context(), Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor},
 		Options{KeyFile: e.key, RoleGroups: map[string]string{"x": "root"}})
 	if err == nil || !strings.Contains(err.Error(), `unknown role "root"`) {
 		t.Errorf("New with role root: %v", err)
@@ -367,7 +367,7 @@ func TestKeyFileSurvivesRestart(t *testing.T) {
 		t.Fatalf("key file: %v %v", fi.Mode(), err)
 	}
 	// A second API on the same key file (a restart) accepts the token.
-	a2, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor, Clock: e.clock}, Options{KeyFile: e.key})
+	a2, err := New(t.Context(), Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor, Clock: e.clock}, Options{KeyFile: e.key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func TestKeyFileSurvivesRestart(t *testing.T) {
 	if err := os.Chmod(e.key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := New(t.Context(), Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("world-readable key: %v", err)
 	}
 	if err := os.WriteFile(e.key, []byte("abcd\n"), 0o600); err != nil {
@@ -386,7 +386,7 @@ func TestKeyFileSurvivesRestart(t *testing.T) {
 	if err := os.Chmod(e.key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
+	if _, err := New(t.Context(), Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key}); err == nil || !strings.Contains(err.Error(), "64 hex digits") {
 		t.Errorf("short key: %v", err)
 	}
 }
@@ -402,7 +402,7 @@ func TestMetricsRegistered(t *testing.T) {
 		t.Errorf("%d series", n)
 	}
 	// A second API on the same registry is refused, not panicking.
-	_, err = New(Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key, Registerer: e.reg})
+	_, err = New(t.Context(), Deps{Store: e.st, Authenticators: func() []NamedAuthenticator { return nil }, Storage: e.stor}, Options{KeyFile: e.key, Registerer: e.reg})
 	var are prometheus.AlreadyRegisteredError
 	if !errors.As(err, &are) {
 		t.Errorf("second registration: %v", err)

@@ -404,7 +404,7 @@ func checkBackup(doc backupDoc) (restorePlan, error) {
 			return p, fieldError("clients", "clients[%d]: name %q: want 1-64 of a-z 0-9 . -, starting with a letter or digit", i, b.Name)
 		}
 		c := store.Client{Name: b.Name, MAC: b.MAC, Image: b.Image, Initiators: b.Initiators, Persistent: b.Persistent, Labels: b.Labels,
-			CHAPSecret: b.CHAPSecret, CHAPMutualSecret: b.CHAPMutualSecret}
+			CHAPSecret: b.CHAPSecret, CHAPMutualSecret: b.CHAPMutualSecret, Volume: b.Volume}
 		if b.Address != "" {
 			addr, err := netip.ParseAddr(b.Address)
 			if err != nil || !addr.Is4() {

@@ -60,6 +60,9 @@ func (b clientInput) body() clientBody {
 // clientJSON is a client as the API shows it.
 type clientJSON struct {
 	clientBody
+	// Volume is the storage volume of a renamed client (its old name);
+	// absent when the volume has the client's name.
+	Volume    string    `json:"volume,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -72,7 +75,7 @@ func toClientJSON(c store.Client) clientJSON {
 	for _, a := range c.ExtraAddresses {
 		b.ExtraAddresses = append(b.ExtraAddresses, a.String())
 	}
-	return clientJSON{clientBody: b, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	return clientJSON{clientBody: b, Volume: c.Volume, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
 // toClient validates b and returns the client to store.
@@ -441,7 +444,7 @@ func (a *API) clientVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := st.ResetVolume(r.Context(), storage.VolumeRequest{Volume: c.Name, Image: c.Image, Version: req.Version})
+	v, err := st.ResetVolume(r.Context(), storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image, Version: req.Version})
 	switch {
 	case errors.Is(err, storage.ErrInUse):
 		return errorf(http.StatusConflict, "volume of client %s is in use (attached): power the client off first: %v", c.Name, err)

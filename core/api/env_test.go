@@ -104,7 +104,7 @@ func newEnv(t *testing.T, tweak ...func(*Deps, *Options)) *env {
 	for _, f := range tweak {
 		f(&deps, &opts)
 	}
-	a, err := New(deps, opts)
+	a, err := New(t.Context(), deps, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/dls-project/dls/core/store"
@@ -27,6 +28,7 @@ type memStore struct {
 	sessions map[int64]store.Session
 	tokens   map[string]store.RefreshToken
 	audit    []store.AuditEntry
+	disc     map[string]store.DiscoveredMachine
 	now      func() time.Time
 }
 
@@ -34,7 +36,7 @@ var _ Store = (*memStore)(nil)
 
 func newMemStore(now func() time.Time) *memStore {
 	return &memStore{clients: map[string]store.Client{}, images: map[string]store.Image{}, sessions: map[int64]store.Session{},
-		tokens: map[string]store.RefreshToken{}, now: now}
+		tokens: map[string]store.RefreshToken{}, disc: map[string]store.DiscoveredMachine{}, now: now}
 }
 
 func (s *memStore) PutClient(_ context.Context, c store.Client) error {
@@ -86,6 +88,73 @@ func (s *memStore) DeleteClient(_ context.Context, name string) error {
 		return fmt.Errorf("client %s: %w", name, store.ErrNotFound)
 	}
 	delete(s.clients, name)
+	return nil
+}
+
+func (s *memStore) RenameClient(_ context.Context, old, new string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.clients[old]
+	if !ok {
+		return fmt.Errorf("client %s: %w", old, store.ErrNotFound)
+	}
+	if _, taken := s.clients[new]; taken {
+		return fmt.Errorf("client %s exists: %w", new, store.ErrConflict)
+	}
+	for _, o := range s.clients {
+		if o.Volume == new {
+			return fmt.Errorf("name %s is the volume of client %s: %w", new, o.Name, store.ErrConflict)
+		}
+	}
+	if c.Volume == "" {
+		c.Volume = old
+	}
+	if c.Volume == new {
+		c.Volume = ""
+	}
+	delete(s.clients, old)
+	c.Name = new
+	s.clients[new] = c
+	return nil
+}
+
+// discover records a discovered machine, as the host's discovery does.
+func (s *memStore) discover(t *testing.T, m store.DiscoveredMachine) {
+	t.Helper()
+	m, err := m.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.disc[m.MAC] = m
+}
+
+func (s *memStore) ListDiscovered(context.Context) ([]store.DiscoveredMachine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Collect(maps.Values(s.disc))
+	sort.Slice(out, func(i, j int) bool { return out[i].FirstSeen.Before(out[j].FirstSeen) })
+	return out, nil
+}
+
+func (s *memStore) GetDiscovered(_ context.Context, mac string) (store.DiscoveredMachine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.disc[mac]
+	if !ok {
+		return m, fmt.Errorf("discovered %s: %w", mac, store.ErrNotFound)
+	}
+	return m, nil
+}
+
+func (s *memStore) DeleteDiscovered(_ context.Context, mac string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.disc[mac]; !ok {
+		return fmt.Errorf("discovered %s: %w", mac, store.ErrNotFound)
+	}
+	delete(s.disc, mac)
 	return nil
 }
 

@@ -484,7 +484,7 @@ func (a *API) promote(r *http.Request, im store.Image, client string) (versionJS
 	if err != nil {
 		return versionJSON{}, err
 	}
-	sv, err := st.Promote(r.Context(), c.Name, im.Name)
+	sv, err := st.Promote(r.Context(), c.VolumeName(), im.Name)
 	if errors.Is(err, storage.ErrInUse) {
 		return versionJSON{}, errorf(http.StatusConflict, "volume of client %s is in use (attached): power the client off first: %v", c.Name, err)
 	}

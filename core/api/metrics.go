@@ -21,7 +21,7 @@ type metrics struct {
 	refreshes prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, tokens activeTokens, clock Clock) (*metrics, error) {
+func newMetrics(ctx context.Context, reg prometheus.Registerer, tokens activeTokens, clock Clock) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dls_auth_requests_total",
@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, tokens activeTokens, clock Clock) (*m
 		m.failures.WithLabelValues(r)
 	}
 	sessions := &sessionsCollector{
-		tokens: tokens, clock: clock,
+		base: context.WithoutCancel(ctx), tokens: tokens, clock: clock,
 		desc: prometheus.NewDesc("dls_active_sessions", "Admin API sessions: refresh tokens neither expired, used nor revoked.", nil, nil),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.failures, m.refreshes, sessions} {
@@ -56,7 +56,12 @@ type activeTokens interface {
 }
 
 // sessionsCollector reports dls_active_sessions from the store at scrape.
+// A prometheus Collect has no context: each scrape's query runs under base,
+// the context New was given, without its cancellation so that a scrape in
+// flight while the daemon shuts down still completes (the HTTP server's
+// shutdown bounds it), and with its own deadline.
 type sessionsCollector struct {
+	base   context.Context
 	tokens activeTokens
 	clock  Clock
 	desc   *prometheus.Desc
@@ -65,7 +70,7 @@ type sessionsCollector struct {
 func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.base, 2*time.Second)
 	defer cancel()
 	n, err := c.tokens.CountActiveTokens(ctx, c.clock.Now())
 	if err != nil {

@@ -208,3 +208,15 @@ func (x *Index) Holder(addr netip.Addr) (string, bool) {
 	}
 	return l.mac, true
 }
+
+// Live reports whether mac has a live iSCSI session from any address.
+func (x *Index) Live(mac string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, l := range x.live {
+		if l.mac == mac {
+			return true
+		}
+	}
+	return false
+}

@@ -105,3 +105,24 @@ func TestProxyFirstUse(t *testing.T) {
 		t.Error("claimed from an address with another MAC's live session")
 	}
 }
+
+// TestLive: a MAC is live from its first login to its last logout, from
+// any address.
+func TestLive(t *testing.T) {
+	x := New(nil)
+	a, b := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.6")
+	const mac = "52:54:00:00:00:01"
+	if x.Live(mac) {
+		t.Fatal("live before any login")
+	}
+	x.Login(mac, a)
+	x.Login(mac, b)
+	x.Logout(mac, a)
+	if !x.Live(mac) || x.Live("52:54:00:00:00:02") {
+		t.Errorf("after logins from two addresses and one logout: Live = %v", x.Live(mac))
+	}
+	x.Logout(mac, b)
+	if x.Live(mac) {
+		t.Error("live after the last logout")
+	}
+}

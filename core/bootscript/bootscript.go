@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"text/template"
 	"unicode"
@@ -34,6 +35,9 @@ type ScriptData struct {
 	TargetIQN    string
 	// Server is the address of the iSCSI and TFTP services.
 	Server string
+	// ISCSIPort is the TCP port of the iSCSI target, the iSCSI listener's
+	// port; 0 leaves it out of the URI (iPXE then uses 3260).
+	ISCSIPort int
 	// BootURL is the host's base URL as clients reach it, without a
 	// trailing slash: boot files are under BootURL/boot/files/, the OS
 	// confirms its boot at BootURL/boot/done.
@@ -80,6 +84,18 @@ func UEFIArch(arch uint16) bool {
 		return true
 	}
 	return false
+}
+
+// ISCSIURI is the client's volume as iPXE names a SAN disk,
+// iscsi:<server>::<port>:0:<target IQN> (the port left out when
+// ISCSIPort is 0). Templates should write the target this way, so that
+// a target on another port than 3260 is still found.
+func (d ScriptData) ISCSIURI() string {
+	port := ""
+	if d.ISCSIPort > 0 {
+		port = strconv.Itoa(d.ISCSIPort)
+	}
+	return "iscsi:" + d.Server + "::" + port + ":0:" + d.TargetIQN
 }
 
 // KernelURL is the URL of the profile's kernel under BootURL/boot/files/.

@@ -43,6 +43,25 @@ func TestSanbootDefault(t *testing.T) {
 	}
 }
 
+// TestISCSIPortInScripts: a target on another port than 3260 is named
+// with its port in both built-in scripts, so machines find it.
+func TestISCSIPortInScripts(t *testing.T) {
+	d := client()
+	d.ISCSIPort = 3261
+	if got := render(t, d); !strings.Contains(got, "\nsanboot iscsi:192.168.77.1::3261:0:iqn.2026-11.io.dls:pc-01\n") {
+		t.Errorf("sanboot script:\n%s", got)
+	}
+	k := kernelClient()
+	k.ISCSIPort = 3261
+	if got := render(t, k); !strings.Contains(got, "\nsanhook iscsi:192.168.77.1::3261:0:iqn.2026-11.io.dls:pc-01\n") {
+		t.Errorf("kernel script:\n%s", got)
+	}
+	d.ISCSIPort = 3260
+	if got := d.ISCSIURI(); got != "iscsi:192.168.77.1::3260:0:iqn.2026-11.io.dls:pc-01" {
+		t.Errorf("ISCSIURI %q", got)
+	}
+}
+
 func TestSanbootCHAP(t *testing.T) {
 	d := client()
 	d.CHAPUser, d.CHAPSecret = d.InitiatorIQN, "s3cret-s3cret"

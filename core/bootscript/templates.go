@@ -20,7 +20,7 @@ set reverse-password {{.CHAPMutualSecret}}
 const sanbootText = `#!ipxe
 # DLS: {{.Client}} ({{.MAC}}) boots its volume
 set initiator-iqn {{.InitiatorIQN}}
-{{template "chap" .}}sanboot iscsi:{{.Server}}:::0:{{.TargetIQN}}
+{{template "chap" .}}sanboot {{.ISCSIURI}}
 `
 
 // kernelText attaches the volume with sanhook (which publishes the iBFT
@@ -31,7 +31,7 @@ set initiator-iqn {{.InitiatorIQN}}
 const kernelText = `#!ipxe
 # DLS: {{.Client}} ({{.MAC}}) boots {{.Kernel}} with root on its volume
 set initiator-iqn {{.InitiatorIQN}}
-{{template "chap" .}}sanhook iscsi:{{.Server}}:::0:{{.TargetIQN}}
+{{template "chap" .}}sanhook {{.ISCSIURI}}
 {{if and .Initrd (not .ArchKnown)}}set dls-initrd initrd={{.InitrdName}}
 iseq ${platform} efi || clear dls-initrd
 {{end -}}
@@ -89,7 +89,7 @@ func Load(path string) (*template.Template, error) {
 func sample(withKernel bool) ScriptData {
 	d := ScriptData{
 		Client: "sample", MAC: "52:54:00:00:00:01", InitiatorIQN: "iqn.2026-11.io.dls:initiator:sample",
-		TargetIQN: "iqn.2026-11.io.dls:sample", Server: "192.0.2.1", BootURL: "http://192.0.2.1:9180",
+		TargetIQN: "iqn.2026-11.io.dls:sample", Server: "192.0.2.1", ISCSIPort: 3260, BootURL: "http://192.0.2.1:9180",
 		Arch: 7, ArchKnown: true, UEFI: true, Image: "sample",
 		CHAPUser: "iqn.2026-11.io.dls:initiator:sample", CHAPSecret: "secret-secret",
 		CHAPMutualUser: "iqn.2026-11.io.dls:sample", CHAPMutualSecret: "mutual-secret",

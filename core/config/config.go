@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // Plugin kinds, the block types of plugin blocks.
@@ -31,6 +32,9 @@ const (
 const (
 	UnknownClientsIgnore   = "ignore"
 	UnknownClientsRegister = "register"
+	// UnknownClientsDiscover records unknown machines that ask to boot
+	// (dls client discovered) without booting them.
+	UnknownClientsDiscover = "discover"
 )
 
 // Config is a loaded and checked dls.hcl. Paths are absolute.
@@ -60,6 +64,8 @@ type Config struct {
 	// loads but is risky (see FormatWarnings); dls validate prints them,
 	// dls serve logs them.
 	Warnings []string
+
+	body *hclsyntax.Body // the file's top level, for AttrRange
 }
 
 // HTTP is the http {} block: the admin listener.
@@ -93,7 +99,8 @@ type Boot struct {
 	// IQNPrefix builds target (<prefix>:<client>) and initiator
 	// (<prefix>:initiator:<client>) names.
 	IQNPrefix string
-	// UnknownClients is UnknownClientsIgnore or UnknownClientsRegister.
+	// UnknownClients is UnknownClientsIgnore, UnknownClientsRegister or
+	// UnknownClientsDiscover.
 	UnknownClients string
 	// DefaultImage is the image of registered unknown clients; it names an
 	// image block, and is set when UnknownClients is "register".
@@ -103,6 +110,9 @@ type Boot struct {
 	// random MACs from boot firmware must not fill the database and every
 	// pool. 0: no bound.
 	MaxRegistered int
+	// MaxDiscovered bounds how many machines unknown_clients = "discover"
+	// records, for the same reason. 0: no bound.
+	MaxDiscovered int
 	// Files is the folder served at /boot/files/ (kernels, initrds, iPXE).
 	Files string
 	// Script is an iPXE script template (Go text/template) replacing the

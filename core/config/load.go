@@ -40,6 +40,9 @@ const (
 	// DefaultMaxRegistered is boot.max_registered's default: a large lab
 	// registers on its first storm, a flood stops there.
 	DefaultMaxRegistered = 4096
+	// DefaultMaxDiscovered is boot.max_discovered's default, for the same
+	// reason.
+	DefaultMaxDiscovered = 4096
 	DefaultSQLiteFile    = "dls.db"
 )
 
@@ -191,10 +194,12 @@ func (l *loader) load() *Config {
 			Files:          l.resolve(DefaultBootFiles),
 			StageTimeout:   DefaultStageTimeout,
 			MaxRegistered:  DefaultMaxRegistered,
+			MaxDiscovered:  DefaultMaxDiscovered,
 			SessionHistory: DefaultSessionHistory,
 		},
 		Database: Database{Type: DatabaseSQLite},
 	}
+	cfg.body, _ = file.Body.(*hclsyntax.Body)
 	l.path(content.Attributes, "data_dir", &cfg.DataDir)
 	l.path(content.Attributes, "plugin_dir", &cfg.PluginDir)
 
@@ -404,9 +409,13 @@ func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "listen"}, {Name: "url"}, {Name: "iqn_prefix"}, {Name: "unknown_clients"}, {Name: "default_image"}, {Name: "files"},
 		{Name: "script"}, {Name: "stage_timeout"}, {Name: "max_registered"}, {Name: "session_history"},
+		{Name: "max_discovered"},
 	}})
 	if a := l.integer(c.Attributes, "max_registered", &bt.MaxRegistered); a != nil && bt.MaxRegistered < 0 {
 		l.invalid(a, "max_registered must be 0 (no bound) or more.")
+	}
+	if a := l.integer(c.Attributes, "max_discovered", &bt.MaxDiscovered); a != nil && bt.MaxDiscovered < 0 {
+		l.invalid(a, "max_discovered must be 0 (no bound) or more.")
 	}
 	l.path(c.Attributes, "script", &bt.Script)
 	if a := l.duration(c.Attributes, "stage_timeout", &bt.StageTimeout); a != nil && bt.StageTimeout <= 0 {
@@ -433,8 +442,8 @@ func (l *loader) boot(b *hcl.Block, bt *Boot) {
 	}
 	if a := l.str(c.Attributes, "unknown_clients", &bt.UnknownClients); a != nil {
 		l.unknownClients = a
-		if bt.UnknownClients != UnknownClientsIgnore && bt.UnknownClients != UnknownClientsRegister {
-			l.invalid(a, "Use %q or %q, not %q.", UnknownClientsIgnore, UnknownClientsRegister, bt.UnknownClients)
+		if bt.UnknownClients != UnknownClientsIgnore && bt.UnknownClients != UnknownClientsRegister && bt.UnknownClients != UnknownClientsDiscover {
+			l.invalid(a, "Use %q, %q or %q, not %q.", UnknownClientsIgnore, UnknownClientsRegister, UnknownClientsDiscover, bt.UnknownClients)
 		}
 	}
 	l.defaultImage = l.str(c.Attributes, "default_image", &bt.DefaultImage)

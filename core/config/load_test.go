@@ -77,6 +77,7 @@ func TestLoadSite(t *testing.T) {
 		Files:          testdata(t, "boot"),
 		StageTimeout:   DefaultStageTimeout,
 		MaxRegistered:  DefaultMaxRegistered,
+		MaxDiscovered:  DefaultMaxDiscovered,
 		SessionHistory: DefaultSessionHistory,
 	}
 	if cfg.Boot != wantBoot {
@@ -134,6 +135,7 @@ func TestDefaults(t *testing.T) {
 		Files:          filepath.Join(dir, "boot"),
 		StageTimeout:   DefaultStageTimeout,
 		MaxRegistered:  DefaultMaxRegistered,
+		MaxDiscovered:  DefaultMaxDiscovered,
 		SessionHistory: DefaultSessionHistory,
 	}
 	if cfg.Boot != wantBoot {
@@ -431,6 +433,10 @@ func TestInlineErrors(t *testing.T) {
 			`4:34: Invalid value for "extra_addresses"; Element 1: "10.0.0.256" is not an IP address such as "10.0.0.5" (no zone).`},
 		{"extra_addresses with zone", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  extra_addresses = [\"fe80::1%eth0\"]\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
 			`4:22: Invalid value for "extra_addresses"; Element 0: "fe80::1%eth0" is not an IP address such as "10.0.0.5" (no zone).`},
+		{"unknown_clients bad value", "boot {\n  unknown_clients = \"enlist\"\n}\n",
+			`2:21: Invalid value for "unknown_clients"; Use "ignore", "register" or "discover", not "enlist".`},
+		{"max_discovered negative", "boot {\n  unknown_clients = \"discover\"\n  max_discovered = -1\n}\n",
+			`3:20: Invalid value for "max_discovered"; max_discovered must be 0 (no bound) or more.`},
 		{"extra_addresses not a list", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  extra_addresses = \"10.0.0.5\"\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
 			`4:21: Incorrect attribute value type; Inappropriate value for attribute "extra_addresses": list of string required, but have string.`},
 	} {
@@ -444,6 +450,15 @@ func TestInlineErrors(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDiscover: unknown_clients = "discover" needs no default image;
+// max_discovered bounds it.
+func TestDiscover(t *testing.T) {
+	cfg := mustLoad(t, writeConfig(t, "boot {\n  unknown_clients = \"discover\"\n  max_discovered = 64\n}\n"))
+	if cfg.Boot.UnknownClients != UnknownClientsDiscover || cfg.Boot.MaxDiscovered != 64 {
+		t.Errorf("boot = %+v", cfg.Boot)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dls-project/dls/sdk/proto/dlsv1"
+	sdkconfig "github.com/dls-project/dls/sdk/config"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -254,23 +254,23 @@ func parsePath(path string) ([]pathStep, bool) {
 	}
 }
 
-// ConfigureError turns the diagnostics a plugin returned from Configure
+// ConfigureError turns the errors a plugin returned from Configure
 // into one error of "file:line:col: plugin <name>: <path>: <message>"
 // lines, each placed with ConfigRange. It returns nil when there are none.
-func (p *PluginBlock) ConfigureError(diags []*dlsv1.ConfigDiagnostic) error {
+func (p *PluginBlock) ConfigureError(diags sdkconfig.Errors) error {
 	var out hcl.Diagnostics
 	for _, d := range diags {
 		if d == nil {
 			continue
 		}
-		msg := d.GetMessage()
-		if d.GetPath() != "" {
-			msg = d.GetPath() + ": " + msg
+		msg := d.Message
+		if d.Path != "" {
+			msg = d.Path + ": " + msg
 		}
 		out = append(out, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  fmt.Sprintf("plugin %s: %s", p.Name, msg),
-			Subject:  p.ConfigRange(d.GetPath()).Ptr(),
+			Subject:  p.ConfigRange(d.Path).Ptr(),
 		})
 	}
 	return FormatDiagnostics(out)

@@ -337,11 +337,11 @@ func TestConfigRange(t *testing.T) {
 func TestConfigureError(t *testing.T) {
 	cfg := mustLoad(t, "testdata/dhcp.hcl")
 	lan := cfg.Plugin("lan")
-	// What a plugin's validation returns, through the SDK and the wire.
-	diags := sdkconfig.Diagnostics(sdkconfig.Errors{
+	// What a plugin's validation returns, as the host's client gives it.
+	diags := sdkconfig.Errors{
 		sdkconfig.Errorf("pool[1].start", "192.168.77.150 overlaps pool[0]"),
 		sdkconfig.Errorf("", "no pool covers server_ip"),
-	})
+	}
 	err := lan.ConfigureError(diags)
 	want := "testdata/dhcp.hcl:4:3: plugin lan: no pool covers server_ip\n" +
 		"testdata/dhcp.hcl:15:20: plugin lan: pool[1].start: 192.168.77.150 overlaps pool[0]"

@@ -159,12 +159,13 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
 		return nil, err
 	}
-	d.api, err = api.New(api.Deps{
+	d.api, err = api.New(ctx, api.Deps{
 		Store:          d.store,
 		Authenticators: d.authenticators,
 		Storage:        api.StorageResolver(d.StorageForImage),
 		Plugins:        d.Plugins,
 		Waker:          &wol.Sender{},
+		LiveSession:    func(ctx context.Context, client string) bool { return d.services.LiveSession(ctx, client) },
 	}, api.Options{
 		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
 		SessionLifetime: cfg.HTTP.SessionLifetime,
@@ -212,7 +213,7 @@ func bootSettings(cfg *config.Config) hostservices.Boot {
 	b := hostservices.Boot{
 		URL: cfg.Boot.URL, IQNPrefix: cfg.Boot.IQNPrefix,
 		UnknownClients: cfg.Boot.UnknownClients, DefaultImage: cfg.Boot.DefaultImage,
-		MaxRegistered: cfg.Boot.MaxRegistered,
+		MaxRegistered: cfg.Boot.MaxRegistered, MaxDiscovered: cfg.Boot.MaxDiscovered, ISCSIPort: cfg.ISCSIPort(),
 	}
 	if u, err := url.Parse(cfg.Boot.URL); err == nil {
 		b.ServerAddress = u.Hostname()
@@ -244,6 +245,12 @@ func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
 // Run starts the plugins and the HTTP server and blocks until ctx ends or
 // the HTTP server fails; reload receives SIGHUP notifications.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
+	discCtx, stopDiscovery := context.WithCancel(ctx)
+	discDone := make(chan struct{})
+	go func() { defer close(discDone); d.services.RunDiscovery(discCtx) }()
+	// The last sightings are written before the store closes.
+	flushDiscovered := func() { stopDiscovery(); <-discDone }
+	defer flushDiscovered()
 	d.startPlugins(ctx, d.cfg.StartOrder())
 	// Images are imported by their storage plugins, so after they run.
 	d.reconciler.Apply(ctx, d.cfg)
@@ -267,14 +274,16 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	for {
 		select {
 		case <-ctx.Done():
-			ls.shutdown()
+			ls.shutdown(ctx)
 			d.stopAll()
 			stopPurge()
+			flushDiscovered()
 			return d.store.Close()
 		case err := <-ls.errc:
-			ls.shutdown()
+			ls.shutdown(ctx)
 			d.stopAll()
 			stopPurge()
+			flushDiscovered()
 			_ = d.store.Close()
 			return fmt.Errorf("http server: %w", err)
 		case <-reload:
@@ -313,7 +322,7 @@ func (d *Daemon) startInstance(ctx context.Context, b *config.PluginBlock) *inst
 	in.sup = supervisor.New(spec, in, d.launcher, d.supM, d.logger)
 	// Register a collector before the first start so dls_plugin_up is 0
 	// (not absent) for a plugin that never came up.
-	in.setCollector(base.Info{Kind: b.Kind, Type: b.Type}, nil)
+	in.setCollector(ctx, base.Info{Kind: b.Kind, Type: b.Type}, nil)
 	ictx, cancel := context.WithCancel(ctx)
 	in.cancel = cancel
 	d.mu.Lock()

@@ -12,7 +12,6 @@ import (
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/internal/pluginrpc/protocolrpc"
 	"github.com/dls-project/dls/sdk/base"
-	sdkconfig "github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/metrics"
 )
 
@@ -34,7 +33,7 @@ func (in *instance) Setup(ctx context.Context, spec supervisor.Spec, p *supervis
 	if err != nil {
 		return supervisor.Permanent(fmt.Errorf("plugin %s: %w", spec.Name, err))
 	}
-	if err := in.setCollector(p.Info, descs); err != nil {
+	if err := in.setCollector(ctx, p.Info, descs); err != nil {
 		return supervisor.Permanent(err)
 	}
 	if pc, ok := p.Client.(*protocolrpc.Client); ok {
@@ -80,7 +79,7 @@ func (in *instance) send(ctx context.Context, block *config.PluginBlock, p *supe
 		return fmt.Errorf("plugin %s: %w", block.Name, err)
 	}
 	if len(diags) > 0 {
-		return supervisor.Permanent(block.ConfigureError(sdkconfig.Diagnostics(diags)))
+		return supervisor.Permanent(block.ConfigureError(diags))
 	}
 	return nil
 }
@@ -90,8 +89,9 @@ func (in *instance) send(ctx context.Context, block *config.PluginBlock, p *supe
 func (in *instance) Teardown(supervisor.Spec, *supervisor.Process) {}
 
 // setCollector (re)registers the instance's metrics proxy when the plugin's
-// identity or declarations changed.
-func (in *instance) setCollector(info base.Info, descs []metrics.Desc) error {
+// identity or declarations changed. ctx is the base of the collector's
+// scrapes (see pluginmetrics.New).
+func (in *instance) setCollector(ctx context.Context, info base.Info, descs []metrics.Desc) error {
 	key := fmt.Sprintf("%s|%s|%s|%v", info.Kind, info.Type, info.Version, descs)
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -102,7 +102,7 @@ func (in *instance) setCollector(info base.Info, descs []metrics.Desc) error {
 	timeout := in.d.cfg.HTTP.ScrapeTimeout
 	in.d.mu.Unlock()
 	name := in.block.Name
-	c, err := pluginmetrics.New(name, info, descs, in.d.reserved, func() *baserpc.Client {
+	c, err := pluginmetrics.New(ctx, name, info, descs, in.d.reserved, func() *baserpc.Client {
 		if p := in.sup.Process(); p != nil {
 			return p.Base()
 		}

@@ -79,9 +79,11 @@ func (ls *listeners) serve(srv *http.Server, ln net.Listener, cert, key string) 
 	}()
 }
 
-// shutdown stops every server, waiting up to 5 seconds for requests.
-func (ls *listeners) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// shutdown stops every server, waiting up to 5 seconds for requests. ctx
+// is the daemon's, usually ended by then: the wait keeps its values, not
+// its cancellation.
+func (ls *listeners) shutdown(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	for _, srv := range ls.servers {
 		_ = srv.Shutdown(ctx)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/internal/pluginrpc/hostrpc"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/volume"
@@ -42,7 +43,7 @@ func serve(t *testing.T, svc host.Services) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	s := grpc.NewServer()
-	host.RegisterServer(s, svc)
+	hostrpc.RegisterServer(s, svc)
 	go func() { _ = s.Serve(lis) }()
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),

@@ -41,10 +41,14 @@ func newRefusedCounter() *prometheus.CounterVec {
 	return c
 }
 
-// RegisterMetrics registers the services' metrics (dls_boot_refused_total).
+// RegisterMetrics registers the services' metrics (dls_boot_refused_total,
+// dls_discovery_sightings_total).
 func (s *Services) RegisterMetrics(reg prometheus.Registerer) error {
 	if err := reg.Register(s.refused); err != nil {
 		return fmt.Errorf("register boot refusal metrics: %w", err)
+	}
+	if err := reg.Register(s.disc.sightings); err != nil {
+		return fmt.Errorf("register discovery metrics: %w", err)
 	}
 	return nil
 }
@@ -111,6 +115,16 @@ func (s *Services) BoundClient(ctx context.Context, client, peer string) bool {
 		return false
 	}
 	return c.MAC == mac
+}
+
+// LiveSession reports whether the client named client has a live iSCSI
+// session (as its plugin reported logins and logouts since the start).
+func (s *Services) LiveSession(ctx context.Context, client string) bool {
+	c, err := s.clients.GetClient(ctx, client)
+	if err != nil {
+		return false
+	}
+	return s.bind.Live(c.MAC)
 }
 
 // observeBinding feeds the binding index from one event: proxy answers

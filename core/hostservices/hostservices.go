@@ -59,19 +59,26 @@ type Boot struct {
 	IQNPrefix string
 	// ServerAddress is the address of the iSCSI and TFTP services.
 	ServerAddress string
+	// ISCSIPort is the iSCSI listener's TCP port, which scripts name; 0
+	// leaves it out (iPXE then uses 3260).
+	ISCSIPort int
 	// UnknownClients is what happens to a machine the store does not know:
 	// "ignore" (or "") answers unknown; "register" creates the client
-	// (see Lookup) with DefaultImage.
+	// (see Lookup) with DefaultImage; "discover" answers unknown and
+	// records the machine (discovery.go) for an admin to adopt.
 	UnknownClients string
 	DefaultImage   string
 	// MaxRegistered bounds the clients registration creates; 0: none.
 	MaxRegistered int
+	// MaxDiscovered bounds the machines discovery records; 0: none.
+	MaxDiscovered int
 }
 
 // Values of Boot.UnknownClients.
 const (
 	UnknownIgnore   = "ignore"
 	UnknownRegister = "register"
+	UnknownDiscover = "discover"
 )
 
 // Sessions is what the services need of the boot-session tracker
@@ -112,6 +119,7 @@ type Services struct {
 	templates atomic.Pointer[bootscript.Templates]
 	bind      *bootbind.Index
 	refused   *prometheus.CounterVec
+	disc      *discoveries
 
 	loadMu sync.Mutex
 	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
@@ -129,7 +137,7 @@ type Services struct {
 // New builds the host services.
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
 	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1,
-		bind: bootbind.New(nil), refused: newRefusedCounter()}
+		bind: bootbind.New(nil), refused: newRefusedCounter(), disc: newDiscoveries(st, boot.MaxDiscovered)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -148,7 +156,9 @@ func (s *Services) For() host.Services {
 // Lookup implements host.Clients. With unknown_clients = "register", an
 // unknown MAC asking as boot firmware (vendor class PXEClient or
 // HTTPClient, or user class iPXE: never an OS's DHCP client) is registered
-// and answered as known. The decision carries no script: scripts go only
+// and answered as known; with "discover", such a MAC is recorded (with
+// q.Peer, the relay or source address the DHCP plugin saw) and answered
+// unknown. The decision carries no script: scripts go only
 // to the requester bound to the boot (Script).
 func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, error) {
 	c, err := s.find(ctx, q)
@@ -156,6 +166,9 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 		c, err = s.register(ctx, q.MAC)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		if q.MAC != "" && s.discovering() && firmwareQuery(q) {
+			s.discover(q.MAC, q, q.Peer)
+		}
 		return host.Decision{Known: false}, nil
 	}
 	if err != nil {
@@ -310,7 +323,7 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
-	if _, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if _, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
 	return nil
@@ -341,12 +354,12 @@ func (s *Services) Attach(ctx context.Context, client string) (volume.Descriptor
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 	}
-	d, err := st.Attach(ctx, c.Name)
+	d, err := st.Attach(ctx, c.VolumeName())
 	if errors.Is(err, storage.ErrNotFound) {
-		if _, err = st.CreateVolume(ctx, storage.VolumeRequest{Volume: c.Name, Image: c.Image}); err != nil {
+		if _, err = st.CreateVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}); err != nil {
 			return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 		}
-		d, err = st.Attach(ctx, c.Name)
+		d, err = st.Attach(ctx, c.VolumeName())
 	}
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
@@ -364,7 +377,7 @@ func (s *Services) Detach(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("detach volume of client %s: %w", client, err)
 	}
-	return st.Detach(ctx, c.Name)
+	return st.Detach(ctx, c.VolumeName())
 }
 
 // Load implements host.Leases.

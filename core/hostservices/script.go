@@ -35,7 +35,8 @@ type archOf struct {
 // first requester after DLS's proxy answer: bootbind); any other requester,
 // an unknown MAC and one that does not parse are Found = false, counted in
 // dls_boot_refused_total, and change nothing. unknown_clients = "register"
-// registers an unknown MAC here only for a bound requester.
+// registers an unknown MAC here only for a bound requester, and
+// "discover" records it only for one.
 func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script, error) {
 	m, err := store.CanonicalMAC(q.MAC)
 	peer, ok := peerAddr(q.Peer)
@@ -48,6 +49,9 @@ func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script,
 		c, err = s.register(ctx, m)
 	}
 	if errors.Is(err, store.ErrNotFound) {
+		if s.discovering() {
+			s.discover(m, host.Query{}, peer.String())
+		}
 		s.Refused(RefusedUnknown)
 		return host.Script{}, nil
 	}
@@ -76,7 +80,7 @@ func (s *Services) render(ctx context.Context, c store.Client, a archOf) (string
 	initiator := s.boot.IQNPrefix + ":initiator:" + c.Name
 	d := bootscript.ScriptData{
 		Client: c.Name, MAC: c.MAC, InitiatorIQN: initiator, TargetIQN: target,
-		Server: s.boot.ServerAddress, BootURL: strings.TrimRight(s.boot.URL, "/"),
+		Server: s.boot.ServerAddress, ISCSIPort: s.boot.ISCSIPort, BootURL: strings.TrimRight(s.boot.URL, "/"),
 		Arch: a.arch, ArchKnown: a.known, UEFI: a.known && bootscript.UEFIArch(a.arch),
 		Image: c.Image,
 	}

@@ -373,3 +373,28 @@ func TestRegisterBound(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestScriptCarriesISCSIPort: the iSCSI listener's port reaches the
+// script, for a sanboot image and a kernel image alike, and a template
+// that writes {{.ISCSIURI}} gets it too.
+func TestScriptCarriesISCSIPort(t *testing.T) {
+	b := boot
+	b.ISCSIPort = 3261
+	s := hostservices.New(b, bootStore(t), resolver{err: errNoStorage}, hclog.NewNullLogger(), hostservices.WithSessions(&fakeSessions{}))
+	if got := scriptOf(t, s, "52:54:00:aa:00:01", ""); !strings.Contains(got, "\nsanboot iscsi:10.0.0.1::3261:0:"+prefix+":pc-01\n") {
+		t.Errorf("sanboot script:\n%s", got)
+	}
+	if got := scriptOf(t, s, "52:54:00:aa:00:02", hostservices.PlatformEFI); !strings.Contains(got, "\nsanhook iscsi:10.0.0.1::3261:0:"+prefix+":pc-02\n") {
+		t.Errorf("kernel script:\n%s", got)
+	}
+	global := filepath.Join(t.TempDir(), "site.tmpl")
+	_ = os.WriteFile(global, []byte("#!ipxe\nsanboot {{.ISCSIURI}}\n"), 0o644)
+	ts, err := bootscript.LoadTemplates(global, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetTemplates(ts)
+	if got := scriptOf(t, s, "52:54:00:aa:00:01", ""); got != "#!ipxe\nsanboot iscsi:10.0.0.1::3261:0:"+prefix+":pc-01\n" {
+		t.Errorf("site template script %q", got)
+	}
+}

@@ -53,6 +53,7 @@ type family struct {
 
 // Collector is the proxy for one plugin instance.
 type Collector struct {
+	base     context.Context // see New
 	instance string
 	timeout  time.Duration
 	source   Source
@@ -67,9 +68,15 @@ type Collector struct {
 
 // New validates a plugin's descriptors and builds its collector. reserved
 // names families the host reports itself: a plugin may not declare them.
-func New(instance string, info base.Info, descs []metrics.Desc, reserved map[string]bool, src Source, timeout time.Duration) (*Collector, error) {
+//
+// A prometheus Collect has no context, so each pull runs under ctx, the
+// host's, with timeout as its deadline. Only ctx's values are kept, not its
+// cancellation: a scrape in flight while the host shuts down still
+// completes, bounded by timeout.
+func New(ctx context.Context, instance string, info base.Info, descs []metrics.Desc, reserved map[string]bool, src Source, timeout time.Duration) (*Collector, error) {
 	constLabels := prometheus.Labels{"plugin": instance}
 	c := &Collector{
+		base:     context.WithoutCancel(ctx),
 		instance: instance, timeout: timeout, source: src, families: make(map[string]family, len(descs)),
 		up:           prometheus.NewDesc(upName, "1 when the plugin answered the last scrape, 0 when it is down, slow or broken.", nil, constLabels),
 		info:         prometheus.NewDesc(infoName, "Plugin identity; always 1.", []string{"kind", "type", "version"}, constLabels),
@@ -130,7 +137,7 @@ func (c *Collector) pull(ch chan<- prometheus.Metric) error {
 	if client == nil {
 		return fmt.Errorf("plugin %s is not running", c.instance)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	ctx, cancel := context.WithTimeout(c.base, c.timeout)
 	defer cancel()
 	samples, err := client.CollectMetrics(ctx)
 	if err != nil {

@@ -108,7 +108,7 @@ const (
 func TestCollectThroughRealPlugin(t *testing.T) {
 	p := newMetricsPlugin()
 	h, descs := start(t, p)
-	c, err := pluginmetrics.New("pxe", h.Info, descs, reserved(), func() *baserpc.Client { return h.Base }, 10*time.Second)
+	c, err := pluginmetrics.New(t.Context(), "pxe", h.Info, descs, reserved(), func() *baserpc.Client { return h.Base }, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestPluginNotRunning(t *testing.T) {
 	descs := []metrics.Desc{{Name: "dls_mock_sessions", Help: "Open sessions.", Type: metrics.Gauge}}
 	var mu sync.Mutex
 	var reasons []string
-	c, err := pluginmetrics.New("pxe", base.Info{Kind: "protocol", Type: "mock", Version: "1"}, descs, reserved(),
+	c, err := pluginmetrics.New(t.Context(), "pxe", base.Info{Kind: "protocol", Type: "mock", Version: "1"}, descs, reserved(),
 		func() *baserpc.Client { return nil }, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +240,7 @@ func TestSlowPluginDoesNotHoldTheScrape(t *testing.T) {
 	p := newMetricsPlugin()
 	h, descs := start(t, p)
 	const timeout = 200 * time.Millisecond
-	c, err := pluginmetrics.New("pxe", h.Info, descs, reserved(), func() *baserpc.Client { return h.Base }, timeout)
+	c, err := pluginmetrics.New(t.Context(), "pxe", h.Info, descs, reserved(), func() *baserpc.Client { return h.Base }, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestUndeclaredFamilyRefusesWholeScrape(t *testing.T) {
 	if len(known) != len(descs)-1 {
 		t.Fatalf("descriptors %+v lack dls_mock_sessions", descs)
 	}
-	c, err := pluginmetrics.New("pxe", h.Info, known, reserved(), func() *baserpc.Client { return h.Base }, 10*time.Second)
+	c, err := pluginmetrics.New(t.Context(), "pxe", h.Info, known, reserved(), func() *baserpc.Client { return h.Base }, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestNewRefusesBadDescriptors(t *testing.T) {
 	res := reserved()
 	res["dls_service_restarts_total"] = true
 	for _, tc := range cases {
-		_, err := pluginmetrics.New("pxe", info, tc.descs, res, src, time.Second)
+		_, err := pluginmetrics.New(t.Context(), "pxe", info, tc.descs, res, src, time.Second)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "plugin pxe") {
 			t.Errorf("%s: New = %v, want an error naming plugin pxe and containing %q", tc.name, err, tc.want)
 		}
@@ -326,7 +326,7 @@ func TestFamilyNames(t *testing.T) {
 		{Name: "dls_mock_requests_total", Help: "h", Type: metrics.Counter, Labels: []string{"op"}},
 		{Name: "dls_mock_latency_seconds", Help: "h", Type: metrics.Histogram, Buckets: []float64{1}},
 	}
-	c, err := pluginmetrics.New("pxe", base.Info{}, descs, reserved(), func() *baserpc.Client { return nil }, time.Second)
+	c, err := pluginmetrics.New(t.Context(), "pxe", base.Info{}, descs, reserved(), func() *baserpc.Client { return nil }, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,6 +187,10 @@ func (f *fakeStore) DeleteClient(_ context.Context, name string) error {
 	return nil
 }
 
+func (f *fakeStore) RenameClient(context.Context, string, string) error {
+	return errors.New("not implemented")
+}
+
 func (f *fakeStore) PutImage(_ context.Context, img store.Image) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -48,6 +48,7 @@ type Store interface {
 	Sessions
 	Tokens
 	Purger
+	Discovered
 
 	// Ping reports whether the store can answer queries (for /readyz).
 	Ping(ctx context.Context) error
@@ -76,6 +77,12 @@ type Clients interface {
 	ListClients(ctx context.Context) ([]Client, error)
 	// DeleteClient removes the client called name, or returns ErrNotFound.
 	DeleteClient(ctx context.Context, name string) error
+	// RenameClient gives the client called old the name new, keeping
+	// everything else, its volume too (Client.Volume is set to the name
+	// the volume was made under). ErrNotFound when there is no client old;
+	// ErrConflict when new is another client's name or another client's
+	// volume; ErrInvalid for an empty new.
+	RenameClient(ctx context.Context, old, new string) error
 }
 
 // Leases holds DHCP leases. The store, not its callers, guarantees that an
@@ -147,9 +154,22 @@ type Client struct {
 	CHAPMutualSecret string
 	// Labels are free-form admin tags. Nil when there are none.
 	Labels map[string]string
+	// Volume is the name of the client's storage volume when it differs
+	// from Name: set by RenameClient (the volume keeps the name it was made
+	// under), "" otherwise. PutClient keeps the stored one, and writes
+	// this one only for a new client (a restore). Use VolumeName.
+	Volume string
 	// CreatedAt and UpdatedAt are set by the store.
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// VolumeName is the name of the client's storage volume.
+func (c Client) VolumeName() string {
+	if c.Volume != "" {
+		return c.Volume
+	}
+	return c.Name
 }
 
 // Normalize returns c in the form the store keeps (canonical MAC, IPv4

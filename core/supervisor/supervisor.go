@@ -326,12 +326,12 @@ func (s *Supervisor) Run(ctx context.Context) {
 			err, restartNow = s.watch(ctx, proc)
 			s.life.Teardown(s.spec, proc)
 			if ctx.Err() != nil {
-				s.stop(proc)
+				s.stop(ctx, proc)
 				s.setState(StateStopped, nil, nil)
 				return
 			}
 			if restartNow {
-				s.stop(proc)
+				s.stop(ctx, proc)
 				failures = 0
 				continue
 			}
@@ -555,9 +555,11 @@ func (s *Supervisor) watch(ctx context.Context, p *Process) (err error, restartN
 	}
 }
 
-// stop drains the plugin within the grace period, then kills it.
-func (s *Supervisor) stop(p *Process) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.spec.StopGrace+time.Second)
+// stop drains the plugin within the grace period, then kills it. It is
+// called when ctx has ended (or on a restart), so the drain runs under
+// ctx's values without its cancellation.
+func (s *Supervisor) stop(ctx context.Context, p *Process) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.spec.StopGrace+time.Second)
 	defer cancel()
 	if err := p.Base().Stop(ctx, s.spec.StopGrace); err != nil {
 		s.logger.Warn("plugin did not drain cleanly", "error", err)

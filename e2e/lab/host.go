@@ -174,6 +174,12 @@ func (l *Lab) StartHost(ns *NS, bin string, c HostConfig, adminPassword string) 
 	return h, nil
 }
 
+// OpenHost is a host whose config someone else wrote (dls init, in the
+// day-one test): dir holds the CLI's credentials; Start runs it.
+func (l *Lab) OpenHost(ns *NS, bin, dir, config string) *Host {
+	return &Host{NS: ns, Dir: dir, Config: config, Bin: bin, http: ns.HTTPClient(), lab: l}
+}
+
 // UserAdd runs `dls user add NAME --password-stdin --role admin`.
 func (h *Host) UserAdd(name, password string) error {
 	cmd := h.NS.Command(filepath.Join(h.Bin, "dls"), "user", "add", name, "--password-stdin", "--role", "admin", "--config", h.Config)

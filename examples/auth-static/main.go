@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/dls-project/dls/sdk"
 	"github.com/dls-project/dls/sdk/auth"
@@ -21,38 +20,28 @@ type Config struct {
 	Group string            `hcl:"group,optional" doc:"every user's group, which the host maps to a role"`
 }
 
-// Static verifies users against its config, which a reload swaps whole
-// while Verify and Lookup may be running.
-type Static struct{ cfg atomic.Pointer[Config] }
+func (c *Config) SetDefaults() { c.Group = "viewer" }
 
-var _ auth.Auth = (*Static)(nil)
-
-// New returns the plugin with no users until it is configured.
-func New() *Static {
-	s := &Static{}
-	s.cfg.Store(&Config{})
-	return s
-}
-
-func (*Static) Info() base.Info { return base.Info{Type: "static", Version: "0.1.0"} }
-func (*Static) NewConfig() any  { return &Config{Group: "viewer"} }
-
-func (s *Static) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg, err := config.As[*Config](req.Config)
-	if err != nil {
-		return err
-	}
-	for name, password := range cfg.Users {
+func (c *Config) Validate() error {
+	for name, password := range c.Users {
 		if password == "" { // so that "" below means "no such user"
 			return config.Errorf("users", "user %q has an empty password", name)
 		}
 	}
-	s.cfg.Store(cfg)
 	return nil
 }
 
+// Static verifies users against its config; config.Current swaps it whole
+// on a reload while Verify and Lookup may be running.
+type Static struct {
+	auth.Unimplemented
+	config.Current[Config]
+}
+
+func (*Static) Info() base.Info { return base.Info{Type: "static", Version: "0.1.0"} }
+
 func (s *Static) Verify(ctx context.Context, username, password string) (auth.Identity, error) {
-	want := s.cfg.Load().Users[username]
+	want := s.Config().Users[username]
 	if want == "" || subtle.ConstantTimeCompare([]byte(password), []byte(want)) != 1 {
 		return auth.Identity{}, fmt.Errorf("verify user %s: %w", username, auth.ErrInvalidCredentials)
 	}
@@ -60,11 +49,11 @@ func (s *Static) Verify(ctx context.Context, username, password string) (auth.Id
 }
 
 func (s *Static) Lookup(_ context.Context, username string) (auth.Identity, error) {
-	cfg := s.cfg.Load()
+	cfg := s.Config()
 	if cfg.Users[username] == "" {
 		return auth.Identity{}, fmt.Errorf("look up user %s: %w", username, auth.ErrUserNotFound)
 	}
 	return auth.Identity{Username: username, Groups: []string{cfg.Group}}, nil
 }
 
-func main() { sdk.Serve(New()) }
+func main() { sdk.Serve(&Static{}) }

@@ -12,7 +12,7 @@ import (
 var users = map[string]any{"users": map[string]any{"alice": "wonderland"}, "group": "operator"}
 
 func TestVerifyAndLookup(t *testing.T) {
-	c := plugintest.Start(t, New(), plugintest.WithConfig(users)).Auth()
+	c := plugintest.Start(t, &Static{}, plugintest.WithConfig(users)).Auth()
 	ctx := t.Context()
 
 	id, err := c.Verify(ctx, "alice", "wonderland")
@@ -33,7 +33,7 @@ func TestVerifyAndLookup(t *testing.T) {
 }
 
 func TestEmptyPasswordIsAConfigError(t *testing.T) {
-	h := plugintest.Start(t, New(), plugintest.WithoutConfigure())
+	h := plugintest.Start(t, &Static{}, plugintest.WithoutConfigure())
 	errs, err := h.Configure(map[string]any{"users": map[string]any{"alice": ""}})
 	if err != nil || len(errs) != 1 || errs[0].Path != "users" {
 		t.Fatalf("Configure(alice with no password) = %v, %v; want one error at users", errs, err)

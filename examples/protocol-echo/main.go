@@ -23,42 +23,32 @@ type Config struct {
 	Listen string `hcl:"listen,optional" format:"host_port" doc:"UDP address to echo on"`
 }
 
-// Echo serves between Start and Stop. The host configures it before the
-// first Start and, on a reload, between a Stop and the next Start.
+func (c *Config) SetDefaults() { c.Listen = "127.0.0.1:7007" }
+
+// Echo serves between Start and Stop. The host configures it (through the
+// embedded config.Current) before the first Start and, on a reload,
+// between a Stop and the next Start.
 type Echo struct {
+	protocol.Unimplemented
+	config.Current[Config]
+
 	mu     sync.Mutex
-	cfg    Config
-	host   host.Events
 	conn   net.PacketConn // nil when not serving
 	events *host.Batcher
 	done   chan struct{} // closed when serve returns
 }
 
-var _ protocol.Protocol = (*Echo)(nil)
-
 func (*Echo) Info() base.Info { return base.Info{Type: "echo", Version: "0.1.0"} }
-func (*Echo) NewConfig() any  { return &Config{Listen: "127.0.0.1:7007"} }
-
-func (e *Echo) Configure(_ context.Context, req base.ConfigureRequest) error {
-	cfg, err := config.As[*Config](req.Config)
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.cfg, e.host = *cfg, req.Host.Events
-	return nil
-}
 
 func (e *Echo) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	conn, err := new(net.ListenConfig).ListenPacket(ctx, "udp", e.cfg.Listen)
+	conn, err := new(net.ListenConfig).ListenPacket(ctx, "udp", e.Config().Listen)
 	if err != nil {
 		return fmt.Errorf("echo: %w", err)
 	}
 	// The Batcher reports from its own goroutine: no packet waits on the host.
-	e.conn, e.events, e.done = conn, host.NewBatcher(e.host, 100*time.Millisecond, 64, 4096), make(chan struct{})
+	e.conn, e.events, e.done = conn, host.NewBatcher(ctx, e.Request().Host.Events, 100*time.Millisecond, 64, 4096), make(chan struct{})
 	go serve(conn, e.events, e.done)
 	return nil
 }

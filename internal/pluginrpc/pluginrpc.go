@@ -1,7 +1,8 @@
 // Package pluginrpc is the wire between the DLS host and its plugin
 // processes: the go-plugin handshake, the plugin sets each side serves and
 // dispenses, and, in its subpackages, the gRPC adapters of the Base service
-// (baserpc) and of each kind (protocolrpc, storagerpc, authrpc). sdk.Serve,
+// (baserpc), of each kind (protocolrpc, storagerpc, authrpc) and of the host
+// services plugins call back (hostrpc). sdk.Serve,
 // sdk/plugintest and the host's supervisor use it; vendors never see it,
 // which keeps the SDK's documentation to what a plugin implements or calls.
 package pluginrpc

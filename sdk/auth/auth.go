@@ -15,6 +15,11 @@ import (
 )
 
 // Auth is implemented by auth plugins.
+//
+// Methods may be added to Auth in later SDK versions. Embed Unimplemented
+// in the plugin's type so that such an addition still compiles: the new
+// method then answers with an error wrapping ErrUnimplemented until the
+// plugin implements it.
 type Auth interface {
 	base.Plugin
 	// Verify checks a username and password. Wrong credentials return an
@@ -60,4 +65,7 @@ var (
 	// ErrUserNotFound: no such user, or (from Lookup) a user who may no
 	// longer log in.
 	ErrUserNotFound = errors.New("user not found")
+	// ErrUnimplemented is wrapped by the operations a plugin does not
+	// implement (see Unimplemented); the host sees gRPC's Unimplemented.
+	ErrUnimplemented = errors.New("unimplemented")
 )

@@ -506,20 +506,13 @@ func TestErrors(t *testing.T) {
 	if !errors.As(errs.Err(), &first) || first.Path != "pool[1].start" {
 		t.Errorf("errors.As found %+v", first)
 	}
-
-	diags := Diagnostics(errs)
-	if len(diags) != 6 || diags[4].Path != "" || diags[4].Message != "plain" || diags[0].Path != "pool[1].start" {
-		t.Errorf("diagnostics: %v", diags)
+	if len(errs) != 6 || errs[4].Path != "" || errs[4].Message != "plain" || errs[0].Path != "pool[1].start" {
+		t.Errorf("errors: %v", errs)
 	}
-	back := FromDiagnostics(diags)
-	if !reflect.DeepEqual(back, errs) {
-		t.Errorf("FromDiagnostics:\n got %v\nwant %v", back, errs)
-	}
-	if Diagnostics(nil) != nil || FromDiagnostics(nil) != nil {
-		t.Error("nil in, non-nil out")
-	}
-	if d := Diagnostics(errors.New("boom")); len(d) != 1 || d[0].Path != "" || d[0].Message != "boom" {
-		t.Errorf("plain error: %v", d)
+	var none Errors
+	none.Add(nil)
+	if none != nil || none.Err() != nil {
+		t.Error("Add(nil) added something")
 	}
 	if got := Errorf("", "whole block").Error(); got != "whole block" {
 		t.Errorf("Error() without path: %q", got)

@@ -20,6 +20,12 @@
 // attribute ("pool[1].start"), and the host reports the error at that
 // attribute's position in dls.hcl.
 //
+// A plugin whose Configure only keeps its config embeds Current[Config],
+// which is NewConfig and Configure: defaults come from the type's
+// SetDefaults, cross-field checks from its Validate (see Validator), and
+// the plugin reads the config with Config(). A plugin with more to do in
+// Configure writes it, taking its config with As.
+//
 // Field tags:
 //
 //	hcl:"name"             a required attribute

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/dls-project/dls/sdk/proto/dlsv1"
 )
 
 // Error is a problem with one configuration value. The host reports it at
@@ -93,22 +91,6 @@ func (es Errors) Unwrap() []error {
 	return out
 }
 
-// Diagnostics converts err into the diagnostics a plugin returns from
-// Configure: one per *Error (also inside Errors, errors.Join or a %w
-// wrapper), and one with an empty path for any other error. It returns nil
-// for a nil err. The SDK calls it; plugins rarely need to.
-func Diagnostics(err error) []*dlsv1.ConfigDiagnostic {
-	es := flatten(nil, err)
-	if len(es) == 0 {
-		return nil
-	}
-	out := make([]*dlsv1.ConfigDiagnostic, len(es))
-	for i, e := range es {
-		out[i] = &dlsv1.ConfigDiagnostic{Path: e.Path, Message: e.Message}
-	}
-	return out
-}
-
 // flatten appends the *Error values err holds to out.
 func flatten(out Errors, err error) Errors {
 	switch e := err.(type) {
@@ -141,18 +123,4 @@ func flatten(out Errors, err error) Errors {
 		return append(out, one)
 	}
 	return append(out, &Error{Message: err.Error()})
-}
-
-// FromDiagnostics is the reverse of Diagnostics: it turns the diagnostics
-// received from a plugin back into Errors. It returns nil when there are
-// none.
-func FromDiagnostics(diags []*dlsv1.ConfigDiagnostic) Errors {
-	var es Errors
-	for _, d := range diags {
-		if d == nil {
-			continue
-		}
-		es = append(es, &Error{Path: d.GetPath(), Message: d.GetMessage()})
-	}
-	return es
 }

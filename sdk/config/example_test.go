@@ -58,8 +58,10 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	for _, d := range config.Diagnostics(cfg.validate()) {
-		fmt.Printf("%s: %s\n", d.Path, d.Message)
+	var errs config.Errors
+	errs.Add(cfg.validate())
+	for _, e := range errs {
+		fmt.Printf("%s: %s\n", e.Path, e.Message)
 	}
 	// Output:
 	// 2 attributes, 1 block

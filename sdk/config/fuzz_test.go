@@ -18,10 +18,9 @@ func FuzzDecode(f *testing.F) {
 		if err == nil {
 			return
 		}
-		if _, ok := err.(Errors); !ok {
+		if es, ok := err.(Errors); !ok {
 			t.Errorf("got %T %v, want Errors", err, err)
-		}
-		if len(Diagnostics(err)) == 0 {
+		} else if len(es) == 0 {
 			t.Error("an error without diagnostics")
 		}
 	})

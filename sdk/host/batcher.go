@@ -24,8 +24,12 @@ type Batcher struct {
 
 // NewBatcher starts a batcher that flushes at least every interval, or as
 // soon as batch events are waiting; it buffers at most limit events.
-func NewBatcher(events Events, interval time.Duration, batch, limit int) *Batcher {
-	ctx, cancel := context.WithCancel(context.Background())
+//
+// Its reports run under ctx's values, not its cancellation: the batcher
+// runs until Close, so the context of the Start (or Configure) call that
+// creates it is the one to pass, although that call returns long before.
+func NewBatcher(ctx context.Context, events Events, interval time.Duration, batch, limit int) *Batcher {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b := &Batcher{
 		events: events, max: limit, batch: max(batch, 1), wake: make(chan struct{}, 1),
 		done: make(chan struct{}), stop: cancel,
@@ -114,7 +118,7 @@ func (b *Batcher) flush(ctx context.Context) error {
 	b.buf = nil
 	b.mu.Unlock()
 	for len(pending) > 0 {
-		n := min(len(pending), maxEventBatch)
+		n := min(len(pending), MaxEventBatch)
 		if err := b.events.Report(ctx, pending[:n]); err != nil {
 			// The host is unreachable (restarting, shutting down): keep
 			// what fits for the next flush instead of losing it.

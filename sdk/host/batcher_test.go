@@ -84,7 +84,7 @@ func closeBatcher(t *testing.T, b *Batcher) {
 func TestBatcherFlushesEveryInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{}
-		b := NewBatcher(f, time.Second, 100, 1000)
+		b := NewBatcher(t.Context(), f, time.Second, 100, 1000)
 		defer closeBatcher(t, b)
 
 		b.Emit(ev(0))
@@ -111,10 +111,30 @@ func TestBatcherFlushesEveryInterval(t *testing.T) {
 	})
 }
 
+// NewBatcher's contract: the batcher runs until Close, not until the
+// context it was created with ends (a plugin creates it in Start, whose
+// context ends when Start returns).
+func TestBatcherOutlivesItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeEvents{}
+		ctx, cancel := context.WithCancel(t.Context())
+		b := NewBatcher(ctx, f, time.Second, 100, 1000)
+		defer closeBatcher(t, b)
+		cancel()
+
+		b.Emit(ev(0))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got, n := f.received(); !slices.Equal(got, macs(0, 1)) || n != 1 {
+			t.Fatalf("after one interval with the creating context ended: %d batches with %v, want 1 batch with %v", n, got, macs(0, 1))
+		}
+	})
+}
+
 func TestBatcherSendsBurstInBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{}
-		b := NewBatcher(f, time.Second, 1000, 10000)
+		b := NewBatcher(t.Context(), f, time.Second, 1000, 10000)
 		for i := range 600 {
 			b.Emit(ev(i))
 		}
@@ -136,7 +156,7 @@ func TestBatcherSendsBurstInBatches(t *testing.T) {
 func TestBatcherFlushesWhenBatchIsFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{}
-		b := NewBatcher(f, time.Minute, 10, 1000)
+		b := NewBatcher(t.Context(), f, time.Minute, 10, 1000)
 		defer closeBatcher(t, b)
 		b.Emit(ev(0))
 		synctest.Wait() // the batcher has seen the first event
@@ -162,7 +182,7 @@ func TestBatcherEmitNeverBlocksAndCountsDrops(t *testing.T) {
 			}
 			<-release
 		})
-		b := NewBatcher(f, time.Second, 1, 4)
+		b := NewBatcher(t.Context(), f, time.Second, 1, 4)
 		b.Emit(ev(0))
 		<-entered // the batcher is stuck in Report with m0
 
@@ -184,7 +204,7 @@ func TestBatcherEmitNeverBlocksAndCountsDrops(t *testing.T) {
 func TestBatcherKeepsEventsWhenReportFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{fail: true}
-		b := NewBatcher(f, time.Second, 1, 5)
+		b := NewBatcher(t.Context(), f, time.Second, 1, 5)
 		for i := range 3 {
 			b.Emit(ev(i))
 		}
@@ -222,7 +242,7 @@ func TestBatcherKeepsEventsWhenReportFails(t *testing.T) {
 func TestBatcherKeepIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{fail: true}
-		b := NewBatcher(f, time.Second, 1000, 5)
+		b := NewBatcher(t.Context(), f, time.Second, 1000, 5)
 		for i := range 5 {
 			b.Emit(ev(i))
 		}
@@ -252,8 +272,8 @@ func TestBatcherKeepIsBounded(t *testing.T) {
 func TestBatcherCloseFlushesAndSplitsLargeBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{}
-		b := NewBatcher(f, time.Hour, 100000, 100000)
-		n := maxEventBatch + 100
+		b := NewBatcher(t.Context(), f, time.Hour, 100000, 100000)
+		n := MaxEventBatch + 100
 		for i := range n {
 			b.Emit(ev(i))
 		}
@@ -265,8 +285,8 @@ func TestBatcherCloseFlushesAndSplitsLargeBatches(t *testing.T) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		for _, batch := range f.batches {
-			if len(batch) > maxEventBatch {
-				t.Errorf("a Report carried %d events, over the host's limit %d", len(batch), maxEventBatch)
+			if len(batch) > MaxEventBatch {
+				t.Errorf("a Report carried %d events, over the host's limit %d", len(batch), MaxEventBatch)
 			}
 		}
 		if batches != 2 {
@@ -278,7 +298,7 @@ func TestBatcherCloseFlushesAndSplitsLargeBatches(t *testing.T) {
 func TestBatcherCloseReportsFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{fail: true}
-		b := NewBatcher(f, time.Hour, 100, 100)
+		b := NewBatcher(t.Context(), f, time.Hour, 100, 100)
 		b.Emit(ev(0))
 		if err := b.Close(context.Background()); err == nil {
 			t.Error("Close = nil with a host that refuses the last flush")
@@ -289,7 +309,7 @@ func TestBatcherCloseReportsFailure(t *testing.T) {
 func TestBatcherSetsTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeEvents{}
-		b := NewBatcher(f, time.Hour, 100, 100)
+		b := NewBatcher(t.Context(), f, time.Hour, 100, 100)
 		at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 		before := time.Now()
 		b.Emit(Event{Type: EventDHCPAck, MAC: "given"})

@@ -113,8 +113,14 @@ type Decision struct {
 // Events receives boot events. Use a Batcher in packet paths: it never
 // blocks the caller and sends events in batches.
 type Events interface {
+	// Report sends at most MaxEventBatch events; the host refuses a
+	// larger batch with gRPC status InvalidArgument.
 	Report(ctx context.Context, events []Event) error
 }
+
+// MaxEventBatch bounds what one Report may carry, so a plugin cannot make
+// the host buffer without limit. A Batcher splits its flushes to fit.
+const MaxEventBatch = 4096
 
 // Event is one step of a machine's boot, as a plugin saw it.
 type Event struct {

@@ -157,7 +157,9 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 		t.Fatalf("plugintest: %v", err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	// The server outlives t's context, which ends before the cleanups
+	// run: the cleanup stops the plugin through it, then cancels it.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	reattach := make(chan *plugin.ReattachConfig, 1)
 	closed := make(chan struct{})
 	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
@@ -235,7 +237,8 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 		Instance: o.instance, DataDir: o.dataDir, t: t,
 	}
 	h.stop = func() {
-		sctx, scancel := context.WithTimeout(context.Background(), stopGrace+callTimeout)
+		// Usually run as a cleanup, after t's context has ended.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(t.Context()), stopGrace+callTimeout)
 		defer scancel()
 		if err := h.Base.Stop(sctx, stopGrace); err != nil {
 			t.Errorf("plugintest: %v", err)
@@ -261,7 +264,7 @@ func Start(t testing.TB, impl base.Plugin, opts ...Option) *Harness {
 // on answers the host would refuse.
 func (h *Harness) checkBase(kind string) {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	ctx, cancel := context.WithTimeout(h.t.Context(), callTimeout)
 	defer cancel()
 	info, err := h.Base.Info(ctx)
 	if err != nil {
@@ -284,8 +287,9 @@ func (h *Harness) checkBase(kind string) {
 
 // Configure sends cfg (see WithConfig; nil is an empty config) to the
 // plugin with the harness's instance name, data directory and fake host, as
-// the host does at start and on every reload. The plugin's config errors
-// come back as config.Errors; a failed call as error.
+// the host does at start and on every reload, under the context of the
+// test Start was given. The plugin's config errors come back as
+// config.Errors; a failed call as error.
 func (h *Harness) Configure(cfg map[string]any) (config.Errors, error) {
 	data := []byte("{}")
 	if cfg != nil {
@@ -297,7 +301,7 @@ func (h *Harness) Configure(cfg map[string]any) (config.Errors, error) {
 	// Offer the host services on first use: the plugin dials them during
 	// Configure, and a broker id nobody dials only logs an error at close.
 	h.hostOnce.Do(func() { h.hostID = h.Base.ServeHost(h.Host.Services()) })
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	ctx, cancel := context.WithTimeout(h.t.Context(), callTimeout)
 	defer cancel()
 	return h.Base.Configure(ctx, baserpc.ConfigureArgs{
 		ConfigJSON: data, HostID: h.hostID, Instance: h.Instance, DataDir: h.DataDir,
@@ -342,7 +346,7 @@ func (h *Harness) Auth() *AuthClient {
 // the plugin declared but never touched may be absent.
 func (h *Harness) Metrics(t testing.TB) []metrics.Family {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
 	r, err := h.Base.CollectMetrics(ctx)
 	if err != nil {

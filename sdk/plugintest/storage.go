@@ -652,9 +652,10 @@ func wantErr(t *testing.T, what string, err, want error, names ...string) {
 
 func firstErr[T any](_ T, err error) error { return err }
 
-// cleanup removes what the run left behind, ignoring errors.
+// cleanup removes what the run left behind, ignoring errors, also when
+// t's context has ended.
 func (r *storageRun) cleanup(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), storageStepTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), storageStepTimeout)
 	defer cancel()
 	mine := func(name string) bool { return strings.HasPrefix(name, "ct-"+r.sfx+"-") }
 	vols, _ := r.st.ListVolumes(ctx)

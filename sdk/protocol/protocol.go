@@ -15,6 +15,11 @@ import (
 // calls Stop, Configure, Start. Before the host kills the process it calls
 // Stop with the grace period as the context deadline: close listeners, let
 // transfers finish, flush events.
+//
+// Methods may be added to Protocol in later SDK versions. Embed
+// Unimplemented in the plugin's type so that such an addition still
+// compiles: the new method then answers with an error wrapping
+// ErrUnimplemented until the plugin implements it.
 type Protocol interface {
 	base.Plugin
 	// Start opens the plugin's sockets and begins serving. It returns once

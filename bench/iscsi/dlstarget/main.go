@@ -117,7 +117,7 @@ func main() {
 		defer cancel()
 		_ = srv.Close(ctx)
 	}()
-	if err := srv.Serve(ln); err != nil && err != target.ErrClosed {
+	if err := srv.Serve(context.Background(), ln); err != nil && err != target.ErrClosed {
 		fmt.Fprintln(os.Stderr, "dlstarget:", err)
 		os.Exit(1)
 	}

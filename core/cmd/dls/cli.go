@@ -22,6 +22,9 @@ type cli struct {
 	stderr io.Writer
 	getenv func(string) string
 	now    func() time.Time
+	// interactive reports whether a person answers on stdin (confirm
+	// asks them); nil: stdin is a terminal.
+	interactive func() bool
 	// api holds the API flags once parsed.
 	api apiFlags
 }

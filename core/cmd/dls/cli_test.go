@@ -70,7 +70,7 @@ func newTestHost(t *testing.T) *testHost {
 	if _, err := h.stor.ImportImage(ctx, storage.ImportRequest{Image: "win11", Source: "/img/win11.raw"}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := api.New(api.Deps{
+	a, err := api.New(ctx, api.Deps{
 		Store: st,
 		Authenticators: func() []api.NamedAuthenticator {
 			return []api.NamedAuthenticator{{Name: "local", Authenticator: fakeAuth{}}}

@@ -25,8 +25,10 @@ type apiClient struct {
 	Extra      []string          `json:"extra_addresses,omitempty"`
 	Persistent bool              `json:"persistent"`
 	Labels     map[string]string `json:"labels,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	// Volume is a renamed client's volume (the name it was made under).
+	Volume    string    `json:"volume,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // clientInput is a client as the API takes it (without secrets: the API
@@ -46,7 +48,8 @@ func clientCommand() *command {
 	return &command{
 		name:    "client",
 		summary: "Manage clients: the machines this host boots",
-		sub:     []*command{clientList(), clientGet(), clientAdd(), clientSet(), clientCHAP(), clientDelete(), clientReset(), clientWake()},
+		sub: []*command{clientList(), clientGet(), clientAdd(), clientSet(), clientCHAP(), clientDelete(), clientReset(), clientWake(),
+			clientDiscovered(), clientAdopt(), clientRename(), clientImport()},
 	}
 }
 
@@ -257,52 +260,90 @@ func clientDelete() *command {
 }
 
 func clientReset() *command {
-	var version uint64
+	var (
+		version uint64
+		sel     selection
+	)
 	return &command{
-		name: "reset", args: "NAME", nargs: 1, what: "client name", api: true,
-		summary: "Make the client's volume a fresh clone of its image",
-		help:    "The clone is of the image's current version, or of version N with --version.\n",
-		example: "dls client reset pc-01 --version 3",
+		name: "reset", args: "NAME | --label KEY=VALUE... | --all", optArgs: 1, what: "client name", api: true,
+		summary: "Make clients' volumes fresh clones of their image",
+		help: `The clone is of the image's current version, or of version N with --version.
+--label and --all reset many clients, one request each, after a confirmation
+on a terminal (--yes skips it); a volume in use is refused for its client only.
+`,
+		example: "dls client reset --label room=a --yes",
 		flags: func(fs *flag.FlagSet) {
 			fs.Uint64Var(&version, "version", 0, "image version `N` to clone (default: the current one)")
+			sel.register(fs)
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			conn, err := c.connect(true)
 			if err != nil {
 				return err
 			}
-			name := args[0]
-			b, err := conn.call(ctx, "POST", clientPath(name)+"/volume", map[string]any{"action": "reset", "version": version})
-			if err != nil || c.api.json() {
-				return c.raw(b, err)
+			names, err := sel.names(ctx, conn, args)
+			if err != nil {
+				return err
 			}
-			var v struct {
-				Name    string `json:"name"`
-				Image   string `json:"image"`
-				Version uint64 `json:"version"`
-				Size    int64  `json:"size"`
+			if len(args) == 0 {
+				if err := c.confirm("reset the volumes of", len(names), sel.yes); err != nil {
+					return err
+				}
 			}
-			if err := json.Unmarshal(b, &v); err != nil {
-				return fmt.Errorf("decode volume: %w", err)
+			if len(args) == 1 {
+				return c.resetClient(ctx, conn, args[0], version)
 			}
-			fmt.Fprintf(c.stdout, "client %s: volume %s reset to image %s version %d (%s)\n", name, v.Name, v.Image, v.Version, size(v.Size))
-			return nil
+			return c.fleet(names, "reset", func(name string) error { return c.resetClient(ctx, conn, name, version) })
 		},
 	}
 }
 
+// resetClient resets one client's volume and prints what it became.
+func (c *cli) resetClient(ctx context.Context, conn *apiConn, name string, version uint64) error {
+	b, err := conn.call(ctx, "POST", clientPath(name)+"/volume", map[string]any{"action": "reset", "version": version})
+	if err != nil || c.api.json() {
+		return c.raw(b, err)
+	}
+	var v struct {
+		Name    string `json:"name"`
+		Image   string `json:"image"`
+		Version uint64 `json:"version"`
+		Size    int64  `json:"size"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("decode volume: %w", err)
+	}
+	fmt.Fprintf(c.stdout, "client %s: volume %s reset to image %s version %d (%s)\n", name, v.Name, v.Image, v.Version, size(v.Size))
+	return nil
+}
+
 // clientWake is dls client wake; wakeCommand the same as dls wake.
 func clientWake() *command {
+	var sel selection
 	return &command{
-		name: "wake", args: "NAME", nargs: 1, what: "client name", api: true,
-		summary: "Send the client a Wake-on-LAN magic packet",
-		example: "dls client wake pc-01",
+		name: "wake", args: "NAME | --label KEY=VALUE... | --all", optArgs: 1, what: "client name", api: true,
+		summary: "Send clients a Wake-on-LAN magic packet",
+		help: `--label and --all wake many clients, after a confirmation on a terminal
+(--yes skips it).
+`,
+		example: "dls client wake --label room=a",
+		flags:   sel.register,
 		run: func(ctx context.Context, c *cli, args []string) error {
 			conn, err := c.connect(true)
 			if err != nil {
 				return err
 			}
-			return c.wakeClient(ctx, conn, args[0])
+			names, err := sel.names(ctx, conn, args)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				return c.wakeClient(ctx, conn, args[0])
+			}
+			if err := c.confirm("wake", len(names), sel.yes); err != nil {
+				return err
+			}
+			return c.fleet(names, "woke", func(name string) error { return c.wakeClient(ctx, conn, name) })
 		},
 	}
 }
@@ -397,9 +438,18 @@ func (c *cli) showClient(b []byte, err error) error {
 		"Initiators", strings.Join(cl.Initiators, ", "),
 		"Extra IPs", strings.Join(cl.Extra, ", "),
 		"Labels", strings.Join(labels, ", "),
+		"Volume", volumeOf(cl),
 		"Created", when(cl.CreatedAt),
 		"Updated", when(cl.UpdatedAt),
 	)
+}
+
+// volumeOf is the name of the client's volume.
+func volumeOf(cl apiClient) string {
+	if cl.Volume != "" {
+		return cl.Volume
+	}
+	return cl.Name
 }
 
 // parseLabels turns KEY=VALUE flags into a map; a lone ” means none.

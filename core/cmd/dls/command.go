@@ -39,6 +39,9 @@ type command struct {
 	// in any order; "--" ends the flags.
 	nargs int
 	what  string
+	// optArgs is how many more positional arguments a leaf may take
+	// (dls client wake [NAME] --label ...); run checks the combination.
+	optArgs int
 	// api: the leaf takes the API client flags (--server, --tls-ca,
 	// --insecure, -o), which run finds in c.api.
 	api bool
@@ -185,8 +188,8 @@ func (c *cli) parse(cmd *command, fs *flag.FlagSet, args []string) ([]string, er
 	switch {
 	case len(pos) < cmd.nargs:
 		return nil, usagef("missing %s", cmd.what)
-	case len(pos) > cmd.nargs:
-		return nil, usagef("unexpected argument %q", pos[cmd.nargs])
+	case len(pos) > cmd.nargs+cmd.optArgs:
+		return nil, usagef("unexpected argument %q", pos[cmd.nargs+cmd.optArgs])
 	}
 	return pos, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/daemon"
+	"github.com/dls-project/dls/core/preflight"
 	"github.com/dls-project/dls/core/supervisor"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/hashicorp/go-hclog"
@@ -80,12 +81,20 @@ func serveCommand() *command {
 }
 
 func validateCommand() *command {
-	return hostCommand("validate", "Check the config file and every plugin's config block",
-		"Prints the config's warnings to standard error (they do not fail it) and\n\"FILE: ok\" when it and every plugin's config block load; each problem\nas file:line:col.\n",
-		"dls validate --config dls.hcl",
+	var deep bool
+	cmd := hostCommand("validate", "Check the config file and every plugin's config block",
+		"Prints the config's warnings to standard error (they do not fail it) and\n\"FILE: ok\" when it and every plugin's config block load; each problem\nas file:line:col.\n\n"+
+			"--deep also checks the config against this machine: interfaces and their\naddresses, free ports, image sources, the iPXE builds DHCP hands out, an\nabsolute boot URL on the boot interface, the iSCSI port the scripts name.\nNothing needs DLS running.\n",
+		"dls validate --deep --config /etc/dls/dls.hcl",
 		func(ctx context.Context, c *cli, h *hostFlags) error {
-			return validate(ctx, h.config, c.stdout, c.stderr, h.logger(c.stderr))
+			return validate(ctx, h.config, deep, c.stdout, c.stderr, h.logger(c.stderr))
 		})
+	own := cmd.flags
+	cmd.flags = func(fs *flag.FlagSet) {
+		own(fs)
+		fs.BoolVar(&deep, "deep", false, "also check the config against this machine")
+	}
+	return cmd
 }
 
 func pluginsCommand() *command {
@@ -104,6 +113,9 @@ func newLogger(w io.Writer, level string, json bool) hclog.Logger {
 }
 
 func serve(ctx context.Context, path string, logger hclog.Logger) error {
+	// Before the host binds anything: a port found in use is another
+	// program's. Findings are warnings, the host starts anyway.
+	preflightAtStart(ctx, path, logger)
 	d, err := daemon.New(ctx, path, logger)
 	if err != nil {
 		return err
@@ -145,7 +157,7 @@ func inspect(ctx context.Context, cfg *config.Config, logger hclog.Logger, fn fu
 
 // validate prints the config's warnings to stderr (they do not fail it)
 // and "ok" to stdout when it and every plugin's config block load.
-func validate(ctx context.Context, path string, stdout, stderr io.Writer, logger hclog.Logger) error {
+func validate(ctx context.Context, path string, deep bool, stdout, stderr io.Writer, logger hclog.Logger) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return validationErrors{err.Error()}
@@ -155,16 +167,25 @@ func validate(ctx context.Context, path string, stdout, stderr io.Writer, logger
 	}
 	quiet := logger.ResetNamed("validate")
 	quiet.SetLevel(hclog.Error)
+	decoded := map[string][]byte{}
 	err = inspect(ctx, cfg, quiet, func(b *config.PluginBlock, p *supervisor.Process) error {
 		schema, err := p.Base().ConfigSchema(ctx)
 		if err != nil {
 			return fmt.Errorf("plugin %s: %w", b.Name, err)
 		}
-		_, err = b.DecodeConfig(schema)
+		js, err := b.DecodeConfig(schema)
+		decoded[b.Name] = js
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if deep {
+		if err := deepFindings(preflight.Check(ctx, preflight.Input{Config: cfg, Plugins: decoded}), stderr); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d plugins; deep checks passed)\n", filepath.Base(path), len(cfg.Plugins))
+		return nil
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d plugins)\n", filepath.Base(path), len(cfg.Plugins))
 	return nil

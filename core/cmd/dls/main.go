@@ -28,7 +28,7 @@ func commands() *command {
 		summary: "dls — diskless-boot server",
 		help:    rootHelp,
 		sub: []*command{
-			serveCommand(), validateCommand(), pluginsCommand(), userCommand(),
+			initCommand(), serveCommand(), validateCommand(), pluginsCommand(), userCommand(),
 			loginCommand(), logoutCommand(),
 			statusCommand(), clientCommand(), wakeCommand(), imageCommand(), sessionCommand(),
 			backupCommand(), restoreCommand(),
@@ -37,10 +37,11 @@ func commands() *command {
 	}
 }
 
-const rootHelp = `serve, validate, plugins and user run on the host, with its config file
-(--config FILE, else $DLS_CONFIG, else /etc/dls/dls.hcl when it exists, else
-./dls.hcl); user needs no running host. Run as root where the service user
-dls exists, user hands the files it writes to dls.
+const rootHelp = `init writes a site config for this machine's LAN. serve, validate,
+plugins and user run on the host, with its config file (--config FILE, else
+$DLS_CONFIG, else /etc/dls/dls.hcl when it exists, else ./dls.hcl); user
+needs no running host. Run as root where the service user dls exists, user
+hands the files it writes to dls.
 
 The others are clients of a running host's /api/v1. Each takes
 --server URL (default: $DLS_SERVER, else the server logged in to, else

@@ -22,7 +22,6 @@ import (
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/auth"
 	"github.com/dls-project/dls/sdk/base"
-	sdkconfig "github.com/dls-project/dls/sdk/config"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -294,7 +293,7 @@ func withUserAdmin(ctx context.Context, cfgPath, instance string, logger hclog.L
 			return err
 		}
 		if len(diags) > 0 {
-			return b.ConfigureError(sdkconfig.Diagnostics(diags))
+			return b.ConfigureError(diags)
 		}
 		ac, ok := p.Client.(*authrpc.Client)
 		if !ok {

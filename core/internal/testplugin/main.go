@@ -116,7 +116,7 @@ func (p *plugin) Metrics() *metrics.Registry {
 	return p.reg
 }
 
-func (p *plugin) Start(context.Context) error {
+func (p *plugin) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started {
@@ -128,6 +128,9 @@ func (p *plugin) Start(context.Context) error {
 			return err
 		}
 		p.ln = ln
+		// The accept loop outlives the Start RPC: its reports run under
+		// Start's values, not its cancellation; Stop ends the loop.
+		serveCtx := context.WithoutCancel(ctx)
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -135,7 +138,7 @@ func (p *plugin) Start(context.Context) error {
 					return
 				}
 				p.requests.WithLabelValues("tcp").Inc()
-				p.reportNext()
+				p.reportNext(serveCtx)
 				_ = c.Close()
 			}
 		}()
@@ -147,7 +150,7 @@ func (p *plugin) Start(context.Context) error {
 
 // reportNext reports the next configured event to the host, synchronously,
 // so a test knows it arrived once its connection is closed.
-func (p *plugin) reportNext() {
+func (p *plugin) reportNext(ctx context.Context) {
 	p.mu.Lock()
 	if p.next >= len(p.cfg.Events) || p.host.Events == nil {
 		p.mu.Unlock()
@@ -160,7 +163,7 @@ func (p *plugin) reportNext() {
 	p.next++
 	events := p.host.Events
 	p.mu.Unlock()
-	_ = events.Report(context.Background(), []host.Event{e})
+	_ = events.Report(ctx, []host.Event{e})
 }
 
 func (p *plugin) tick(stop chan struct{}, every time.Duration) {

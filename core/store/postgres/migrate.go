@@ -5,13 +5,11 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlstore"
 )
 
 // migrationFiles holds migrations/NNNN_name.sql. A package-level variable
@@ -27,44 +25,6 @@ var migrationFiles embed.FS
 // wait for each other's migrations, which is harmless.
 const migrationLock int64 = 0x646c_735f_6d69_6772 // "dls_migr"
 
-// migration is one schema step.
-type migration struct {
-	version int
-	name    string // file name, recorded in schema_migrations for humans
-	sql     string
-}
-
-// loadMigrations reads every *.sql file of fsys, ordered by version. Versions
-// must run 1, 2, 3, ... without gaps or duplicates: a gap usually means a
-// file lost in a merge, and guessing past it would leave a schema no
-// released binary ever had.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		prefix, _, ok := strings.Cut(name, "_")
-		version, err := strconv.Atoi(prefix)
-		if !ok || err != nil || version <= 0 {
-			return nil, fmt.Errorf("migration %s: name is not NNNN_name.sql", name)
-		}
-		body, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		ms = append(ms, migration{version: version, name: name, sql: string(body)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d (missing or duplicate file)", m.name, m.version, i+1)
-		}
-	}
-	return ms, nil
-}
-
 // migrate applies the migrations of fsys the database has not seen yet,
 // each in its own transaction together with its schema_migrations row, so a
 // failed step leaves the schema at the previous version (PostgreSQL's DDL
@@ -72,7 +32,7 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // at the schema, so that hosts starting at once do not both apply a step
 // or both create schema_migrations.
 func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
-	ms, err := loadMigrations(fsys)
+	ms, err := sqlstore.LoadMigrations(fsys)
 	if err != nil {
 		return err
 	}
@@ -103,19 +63,19 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS) error {
 			if err != nil {
 				return err
 			}
-			if v >= m.version {
+			if v >= m.Version {
 				return nil // another host applied it while we waited
 			}
 			// No arguments: pgx sends it with the simple protocol, which
 			// runs a file of several statements.
-			if _, err := s.exec(ctx, tx, m.sql); err != nil {
+			if _, err := s.exec(ctx, tx, m.SQL); err != nil {
 				return err
 			}
-			_, err = s.exec(ctx, tx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
+			_, err = s.exec(ctx, tx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
+			return fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlstore"
 )
 
 func TestEmbeddedMigrationsLoad(t *testing.T) {
@@ -17,7 +18,7 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := loadMigrations(embedded(t))
+	ms, err := sqlstore.LoadMigrations(embedded(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 
 func TestReopenIdempotent(t *testing.T) {
 	dsn := freshDSN(t)
-	ms, _ := loadMigrations(embedded(t))
+	ms, _ := sqlstore.LoadMigrations(embedded(t))
 	for i := range 3 {
 		s, err := Open(t.Context(), dsn, nil)
 		if err != nil {
@@ -132,22 +133,6 @@ func TestOpenConcurrent(t *testing.T) {
 	}
 	if n := countRows(t, stores[0], "a"); n != 2 {
 		t.Errorf("rows in a = %d, want 2 (0002 and 0003 once each)", n)
-	}
-}
-
-func TestLoadMigrationsRejects(t *testing.T) {
-	sql := &fstest.MapFile{Data: []byte("SELECT 1;")}
-	for name, fsys := range map[string]fstest.MapFS{
-		"gap":        {"0001_a.sql": sql, "0003_c.sql": sql},
-		"duplicate":  {"0001_a.sql": sql, "0001_b.sql": sql},
-		"no number":  {"init.sql": sql},
-		"zero":       {"0000_a.sql": sql},
-		"not first":  {"0002_b.sql": sql},
-		"bad prefix": {"01a_x.sql": sql},
-	} {
-		if _, err := loadMigrations(fsys); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }
 

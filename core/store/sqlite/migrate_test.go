@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/core/store/sqlstore"
 )
 
 func TestEmbeddedMigrationsLoad(t *testing.T) {
@@ -17,7 +18,7 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := loadMigrations(embedded(t))
+	ms, err := sqlstore.LoadMigrations(embedded(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestReopenIdempotent(t *testing.T) {
 		if err := s.read.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&rows); err != nil {
 			t.Fatal(err)
 		}
-		ms, _ := loadMigrations(embedded(t))
+		ms, _ := sqlstore.LoadMigrations(embedded(t))
 		if rows != len(ms) {
 			t.Errorf("Open #%d: %d schema_migrations rows, want %d", i+1, rows, len(ms))
 		}
@@ -104,22 +105,6 @@ func TestMigrationsStepwise(t *testing.T) {
 	}
 	if err := s.read.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM sqlite_schema WHERE name = 'c'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("table c from the failed migration exists (%d, %v)", n, err)
-	}
-}
-
-func TestLoadMigrationsRejects(t *testing.T) {
-	sql := &fstest.MapFile{Data: []byte("SELECT 1;")}
-	for name, fsys := range map[string]fstest.MapFS{
-		"gap":        {"0001_a.sql": sql, "0003_c.sql": sql},
-		"duplicate":  {"0001_a.sql": sql, "0001_b.sql": sql},
-		"no number":  {"init.sql": sql},
-		"zero":       {"0000_a.sql": sql},
-		"not first":  {"0002_b.sql": sql},
-		"bad prefix": {"01a_x.sql": sql},
-	} {
-		if _, err := loadMigrations(fsys); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // DHCP path.
 func selectClient(d Dialect) string {
 	return `SELECT c.name, c.mac, c.image, c.address, c.persistent, c.labels,
-	c.chap_secret, c.chap_mutual_secret, ` + d.JSONArray("c.extra_addresses") + `, c.created_at, c.updated_at,
+	c.chap_secret, c.chap_mutual_secret, ` + d.JSONArray("c.extra_addresses") + `, c.created_at, c.updated_at, c.volume,
 	(SELECT ` + d.JSONArrayAgg("i.iqn", "i.position") + ` FROM client_initiators i WHERE i.client_id = c.id)
 FROM clients c`
 }
@@ -51,6 +51,13 @@ func (t *Tables) PutClient(ctx context.Context, c store.Client) error {
 		} else if holder != "" {
 			return fmt.Errorf("mac %s belongs to client %s: %w", c.MAC, holder, store.ErrConflict)
 		}
+		// A renamed client's volume keeps its old name: a new client of
+		// that name would share the disk.
+		if holder, err := t.clientWhere(ctx, tx, "volume = ? AND name <> ?", c.Name, c.Name); err != nil {
+			return err
+		} else if holder != "" {
+			return fmt.Errorf("name %s is the volume of client %s (renamed from it): %w", c.Name, holder, store.ErrConflict)
+		}
 		if c.Address.IsValid() {
 			if holder, err := t.clientWhere(ctx, tx, "address = ? AND name <> ?", address, c.Name); err != nil {
 				return err
@@ -60,8 +67,8 @@ func (t *Tables) PutClient(ctx context.Context, c store.Client) error {
 		}
 		var id int64
 		_, err := tx.QueryRow(ctx, Bind(t.d, `INSERT INTO clients
-			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, extra_addresses, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, extra_addresses, volume, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET
 				mac = excluded.mac, image = excluded.image, address = excluded.address,
 				persistent = excluded.persistent, labels = excluded.labels,
@@ -69,7 +76,7 @@ func (t *Tables) PutClient(ctx context.Context, c store.Client) error {
 				extra_addresses = excluded.extra_addresses, updated_at = excluded.updated_at
 			RETURNING id`),
 			[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels),
-				c.CHAPSecret, c.CHAPMutualSecret, extra, now, now}, &id)
+				c.CHAPSecret, c.CHAPMutualSecret, extra, c.Volume, now, now}, &id)
 		if err != nil {
 			return t.db.Conflict(err)
 		}
@@ -185,6 +192,50 @@ func (t *Tables) DeleteClient(ctx context.Context, name string) error {
 	return nil
 }
 
+// RenameClient implements store.Clients. The row keeps its id, so its
+// initiators stay with it.
+func (t *Tables) RenameClient(ctx context.Context, old, new string) error {
+	if strings.TrimSpace(new) == "" {
+		return fmt.Errorf("rename client %s: new name is empty: %w", old, store.ErrInvalid)
+	}
+	err := t.db.InTx(ctx, func(tx Conn) error {
+		var volume string
+		found, err := tx.QueryRow(ctx, Bind(t.d, `SELECT volume FROM clients WHERE name = ?`), []any{old}, &volume)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return store.ErrNotFound
+		}
+		if old == new {
+			return nil
+		}
+		if volume == "" {
+			volume = old
+		}
+		if holder, err := t.clientWhere(ctx, tx, "name = ?", new); err != nil {
+			return err
+		} else if holder != "" {
+			return fmt.Errorf("client %s exists: %w", new, store.ErrConflict)
+		}
+		if holder, err := t.clientWhere(ctx, tx, "volume = ? AND name <> ?", new, old); err != nil {
+			return err
+		} else if holder != "" {
+			return fmt.Errorf("name %s is the volume of client %s: %w", new, holder, store.ErrConflict)
+		}
+		if volume == new {
+			volume = "" // renamed back: the volume has its name again
+		}
+		_, err = tx.Exec(ctx, Bind(t.d, `UPDATE clients SET name = ?, volume = ?, updated_at = ? WHERE name = ?`),
+			new, volume, t.d.Time(time.Now()), old)
+		return t.db.Conflict(err)
+	})
+	if err != nil {
+		return fmt.Errorf("rename client %s to %s: %w", old, new, err)
+	}
+	return nil
+}
+
 // clientRow is a selectClient row before conversion.
 type clientRow struct {
 	c                         store.Client
@@ -195,7 +246,7 @@ type clientRow struct {
 
 func (r *clientRow) dest() []any {
 	return []any{&r.c.Name, &r.c.MAC, &r.c.Image, &r.address, &r.c.Persistent, &r.labels,
-		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.extra, &r.createdAt, &r.updatedAt, &r.initiators}
+		&r.c.CHAPSecret, &r.c.CHAPMutualSecret, &r.extra, &r.createdAt, &r.updatedAt, &r.c.Volume, &r.initiators}
 }
 
 func (r *clientRow) client(d Dialect) (store.Client, error) {

@@ -4,7 +4,6 @@ package storetest
 // boot sessions and refresh tokens.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -674,7 +673,7 @@ func testSessionBatch(t *testing.T, s store.Store) {
 	if !ok {
 		t.Skip("the store has no store.SessionBatcher")
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	at := time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC)
 	sess := func(client string) store.Session {
 		return store.Session{Client: client, MAC: "52:54:00:00:00:01", State: store.SessionActive, Expect: "handoff",

@@ -76,6 +76,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TokenRotateRace", func(t *testing.T, s store.Store) { testTokenRotateRace(t, s, s) }},
 		{"Purge", testPurge},
 		{"PurgeBatches", testPurgeBatches},
+		{"Discovered", testDiscovered},
+		{"DiscoveredBound", testDiscoveredBound},
+		{"ClientRename", testClientRename},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, fresh(t)) })
 	}

@@ -31,6 +31,9 @@ func fromStatus(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, auth.ErrUserExists)
 	case codes.NotFound:
 		return fmt.Errorf("%s: %w", op, auth.ErrUserNotFound)
+	case codes.Unimplemented:
+		// Keep the plugin's word on what it lacks (a method, user admin).
+		return fmt.Errorf("%s: %w (%s)", op, auth.ErrUnimplemented, status.Convert(err).Message())
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

@@ -25,6 +25,8 @@ func toStatus(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, auth.ErrUserNotFound):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, auth.ErrUnimplemented):
+		return status.Error(codes.Unimplemented, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dls-project/dls/internal/pluginrpc/hostrpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
@@ -56,7 +57,7 @@ func (c *Client) ServeHost(svc host.Services) uint32 {
 	id := c.broker.NextId()
 	go c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
 		s := grpc.NewServer(opts...)
-		host.RegisterServer(s, svc)
+		hostrpc.RegisterServer(s, svc)
 		return s
 	})
 	return id
@@ -79,7 +80,7 @@ func (c *Client) Configure(ctx context.Context, a ConfigureArgs) (config.Errors,
 	if err != nil {
 		return nil, fmt.Errorf("plugin configure: %w", err)
 	}
-	return config.FromDiagnostics(r.GetDiagnostics()), nil
+	return fromDiagnostics(r.GetDiagnostics()), nil
 }
 
 // DescribeMetrics returns the families the plugin declared.

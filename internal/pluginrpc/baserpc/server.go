@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/internal/pluginrpc/hostrpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
@@ -68,7 +69,7 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 	cfg := s.impl.NewConfig()
 	if cfg != nil {
 		if err := config.Decode(req.GetConfigJson(), cfg); err != nil {
-			return &dlsv1.ConfigureResponse{Diagnostics: config.Diagnostics(err)}, nil
+			return &dlsv1.ConfigureResponse{Diagnostics: diagnostics(err)}, nil
 		}
 	}
 	svc, conn, err := s.hostServices(req.GetHostBrokerId())
@@ -87,7 +88,7 @@ func (s *Server) Configure(ctx context.Context, req *dlsv1.ConfigureRequest) (*d
 		var ce *config.Error
 		var ces config.Errors
 		if errors.As(err, &ce) || errors.As(err, &ces) {
-			return &dlsv1.ConfigureResponse{Diagnostics: config.Diagnostics(err)}, nil
+			return &dlsv1.ConfigureResponse{Diagnostics: diagnostics(err)}, nil
 		}
 		return nil, status.Errorf(codes.FailedPrecondition, "configure: %v", err)
 	}
@@ -111,7 +112,7 @@ func (s *Server) hostServices(id uint32) (host.Services, *grpc.ClientConn, error
 	if s.hostConn != nil {
 		_ = s.hostConn.Close()
 	}
-	s.hostID, s.hostConn, s.services = id, conn, host.NewClient(conn)
+	s.hostID, s.hostConn, s.services = id, conn, hostrpc.NewClient(conn)
 	return s.services, conn, nil
 }
 

@@ -26,7 +26,7 @@ func BenchmarkDORA(b *testing.B) {
 		b.Fatal(err)
 	}
 	fh := plugintest.NewFakeHost()
-	srv := newServer(set, set.serverIP, fh.Services(), newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
+	srv := newServer(context.Background(), set, set.serverIP, fh.Services(), newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
 	defer srv.commits.close(context.Background())
 	offers := make(chan reply, 1)
 	acks := make(chan struct{}, 1<<16)

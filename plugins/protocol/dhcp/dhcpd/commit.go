@@ -43,9 +43,11 @@ type committer struct {
 	closed  bool
 }
 
-func newCommitter(leases host.Leases, max int, m *dhcpMetrics) *committer {
+// newCommitter starts a committer whose commits run under ctx, each with
+// its own deadline. ctx must outlast close: close stores what is queued.
+func newCommitter(ctx context.Context, leases host.Leases, max int, m *dhcpMetrics) *committer {
 	c := &committer{leases: leases, max: max, jobs: make(chan commitJob, commitQueue), done: make(chan struct{}), m: m}
-	go c.run()
+	go c.run(ctx)
 	return c
 }
 
@@ -64,7 +66,7 @@ func (c *committer) add(j commitJob) bool {
 	}
 }
 
-func (c *committer) run() {
+func (c *committer) run(ctx context.Context) {
 	defer close(c.done)
 	batch := make([]commitJob, 0, c.max)
 	leases := make([]host.Lease, 0, c.max)
@@ -93,18 +95,18 @@ func (c *committer) run() {
 		for _, j := range batch {
 			leases = append(leases, j.lease)
 		}
-		c.commit(batch, leases)
+		c.commit(ctx, batch, leases)
 	}
 }
 
-func (c *committer) commit(batch []commitJob, leases []host.Lease) {
+func (c *committer) commit(ctx context.Context, batch []commitJob, leases []host.Lease) {
 	start := time.Now()
 	var res []host.CommitResult
 	var err error
 	if c.leases == nil {
 		err = errors.New("the host offers no lease service")
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		ctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		res, err = c.leases.Commit(ctx, leases)
 		cancel()
 		if err == nil && len(res) != len(leases) {

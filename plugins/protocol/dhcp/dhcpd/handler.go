@@ -103,6 +103,7 @@ func (s *server) handle(ctx context.Context, b []byte, in packetInfo) {
 		return
 	}
 	c := clientOf(req)
+	c.from = fromOf(req, in)
 	if s.set.Mode == modeProxy {
 		s.proxy(ctx, req, in, mac, c, mt)
 		return
@@ -399,7 +400,7 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 	if d, ok := s.cache.get(key, c.firmware(), time.Now()); ok {
 		return d, nil
 	}
-	q := host.Query{MAC: macString(mac), UserClass: c.userClass, VendorClass: c.vendorClass}
+	q := host.Query{MAC: macString(mac), UserClass: c.userClass, VendorClass: c.vendorClass, Peer: c.from}
 	if c.arch != archUnknownOrNone {
 		q.Arch = c.arch
 	}
@@ -412,6 +413,18 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 	s.cache.put(key, mac, d, time.Now())
 	s.table.reserve(mac, parseIP4(d.ReservedAddress))
 	return d, nil
+}
+
+// fromOf is the address a request came from: its relay's (giaddr), or its
+// source address; "" when neither is set (a broadcast from 0.0.0.0).
+func fromOf(req *dhcpv4.DHCPv4, in packetInfo) string {
+	if gi := ip4FromIP(req.GatewayIPAddr); gi != 0 {
+		return req.GatewayIPAddr.To4().String()
+	}
+	if a := in.src.Addr().Unmap(); a.IsValid() && !a.IsUnspecified() {
+		return a.String()
+	}
+	return ""
 }
 
 // cacheKey keys a decision: by MAC for an OS's client, and by MAC and

@@ -65,7 +65,7 @@ func newEnvWith(t *testing.T, c *Config, fh *plugintest.FakeHost, leases host.Le
 		hs.Leases = leases
 	}
 	e := &env{t: t, host: fh, sent: make(chan reply, 4096)}
-	e.srv = newServer(set, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
+	e.srv = newServer(context.Background(), set, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
 	e.srv.out = func(r reply) error { e.sent <- r; return nil }
 	e.srv.events = syncEvents{fh}
 	t.Cleanup(func() { _ = e.srv.commits.close(context.Background()) })

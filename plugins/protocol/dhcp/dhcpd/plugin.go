@@ -135,7 +135,11 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if set.Mode != modeProxy && p.hs.Leases == nil {
 		return errors.New("dhcp: the host offers no lease service: modes full and reservation need it")
 	}
-	srv := newServer(set, serverIP, p.hs, p.m, p.logger)
+	// Serving outlives the Start call, whose context ends when it
+	// returns: the workers, the committer and the batcher run under its
+	// values, not its cancellation, until Stop.
+	serveCtx := context.WithoutCancel(ctx)
+	srv := newServer(serveCtx, set, serverIP, p.hs, p.m, p.logger)
 	run := &running{srv: srv}
 	fail := func(err error) error {
 		for _, l := range run.listeners {
@@ -164,7 +168,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		}
 		run.listeners = append(run.listeners, pl)
 	}
-	lctx, cancel := context.WithCancel(context.Background())
+	lctx, cancel := context.WithCancel(serveCtx)
 	run.cancel = cancel
 	if set.ProbeTimeout > 0 && set.Mode != modeProxy {
 		pr, err := newProber(set.ProbeTimeout)
@@ -176,7 +180,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 	}
 	srv.out = func(r reply) error { return r.conn.write(r) }
 	if p.hs.Events != nil {
-		run.batcher = host.NewBatcher(p.hs.Events, eventInterval, eventBatch, eventLimit)
+		run.batcher = host.NewBatcher(serveCtx, p.hs.Events, eventInterval, eventBatch, eventLimit)
 		srv.events = run.batcher
 	}
 	locals := newInterfaceAddrs()
@@ -203,13 +207,14 @@ func (p *Plugin) Start(ctx context.Context) error {
 }
 
 // newServer builds the packet handler of one Start, its lease table
-// empty and its committer running; the caller sets out (and events).
-func newServer(set *settings, serverIP ip4, hs host.Services, m *dhcpMetrics, logger hclog.Logger) *server {
+// empty and its committer running under ctx; the caller sets out (and
+// events).
+func newServer(ctx context.Context, set *settings, serverIP ip4, hs host.Services, m *dhcpMetrics, logger hclog.Logger) *server {
 	return &server{
 		set: set, serverIP: serverIP, table: newTable(set, serverIP),
 		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache),
 		limit: newLimiter(set.RateLimit, set.RateBurst), m: m, logger: logger,
-		commits: newCommitter(hs.Leases, set.CommitBatch, m),
+		commits: newCommitter(ctx, hs.Leases, set.CommitBatch, m),
 	}
 }
 

@@ -59,6 +59,10 @@ type client struct {
 	arch        uint16 // option 93 (or from option 60); archUnknownOrNone if absent
 	uuid        []byte // option 97
 	hostname    string // option 12
+	// from is where the request came from as the host is told it (Query.Peer):
+	// its relay (giaddr), or its source address when it has one (a
+	// renewal); "" for a local broadcast from 0.0.0.0.
+	from string
 }
 
 // firmware reports whether the request comes from boot firmware (PXE ROM,

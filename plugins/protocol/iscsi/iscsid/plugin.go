@@ -177,7 +177,7 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 }
 
 // Start implements protocol.Protocol.
-func (p *Plugin) Start(context.Context) error {
+func (p *Plugin) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.serving {
@@ -190,8 +190,12 @@ func (p *Plugin) Start(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("iscsi: listen on %s: %w", p.cfg.Listen, err)
 	}
+	// The portal outlives the Start call, whose context ends when it
+	// returns: it serves under its values, not its cancellation, until
+	// Stop.
+	serveCtx := context.WithoutCancel(ctx)
 	if p.host.Events != nil {
-		p.events = host.NewBatcher(p.host.Events, 500*time.Millisecond, 64, 4096)
+		p.events = host.NewBatcher(serveCtx, p.host.Events, 500*time.Millisecond, 64, 4096)
 	}
 	srv := &target.Server{
 		Resolver: &resolver{host: p.host, logger: p.logger},
@@ -216,7 +220,7 @@ func (p *Plugin) Start(context.Context) error {
 	}
 	p.srv, p.ln, p.serving = srv, ln, true
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, target.ErrClosed) {
+		if err := srv.Serve(serveCtx, ln); err != nil && !errors.Is(err, target.ErrClosed) {
 			p.logger.Error("iscsi portal stopped", "listen", ln.Addr().String(), "error", err)
 		}
 	}()

@@ -49,7 +49,7 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 		mu.Unlock()
 	}}}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(t.Context(), ln) }()
 	defer func() {
 		_ = srv.Close(context.Background())
 		if err := <-served; err != ErrClosed {

@@ -51,7 +51,7 @@ func dialPipe(t *testing.T, srv *Server) *loginConn {
 	srv.mu.Unlock()
 	a, b := net.Pipe()
 	t.Cleanup(func() { b.Close() })
-	go newConn(srv, a).serve()
+	go newConn(t.Context(), srv, a).serve()
 	_ = b.SetDeadline(time.Now().Add(10 * time.Second))
 	return &loginConn{t: t, b: b, r: pdu.Reader{R: b}}
 }

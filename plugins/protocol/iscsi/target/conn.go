@@ -59,11 +59,12 @@ func snLE(a, b uint32) bool { return int32(a-b) <= 0 }
 
 // conn is one TCP connection.
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	br  *bufio.Reader
-	rd  pdu.Reader
-	p   params
+	srv  *Server
+	base context.Context // of the Serve that accepted it: see Server.Serve
+	nc   net.Conn
+	br   *bufio.Reader
+	rd   pdu.Reader
+	p    params
 
 	seq      uint64      // accept order (Server.connSeq)
 	progress atomic.Bool // a whole PDU arrived during login
@@ -85,9 +86,9 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(ctx context.Context, s *Server, nc net.Conn) *conn {
 	c := &conn{
-		srv: s, nc: nc, br: bufio.NewReaderSize(nc, loginBuffer),
+		srv: s, base: ctx, nc: nc, br: bufio.NewReaderSize(nc, loginBuffer),
 		out: make(chan *outPDU, 512), dead: make(chan struct{}), wdone: make(chan struct{}),
 		tasks: map[uint32]*task{}, statSN: 1, nextTTT: 1,
 	}
@@ -116,8 +117,9 @@ func (c *conn) growBuffer() {
 	c.rd.R = c.br
 }
 
+// ctx bounds one call to the Resolver.
 func (c *conn) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 30*time.Second)
+	return context.WithTimeout(c.base, 30*time.Second)
 }
 
 func (c *conn) log() interface {
@@ -564,5 +566,5 @@ func (s *Server) endSession(sess *session, c *conn) {
 		s.Hooks.Logout(sess.info)
 	}
 	s.logger().Info("logout", "initiator", sess.initiator, "target", sess.target, "client", sess.access.Client)
-	s.release(sess.t)
+	s.release(c.base, sess.t)
 }

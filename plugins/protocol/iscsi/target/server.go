@@ -254,8 +254,12 @@ func (s *Server) fail(reason string) {
 // ErrClosed is returned by Serve after Close.
 var ErrClosed = errors.New("iscsi target closed")
 
-// Serve accepts connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error {
+// Serve accepts connections on ln until Close. ctx is the base of every
+// call its connections make to the Resolver, each with its own deadline:
+// its values reach the Resolver, and once it ends those calls fail; Close,
+// not ctx, stops serving. A caller whose ctx ends before serving should
+// (an RPC's) passes context.WithoutCancel(ctx).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -308,7 +312,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			_ = tc.SetKeepAlive(true)
 			_ = tc.SetKeepAlivePeriod(30 * time.Second)
 		}
-		c := newConn(s, nc)
+		c := newConn(ctx, s, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -473,8 +477,9 @@ func (s *Server) acquire(ctx context.Context, target string, a Access) (*attache
 }
 
 // release drops a session's hold on its target; the last one closes the
-// volume and detaches it.
-func (s *Server) release(t *attached) {
+// volume and detaches it. The detach is cleanup: it runs under ctx's
+// values even when ctx has ended.
+func (s *Server) release(ctx context.Context, t *attached) {
 	key := strings.ToLower(t.name)
 	s.mu.Lock()
 	t.refs--
@@ -502,7 +507,7 @@ func (s *Server) release(t *attached) {
 			s.logger().Error("close volume", "target", t.name, "error", err)
 		}
 		t.vol = nil
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		s.Resolver.Detach(ctx, t.name, t.acc)
 		cancel()
 	}

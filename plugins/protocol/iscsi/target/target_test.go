@@ -101,7 +101,7 @@ func seedStream() []byte {
 func serveStream(t testing.TB, srv *Server, in []byte) []byte {
 	a, b := net.Pipe()
 	srv.conns, srv.sessions, srv.targets, srv.detach = map[*conn]struct{}{}, map[uint16]*session{}, map[string]*attached{}, map[string]chan struct{}{}
-	c := newConn(srv, a)
+	c := newConn(t.Context(), srv, a)
 	done := make(chan struct{})
 	go func() { c.serve(); close(done) }()
 	var out []byte
@@ -227,7 +227,7 @@ func TestStatusAdvertisesOpenWindow(t *testing.T) {
 	srv.conns, srv.sessions, srv.targets, srv.detach = map[*conn]struct{}{}, map[uint16]*session{}, map[string]*attached{}, map[string]chan struct{}{}
 	a, b := net.Pipe()
 	defer b.Close()
-	c := newConn(srv, a)
+	c := newConn(t.Context(), srv, a)
 	go c.serve()
 	_ = b.SetDeadline(time.Now().Add(20 * time.Second))
 	r := pdu.Reader{R: b}

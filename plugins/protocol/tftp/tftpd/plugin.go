@@ -165,7 +165,7 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 }
 
 // Start implements protocol.Protocol.
-func (p *Plugin) Start(context.Context) error {
+func (p *Plugin) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.srv != nil {
@@ -180,16 +180,20 @@ func (p *Plugin) Start(context.Context) error {
 	if err := checkRoot(p.rootDir); err != nil {
 		return err
 	}
+	// Serving outlives the Start call, whose context ends when it
+	// returns: the server and the batcher run under its values, not its
+	// cancellation, until Stop.
+	serveCtx := context.WithoutCancel(ctx)
 	o := ServerOptions{Root: p.rootDir, Clients: p.svc.Clients, Metrics: p.m, Logger: p.logger}
 	var b *host.Batcher
 	if p.svc.Events != nil {
-		b = host.NewBatcher(p.svc.Events, 200*time.Millisecond, 64, 4096)
+		b = host.NewBatcher(serveCtx, p.svc.Events, 200*time.Millisecond, 64, 4096)
 		o.Emit = b.Emit
 	}
-	srv, err := Listen(p.set, o)
+	srv, err := Listen(serveCtx, p.set, o)
 	if err != nil {
 		if b != nil {
-			_ = b.Close(context.Background())
+			_ = b.Close(ctx)
 		}
 		return err
 	}

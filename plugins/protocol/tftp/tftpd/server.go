@@ -163,8 +163,11 @@ type ServerOptions struct {
 	Logger  hclog.Logger
 }
 
-// Listen binds the listen socket and starts serving.
-func Listen(set Settings, o ServerOptions) (*Server, error) {
+// Listen binds the listen socket and starts serving. ctx is the base of
+// the server's lookups (per-client scripts through Clients), each with its
+// own deadline; Shutdown, not ctx's end, stops serving. A caller whose ctx
+// ends before serving should (an RPC's) passes context.WithoutCancel(ctx).
+func Listen(ctx context.Context, set Settings, o ServerOptions) (*Server, error) {
 	addr, err := net.ResolveUDPAddr("udp", set.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("tftp listen address %q: %w", set.Listen, err)
@@ -182,7 +185,7 @@ func Listen(set Settings, o ServerOptions) (*Server, error) {
 				"asked", set.ReadBuffer, "got", got, "error", err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{
 		set: set, root: o.Root, clients: o.Clients, emit: o.Emit, m: o.Metrics, logger: o.Logger,
 		conn: conn, local: conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr(),

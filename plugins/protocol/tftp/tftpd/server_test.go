@@ -472,7 +472,7 @@ func TestNetpollerWaits(t *testing.T) {
 	set := testSettings()
 	set.Listen, set.Timeout, set.threadWaits = "127.0.0.1:0", 50*time.Millisecond, -1
 	m := NewMetrics(metrics.NewRegistry())
-	s, err := Listen(set, ServerOptions{Root: dir, Metrics: m})
+	s, err := Listen(t.Context(), set, ServerOptions{Root: dir, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,10 @@ type Plugin struct {
 	attached map[string]bool
 	busy     map[string]bool // names with an operation in progress
 	pins     map[string]int  // versions being cloned: not to be deleted
+	// collectCtx is the base of the gauges' refresh, which runs at
+	// collection time without a context of its own: the last Configure's,
+	// without its cancellation (that call has long returned).
+	collectCtx context.Context
 }
 
 var (
@@ -117,7 +121,7 @@ type volumeMeta struct {
 }
 
 // Configure implements base.Plugin.
-func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
+func (p *Plugin) Configure(ctx context.Context, req base.ConfigureRequest) error {
 	cfg, err := config.As[*Config](req.Config)
 	if err != nil {
 		return err
@@ -157,6 +161,7 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 		p.logger = req.Logger
 	}
 	p.cfg, p.root, p.images, p.volumes = c, root, images, volumes
+	p.collectCtx = context.WithoutCancel(ctx)
 	if p.attached == nil {
 		p.attached = map[string]bool{}
 	}
@@ -647,8 +652,9 @@ func (p *Plugin) refreshGauges() {
 	for _, m := range p.images {
 		inv.Versions += len(m.Versions)
 	}
+	ctx := p.collectCtx
 	p.mu.Unlock()
-	if c, err := p.Capacity(context.Background()); err == nil {
+	if c, err := p.Capacity(ctx); err == nil {
 		inv.Capacity = c
 	}
 	p.metrics.Set(inv)

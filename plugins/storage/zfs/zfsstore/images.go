@@ -278,20 +278,32 @@ func (s *store) listImages(ctx context.Context) ([]storage.Image, error) {
 	return out, nil
 }
 
-func (s *store) deleteImage(ctx context.Context, name string) error {
-	fail := func(err error) error { return fmt.Errorf("delete image %s: %w", name, err) }
+// lockImage checks name, takes the image's lock and reads the image under
+// it: the prologue of every call that changes one image. The caller runs
+// unlock when done.
+func (s *store) lockImage(ctx context.Context, name string) (*imageInfo, func(), error) {
 	if err := storage.ValidName(name); err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	unlock, err := s.images.lock(ctx, "image "+name)
+	if err != nil {
+		return nil, nil, err
+	}
+	im, err := s.image(ctx, name)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return im, unlock, nil
+}
+
+func (s *store) deleteImage(ctx context.Context, name string) error {
+	fail := func(err error) error { return fmt.Errorf("delete image %s: %w", name, err) }
+	im, unlock, err := s.lockImage(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	im, err := s.image(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	done, ok := s.pins.startDelete(versionRef{name, 0})
 	if !ok {
 		return fail(fmt.Errorf("%w: a volume is being cloned from it", storage.ErrInUse))
@@ -321,18 +333,11 @@ func (s *store) createVersion(ctx context.Context, name string) (storage.Version
 	fail := func(err error) (storage.Version, error) {
 		return storage.Version{}, fmt.Errorf("create version of image %s: %w", name, err)
 	}
-	if err := storage.ValidName(name); err != nil {
-		return fail(err)
-	}
-	unlock, err := s.images.lock(ctx, "image "+name)
+	im, unlock, err := s.lockImage(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	im, err := s.image(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	if im.dirty {
 		if err := s.rollbackHead(ctx, im); err != nil {
 			return fail(err)
@@ -397,18 +402,11 @@ func (s *store) listVersions(ctx context.Context, name string) ([]storage.Versio
 
 func (s *store) deleteVersion(ctx context.Context, name string, n uint64) error {
 	fail := func(err error) error { return fmt.Errorf("delete version %d of image %s: %w", n, name, err) }
-	if err := storage.ValidName(name); err != nil {
-		return fail(err)
-	}
-	unlock, err := s.images.lock(ctx, "image "+name)
+	im, unlock, err := s.lockImage(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	im, err := s.image(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	switch {
 	case im.version(n) == nil:
 		return fail(storage.ErrNotFound)
@@ -425,18 +423,11 @@ func (s *store) setCurrentVersion(ctx context.Context, name string, n uint64) er
 	fail := func(err error) error {
 		return fmt.Errorf("set current version of image %s to %d: %w", name, n, err)
 	}
-	if err := storage.ValidName(name); err != nil {
-		return fail(err)
-	}
-	unlock, err := s.images.lock(ctx, "image "+name)
+	im, unlock, err := s.lockImage(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	im, err := s.image(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	if im.version(n) == nil {
 		return fail(fmt.Errorf("version %d: %w", n, storage.ErrNotFound))
 	}

@@ -65,6 +65,10 @@ type Plugin struct {
 
 	mu sync.Mutex
 	st *store
+	// collectCtx is the base of the gauges' refresh, which runs at
+	// collection time without a context of its own: the last Configure's,
+	// without its cancellation (that call has long returned).
+	collectCtx context.Context
 }
 
 var (
@@ -164,6 +168,7 @@ func (p *Plugin) Configure(ctx context.Context, req base.ConfigureRequest) error
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.collectCtx = context.WithoutCancel(ctx)
 	if p.st != nil && p.st.root == cfg.Dataset {
 		p.st.cfg.Store(set)
 		return nil
@@ -191,11 +196,13 @@ func (p *Plugin) Metrics() *metrics.Registry { return p.reg }
 // refreshGauges sets the image, version and capacity gauges from ZFS; on
 // error they keep their last values.
 func (p *Plugin) refreshGauges() {
-	st, err := p.store()
-	if err != nil {
+	p.mu.Lock()
+	st, base := p.st, p.collectCtx
+	p.mu.Unlock()
+	if st == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	ctx, cancel := context.WithTimeout(base, collectTimeout)
 	defer cancel()
 	inv, err := st.inventory(ctx)
 	if err != nil {

@@ -1,9 +1,15 @@
-package host
+// Package hostrpc carries the host services of sdk/host (Clients, Events,
+// Volumes, Leases) over the connection the host offers each plugin through
+// the go-plugin broker: the host side serves them with RegisterServer, the
+// plugin side calls them through NewClient. Vendors never see it; they get a
+// host.Services in Configure.
+package hostrpc
 
 import (
 	"context"
 	"time"
 
+	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc"
@@ -13,7 +19,7 @@ import (
 
 // RegisterServer serves svc's non-nil services on s. The host uses it on the
 // broker connection it offers each plugin; plugintest uses it for fakes.
-func RegisterServer(s *grpc.Server, svc Services) {
+func RegisterServer(s *grpc.Server, svc host.Services) {
 	if svc.Clients != nil {
 		dlsv1.RegisterClientsServer(s, &clientsServer{impl: svc.Clients})
 	}
@@ -28,20 +34,16 @@ func RegisterServer(s *grpc.Server, svc Services) {
 	}
 }
 
-// maxEventBatch bounds what one Report may carry, so a plugin cannot make the
-// host buffer without limit.
-const maxEventBatch = 4096
-
 type clientsServer struct {
 	dlsv1.UnimplementedClientsServer
-	impl Clients
+	impl host.Clients
 }
 
 func (s *clientsServer) Lookup(ctx context.Context, q *dlsv1.ClientQuery) (*dlsv1.BootDecision, error) {
 	if q.GetArch() > 0xffff {
 		return nil, status.Errorf(codes.InvalidArgument, "arch %d out of range", q.GetArch())
 	}
-	d, err := s.impl.Lookup(ctx, Query{
+	d, err := s.impl.Lookup(ctx, host.Query{
 		MAC: q.GetMac(), Initiator: q.GetInitiator(), Target: q.GetTarget(), Arch: uint16(q.GetArch()),
 		UserClass: q.GetUserClass(), VendorClass: q.GetVendorClass(), Peer: q.GetPeer(),
 	})
@@ -52,7 +54,7 @@ func (s *clientsServer) Lookup(ctx context.Context, q *dlsv1.ClientQuery) (*dlsv
 }
 
 func (s *clientsServer) Script(ctx context.Context, q *dlsv1.ScriptQuery) (*dlsv1.ScriptReply, error) {
-	r, err := s.impl.Script(ctx, ScriptQuery{MAC: q.GetMac(), Peer: q.GetPeer(), Platform: q.GetPlatform()})
+	r, err := s.impl.Script(ctx, host.ScriptQuery{MAC: q.GetMac(), Peer: q.GetPeer(), Platform: q.GetPlatform()})
 	if err != nil {
 		return nil, err
 	}
@@ -61,21 +63,21 @@ func (s *clientsServer) Script(ctx context.Context, q *dlsv1.ScriptQuery) (*dlsv
 
 type eventsServer struct {
 	dlsv1.UnimplementedEventsServer
-	impl Events
+	impl host.Events
 }
 
 func (s *eventsServer) Report(ctx context.Context, b *dlsv1.EventBatch) (*dlsv1.Empty, error) {
-	if len(b.GetEvents()) > maxEventBatch {
-		return nil, status.Errorf(codes.InvalidArgument, "event batch of %d exceeds %d", len(b.GetEvents()), maxEventBatch)
+	if len(b.GetEvents()) > host.MaxEventBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "event batch of %d exceeds %d", len(b.GetEvents()), host.MaxEventBatch)
 	}
-	events := make([]Event, len(b.GetEvents()))
+	events := make([]host.Event, len(b.GetEvents()))
 	now := time.Now()
 	for i, e := range b.GetEvents() {
 		t := now
 		if e.GetTimeUnixNano() != 0 {
 			t = time.Unix(0, e.GetTimeUnixNano())
 		}
-		events[i] = Event{
+		events[i] = host.Event{
 			Type: e.GetType(), MAC: e.GetMac(), Client: e.GetClient(), Address: e.GetAddress(),
 			Time: t, Attrs: e.GetAttrs(),
 		}
@@ -88,7 +90,7 @@ func (s *eventsServer) Report(ctx context.Context, b *dlsv1.EventBatch) (*dlsv1.
 
 type volumesServer struct {
 	dlsv1.UnimplementedVolumesServer
-	impl Volumes
+	impl host.Volumes
 }
 
 func (s *volumesServer) Attach(ctx context.Context, r *dlsv1.AttachRequest) (*dlsv1.VolumeDescriptor, error) {
@@ -108,7 +110,7 @@ func (s *volumesServer) Detach(ctx context.Context, r *dlsv1.AttachRequest) (*dl
 
 type leasesServer struct {
 	dlsv1.UnimplementedLeasesServer
-	impl Leases
+	impl host.Leases
 }
 
 func (s *leasesServer) Load(ctx context.Context, r *dlsv1.LoadLeasesRequest) (*dlsv1.LeaseList, error) {
@@ -124,7 +126,7 @@ func (s *leasesServer) Load(ctx context.Context, r *dlsv1.LoadLeasesRequest) (*d
 }
 
 func (s *leasesServer) Commit(ctx context.Context, b *dlsv1.LeaseBatch) (*dlsv1.CommitResult, error) {
-	ls := make([]Lease, len(b.GetLeases()))
+	ls := make([]host.Lease, len(b.GetLeases()))
 	for i, l := range b.GetLeases() {
 		ls[i] = leaseFromProto(l)
 	}

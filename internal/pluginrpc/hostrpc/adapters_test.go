@@ -1,4 +1,4 @@
-package host
+package hostrpc
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc"
@@ -23,13 +24,13 @@ import (
 type fakeServices struct {
 	mu sync.Mutex
 
-	query    Query
-	decision Decision
+	query    host.Query
+	decision host.Decision
 
-	scriptQ ScriptQuery
-	script  Script
+	scriptQ host.ScriptQuery
+	script  host.Script
 
-	events   [][]Event
+	events   [][]host.Event
 	eventErr error
 
 	attached, detached []string
@@ -37,26 +38,26 @@ type fakeServices struct {
 	attachErr          error
 
 	pool      string
-	loaded    []Lease
-	committed []Lease
-	results   []CommitResult
+	loaded    []host.Lease
+	committed []host.Lease
+	results   []host.CommitResult
 }
 
-func (f *fakeServices) Lookup(_ context.Context, q Query) (Decision, error) {
+func (f *fakeServices) Lookup(_ context.Context, q host.Query) (host.Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.query = q
 	return f.decision, nil
 }
 
-func (f *fakeServices) Script(_ context.Context, q ScriptQuery) (Script, error) {
+func (f *fakeServices) Script(_ context.Context, q host.ScriptQuery) (host.Script, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scriptQ = q
 	return f.script, nil
 }
 
-func (f *fakeServices) Report(_ context.Context, events []Event) error {
+func (f *fakeServices) Report(_ context.Context, events []host.Event) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.events = append(f.events, events)
@@ -77,14 +78,14 @@ func (f *fakeServices) Detach(_ context.Context, client string) error {
 	return nil
 }
 
-func (f *fakeServices) Load(_ context.Context, pool string) ([]Lease, error) {
+func (f *fakeServices) Load(_ context.Context, pool string) ([]host.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pool = pool
 	return f.loaded, nil
 }
 
-func (f *fakeServices) Commit(_ context.Context, leases []Lease) ([]CommitResult, error) {
+func (f *fakeServices) Commit(_ context.Context, leases []host.Lease) ([]host.CommitResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.committed = leases
@@ -93,7 +94,7 @@ func (f *fakeServices) Commit(_ context.Context, leases []Lease) ([]CommitResult
 
 // serve serves svc over an in-process connection and returns the plugin's
 // view of it (NewClient) and the raw connection.
-func serve(t *testing.T, svc Services) (Services, *grpc.ClientConn) {
+func serve(t *testing.T, svc host.Services) (host.Services, *grpc.ClientConn) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	s := grpc.NewServer()
@@ -112,8 +113,8 @@ func serve(t *testing.T, svc Services) (Services, *grpc.ClientConn) {
 	return NewClient(conn), conn
 }
 
-func all(f *fakeServices) Services {
-	return Services{Clients: f, Events: f, Volumes: f, Leases: f}
+func all(f *fakeServices) host.Services {
+	return host.Services{Clients: f, Events: f, Volumes: f, Leases: f}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -125,27 +126,27 @@ func ctxT(t *testing.T) context.Context {
 // TestScriptRoundTrip: the requester's address reaches the host, and the
 // host's answer (found or not) reaches the plugin unchanged.
 func TestScriptRoundTrip(t *testing.T) {
-	f := &fakeServices{script: Script{Found: true, Client: "pc-01", Body: "#!ipxe\nboot\n"}}
+	f := &fakeServices{script: host.Script{Found: true, Client: "pc-01", Body: "#!ipxe\nboot\n"}}
 	c, _ := serve(t, all(f))
-	q := ScriptQuery{MAC: "52-54-00-00-00-01", Peer: "10.0.0.51", Platform: "efi"}
+	q := host.ScriptQuery{MAC: "52-54-00-00-00-01", Peer: "10.0.0.51", Platform: "efi"}
 	sc, err := c.Clients.Script(ctxT(t), q)
 	if err != nil || sc != f.script {
-		t.Errorf("Script = %+v, %v; host sent %+v", sc, err, f.script)
+		t.Errorf("host.Script = %+v, %v; host sent %+v", sc, err, f.script)
 	}
 	f.mu.Lock()
 	got := f.scriptQ
-	f.script = Script{}
+	f.script = host.Script{}
 	f.mu.Unlock()
 	if got != q {
 		t.Errorf("host got %+v, plugin sent %+v", got, q)
 	}
 	if sc, err := c.Clients.Script(ctxT(t), q); err != nil || sc.Found || sc.Body != "" {
-		t.Errorf("refused Script = %+v, %v", sc, err)
+		t.Errorf("refused host.Script = %+v, %v", sc, err)
 	}
 }
 
 func TestLookupRoundTrip(t *testing.T) {
-	f := &fakeServices{decision: Decision{
+	f := &fakeServices{decision: host.Decision{
 		Known: true, Client: "pc-01", BootFile: "ipxe.efi", NextServer: "10.0.0.1",
 		ScriptURL: "http://10.0.0.1/boot/52-54-00-00-00-01.ipxe",
 		TargetIQN: "iqn.2026-01.io.dls:pc-01", InitiatorIQN: "iqn.2026-01.io.dls:initiator:pc-01",
@@ -154,7 +155,7 @@ func TestLookupRoundTrip(t *testing.T) {
 		AllowedAddresses: []string{"10.0.0.51", "10.0.0.9"},
 	}}
 	c, _ := serve(t, all(f))
-	q := Query{
+	q := host.Query{
 		MAC: "52:54:00:00:00:01", Initiator: "iqn.x:init", Target: "iqn.x:target", Arch: 0xffff,
 		UserClass: "iPXE", VendorClass: "PXEClient:Arch:00007", Peer: "10.0.0.51",
 	}
@@ -185,10 +186,10 @@ func TestReportRoundTrip(t *testing.T) {
 	f := &fakeServices{}
 	c, _ := serve(t, all(f))
 	at := time.Date(2026, 3, 4, 5, 6, 7, 891011, time.UTC)
-	sent := []Event{
-		{Type: EventDHCPAck, MAC: "52:54:00:00:00:01", Client: "pc-01", Address: "10.0.0.51", Time: at,
+	sent := []host.Event{
+		{Type: host.EventDHCPAck, MAC: "52:54:00:00:00:01", Client: "pc-01", Address: "10.0.0.51", Time: at,
 			Attrs: map[string]string{"arch": "7", "hostname": "pc-01"}},
-		{Type: EventISCSILogin, Client: "pc-02", Time: at.Add(time.Nanosecond)},
+		{Type: host.EventISCSILogin, Client: "pc-02", Time: at.Add(time.Nanosecond)},
 	}
 	if err := c.Events.Report(ctxT(t), sent); err != nil {
 		t.Fatal(err)
@@ -216,16 +217,16 @@ func TestReportRoundTrip(t *testing.T) {
 func TestReportRefusesBatchOverLimit(t *testing.T) {
 	f := &fakeServices{}
 	c, _ := serve(t, all(f))
-	batch := make([]Event, maxEventBatch)
+	batch := make([]host.Event, host.MaxEventBatch)
 	for i := range batch {
-		batch[i] = Event{Type: EventDHCPDiscover, MAC: "52:54:00:00:00:01", Time: time.Unix(1, 0)}
+		batch[i] = host.Event{Type: host.EventDHCPDiscover, MAC: "52:54:00:00:00:01", Time: time.Unix(1, 0)}
 	}
 	if err := c.Events.Report(ctxT(t), batch); err != nil {
-		t.Fatalf("a batch of exactly %d: %v", maxEventBatch, err)
+		t.Fatalf("a batch of exactly %d: %v", host.MaxEventBatch, err)
 	}
 	err := c.Events.Report(ctxT(t), append(batch, batch[0]))
 	if status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("a batch of %d: %v, want InvalidArgument", maxEventBatch+1, err)
+		t.Fatalf("a batch of %d: %v, want InvalidArgument", host.MaxEventBatch+1, err)
 	}
 	if !strings.Contains(err.Error(), "host events report") {
 		t.Errorf("error %q does not say what failed", err)
@@ -240,7 +241,7 @@ func TestReportRefusesBatchOverLimit(t *testing.T) {
 func TestReportPassesHostError(t *testing.T) {
 	f := &fakeServices{eventErr: status.Error(codes.InvalidArgument, `unknown event type "x"`)}
 	c, _ := serve(t, all(f))
-	err := c.Events.Report(ctxT(t), []Event{{Type: "x", Time: time.Unix(1, 0)}})
+	err := c.Events.Report(ctxT(t), []host.Event{{Type: "x", Time: time.Unix(1, 0)}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `unknown event type "x"`) {
 		t.Errorf("Report: %v, want the host's InvalidArgument", err)
 	}
@@ -278,11 +279,11 @@ func TestVolumesRoundTrip(t *testing.T) {
 func TestLeasesRoundTrip(t *testing.T) {
 	exp := time.Unix(1_800_000_000, 0)
 	f := &fakeServices{
-		loaded: []Lease{
-			{Pool: "lan", Address: "10.0.0.50", MAC: "52:54:00:00:00:01", Expires: exp, State: LeaseBound, Hostname: "pc-01"},
-			{Pool: "lan", Address: "10.0.0.51", MAC: "52:54:00:00:00:02", Expires: exp.Add(time.Hour), State: LeaseReleased},
+		loaded: []host.Lease{
+			{Pool: "lan", Address: "10.0.0.50", MAC: "52:54:00:00:00:01", Expires: exp, State: host.LeaseBound, Hostname: "pc-01"},
+			{Pool: "lan", Address: "10.0.0.51", MAC: "52:54:00:00:00:02", Expires: exp.Add(time.Hour), State: host.LeaseReleased},
 		},
-		results: []CommitResult{{OK: true}, {OK: false, Holder: "52:54:00:00:00:09"}},
+		results: []host.CommitResult{{OK: true}, {OK: false, Holder: "52:54:00:00:00:09"}},
 	}
 	c, _ := serve(t, all(f))
 	got, err := c.Leases.Load(ctxT(t), "lan")
@@ -293,9 +294,9 @@ func TestLeasesRoundTrip(t *testing.T) {
 		t.Errorf("Load: plugin got %+v, host sent %+v", got, f.loaded)
 	}
 
-	batch := []Lease{
-		{Pool: "lan", Address: "10.0.0.52", MAC: "52:54:00:00:00:03", Expires: exp, State: LeaseDeclined, Hostname: "h"},
-		{Pool: "lan", Address: "10.0.0.53", MAC: "52:54:00:00:00:04", Expires: exp, State: LeaseBound},
+	batch := []host.Lease{
+		{Pool: "lan", Address: "10.0.0.52", MAC: "52:54:00:00:00:03", Expires: exp, State: host.LeaseDeclined, Hostname: "h"},
+		{Pool: "lan", Address: "10.0.0.53", MAC: "52:54:00:00:00:04", Expires: exp, State: host.LeaseBound},
 	}
 	rs, err := c.Leases.Commit(ctxT(t), batch)
 	if err != nil {
@@ -315,9 +316,9 @@ func TestLeasesRoundTrip(t *testing.T) {
 }
 
 func TestCommitRefusesWrongNumberOfAnswers(t *testing.T) {
-	f := &fakeServices{results: []CommitResult{{OK: true}}}
+	f := &fakeServices{results: []host.CommitResult{{OK: true}}}
 	c, _ := serve(t, all(f))
-	_, err := c.Leases.Commit(ctxT(t), []Lease{{Address: "10.0.0.1"}, {Address: "10.0.0.2"}})
+	_, err := c.Leases.Commit(ctxT(t), []host.Lease{{Address: "10.0.0.1"}, {Address: "10.0.0.2"}})
 	if err == nil || !strings.Contains(err.Error(), "1 answers") {
 		t.Errorf("Commit of 2 answered with 1: %v, want an error", err)
 	}
@@ -325,11 +326,11 @@ func TestCommitRefusesWrongNumberOfAnswers(t *testing.T) {
 
 func TestUnsetServicesAreUnimplemented(t *testing.T) {
 	f := &fakeServices{}
-	c, _ := serve(t, Services{Clients: f})
-	if _, err := c.Clients.Lookup(ctxT(t), Query{MAC: "52:54:00:00:00:01"}); err != nil {
+	c, _ := serve(t, host.Services{Clients: f})
+	if _, err := c.Clients.Lookup(ctxT(t), host.Query{MAC: "52:54:00:00:00:01"}); err != nil {
 		t.Fatalf("Lookup: %v", err)
 	}
-	err := c.Events.Report(ctxT(t), []Event{{Type: EventDHCPAck, Time: time.Unix(1, 0)}})
+	err := c.Events.Report(ctxT(t), []host.Event{{Type: host.EventDHCPAck, Time: time.Unix(1, 0)}})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("Report on a host without Events: %v, want Unimplemented", err)
 	}
@@ -345,7 +346,7 @@ func TestUnsetServicesAreUnimplemented(t *testing.T) {
 func TestReportZeroTime(t *testing.T) {
 	f := &fakeServices{}
 	c, _ := serve(t, all(f))
-	if err := c.Events.Report(ctxT(t), []Event{{Type: EventOSBooted, Client: "pc-01"}}); err != nil {
+	if err := c.Events.Report(ctxT(t), []host.Event{{Type: host.EventOSBooted, Client: "pc-01"}}); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()

@@ -1,18 +1,19 @@
-package host
+package hostrpc
 
 import (
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/proto/dlsv1"
 	"github.com/dls-project/dls/sdk/volume"
 	"google.golang.org/grpc"
 )
 
-// NewClient returns Services backed by the host's gRPC services on conn.
-func NewClient(conn grpc.ClientConnInterface) Services {
-	return Services{
+// NewClient returns host.Services backed by the host's gRPC services on conn.
+func NewClient(conn grpc.ClientConnInterface) host.Services {
+	return host.Services{
 		Clients: &clientsClient{rpc: dlsv1.NewClientsClient(conn)},
 		Events:  &eventsClient{rpc: dlsv1.NewEventsClient(conn)},
 		Volumes: &volumesClient{rpc: dlsv1.NewVolumesClient(conn)},
@@ -22,28 +23,28 @@ func NewClient(conn grpc.ClientConnInterface) Services {
 
 type clientsClient struct{ rpc dlsv1.ClientsClient }
 
-func (c *clientsClient) Lookup(ctx context.Context, q Query) (Decision, error) {
+func (c *clientsClient) Lookup(ctx context.Context, q host.Query) (host.Decision, error) {
 	d, err := c.rpc.Lookup(ctx, &dlsv1.ClientQuery{
 		Mac: q.MAC, Initiator: q.Initiator, Target: q.Target, Arch: uint32(q.Arch),
 		UserClass: q.UserClass, VendorClass: q.VendorClass, Peer: q.Peer,
 	})
 	if err != nil {
-		return Decision{}, fmt.Errorf("host clients lookup: %w", err)
+		return host.Decision{}, fmt.Errorf("host clients lookup: %w", err)
 	}
 	return decisionFromProto(d), nil
 }
 
-func (c *clientsClient) Script(ctx context.Context, q ScriptQuery) (Script, error) {
+func (c *clientsClient) Script(ctx context.Context, q host.ScriptQuery) (host.Script, error) {
 	r, err := c.rpc.Script(ctx, &dlsv1.ScriptQuery{Mac: q.MAC, Peer: q.Peer, Platform: q.Platform})
 	if err != nil {
-		return Script{}, fmt.Errorf("host boot script of %s for %s: %w", q.MAC, q.Peer, err)
+		return host.Script{}, fmt.Errorf("host boot script of %s for %s: %w", q.MAC, q.Peer, err)
 	}
-	return Script{Found: r.GetFound(), Client: r.GetClient(), Body: r.GetScript()}, nil
+	return host.Script{Found: r.GetFound(), Client: r.GetClient(), Body: r.GetScript()}, nil
 }
 
 type eventsClient struct{ rpc dlsv1.EventsClient }
 
-func (c *eventsClient) Report(ctx context.Context, events []Event) error {
+func (c *eventsClient) Report(ctx context.Context, events []host.Event) error {
 	b := &dlsv1.EventBatch{Events: make([]*dlsv1.Event, len(events))}
 	for i, e := range events {
 		var ts int64 // zero: "now", the host stamps it
@@ -80,19 +81,19 @@ func (c *volumesClient) Detach(ctx context.Context, client string) error {
 
 type leasesClient struct{ rpc dlsv1.LeasesClient }
 
-func (c *leasesClient) Load(ctx context.Context, pool string) ([]Lease, error) {
+func (c *leasesClient) Load(ctx context.Context, pool string) ([]host.Lease, error) {
 	l, err := c.rpc.Load(ctx, &dlsv1.LoadLeasesRequest{Pool: pool})
 	if err != nil {
 		return nil, fmt.Errorf("host load leases of pool %q: %w", pool, err)
 	}
-	out := make([]Lease, len(l.GetLeases()))
+	out := make([]host.Lease, len(l.GetLeases()))
 	for i, x := range l.GetLeases() {
 		out[i] = leaseFromProto(x)
 	}
 	return out, nil
 }
 
-func (c *leasesClient) Commit(ctx context.Context, leases []Lease) ([]CommitResult, error) {
+func (c *leasesClient) Commit(ctx context.Context, leases []host.Lease) ([]host.CommitResult, error) {
 	b := &dlsv1.LeaseBatch{Leases: make([]*dlsv1.Lease, len(leases))}
 	for i, l := range leases {
 		b.Leases[i] = leaseToProto(l)
@@ -104,7 +105,7 @@ func (c *leasesClient) Commit(ctx context.Context, leases []Lease) ([]CommitResu
 	if len(r.GetOk()) != len(leases) {
 		return nil, fmt.Errorf("host commit %d leases: %d answers", len(leases), len(r.GetOk()))
 	}
-	out := make([]CommitResult, len(leases))
+	out := make([]host.CommitResult, len(leases))
 	for i := range out {
 		out[i].OK = r.GetOk()[i]
 		if i < len(r.GetHolder()) {
@@ -114,8 +115,8 @@ func (c *leasesClient) Commit(ctx context.Context, leases []Lease) ([]CommitResu
 	return out, nil
 }
 
-func decisionFromProto(d *dlsv1.BootDecision) Decision {
-	return Decision{
+func decisionFromProto(d *dlsv1.BootDecision) host.Decision {
+	return host.Decision{
 		Known: d.GetKnown(), Client: d.GetClient(), BootFile: d.GetBootFile(),
 		NextServer: d.GetNextServer(), ScriptURL: d.GetScriptUrl(),
 		TargetIQN: d.GetTargetIqn(), InitiatorIQN: d.GetInitiatorIqn(), Initiators: d.GetInitiators(),
@@ -124,7 +125,7 @@ func decisionFromProto(d *dlsv1.BootDecision) Decision {
 	}
 }
 
-func decisionToProto(d Decision) *dlsv1.BootDecision {
+func decisionToProto(d host.Decision) *dlsv1.BootDecision {
 	return &dlsv1.BootDecision{
 		Known: d.Known, Client: d.Client, BootFile: d.BootFile,
 		NextServer: d.NextServer, ScriptUrl: d.ScriptURL,
@@ -134,14 +135,14 @@ func decisionToProto(d Decision) *dlsv1.BootDecision {
 	}
 }
 
-func leaseFromProto(l *dlsv1.Lease) Lease {
-	return Lease{
+func leaseFromProto(l *dlsv1.Lease) host.Lease {
+	return host.Lease{
 		Pool: l.GetPool(), Address: l.GetAddress(), MAC: l.GetMac(),
 		Expires: time.Unix(l.GetExpiresUnix(), 0), State: l.GetState(), Hostname: l.GetHostname(),
 	}
 }
 
-func leaseToProto(l Lease) *dlsv1.Lease {
+func leaseToProto(l host.Lease) *dlsv1.Lease {
 	return &dlsv1.Lease{
 		Pool: l.Pool, Address: l.Address, Mac: l.MAC,
 		ExpiresUnix: l.Expires.Unix(), State: l.State, Hostname: l.Hostname,
