@@ -19,7 +19,7 @@ import (
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/plugintest"
-	"github.com/dls-project/dls/sdk/protocol"
+	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 )
@@ -53,7 +53,7 @@ func pluginSide(b *testing.B, open func(b *testing.B) store.Store) host.Services
 	}, st, nil, hclog.NewNullLogger())
 
 	got := make(chan host.Services, 1)
-	impl := &protocol.Mock{ConfigureFn: func(_ context.Context, req base.ConfigureRequest) error {
+	impl := &fakeprotocol.Mock{ConfigureFn: func(_ context.Context, req base.ConfigureRequest) error {
 		select {
 		case got <- req.Host:
 		default:

@@ -14,6 +14,7 @@ import (
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
+	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -23,7 +24,7 @@ import (
 // gauge and a histogram. Once hang is set, Metrics blocks until release is
 // closed.
 type metricsPlugin struct {
-	protocol.Mock
+	fakeprotocol.Mock
 	reg      *metrics.Registry
 	requests *prometheus.CounterVec
 	sessions *prometheus.GaugeVec

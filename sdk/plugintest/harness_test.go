@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
-	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/dls-project/dls/sdk/volume"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,10 +24,10 @@ type echoConfig struct {
 	Every    time.Duration `hcl:"every,optional"`
 }
 
-// echo is a tiny protocol plugin: a protocol.Mock that remembers its
+// echo is a tiny protocol plugin: a fakeprotocol.Mock that remembers its
 // config, counts starts and reports a boot event when it starts.
 type echo struct {
-	*protocol.Mock
+	*fakeprotocol.Mock
 	reg    *metrics.Registry
 	starts *prometheus.CounterVec
 
@@ -40,7 +40,7 @@ type echo struct {
 func newEcho() *echo {
 	p := &echo{reg: metrics.NewRegistry()}
 	p.starts = p.reg.Counter("dls_echo_starts_total", "Times the echo plugin started.", "mode")
-	p.Mock = &protocol.Mock{
+	p.Mock = &fakeprotocol.Mock{
 		InfoFn:      func() base.Info { return base.Info{Type: "echo", Version: "1.2.3"} },
 		NewConfigFn: func() any { return &echoConfig{Greeting: "hello", Port: 7} },
 		ConfigureFn: func(_ context.Context, req base.ConfigureRequest) error {

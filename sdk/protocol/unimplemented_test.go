@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/dls-project/dls/sdk/protocol"
@@ -54,7 +55,7 @@ func TestUnimplementedStopFails(t *testing.T) {
 
 // Other errors cross as they did: not mistaken for ErrUnimplemented.
 func TestOtherErrorsAreNotUnimplemented(t *testing.T) {
-	m := &protocol.Mock{StartFn: func(context.Context) error { return errors.New("bind: address in use") }}
+	m := &fakeprotocol.Mock{StartFn: func(context.Context) error { return errors.New("bind: address in use") }}
 	err := plugintest.Start(t, m).Protocol().Start(t.Context())
 	if err == nil || errors.Is(err, protocol.ErrUnimplemented) {
 		t.Errorf("Start = %v, want the plugin's error and not ErrUnimplemented", err)

@@ -1,23 +1,26 @@
-package protocol
+// Package fakeprotocol is a protocol plugin made of function fields, for
+// tests of the code that drives protocol plugins (the host, plugintest):
+// test support, not part of the SDK vendors build on.
+package fakeprotocol
 
 import (
 	"context"
 
 	"github.com/dls-project/dls/sdk/base"
+	"github.com/dls-project/dls/sdk/protocol"
 )
 
-// Mock is a Protocol made of function fields, for tests of code that drives
-// protocol plugins. A nil field does nothing and succeeds.
+// Mock is a protocol.Protocol made of function fields. A nil field does nothing and succeeds.
 type Mock struct {
 	InfoFn      func() base.Info
 	NewConfigFn func() any
 	ConfigureFn func(ctx context.Context, req base.ConfigureRequest) error
 	StartFn     func(ctx context.Context) error
 	StopFn      func(ctx context.Context) error
-	StatusFn    func(ctx context.Context) (Status, error)
+	StatusFn    func(ctx context.Context) (protocol.Status, error)
 }
 
-var _ Protocol = (*Mock)(nil)
+var _ protocol.Protocol = (*Mock)(nil)
 
 // Info implements base.Plugin.
 func (m *Mock) Info() base.Info {
@@ -43,7 +46,7 @@ func (m *Mock) Configure(ctx context.Context, req base.ConfigureRequest) error {
 	return m.ConfigureFn(ctx, req)
 }
 
-// Start implements Protocol.
+// Start implements protocol.Protocol.
 func (m *Mock) Start(ctx context.Context) error {
 	if m.StartFn == nil {
 		return nil
@@ -51,7 +54,7 @@ func (m *Mock) Start(ctx context.Context) error {
 	return m.StartFn(ctx)
 }
 
-// Stop implements Protocol.
+// Stop implements protocol.Protocol.
 func (m *Mock) Stop(ctx context.Context) error {
 	if m.StopFn == nil {
 		return nil
@@ -59,10 +62,10 @@ func (m *Mock) Stop(ctx context.Context) error {
 	return m.StopFn(ctx)
 }
 
-// Status implements Protocol.
-func (m *Mock) Status(ctx context.Context) (Status, error) {
+// Status implements protocol.Protocol.
+func (m *Mock) Status(ctx context.Context) (protocol.Status, error) {
 	if m.StatusFn == nil {
-		return Status{Serving: true}, nil
+		return protocol.Status{Serving: true}, nil
 	}
 	return m.StatusFn(ctx)
 }
