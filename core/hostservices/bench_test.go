@@ -15,11 +15,11 @@ import (
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/postgres"
 	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/plugintest"
-	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 )

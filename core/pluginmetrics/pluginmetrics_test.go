@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/pluginmetrics"
+	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/dls-project/dls/internal/pluginrpc/baserpc"
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
-	"github.com/dls-project/dls/internal/fakeprotocol"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
