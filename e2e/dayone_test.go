@@ -27,8 +27,6 @@ import (
 const (
 	dayIP  = "10.20.0.1" // the lab NIC's address in docs/lab.md
 	dayMAC = "52:54:00:d1:00:01"
-	// dayPassword is the passphrase docs/lab.md's commands use.
-	dayPassword = "choose a long passphrase"
 )
 
 func TestDayOne(t *testing.T) {
