@@ -150,7 +150,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"user", "frob", "alice"}, "dls user: unknown command \"frob\"\n\nUsage: dls user COMMAND"},
 		{[]string{"image", "--bogus"}, "dls image: unknown command \"--bogus\""},
 		{[]string{"client", "add", "pc-01", "--bogus"}, "flag provided but not defined: -bogus\nUsage: dls client add NAME"},
-		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus\nUsage: dls serve --config FILE"},
+		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus\nUsage: dls serve [--config FILE]"},
 		{[]string{"user", "delete", "alice", "--role", "admin"}, "flag provided but not defined: -role\nUsage: dls user delete NAME"},
 		{[]string{"image", "current", "win11"}, "dls image current: missing image name and version\n\nUsage: dls image current NAME VERSION"},
 		{[]string{"session", "get", "1", "2"}, "dls session get: unexpected argument \"2\"\n\nUsage: dls session get ID"},

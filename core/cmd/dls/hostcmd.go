@@ -46,7 +46,7 @@ func (h *hostFlags) logger(w io.Writer) hclog.Logger {
 func hostCommand(name, summary, help, example string, do func(ctx context.Context, c *cli, h *hostFlags) error) *command {
 	var h hostFlags
 	return &command{
-		name: name, args: "--config FILE", summary: summary, help: help, example: example,
+		name: name, args: "[--config FILE]", summary: summary, help: help, example: example,
 		flags: h.register,
 		run: func(ctx context.Context, c *cli, _ []string) error {
 			h.config = configFile(h.config, c.getenv, fileExists)
