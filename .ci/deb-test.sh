@@ -88,20 +88,20 @@ grep -q 'was changed by the admin: DLS_INIT_INTERFACE ignored' <<<"$out" || fail
 tail -1 "$root/etc/dls/dls.hcl" | grep -q '^# mine$' || fail "the admin's config was replaced"
 ok "DLS_INIT_INTERFACE keeps an admin's config"
 # DLS_INIT_INTERFACE over the untouched example: dls init writes the
-# config, or, when it fails, the example stays and the message says what
-# to run; never a failed install.
+# config; when it fails (no such interface), the example stays and the
+# message says what to run; never a failed install.
 cp "$root/usr/share/dls/dls.hcl.example" "$root/etc/dls/dls.hcl"
+out=$(chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DLS_INIT_INTERFACE=dls-nope0 dpkg -i /tmp/dls.deb 2>&1) || fail "reinstall with DLS_INIT_INTERFACE=dls-nope0: $out"
+grep -q 'dls init --interface dls-nope0 failed; /etc/dls/dls.hcl is the example' <<<"$out" || fail "DLS_INIT_INTERFACE=dls-nope0: $out"
+cmp -s "$root/usr/share/dls/dls.hcl.example" "$root/etc/dls/dls.hcl" || fail "a failed dls init changed /etc/dls/dls.hcl"
+[ ! -e "$root/etc/dls/dls.hcl.dpkg-init" ] || fail "a failed dls init left dls.hcl.dpkg-init"
+ok "DLS_INIT_INTERFACE=dls-nope0: dls init failed, the example kept, what to run said"
 out=$(chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DLS_INIT_INTERFACE=lo dpkg -i /tmp/dls.deb 2>&1) || fail "reinstall with DLS_INIT_INTERFACE=lo: $out"
-if grep -q 'wrote /etc/dls/dls.hcl for interface lo (dls init)' <<<"$out"; then
-	cmp -s "$root/usr/share/dls/dls.hcl.example" "$root/etc/dls/dls.hcl" && fail "dls init said it wrote the config, the example is still there"
-	[ "$(mode /etc/dls/dls.hcl)" = root:dls:640 ] || fail "dls init's /etc/dls/dls.hcl is $(mode /etc/dls/dls.hcl)"
-	ok "DLS_INIT_INTERFACE=lo: dls init wrote /etc/dls/dls.hcl"
-else
-	grep -q 'dls init --interface lo failed; /etc/dls/dls.hcl is the example' <<<"$out" || fail "DLS_INIT_INTERFACE=lo: $out"
-	cmp -s "$root/usr/share/dls/dls.hcl.example" "$root/etc/dls/dls.hcl" || fail "a failed dls init changed /etc/dls/dls.hcl"
-	[ ! -e "$root/etc/dls/dls.hcl.dpkg-init" ] || fail "a failed dls init left dls.hcl.dpkg-init"
-	ok "DLS_INIT_INTERFACE=lo: dls init failed, the example kept, what to run said"
-fi
+grep -q 'wrote /etc/dls/dls.hcl for interface lo (dls init)' <<<"$out" || fail "DLS_INIT_INTERFACE=lo: $out"
+cmp -s "$root/usr/share/dls/dls.hcl.example" "$root/etc/dls/dls.hcl" && fail "dls init said it wrote the config, the example is still there"
+[ "$(mode /etc/dls/dls.hcl)" = root:dls:640 ] || fail "dls init's /etc/dls/dls.hcl is $(mode /etc/dls/dls.hcl)"
+chroot "$root" /usr/bin/dls validate --config /etc/dls/dls.hcl >/dev/null || fail "dls validate of the config dls init wrote at install"
+ok "DLS_INIT_INTERFACE=lo: dls init wrote /etc/dls/dls.hcl, dls validate accepts it"
 
 echo "== purge"
 in_root dpkg --purge dls
