@@ -47,7 +47,7 @@ COMP_WORDS=(dls ""); COMP_CWORD=1; _dls; echo "${COMPREPLY[*]}"`
 		t.Fatalf("bash: %v\n%s", err, b)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 3 || lines[0] != "add" || lines[1] != "--mac" || !strings.HasPrefix(lines[2], "serve validate plugins user") {
+	if len(lines) != 3 || lines[0] != "add adopt" || lines[1] != "--mac" || !strings.HasPrefix(lines[2], "init serve validate plugins user") {
 		t.Errorf("completions:\n%s", b)
 	}
 }
@@ -78,7 +78,7 @@ func TestCompletionZshAndFishParse(t *testing.T) {
 				}
 			}
 			if sh == "fish" {
-				b, err := exec.Command("fish", "-c", `source $argv[1]; complete -C "dls client ad"`, script).CombinedOutput()
+				b, err := exec.Command("fish", "-c", `source $argv[1]; complete -C "dls client add"`, script).CombinedOutput()
 				if err != nil || strings.TrimSpace(string(b)) != "add\tAdd a client; the host generates its CHAP secret" {
 					t.Errorf("fish: %v %q", err, b)
 				}

@@ -16,7 +16,7 @@ import (
 
 // TestStatus: one screen from the API's lists: plugins, images with their
 // current version, clients by their latest boot in the last hour, the last
-// failures; no discovery line when the host has no GET discovered (404).
+// failures, and the discovered machines waiting for adoption.
 func TestStatus(t *testing.T) {
 	h := newTestHost(t)
 	ctx := t.Context()
@@ -37,25 +37,32 @@ func TestStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := h.store.RecordDiscovered(ctx, []store.DiscoveredMachine{
+		{MAC: "52:54:00:00:00:0a", FirstSeen: now, LastSeen: now},
+		{MAC: "52:54:00:00:00:0b", FirstSeen: now, LastSeen: now},
+	}, 100); err != nil {
+		t.Fatal(err)
+	}
 	out := h.ok("status")
 	for _, want := range []string{
 		"Plugins:     local (auth/local) running; tank (storage/dir) running\n",
 		"Images:      win11 v1 (tank)\n",
 		"Clients:     4: 1 booted, 1 booting, 1 failed, 1 off (last hour)\n",
 		"Failures:    (dls session get ID for the stages)\n",
+		"Discovered:  2 waiting (dls client discovered, then dls client adopt)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^  \d+ +pc-02 +failed at script `).MatchString(out) || strings.Contains(out, "Discovered") {
+	if !regexp.MustCompile(`(?m)^  \d+ +pc-02 +failed at script `).MatchString(out) {
 		t.Errorf("status:\n%s", out)
 	}
 	var rep statusReport
 	if err := json.Unmarshal([]byte(h.ok("status", "-o", "json")), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Clients.Total != 4 || rep.Clients.Off != 1 || len(rep.Images) != 1 || rep.Images[0].Current != 1 || rep.Discovered != nil || len(rep.Failures) != 1 {
+	if rep.Clients.Total != 4 || rep.Clients.Off != 1 || len(rep.Images) != 1 || rep.Images[0].Current != 1 || rep.Discovered == nil || *rep.Discovered != 2 || len(rep.Failures) != 1 {
 		t.Errorf("status -o json: %+v", rep)
 	}
 }
