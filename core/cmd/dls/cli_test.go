@@ -631,7 +631,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	}
 
 	// Clients (with their secrets), images and leases as on a.
-	if ca, cb := listClients(t, a.store), listClients(t, b.store); !equalJSON(ca, cb) {
+	if ca, cb := storedClients(t, a.store), storedClients(t, b.store); !equalJSON(ca, cb) {
 		t.Errorf("clients differ:\n a: %+v\n b: %+v", ca, cb)
 	}
 	if ia, ib := listImages(t, a.store), listImages(t, b.store); !equalJSON(ia, ib) {
@@ -667,7 +667,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 func TestRestoreRefusesGarbage(t *testing.T) {
 	h := newTestHost(t)
 	h.login("alice")
-	before := listClients(t, h.store)
+	before := storedClients(t, h.store)
 	dir := t.TempDir()
 	for _, tc := range []struct{ doc, msg string }{
 		{"this is not JSON", "malformed JSON"},
@@ -686,12 +686,12 @@ func TestRestoreRefusesGarbage(t *testing.T) {
 	}
 	h.fails(1, "read backup", "restore", filepath.Join(dir, "missing.json"))
 	h.fails(2, "missing file name", "restore")
-	if after := listClients(t, h.store); !equalJSON(before, after) {
+	if after := storedClients(t, h.store); !equalJSON(before, after) {
 		t.Errorf("a refused restore changed the clients: %+v", after)
 	}
 }
 
-func listClients(t *testing.T, s *sqlite.Store) []store.Client {
+func storedClients(t *testing.T, s *sqlite.Store) []store.Client {
 	t.Helper()
 	cs, err := s.ListClients(context.Background())
 	if err != nil {

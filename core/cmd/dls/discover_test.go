@@ -214,7 +214,7 @@ pc-10,52:54:00:00:00:09
 	if code != 1 || out != "" {
 		t.Errorf("import bad.csv: exit %d, stdout %q", code, out)
 	}
-	if cs := listClients(t, h.store); len(cs) != 1 {
+	if cs := storedClients(t, h.store); len(cs) != 1 {
 		t.Errorf("a bad file added clients: %+v", cs)
 	}
 

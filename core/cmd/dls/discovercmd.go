@@ -205,15 +205,24 @@ func (c *cli) adoptAll(ctx context.Context, conn *apiConn, pattern string, body 
 	return nil
 }
 
-// clientNames is the set of the clients' names.
-func (c *cli) clientNames(ctx context.Context, conn *apiConn) (map[string]bool, error) {
+// listClients is GET clients, decoded.
+func listClients(ctx context.Context, conn *apiConn) ([]apiClient, error) {
 	b, err := conn.call(ctx, "GET", "/clients", nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the clients: %w", err)
 	}
 	var cs []apiClient
 	if err := json.Unmarshal(b, &cs); err != nil {
 		return nil, fmt.Errorf("decode clients: %w", err)
+	}
+	return cs, nil
+}
+
+// clientNames is the set of the clients' names.
+func (c *cli) clientNames(ctx context.Context, conn *apiConn) (map[string]bool, error) {
+	cs, err := listClients(ctx, conn)
+	if err != nil {
+		return nil, err
 	}
 	m := make(map[string]bool, len(cs))
 	for _, cl := range cs {
@@ -445,15 +454,11 @@ func parseImport(r io.Reader, file string, persistent bool) ([]importLine, []str
 // checkImport checks the lines against the host: names, MACs and
 // addresses not taken by a client, images known.
 func (c *cli) checkImport(ctx context.Context, conn *apiConn, file string, lines []importLine) []string {
-	b, err := conn.call(ctx, "GET", "/clients", nil)
+	cs, err := listClients(ctx, conn)
 	if err != nil {
-		return []string{fmt.Sprintf("%s: read the clients: %v", file, err)}
+		return []string{fmt.Sprintf("%s: %v", file, err)}
 	}
-	var cs []apiClient
-	if err := json.Unmarshal(b, &cs); err != nil {
-		return []string{fmt.Sprintf("%s: decode clients: %v", file, err)}
-	}
-	b, err = conn.call(ctx, "GET", "/images", nil)
+	b, err := conn.call(ctx, "GET", "/images", nil)
 	if err != nil {
 		return []string{fmt.Sprintf("%s: read the images: %v", file, err)}
 	}

@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,13 +52,9 @@ func (s *selection) names(ctx context.Context, conn *apiConn, args []string) ([]
 	if err != nil {
 		return nil, err
 	}
-	b, err := conn.call(ctx, "GET", "/clients", nil)
+	cs, err := listClients(ctx, conn)
 	if err != nil {
 		return nil, err
-	}
-	var cs []apiClient
-	if err := json.Unmarshal(b, &cs); err != nil {
-		return nil, fmt.Errorf("decode clients: %w", err)
 	}
 	var out []string
 	for _, cl := range cs {
