@@ -94,6 +94,11 @@ func write(info *nfpm.Info, path string) error {
 // a Debian revision: a digit first, then alphanumerics and . + ~.
 var debianVersionRE = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~]*$`)
 
+// commitHashRE is an abbreviated commit as git describe --always prints
+// it: hex digits with at least one letter (a tag such as 20261205 is all
+// digits).
+var commitHashRE = regexp.MustCompile(`^[0-9a-f]*[a-f][0-9a-f]*$`)
+
 // DebianVersion turns git describe's output into a Debian version that
 // sorts the same way: v1.2.0 → 1.2.0, v1.2.0-3-gabcdef → 1.2.0+3.gabcdef,
 // a tree with no tag (abcdef, abcdef-dirty) → 0~gitabcdef(+dirty), which
@@ -105,7 +110,9 @@ func DebianVersion(describe string) (string, error) {
 	if v == "" {
 		return "", fmt.Errorf("version %q: empty", describe)
 	}
-	if v[0] < '0' || v[0] > '9' {
+	if v[0] < '0' || v[0] > '9' || commitHashRE.MatchString(v) {
+		// No tag: git describe --always gave the commit, which may start
+		// with a digit (2a4d436) and would then sort above every release.
 		v = "0~git" + v
 	} else if tag, rest, ok := strings.Cut(v, "-"); ok {
 		// tag-N-gHASH: N commits after tag.

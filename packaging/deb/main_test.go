@@ -18,6 +18,9 @@ func TestDebianVersion(t *testing.T) {
 		{"v1.2.0-rc1", "1.2.0+rc1"},
 		{"ff145f2", "0~gitff145f2"},
 		{"ff145f2-dirty", "0~gitff145f2+dirty"},
+		{"2a4d436", "0~git2a4d436"},
+		{"2a4d436-dirty", "0~git2a4d436+dirty"},
+		{"20261205", "20261205"},
 		{"dev", "0~gitdev"},
 	} {
 		got, err := DebianVersion(tc.in)
