@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/dls-project/dls/core/bootbind"
 	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/core/clientfeed"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/host"
@@ -120,6 +122,7 @@ type Services struct {
 	bind      *bootbind.Index
 	refused   *prometheus.CounterVec
 	disc      *discoveries
+	feed      *clientfeed.Feed // nil: Watch fails
 
 	loadMu sync.Mutex
 	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
@@ -258,6 +261,9 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 			s.logger.Warn("plugin reported an unknown event type; dropped", "type", e.Type)
 			continue
 		}
+		if e.Type == host.EventDHCPUnknown {
+			s.unknownSeen(e)
+		}
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
 		kept = append(kept, e)
 	}
@@ -270,8 +276,10 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 		s.recent = append(s.recent[:0], s.recent[over:]...)
 	}
 	s.mu.Unlock()
-	if s.sessions != nil && len(kept) > 0 {
-		return s.sessions.Report(ctx, kept)
+	// dhcp_unknown is a sighting for discovery, never part of a boot session.
+	sessionEvents := slices.DeleteFunc(slices.Clone(kept), func(e host.Event) bool { return e.Type == host.EventDHCPUnknown })
+	if s.sessions != nil && len(sessionEvents) > 0 {
+		return s.sessions.Report(ctx, sessionEvents)
 	}
 	return nil
 }
