@@ -67,7 +67,9 @@ type Boot struct {
 	// UnknownClients is what happens to a machine the store does not know:
 	// "ignore" (or "") answers unknown; "register" creates the client
 	// (see Lookup) with DefaultImage; "discover" answers unknown and
-	// records the machine (discovery.go) for an admin to adopt.
+	// records the machine (discovery.go) for an admin to adopt, seen by
+	// Lookup or reported in a dhcp_unknown event (a DHCP plugin answering
+	// from the pushed client table, watch.go).
 	UnknownClients string
 	DefaultImage   string
 	// MaxRegistered bounds the clients registration creates; 0: none.
