@@ -15,6 +15,7 @@ import (
 
 	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/core/clientfeed"
 	"github.com/dls-project/dls/core/config"
 	"github.com/dls-project/dls/core/grants"
 	"github.com/dls-project/dls/core/hostservices"
@@ -44,6 +45,7 @@ type Daemon struct {
 	reg      *prometheus.Registry
 	reserved map[string]bool
 	store    store.Store
+	feed     *clientfeed.Feed // the clients pushed to plugins (Clients.Watch)
 	services *hostservices.Services
 	launcher *supervisor.Launcher
 	supM     *supervisor.Metrics
@@ -136,6 +138,10 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
+	// Every client write goes through the feed's wrapper, so the DHCP
+	// plugin's pushed table follows each committed change.
+	d.feed = clientfeed.New(d.store)
+	d.store = clientfeed.Notify(d.store, d.feed)
 	if d.purger, err = newPurger(d.store, d.sessionHistory, hr, logger.Named("purge")); err != nil {
 		return nil, err
 	}
@@ -152,7 +158,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		return nil, err
 	}
 	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"),
-		hostservices.WithSessions(d.sessions), hostservices.WithTemplates(tpl))
+		hostservices.WithSessions(d.sessions), hostservices.WithTemplates(tpl), hostservices.WithFeed(d.feed))
 	if err := d.services.RegisterMetrics(hr); err != nil {
 		return nil, err
 	}
@@ -248,6 +254,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	discCtx, stopDiscovery := context.WithCancel(ctx)
 	discDone := make(chan struct{})
 	go func() { defer close(discDone); d.services.RunDiscovery(discCtx) }()
+	go d.feed.Run(discCtx, clientfeed.DefaultResync, func(err error) {
+		d.logger.Warn("client table not compared with the store; watchers resync", "error", err)
+	})
 	// The last sightings are written before the store closes.
 	flushDiscovered := func() { stopDiscovery(); <-discDone }
 	defer flushDiscovered()

@@ -6,7 +6,7 @@
 // A grant is a set of names, as written in a protocol block's
 // host_services attribute:
 //
-//	lookup   Clients.Lookup: boot decisions, without CHAP secrets
+//	lookup   Clients.Lookup and Clients.Watch: boot decisions, without CHAP secrets
 //	secrets  with lookup: decisions carry the client's CHAP secrets
 //	scripts  Clients.Script: rendered boot scripts for the bound requester
 //	volumes  Volumes.Attach and Volumes.Detach

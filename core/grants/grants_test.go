@@ -2,6 +2,7 @@ package grants
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -167,5 +168,89 @@ func TestParse(t *testing.T) {
 	}
 	if g := Default("storage", "dir"); len(g.Names()) != 0 {
 		t.Errorf("storage default %s", g)
+	}
+}
+
+// watching is open with a pushed table: a snapshot of n clients with
+// secrets, then one change.
+type watching struct {
+	open
+	n int
+}
+
+func (w watching) Watch(ctx context.Context, fn func(host.ClientUpdate) error) error {
+	d, _ := open{}.Lookup(ctx, host.Query{})
+	snap := host.ClientUpdate{Version: 7, Full: true, UnknownClients: "discover"}
+	for i := range w.n {
+		snap.Set = append(snap.Set, host.ClientDecision{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff), Decision: d})
+	}
+	if err := fn(snap); err != nil {
+		return err
+	}
+	if err := fn(host.ClientUpdate{Version: 8, Removed: []string{"52:54:00:00:00:00"}, UnknownClients: "discover"}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestWatchUnderLookupGrant: Clients.Watch is granted with "lookup",
+// strips CHAP secrets like Lookup unless "secrets" is granted, is refused
+// (and counted) without "lookup", and arrives whole however many chunks
+// a snapshot takes on the wire.
+func TestWatchUnderLookupGrant(t *testing.T) {
+	const n = 2500 // three chunks
+	for _, tc := range []struct {
+		names   []string
+		secrets bool
+		denied  bool
+	}{{[]string{Lookup}, false, false}, {[]string{Lookup, Secrets}, true, false}, {[]string{Events}, false, true}} {
+		g, err := Parse(tc.names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		m, _ := NewMetrics(reg)
+		conn := serve(t, Guard(host.Services{Clients: watching{n: n}}, Plugin{Name: "p", Kind: "protocol", Type: "dhcp"}, g, m))
+		w := hostrpc.NewClient(conn).Clients.(host.ClientWatcher)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var got []host.ClientUpdate
+		err = w.Watch(ctx, func(u host.ClientUpdate) error {
+			got = append(got, u)
+			if len(got) == 2 {
+				cancel()
+			}
+			return nil
+		})
+		cancel()
+		if tc.denied {
+			if status.Code(err) != codes.PermissionDenied || testutil.ToFloat64(m.denied.WithLabelValues("p", MethodWatch)) != 1 {
+				t.Errorf("grant %v: Watch %v, want PermissionDenied counted", tc.names, err)
+			}
+			continue
+		}
+		if len(got) != 2 {
+			t.Fatalf("grant %v: %d updates (%v), want 2", tc.names, len(got), err)
+		}
+		snap, change := got[0], got[1]
+		if !snap.Full || snap.Version != 7 || len(snap.Set) != n || snap.UnknownClients != "discover" || snap.Set[n-1].MAC != "52:54:00:00:09:c3" {
+			t.Fatalf("grant %v: snapshot version %d full %v with %d clients", tc.names, snap.Version, snap.Full, len(snap.Set))
+		}
+		if change.Full || change.Version != 8 || len(change.Removed) != 1 {
+			t.Errorf("grant %v: change %+v", tc.names, change)
+		}
+		for _, e := range snap.Set {
+			if has := e.Decision.CHAPSecret != "" || e.Decision.CHAPUser != ""; has != tc.secrets || !e.Decision.Known {
+				t.Fatalf("grant %v: %+v, want secrets %v", tc.names, e.Decision, tc.secrets)
+			}
+		}
+	}
+	// A host whose Clients cannot push: Unimplemented, the plugin's cue
+	// to keep using Lookup.
+	g, _ := Parse([]string{Lookup})
+	conn := serve(t, Guard(host.Services{Clients: open{}}, Plugin{Name: "p"}, g, nil))
+	err := hostrpc.NewClient(conn).Clients.(host.ClientWatcher).Watch(context.Background(), func(host.ClientUpdate) error { return nil })
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("Watch on a host without a table: %v, want Unimplemented", err)
 	}
 }

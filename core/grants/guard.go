@@ -13,6 +13,7 @@ import (
 // Host service methods, the "method" label of the denied counter.
 const (
 	MethodLookup = "Clients.Lookup"
+	MethodWatch  = "Clients.Watch"
 	MethodScript = "Clients.Script"
 	MethodReport = "Events.Report"
 	MethodAttach = "Volumes.Attach"
@@ -95,6 +96,28 @@ func (c clients) Lookup(ctx context.Context, q host.Query) (host.Decision, error
 func withoutSecrets(d host.Decision) host.Decision {
 	d.CHAPUser, d.CHAPSecret, d.CHAPMutualSecret = "", "", ""
 	return d
+}
+
+// Watch implements host.ClientWatcher under the "lookup" grant: it pushes
+// what Lookup answers, and strips the same secrets. Services whose Clients
+// cannot watch answer Unimplemented, so the plugin falls back to Lookup.
+func (c clients) Watch(ctx context.Context, fn func(host.ClientUpdate) error) error {
+	if err := c.gd.allow(Lookup, MethodWatch, c.gd.svc.Clients); err != nil {
+		return err
+	}
+	w, ok := c.gd.svc.Clients.(host.ClientWatcher)
+	if !ok {
+		return status.Error(codes.Unimplemented, "this host does not push client tables")
+	}
+	if c.gd.g.secrets {
+		return w.Watch(ctx, fn)
+	}
+	return w.Watch(ctx, func(u host.ClientUpdate) error {
+		for i := range u.Set {
+			u.Set[i].Decision = withoutSecrets(u.Set[i].Decision)
+		}
+		return fn(u)
+	})
 }
 
 func (c clients) Script(ctx context.Context, q host.ScriptQuery) (host.Script, error) {

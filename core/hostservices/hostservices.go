@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/dls-project/dls/core/bootbind"
 	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/core/clientfeed"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/host"
@@ -65,7 +67,9 @@ type Boot struct {
 	// UnknownClients is what happens to a machine the store does not know:
 	// "ignore" (or "") answers unknown; "register" creates the client
 	// (see Lookup) with DefaultImage; "discover" answers unknown and
-	// records the machine (discovery.go) for an admin to adopt.
+	// records the machine (discovery.go) for an admin to adopt, seen by
+	// Lookup or reported in a dhcp_unknown event (a DHCP plugin answering
+	// from the pushed client table, watch.go).
 	UnknownClients string
 	DefaultImage   string
 	// MaxRegistered bounds the clients registration creates; 0: none.
@@ -120,6 +124,7 @@ type Services struct {
 	bind      *bootbind.Index
 	refused   *prometheus.CounterVec
 	disc      *discoveries
+	feed      *clientfeed.Feed // nil: Watch fails
 
 	loadMu sync.Mutex
 	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
@@ -258,6 +263,9 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 			s.logger.Warn("plugin reported an unknown event type; dropped", "type", e.Type)
 			continue
 		}
+		if e.Type == host.EventDHCPUnknown {
+			s.unknownSeen(e)
+		}
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
 		kept = append(kept, e)
 	}
@@ -270,8 +278,10 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 		s.recent = append(s.recent[:0], s.recent[over:]...)
 	}
 	s.mu.Unlock()
-	if s.sessions != nil && len(kept) > 0 {
-		return s.sessions.Report(ctx, kept)
+	// dhcp_unknown is a sighting for discovery, never part of a boot session.
+	sessionEvents := slices.DeleteFunc(slices.Clone(kept), func(e host.Event) bool { return e.Type == host.EventDHCPUnknown })
+	if s.sessions != nil && len(sessionEvents) > 0 {
+		return s.sessions.Report(ctx, sessionEvents)
 	}
 	return nil
 }

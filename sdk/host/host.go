@@ -37,6 +37,53 @@ type Clients interface {
 	Script(ctx context.Context, q ScriptQuery) (Script, error)
 }
 
+// ClientWatcher is implemented by the Clients a DLS host gives a plugin
+// (check with a type assertion): instead of one Lookup per new machine, a
+// plugin keeps its own table of the known clients, pushed by the host. A
+// plugin uses it for answers that depend only on the MAC (DHCP); answers
+// that depend on the request (iSCSI's AllowedAddresses, registration of
+// an unknown machine) still need Lookup.
+type ClientWatcher interface {
+	// Watch calls fn with a snapshot of every known client (Full), then
+	// with each committed change to them, in order, one Version higher
+	// each time, until ctx ends, fn returns an error, or the stream
+	// breaks; it returns the reason (never nil). A caller that watches
+	// again (after a broken stream, or a host restart, which starts
+	// versions over) gets a new snapshot first. fn runs on Watch's
+	// goroutine: keep it short. A table built this way lags the host's
+	// last committed change by at most the push in flight.
+	Watch(ctx context.Context, fn func(ClientUpdate) error) error
+}
+
+// ClientUpdate is one step of a client table (ClientWatcher).
+type ClientUpdate struct {
+	// Version numbers the host's table after this update. It grows by one
+	// per update within one Watch.
+	Version uint64
+	// Full: Set is every known client; drop what was held before.
+	Full bool
+	// Set holds the clients added or changed (all of them when Full).
+	Set []ClientDecision
+	// Removed are the MACs (canonical form) no longer known: a client
+	// deleted, or one whose MAC changed (its new MAC is in Set).
+	Removed []string
+	// UnknownClients is the host's policy for machines it does not know:
+	// "ignore" (no answer), "discover" (no answer; the host records the
+	// machine from an EventDHCPUnknown) or "register" (Lookup creates the
+	// client and answers it).
+	UnknownClients string
+}
+
+// ClientDecision is a known client's decision as a DHCP plugin uses it.
+type ClientDecision struct {
+	// MAC in canonical form, lower-case and colon separated.
+	MAC string
+	// Decision is what Lookup answers for this MAC, except BootFile,
+	// which is empty (the plugin picks the first-stage file by the
+	// request's architecture) and AllowedAddresses (iSCSI only).
+	Decision Decision
+}
+
 // ScriptQuery asks for a machine's boot script on behalf of a requester.
 type ScriptQuery struct {
 	// MAC of the machine, colon- or dash-separated, any case.
@@ -151,6 +198,13 @@ const (
 	EventISCSIHandoff = "iscsi_handoff"
 	EventISCSILogout  = "iscsi_logout"
 	EventOSBooted     = "os_booted"
+	// EventDHCPUnknown is boot firmware of a machine the host does not
+	// know asking a DHCP plugin that answers from a ClientWatcher table
+	// (the host learns of it without a Lookup). Address is where the
+	// request came from (its relay, or its source); Attrs carry the
+	// class options. With unknown_clients = "discover" the host records
+	// the machine; it starts no boot session.
+	EventDHCPUnknown = "dhcp_unknown"
 )
 
 // Event attributes (Event.Attrs keys) the host understands. A DHCP plugin
@@ -178,7 +232,7 @@ var EventTypes = []string{
 	EventDHCPDiscover, EventDHCPOffer, EventDHCPRequest, EventDHCPAck,
 	EventDHCPNak, EventDHCPRelease, EventDHCPDecline, EventScriptServed,
 	EventFileServed, EventISCSILogin, EventISCSIHandoff, EventISCSILogout,
-	EventOSBooted,
+	EventOSBooted, EventDHCPUnknown,
 }
 
 // Volumes attaches clients' volumes. The host resolves the client's image

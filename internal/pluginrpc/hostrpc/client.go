@@ -2,7 +2,9 @@ package hostrpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
@@ -40,6 +42,44 @@ func (c *clientsClient) Script(ctx context.Context, q host.ScriptQuery) (host.Sc
 		return host.Script{}, fmt.Errorf("host boot script of %s for %s: %w", q.MAC, q.Peer, err)
 	}
 	return host.Script{Found: r.GetFound(), Client: r.GetClient(), Body: r.GetScript()}, nil
+}
+
+// Watch implements host.ClientWatcher over Clients.Watch, putting the
+// chunks of a snapshot back together: fn sees one Full update per
+// snapshot, and one update per change.
+func (c *clientsClient) Watch(ctx context.Context, fn func(host.ClientUpdate) error) error {
+	stream, err := c.rpc.Watch(ctx, &dlsv1.WatchRequest{})
+	if err != nil {
+		return fmt.Errorf("host clients watch: %w", err)
+	}
+	var pending *host.ClientUpdate // a snapshot still arriving
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the host never ends a watch on its own
+			}
+			return fmt.Errorf("host clients watch: %w", err)
+		}
+		u := pending
+		if u == nil || m.GetReset_() {
+			u = &host.ClientUpdate{Full: m.GetReset_(), Removed: m.GetRemoved()}
+		} else if m.GetVersion() != u.Version {
+			return fmt.Errorf("host clients watch: snapshot of version %d continued by version %d", u.Version, m.GetVersion())
+		}
+		u.Version, u.UnknownClients = m.GetVersion(), m.GetUnknownClients()
+		for _, e := range m.GetSet() {
+			u.Set = append(u.Set, host.ClientDecision{MAC: e.GetMac(), Decision: decisionFromProto(e.GetDecision())})
+		}
+		if m.GetMore() {
+			pending = u
+			continue
+		}
+		pending = nil
+		if err := fn(*u); err != nil {
+			return err
+		}
+	}
 }
 
 type eventsClient struct{ rpc dlsv1.EventsClient }

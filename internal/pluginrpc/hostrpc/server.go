@@ -61,6 +61,51 @@ func (s *clientsServer) Script(ctx context.Context, q *dlsv1.ScriptQuery) (*dlsv
 	return &dlsv1.ScriptReply{Found: r.Found, Client: r.Client, Script: r.Body}, nil
 }
 
+// watchChunk bounds the entries of one Watch message, so that a snapshot
+// of many clients stays far below gRPC's 4 MiB message limit.
+const watchChunk = 1000
+
+// Watch streams impl's client table when impl is a host.ClientWatcher; a
+// snapshot goes out in chunks of watchChunk entries (reset on the first,
+// more on all but the last), a change in one message.
+func (s *clientsServer) Watch(_ *dlsv1.WatchRequest, stream dlsv1.Clients_WatchServer) error {
+	w, ok := s.impl.(host.ClientWatcher)
+	if !ok {
+		return status.Error(codes.Unimplemented, "this host does not push client tables")
+	}
+	return w.Watch(stream.Context(), func(u host.ClientUpdate) error {
+		for _, m := range updateToProto(u, watchChunk) {
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// updateToProto splits u into messages of at most chunk entries.
+func updateToProto(u host.ClientUpdate, chunk int) []*dlsv1.ClientUpdate {
+	var out []*dlsv1.ClientUpdate
+	set := u.Set
+	for first := true; first || len(set) > 0; first = false {
+		n := min(chunk, len(set))
+		m := &dlsv1.ClientUpdate{Version: u.Version, Reset_: u.Full && first, UnknownClients: u.UnknownClients,
+			Set: make([]*dlsv1.ClientEntry, n)}
+		for i, e := range set[:n] {
+			m.Set[i] = &dlsv1.ClientEntry{Mac: e.MAC, Decision: decisionToProto(e.Decision)}
+		}
+		if first {
+			m.Removed = u.Removed
+		}
+		set = set[n:]
+		out = append(out, m)
+	}
+	for _, m := range out[:len(out)-1] {
+		m.More = true
+	}
+	return out
+}
+
 type eventsServer struct {
 	dlsv1.UnimplementedEventsServer
 	impl host.Events

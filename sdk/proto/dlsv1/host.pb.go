@@ -257,6 +257,178 @@ func (x *BootDecision) GetAllowedAddresses() []string {
 	return nil
 }
 
+type WatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_host_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_host_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_host_proto_rawDescGZIP(), []int{2}
+}
+
+type ClientUpdate struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Version        uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"` // the host's client-table version after this update
+	Reset_         bool                   `protobuf:"varint,2,opt,name=reset,proto3" json:"reset,omitempty"`     // forget every entry held before this message (a snapshot starts)
+	Set            []*ClientEntry         `protobuf:"bytes,3,rep,name=set,proto3" json:"set,omitempty"`
+	Removed        []string               `protobuf:"bytes,4,rep,name=removed,proto3" json:"removed,omitempty"`                                     // MACs no longer known
+	More           bool                   `protobuf:"varint,5,opt,name=more,proto3" json:"more,omitempty"`                                          // the snapshot continues in the next message
+	UnknownClients string                 `protobuf:"bytes,6,opt,name=unknown_clients,json=unknownClients,proto3" json:"unknown_clients,omitempty"` // the host's policy: ignore, discover or register
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ClientUpdate) Reset() {
+	*x = ClientUpdate{}
+	mi := &file_host_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientUpdate) ProtoMessage() {}
+
+func (x *ClientUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_host_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientUpdate.ProtoReflect.Descriptor instead.
+func (*ClientUpdate) Descriptor() ([]byte, []int) {
+	return file_host_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClientUpdate) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ClientUpdate) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+func (x *ClientUpdate) GetSet() []*ClientEntry {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *ClientUpdate) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ClientUpdate) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ClientUpdate) GetUnknownClients() string {
+	if x != nil {
+		return x.UnknownClients
+	}
+	return ""
+}
+
+type ClientEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`           // aa:bb:cc:dd:ee:ff
+	Decision      *BootDecision          `protobuf:"bytes,2,opt,name=decision,proto3" json:"decision,omitempty"` // boot_file empty: chosen by architecture
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientEntry) Reset() {
+	*x = ClientEntry{}
+	mi := &file_host_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientEntry) ProtoMessage() {}
+
+func (x *ClientEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_host_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientEntry.ProtoReflect.Descriptor instead.
+func (*ClientEntry) Descriptor() ([]byte, []int) {
+	return file_host_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ClientEntry) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *ClientEntry) GetDecision() *BootDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
 type ScriptQuery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Mac           string                 `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`           // any spelling the host accepts (colons or dashes)
@@ -268,7 +440,7 @@ type ScriptQuery struct {
 
 func (x *ScriptQuery) Reset() {
 	*x = ScriptQuery{}
-	mi := &file_host_proto_msgTypes[2]
+	mi := &file_host_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +452,7 @@ func (x *ScriptQuery) String() string {
 func (*ScriptQuery) ProtoMessage() {}
 
 func (x *ScriptQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[2]
+	mi := &file_host_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +465,7 @@ func (x *ScriptQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScriptQuery.ProtoReflect.Descriptor instead.
 func (*ScriptQuery) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{2}
+	return file_host_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ScriptQuery) GetMac() string {
@@ -328,7 +500,7 @@ type ScriptReply struct {
 
 func (x *ScriptReply) Reset() {
 	*x = ScriptReply{}
-	mi := &file_host_proto_msgTypes[3]
+	mi := &file_host_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +512,7 @@ func (x *ScriptReply) String() string {
 func (*ScriptReply) ProtoMessage() {}
 
 func (x *ScriptReply) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[3]
+	mi := &file_host_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +525,7 @@ func (x *ScriptReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScriptReply.ProtoReflect.Descriptor instead.
 func (*ScriptReply) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{3}
+	return file_host_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ScriptReply) GetFound() bool {
@@ -391,7 +563,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_host_proto_msgTypes[4]
+	mi := &file_host_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +575,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[4]
+	mi := &file_host_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +588,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{4}
+	return file_host_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Event) GetType() string {
@@ -470,7 +642,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_host_proto_msgTypes[5]
+	mi := &file_host_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +654,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[5]
+	mi := &file_host_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +667,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{5}
+	return file_host_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -514,7 +686,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_host_proto_msgTypes[6]
+	mi := &file_host_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +698,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[6]
+	mi := &file_host_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +711,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{6}
+	return file_host_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AttachRequest) GetClient() string {
@@ -558,7 +730,7 @@ type LoadLeasesRequest struct {
 
 func (x *LoadLeasesRequest) Reset() {
 	*x = LoadLeasesRequest{}
-	mi := &file_host_proto_msgTypes[7]
+	mi := &file_host_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +742,7 @@ func (x *LoadLeasesRequest) String() string {
 func (*LoadLeasesRequest) ProtoMessage() {}
 
 func (x *LoadLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[7]
+	mi := &file_host_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +755,7 @@ func (x *LoadLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadLeasesRequest.ProtoReflect.Descriptor instead.
 func (*LoadLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{7}
+	return file_host_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LoadLeasesRequest) GetPool() string {
@@ -607,7 +779,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_host_proto_msgTypes[8]
+	mi := &file_host_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +791,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[8]
+	mi := &file_host_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +804,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{8}
+	return file_host_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Lease) GetPool() string {
@@ -686,7 +858,7 @@ type LeaseList struct {
 
 func (x *LeaseList) Reset() {
 	*x = LeaseList{}
-	mi := &file_host_proto_msgTypes[9]
+	mi := &file_host_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +870,7 @@ func (x *LeaseList) String() string {
 func (*LeaseList) ProtoMessage() {}
 
 func (x *LeaseList) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[9]
+	mi := &file_host_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +883,7 @@ func (x *LeaseList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseList.ProtoReflect.Descriptor instead.
 func (*LeaseList) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{9}
+	return file_host_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LeaseList) GetLeases() []*Lease {
@@ -730,7 +902,7 @@ type LeaseBatch struct {
 
 func (x *LeaseBatch) Reset() {
 	*x = LeaseBatch{}
-	mi := &file_host_proto_msgTypes[10]
+	mi := &file_host_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +914,7 @@ func (x *LeaseBatch) String() string {
 func (*LeaseBatch) ProtoMessage() {}
 
 func (x *LeaseBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[10]
+	mi := &file_host_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +927,7 @@ func (x *LeaseBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseBatch.ProtoReflect.Descriptor instead.
 func (*LeaseBatch) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{10}
+	return file_host_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LeaseBatch) GetLeases() []*Lease {
@@ -777,7 +949,7 @@ type CommitResult struct {
 
 func (x *CommitResult) Reset() {
 	*x = CommitResult{}
-	mi := &file_host_proto_msgTypes[11]
+	mi := &file_host_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +961,7 @@ func (x *CommitResult) String() string {
 func (*CommitResult) ProtoMessage() {}
 
 func (x *CommitResult) ProtoReflect() protoreflect.Message {
-	mi := &file_host_proto_msgTypes[11]
+	mi := &file_host_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +974,7 @@ func (x *CommitResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResult.ProtoReflect.Descriptor instead.
 func (*CommitResult) Descriptor() ([]byte, []int) {
-	return file_host_proto_rawDescGZIP(), []int{11}
+	return file_host_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CommitResult) GetOk() []bool {
@@ -855,7 +1027,18 @@ const file_host_proto_rawDesc = "" +
 	"\x10reserved_address\x18\v \x01(\tR\x0freservedAddress\x12\x1f\n" +
 	"\vnext_server\x18\f \x01(\tR\n" +
 	"nextServer\x12+\n" +
-	"\x11allowed_addresses\x18\x0e \x03(\tR\x10allowedAddressesJ\x04\b\r\x10\x0e\"O\n" +
+	"\x11allowed_addresses\x18\x0e \x03(\tR\x10allowedAddressesJ\x04\b\r\x10\x0e\"\x0e\n" +
+	"\fWatchRequest\"\xbc\x01\n" +
+	"\fClientUpdate\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05reset\x18\x02 \x01(\bR\x05reset\x12%\n" +
+	"\x03set\x18\x03 \x03(\v2\x13.dls.v1.ClientEntryR\x03set\x12\x18\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\x12\x12\n" +
+	"\x04more\x18\x05 \x01(\bR\x04more\x12'\n" +
+	"\x0funknown_clients\x18\x06 \x01(\tR\x0eunknownClients\"Q\n" +
+	"\vClientEntry\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x120\n" +
+	"\bdecision\x18\x02 \x01(\v2\x14.dls.v1.BootDecisionR\bdecision\"O\n" +
 	"\vScriptQuery\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x1a\n" +
@@ -896,10 +1079,11 @@ const file_host_proto_rawDesc = "" +
 	"\x06leases\x18\x01 \x03(\v2\r.dls.v1.LeaseR\x06leases\"6\n" +
 	"\fCommitResult\x12\x0e\n" +
 	"\x02ok\x18\x01 \x03(\bR\x02ok\x12\x16\n" +
-	"\x06holder\x18\x02 \x03(\tR\x06holder2r\n" +
+	"\x06holder\x18\x02 \x03(\tR\x06holder2\xa9\x01\n" +
 	"\aClients\x123\n" +
 	"\x06Lookup\x12\x13.dls.v1.ClientQuery\x1a\x14.dls.v1.BootDecision\x122\n" +
-	"\x06Script\x12\x13.dls.v1.ScriptQuery\x1a\x13.dls.v1.ScriptReply25\n" +
+	"\x06Script\x12\x13.dls.v1.ScriptQuery\x1a\x13.dls.v1.ScriptReply\x125\n" +
+	"\x05Watch\x12\x14.dls.v1.WatchRequest\x1a\x14.dls.v1.ClientUpdate0\x0125\n" +
 	"\x06Events\x12+\n" +
 	"\x06Report\x12\x12.dls.v1.EventBatch\x1a\r.dls.v1.Empty2t\n" +
 	"\aVolumes\x129\n" +
@@ -921,48 +1105,55 @@ func file_host_proto_rawDescGZIP() []byte {
 	return file_host_proto_rawDescData
 }
 
-var file_host_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_host_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_host_proto_goTypes = []any{
 	(*ClientQuery)(nil),       // 0: dls.v1.ClientQuery
 	(*BootDecision)(nil),      // 1: dls.v1.BootDecision
-	(*ScriptQuery)(nil),       // 2: dls.v1.ScriptQuery
-	(*ScriptReply)(nil),       // 3: dls.v1.ScriptReply
-	(*Event)(nil),             // 4: dls.v1.Event
-	(*EventBatch)(nil),        // 5: dls.v1.EventBatch
-	(*AttachRequest)(nil),     // 6: dls.v1.AttachRequest
-	(*LoadLeasesRequest)(nil), // 7: dls.v1.LoadLeasesRequest
-	(*Lease)(nil),             // 8: dls.v1.Lease
-	(*LeaseList)(nil),         // 9: dls.v1.LeaseList
-	(*LeaseBatch)(nil),        // 10: dls.v1.LeaseBatch
-	(*CommitResult)(nil),      // 11: dls.v1.CommitResult
-	nil,                       // 12: dls.v1.Event.AttrsEntry
-	(*Empty)(nil),             // 13: dls.v1.Empty
-	(*VolumeDescriptor)(nil),  // 14: dls.v1.VolumeDescriptor
+	(*WatchRequest)(nil),      // 2: dls.v1.WatchRequest
+	(*ClientUpdate)(nil),      // 3: dls.v1.ClientUpdate
+	(*ClientEntry)(nil),       // 4: dls.v1.ClientEntry
+	(*ScriptQuery)(nil),       // 5: dls.v1.ScriptQuery
+	(*ScriptReply)(nil),       // 6: dls.v1.ScriptReply
+	(*Event)(nil),             // 7: dls.v1.Event
+	(*EventBatch)(nil),        // 8: dls.v1.EventBatch
+	(*AttachRequest)(nil),     // 9: dls.v1.AttachRequest
+	(*LoadLeasesRequest)(nil), // 10: dls.v1.LoadLeasesRequest
+	(*Lease)(nil),             // 11: dls.v1.Lease
+	(*LeaseList)(nil),         // 12: dls.v1.LeaseList
+	(*LeaseBatch)(nil),        // 13: dls.v1.LeaseBatch
+	(*CommitResult)(nil),      // 14: dls.v1.CommitResult
+	nil,                       // 15: dls.v1.Event.AttrsEntry
+	(*Empty)(nil),             // 16: dls.v1.Empty
+	(*VolumeDescriptor)(nil),  // 17: dls.v1.VolumeDescriptor
 }
 var file_host_proto_depIdxs = []int32{
-	12, // 0: dls.v1.Event.attrs:type_name -> dls.v1.Event.AttrsEntry
-	4,  // 1: dls.v1.EventBatch.events:type_name -> dls.v1.Event
-	8,  // 2: dls.v1.LeaseList.leases:type_name -> dls.v1.Lease
-	8,  // 3: dls.v1.LeaseBatch.leases:type_name -> dls.v1.Lease
-	0,  // 4: dls.v1.Clients.Lookup:input_type -> dls.v1.ClientQuery
-	2,  // 5: dls.v1.Clients.Script:input_type -> dls.v1.ScriptQuery
-	5,  // 6: dls.v1.Events.Report:input_type -> dls.v1.EventBatch
-	6,  // 7: dls.v1.Volumes.Attach:input_type -> dls.v1.AttachRequest
-	6,  // 8: dls.v1.Volumes.Detach:input_type -> dls.v1.AttachRequest
-	7,  // 9: dls.v1.Leases.Load:input_type -> dls.v1.LoadLeasesRequest
-	10, // 10: dls.v1.Leases.Commit:input_type -> dls.v1.LeaseBatch
-	1,  // 11: dls.v1.Clients.Lookup:output_type -> dls.v1.BootDecision
-	3,  // 12: dls.v1.Clients.Script:output_type -> dls.v1.ScriptReply
-	13, // 13: dls.v1.Events.Report:output_type -> dls.v1.Empty
-	14, // 14: dls.v1.Volumes.Attach:output_type -> dls.v1.VolumeDescriptor
-	13, // 15: dls.v1.Volumes.Detach:output_type -> dls.v1.Empty
-	9,  // 16: dls.v1.Leases.Load:output_type -> dls.v1.LeaseList
-	11, // 17: dls.v1.Leases.Commit:output_type -> dls.v1.CommitResult
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	4,  // 0: dls.v1.ClientUpdate.set:type_name -> dls.v1.ClientEntry
+	1,  // 1: dls.v1.ClientEntry.decision:type_name -> dls.v1.BootDecision
+	15, // 2: dls.v1.Event.attrs:type_name -> dls.v1.Event.AttrsEntry
+	7,  // 3: dls.v1.EventBatch.events:type_name -> dls.v1.Event
+	11, // 4: dls.v1.LeaseList.leases:type_name -> dls.v1.Lease
+	11, // 5: dls.v1.LeaseBatch.leases:type_name -> dls.v1.Lease
+	0,  // 6: dls.v1.Clients.Lookup:input_type -> dls.v1.ClientQuery
+	5,  // 7: dls.v1.Clients.Script:input_type -> dls.v1.ScriptQuery
+	2,  // 8: dls.v1.Clients.Watch:input_type -> dls.v1.WatchRequest
+	8,  // 9: dls.v1.Events.Report:input_type -> dls.v1.EventBatch
+	9,  // 10: dls.v1.Volumes.Attach:input_type -> dls.v1.AttachRequest
+	9,  // 11: dls.v1.Volumes.Detach:input_type -> dls.v1.AttachRequest
+	10, // 12: dls.v1.Leases.Load:input_type -> dls.v1.LoadLeasesRequest
+	13, // 13: dls.v1.Leases.Commit:input_type -> dls.v1.LeaseBatch
+	1,  // 14: dls.v1.Clients.Lookup:output_type -> dls.v1.BootDecision
+	6,  // 15: dls.v1.Clients.Script:output_type -> dls.v1.ScriptReply
+	3,  // 16: dls.v1.Clients.Watch:output_type -> dls.v1.ClientUpdate
+	16, // 17: dls.v1.Events.Report:output_type -> dls.v1.Empty
+	17, // 18: dls.v1.Volumes.Attach:output_type -> dls.v1.VolumeDescriptor
+	16, // 19: dls.v1.Volumes.Detach:output_type -> dls.v1.Empty
+	12, // 20: dls.v1.Leases.Load:output_type -> dls.v1.LeaseList
+	14, // 21: dls.v1.Leases.Commit:output_type -> dls.v1.CommitResult
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_host_proto_init() }
@@ -978,7 +1169,7 @@ func file_host_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_host_proto_rawDesc), len(file_host_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Clients_Lookup_FullMethodName = "/dls.v1.Clients/Lookup"
 	Clients_Script_FullMethodName = "/dls.v1.Clients/Script"
+	Clients_Watch_FullMethodName  = "/dls.v1.Clients/Watch"
 )
 
 // ClientsClient is the client API for Clients service.
@@ -33,6 +34,10 @@ type ClientsClient interface {
 	// Script renders a machine's iPXE script for the requester at peer; the
 	// host answers found = false unless peer is bound to that MAC's boot.
 	Script(ctx context.Context, in *ScriptQuery, opts ...grpc.CallOption) (*ScriptReply, error)
+	// Watch streams the known clients' DHCP decisions: a snapshot first
+	// (reset = true on its first message, more = true on all but its last),
+	// then one message per committed change, each with the next version.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ClientUpdate], error)
 }
 
 type clientsClient struct {
@@ -63,6 +68,25 @@ func (c *clientsClient) Script(ctx context.Context, in *ScriptQuery, opts ...grp
 	return out, nil
 }
 
+func (c *clientsClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ClientUpdate], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Clients_ServiceDesc.Streams[0], Clients_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, ClientUpdate]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Clients_WatchClient = grpc.ServerStreamingClient[ClientUpdate]
+
 // ClientsServer is the server API for Clients service.
 // All implementations must embed UnimplementedClientsServer
 // for forward compatibility.
@@ -71,6 +95,10 @@ type ClientsServer interface {
 	// Script renders a machine's iPXE script for the requester at peer; the
 	// host answers found = false unless peer is bound to that MAC's boot.
 	Script(context.Context, *ScriptQuery) (*ScriptReply, error)
+	// Watch streams the known clients' DHCP decisions: a snapshot first
+	// (reset = true on its first message, more = true on all but its last),
+	// then one message per committed change, each with the next version.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[ClientUpdate]) error
 	mustEmbedUnimplementedClientsServer()
 }
 
@@ -86,6 +114,9 @@ func (UnimplementedClientsServer) Lookup(context.Context, *ClientQuery) (*BootDe
 }
 func (UnimplementedClientsServer) Script(context.Context, *ScriptQuery) (*ScriptReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Script not implemented")
+}
+func (UnimplementedClientsServer) Watch(*WatchRequest, grpc.ServerStreamingServer[ClientUpdate]) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedClientsServer) mustEmbedUnimplementedClientsServer() {}
 func (UnimplementedClientsServer) testEmbeddedByValue()                 {}
@@ -144,6 +175,17 @@ func _Clients_Script_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Clients_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClientsServer).Watch(m, &grpc.GenericServerStream[WatchRequest, ClientUpdate]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Clients_WatchServer = grpc.ServerStreamingServer[ClientUpdate]
+
 // Clients_ServiceDesc is the grpc.ServiceDesc for Clients service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,7 +202,13 @@ var Clients_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Clients_Script_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _Clients_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "host.proto",
 }
 

@@ -60,6 +60,7 @@ type server struct {
 	// ask. nil: through events.
 	bindings host.Events
 	cache    *decisions
+	known    *knownTable // the host's pushed clients; nil: Lookup only
 	limit    *limiter
 	commits  *committer
 	probe    *prober // nil: no ICMP probe
@@ -257,7 +258,7 @@ func (s *server) release(req *dhcpv4.DHCPv4, mac string) {
 	a := ip4FromIP(req.ClientIPAddr)
 	if lease, ok := s.table.release(s.table.pools, mac, a); ok {
 		s.commits.add(commitJob{lease: lease})
-		s.event(host.EventDHCPRelease, mac, s.cache.known(mac), a, nil)
+		s.event(host.EventDHCPRelease, mac, s.lastDecision(mac), a, nil)
 	}
 }
 
@@ -270,7 +271,7 @@ func (s *server) decline(req *dhcpv4.DHCPv4, mac string) {
 	a := ip4FromIP(req.RequestedIPAddress())
 	if lease, ok := s.table.decline(s.table.pools, mac, a); ok {
 		s.commits.add(commitJob{lease: lease})
-		s.event(host.EventDHCPDecline, mac, s.cache.known(mac), a, nil)
+		s.event(host.EventDHCPDecline, mac, s.lastDecision(mac), a, nil)
 	}
 }
 
@@ -391,10 +392,14 @@ func (s *server) decideFor(ctx context.Context, mac string, c client) (host.Deci
 	return d, true
 }
 
-// decide asks the host who the client is, through the cache.
+// decide is who the client is: from the host's pushed table when it is
+// live (known.go), else asked of the host through the cache.
 func (s *server) decide(ctx context.Context, mac string, c client) (host.Decision, error) {
 	if s.clients == nil {
 		return host.Decision{}, nil
+	}
+	if d, ok := s.fromTable(mac, c); ok {
+		return d, nil
 	}
 	key := cacheKey(mac, c)
 	if d, ok := s.cache.get(key, c.firmware(), time.Now()); ok {
@@ -407,12 +412,24 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	d, err := s.clients.Lookup(lctx, q)
+	s.m.lookups.Inc()
 	if err != nil {
 		return host.Decision{}, err
 	}
 	s.cache.put(key, mac, d, time.Now())
 	s.table.reserve(mac, parseIP4(d.ReservedAddress))
 	return d, nil
+}
+
+// lastDecision is mac's decision without asking the host (RELEASE and
+// DECLINE events): the pushed table's, else the last one cached.
+func (s *server) lastDecision(mac string) host.Decision {
+	if s.known != nil {
+		if d, _, live := s.known.get(mac); live {
+			return d
+		}
+	}
+	return s.cache.known(mac)
 }
 
 // fromOf is the address a request came from: its relay's (giaddr), or its
@@ -597,21 +614,28 @@ func (s *server) event(typ, mac string, d host.Decision, a ip4, c *client) {
 		e.Address = a.String()
 	}
 	if c != nil {
-		attrs := map[string]string{}
-		if c.vendorClass != "" {
-			attrs[host.AttrVendorClass] = c.vendorClass
-		}
-		if c.userClass != "" {
-			attrs[host.AttrUserClass] = c.userClass
-		}
-		if c.arch != archUnknownOrNone {
-			attrs[host.AttrArch] = strconv.Itoa(int(c.arch))
-		}
-		if len(attrs) > 0 {
-			e.Attrs = attrs
-		}
+		e.Attrs = classAttrs(*c)
 	}
 	s.events.Emit(e)
+}
+
+// classAttrs are the event attributes of what c's request said of itself;
+// nil when it said nothing.
+func classAttrs(c client) map[string]string {
+	attrs := map[string]string{}
+	if c.vendorClass != "" {
+		attrs[host.AttrVendorClass] = c.vendorClass
+	}
+	if c.userClass != "" {
+		attrs[host.AttrUserClass] = c.userClass
+	}
+	if c.arch != archUnknownOrNone {
+		attrs[host.AttrArch] = strconv.Itoa(int(c.arch))
+	}
+	if len(attrs) == 0 {
+		return nil
+	}
+	return attrs
 }
 
 // logOnce limits warnings on the packet path to one a second.

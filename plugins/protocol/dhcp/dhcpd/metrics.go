@@ -68,6 +68,10 @@ type dhcpMetrics struct {
 	latency     *prometheus.HistogramVec
 	commitTime  prometheus.Observer
 	commitBatch prometheus.Observer
+	lookups     prometheus.Counter // Clients.Lookup calls (not answered from the table or cache)
+	tableVer    *prometheus.GaugeVec
+	tableSize   *prometheus.GaugeVec
+	tableLive   *prometheus.GaugeVec
 
 	byType  [9]prometheus.Counter // by DHCP message type; 0 is BOOTP (none)
 	other   prometheus.Counter
@@ -97,6 +101,11 @@ func newMetrics(reg *metrics.Registry) *dhcpMetrics {
 	commitBatch := reg.Histogram("dls_dhcp_lease_commit_batch_size",
 		"Leases stored per batch (group commit).", []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
 	m.commitTime, m.commitBatch = commitTime.WithLabelValues(), commitBatch.WithLabelValues()
+	m.lookups = reg.Counter("dls_dhcp_host_lookups_total",
+		"Boot decisions asked of the host one machine at a time (Clients.Lookup): while the pushed client table is not live, and to register unknown machines.").WithLabelValues()
+	m.tableVer = reg.Gauge("dls_dhcp_client_table_version", "Version of the host's client table the plugin answers from (0: none yet).")
+	m.tableSize = reg.Gauge("dls_dhcp_client_table_clients", "Known clients in the pushed client table.")
+	m.tableLive = reg.Gauge("dls_dhcp_client_table_live", "1 while packets are decided from the pushed client table, 0 while they are asked of the host.")
 	for t := dhcpv4.MessageType(0); int(t) < len(m.byType); t++ {
 		m.byType[t] = m.requests.WithLabelValues(typeLabel(t))
 	}

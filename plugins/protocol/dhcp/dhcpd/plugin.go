@@ -200,6 +200,15 @@ func (p *Plugin) Start(ctx context.Context) error {
 		p.listeners = append(p.listeners, l.name)
 	}
 	go sweep(lctx, srv)
+	if w, ok := p.hs.Clients.(host.ClientWatcher); ok && srv.known != nil {
+		go srv.follow(lctx, w)
+		select {
+		case <-srv.known.ready:
+		case <-time.After(syncWait):
+			p.logger.Warn("no client table from the host yet; asking it per machine until it comes", "waited", syncWait)
+		case <-ctx.Done():
+		}
+	}
 	p.run = run
 	p.message = fmt.Sprintf("mode %s, server %s, %d pools", set.Mode, serverIP, len(set.pools))
 	p.logger.Info("serving", "mode", set.Mode, "server_ip", serverIP.String(), "sockets", p.listeners)
@@ -212,7 +221,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 func newServer(ctx context.Context, set *settings, serverIP ip4, hs host.Services, m *dhcpMetrics, logger hclog.Logger) *server {
 	return &server{
 		set: set, serverIP: serverIP, table: newTable(set, serverIP),
-		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache),
+		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache), known: newKnownTable(),
 		limit: newLimiter(set.RateLimit, set.RateBurst), m: m, logger: logger,
 		commits: newCommitter(ctx, hs.Leases, set.CommitBatch, m),
 	}
@@ -291,8 +300,19 @@ func (p *Plugin) refreshGauges() {
 	p.mu.Unlock()
 	p.m.poolSize.Reset()
 	p.m.poolActive.Reset()
+	p.m.tableVer.Reset()
+	p.m.tableSize.Reset()
+	p.m.tableLive.Reset()
 	if run == nil {
 		return
+	}
+	ver, n, live := run.srv.known.state()
+	p.m.tableVer.WithLabelValues().Set(float64(ver))
+	p.m.tableSize.WithLabelValues().Set(float64(n))
+	if live {
+		p.m.tableLive.WithLabelValues().Set(1)
+	} else {
+		p.m.tableLive.WithLabelValues().Set(0)
 	}
 	for _, st := range run.srv.table.stats() {
 		p.m.poolSize.WithLabelValues(st.name).Set(float64(st.size))

@@ -1,0 +1,43 @@
+package clientfeed
+
+import (
+	"context"
+
+	"github.com/dls-project/dls/core/store"
+)
+
+// Notify wraps st so that every committed write to its clients reaches f
+// before the write returns. The host hands the wrapped store to everything
+// that writes clients; reads pass through untouched.
+func Notify(st store.Store, f *Feed) store.Store { return &notifying{Store: st, feed: f} }
+
+type notifying struct {
+	store.Store
+	feed *Feed
+}
+
+// The read-back runs even when the writer's ctx ends right after the
+// commit: the change is in the store, watchers must learn it.
+func (n *notifying) PutClient(ctx context.Context, c store.Client) error {
+	if err := n.Store.PutClient(ctx, c); err != nil {
+		return err
+	}
+	n.feed.Changed(context.WithoutCancel(ctx), c.Name)
+	return nil
+}
+
+func (n *notifying) DeleteClient(ctx context.Context, name string) error {
+	if err := n.Store.DeleteClient(ctx, name); err != nil {
+		return err
+	}
+	n.feed.Changed(context.WithoutCancel(ctx), name)
+	return nil
+}
+
+func (n *notifying) RenameClient(ctx context.Context, old, new string) error {
+	if err := n.Store.RenameClient(ctx, old, new); err != nil {
+		return err
+	}
+	n.feed.Changed(context.WithoutCancel(ctx), old, new)
+	return nil
+}
