@@ -356,3 +356,83 @@ func TestReadBusyAfterBufferWait(t *testing.T) {
 		t.Fatalf("BufferBytes %d of %d, want 0 of %d", in, limit, 64<<10)
 	}
 }
+
+// TestWriteBusyWhileHoldingWriteBuffer: a connection whose write holds the
+// whole pool while it waits for its data-out does not wait for more: its
+// next write ends with BUSY at once (waiting could deadlock, the data
+// that would free the pool being behind it in the stream), and the first
+// write completes once its data arrives.
+func TestWriteBusyWhileHoldingWriteBuffer(t *testing.T) {
+	const limit = 512 << 10
+	vol := &memVol{b: make([]byte, 1<<20)}
+	srv := &Server{Resolver: patternResolver{vol: vol}, LoginTimeout: 5 * time.Second, MaxBufferBytes: limit}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(t.Context(), ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx)
+	}()
+	nc, r := tcpSession(t, ln.Addr().String(), 1)
+	// Write A: 512 KiB, no unsolicited data (F set): the target asks for
+	// it with an R2T, holding the whole pool meanwhile.
+	if _, err := nc.Write(scsiPDU(0, write10(0, limit/512), limit, pdu.FlagWrite, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var p pdu.PDU
+	if err := r.Read(&p); err != nil || p.Opcode() != pdu.OpR2T || p.U32(44) != limit {
+		t.Fatalf("want an R2T for all of write A: %v, opcode %#x length %d", err, p.Opcode(), p.U32(44))
+	}
+	ttt := p.U32(20)
+	if in, _ := srv.BufferBytes(); in != limit {
+		t.Fatalf("buffer bytes %d while write A waits for data, want %d", in, limit)
+	}
+	// Write B, on the same connection: BUSY, at once.
+	b := scsiPDU(1, write10(1024, 8), 4096, pdu.FlagWrite, make([]byte, 4096))
+	start := time.Now()
+	if _, err := nc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Read(&p); err != nil || p.Opcode() != pdu.OpSCSIResponse || p.ITT() != 1 || p.Header[3] != scsi.StatusBusy {
+		t.Fatalf("write B: %v, opcode %#x itt %d status %#x, want BUSY", err, p.Opcode(), p.ITT(), p.Header[3])
+	}
+	if d := time.Since(start); d > DefaultBufferWait/2 {
+		t.Fatalf("write B waited %s for its BUSY", d)
+	}
+	// A's data: two Data-Outs of 256 KiB.
+	data := bytes.Repeat([]byte{0xa5}, limit)
+	for i := range 2 {
+		o := &pdu.PDU{}
+		o.SetOpcode(pdu.OpDataOut, false)
+		if i == 1 {
+			o.Header[1] = pdu.FlagFinal
+		}
+		o.SetU32(16, 0) // ITT of A
+		o.SetU32(20, ttt)
+		o.SetU32(36, uint32(i))
+		o.SetU32(40, uint32(i*limit/2))
+		o.Data = data[i*limit/2 : (i+1)*limit/2]
+		if _, err := nc.Write(o.Encode(nil, false, false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Read(&p); err != nil || p.Opcode() != pdu.OpSCSIResponse || p.ITT() != 0 || p.Header[3] != scsi.StatusGood {
+		t.Fatalf("write A: %v, opcode %#x itt %d status %#x, want GOOD", err, p.Opcode(), p.ITT(), p.Header[3])
+	}
+	vol.mu.Lock()
+	landed := bytes.Equal(vol.b[:limit], data)
+	vol.mu.Unlock()
+	if !landed {
+		t.Fatal("write A's data did not land")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for in, _ := srv.BufferBytes(); in != 0; in, _ = srv.BufferBytes() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d buffer bytes still held after write A", in)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
