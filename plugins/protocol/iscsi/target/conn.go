@@ -113,10 +113,14 @@ func (c *conn) close() {
 
 // Read buffers: small while a connection logs in (a login PDU's data is
 // at most 8 KiB), so that thousands of connections that never log in
-// cost little; large once it does, for reads of whole bursts.
+// cost little; larger once it does, to take many command PDUs in one
+// read. Not a whole burst: data segments at least as long as the buffer
+// are read straight into their command's buffer, past it, and a
+// thousand sessions' 256 KiB buffers were 250 MiB of heap, which also
+// let the garbage collector wait for 500 MiB before collecting.
 const (
 	loginBuffer = 16 << 10
-	ffpBuffer   = 256 << 10
+	ffpBuffer   = 32 << 10
 )
 
 // growBuffer gives the reader its full-feature-phase buffer, keeping
