@@ -187,3 +187,16 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// BenchmarkAcquireRelease is the pool's cost on a command's path when
+// nobody waits: what a READ or WRITE pays for being bounded.
+func BenchmarkAcquireRelease(b *testing.B) {
+	p := New(64<<20, func(int64) {})
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			g, _ := p.Acquire(ctx, 1<<20)
+			p.Release(g)
+		}
+	})
+}
