@@ -25,9 +25,11 @@ type task struct {
 	start     time.Time
 
 	// Bytes reserved from the server's buffer pool: for the data-out
-	// buffer (given back by conn.free), and for the data-in (given back
-	// once it was sent).
-	outHeld, inHeld int64
+	// buffer (given back by conn.free, from whichever goroutine ends the
+	// task, while the reader may look at it), and for the data-in (the
+	// command's goroutine only; given back once it was sent).
+	outHeld atomic.Int64
+	inHeld  int64
 
 	// Data-out state (reader goroutine only, under conn.mu for the table).
 	buf       *[]byte
@@ -54,9 +56,8 @@ func (c *conn) free(t *task) {
 		scsi.PutBuf(t.buf)
 		t.buf, t.data = nil, nil
 	}
-	if t.outHeld > 0 {
-		c.srv.pool().Release(t.outHeld)
-		t.outHeld = 0
+	if n := t.outHeld.Swap(0); n > 0 {
+		c.srv.pool().Release(n)
 	}
 }
 
@@ -93,7 +94,7 @@ func (c *conn) reserveOut(n int) (int64, error) {
 	c.mu.Lock()
 	holding := false
 	for _, o := range c.tasks {
-		if o.outHeld > 0 && !o.running {
+		if o.outHeld.Load() > 0 && !o.running {
 			holding = true
 			break
 		}
@@ -297,7 +298,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) error {
 		c.failTask(t, busy())
 		return nil
 	}
-	t.outHeld = held
+	t.outHeld.Store(held)
 	t.buf = scsi.GetBuf(int(t.edtl))
 	t.data = (*t.buf)[:t.edtl]
 	if n > 0 {
