@@ -271,8 +271,8 @@ func (s *Server) fail(reason string) {
 // worth of sequential 1 MiB reads at queue depth 32 (32 MiB in flight
 // each), a quarter of what a thousand machines booting at once ask for (a
 // thousand 256 KiB reads, 250 MiB). Measured in a 1000-machine storm, a
-// smaller pool did not lower the plugin's peak RSS (126 and 156 MiB in two
-// runs with 64 MiB, 133 with 32), so it would only slow reads.
+// smaller pool did not lower the plugin's peak RSS (126, 150 and 156 MiB in
+// three runs with 64 MiB, 133 with 32), so it would only slow reads.
 const DefaultMaxBufferBytes = 64 << 20
 
 // DefaultBufferWait is BufferWait when unset: shorter than an initiator's
