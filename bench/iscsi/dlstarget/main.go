@@ -76,6 +76,7 @@ func main() {
 	secret := flag.String("chap-secret", "", "CHAP secret the initiator must answer with")
 	user := flag.String("chap-user", "", "CHAP name the initiator must answer as (empty: its initiator name)")
 	verbose := flag.Bool("v", false, "debug logging")
+	maxBuf := flag.Int64("max-buffer-bytes", 0, "bytes of data buffers of all sessions together (0: the target's default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here until the target stops")
 	flag.Parse()
 	if *file == "" {
@@ -94,6 +95,7 @@ func main() {
 		Resolver: &resolver{file: *file, iqn: *iqn, initiators: list, user: *user, secret: *secret},
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "dlstarget", Level: level, Output: os.Stderr}),
 		Vendor:   "DLS", Product: "dls-iscsi", Revision: "0.1",
+		MaxBufferBytes: *maxBuf,
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dls-project/dls/internal/iscsi/initiator"
 	"github.com/dls-project/dls/plugins/protocol/iscsi/pdu"
+	"github.com/dls-project/dls/plugins/protocol/iscsi/target"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/dls-project/dls/sdk/volume"
@@ -225,6 +226,58 @@ func TestReadWriteEventsMetrics(t *testing.T) {
 	}
 	if smp, ok := e.h.MetricSample(t, "dls_iscsi_command_duration_seconds", "write"); !ok || smp.Count < 5 {
 		t.Errorf("write latency samples %+v", smp)
+	}
+	e.h.WaitMetricValue(t, 0, "dls_iscsi_buffer_bytes")
+	if v := e.h.MetricValue(t, "dls_iscsi_buffer_limit_bytes"); v != target.DefaultMaxBufferBytes {
+		t.Errorf("buffer limit gauge %v, want the default %d", v, target.DefaultMaxBufferBytes)
+	}
+}
+
+// TestBufferPoolSmallerThanReads: with max_buffer_bytes at its minimum,
+// sessions reading and writing more than it at once, each command larger
+// than the whole pool, all complete with the right data; a
+// max_buffer_bytes under the minimum is a config error at its path.
+func TestBufferPoolSmallerThanReads(t *testing.T) {
+	h := plugintest.Start(t, New(), plugintest.WithoutConfigure())
+	errs, err := h.Configure(map[string]any{"max_buffer_bytes": 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || errs[0].Path != "max_buffer_bytes" {
+		t.Fatalf("errors %v, want one at max_buffer_bytes", errs)
+	}
+
+	var cls []*client
+	for i := range 4 {
+		cls = append(cls, &client{name: fmt.Sprintf("pc-%02d", i+1), mac: fmt.Sprintf("52:54:00:00:01:%02x", i+1)})
+	}
+	e := startTarget(t, map[string]any{"max_buffer_bytes": minBufferBytes}, cls...)
+	ctx := context.Background()
+	const size = 3 << 20
+	var wg sync.WaitGroup
+	for _, c := range cls {
+		s := e.mustDial(t, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := randomBytes(size)
+			if err := s.Write(ctx, 8, data, 512, false); err != nil {
+				t.Errorf("%s: write: %v", c.name, err)
+				return
+			}
+			for range 3 {
+				got := make([]byte, size)
+				if err := s.Read(ctx, 8, got, 512); err != nil || !bytes.Equal(got, data) {
+					t.Errorf("%s: read back: %v (equal %v)", c.name, err, bytes.Equal(got, data))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.h.WaitMetricValue(t, 0, "dls_iscsi_buffer_bytes")
+	if v := e.h.MetricValue(t, "dls_iscsi_buffer_limit_bytes"); v != minBufferBytes {
+		t.Errorf("buffer limit gauge %v, want %d", v, minBufferBytes)
 	}
 }
 

@@ -52,7 +52,11 @@ type Config struct {
 	BindToLease      bool          `hcl:"bind_to_lease,optional" doc:"a normal session must come from the address bound to its client's current boot (its lease, or where its proxy boot came from) or one of the client's extra_addresses; false only for protocol tests and multipath set-ups"`
 	RefusedLimit     int           `hcl:"refused_login_limit,optional" doc:"refused logins from one source address within refused_login_window before further logins from it are refused at once (counted as rate_limited); 0: no limit"`
 	RefusedWindow    time.Duration `hcl:"refused_login_window,optional" doc:"window of refused_login_limit"`
+	MaxBufferBytes   int           `hcl:"max_buffer_bytes,optional" doc:"bytes of read and write data buffers of all sessions together; past it a command waits for buffers (then BUSY) instead of allocating (1048576 or more)"`
 }
+
+// minBufferBytes is the smallest max_buffer_bytes: four 256 KiB reads.
+const minBufferBytes = 1 << 20
 
 // Plugin is the iscsi protocol plugin.
 type Plugin struct {
@@ -60,6 +64,8 @@ type Plugin struct {
 	connections prometheus.Counter
 	errors      *prometheus.CounterVec
 	sessions    prometheus.Gauge
+	bufInUse    prometheus.Gauge
+	bufLimit    prometheus.Gauge
 	readBytes   prometheus.Counter
 	writeBytes  prometheus.Counter
 	latency     map[string]prometheus.Observer
@@ -91,6 +97,8 @@ func New() *Plugin {
 		connections: reg.Counter("dls_iscsi_connections_total", "iSCSI TCP connections accepted.").WithLabelValues(),
 		errors:      reg.Counter("dls_iscsi_errors_total", "iSCSI logins refused, protocol errors and failed commands, by reason.", "reason"),
 		sessions:    reg.Gauge("dls_iscsi_sessions", "iSCSI normal sessions open now.").WithLabelValues(),
+		bufInUse:    reg.Gauge("dls_iscsi_buffer_bytes", "Bytes of read and write data buffers held by SCSI commands now.").WithLabelValues(),
+		bufLimit:    reg.Gauge("dls_iscsi_buffer_limit_bytes", "Bytes of data buffers the target holds at most (max_buffer_bytes).").WithLabelValues(),
 		readBytes:   reg.Counter("dls_iscsi_read_bytes_total", "Bytes read from volumes for initiators.").WithLabelValues(),
 		writeBytes:  reg.Counter("dls_iscsi_written_bytes_total", "Bytes written to volumes by initiators.").WithLabelValues(),
 		logger:      hclog.NewNullLogger(),
@@ -115,6 +123,7 @@ func (p *Plugin) NewConfig() any {
 		Digests: true, LoginTimeout: 30 * time.Second, EndStaleSessions: true,
 		MaxLoginConns: target.DefaultMaxLoginConnections, BindToLease: true,
 		RefusedLimit: target.DefaultRefusedLoginLimit, RefusedWindow: target.DefaultRefusedLoginWindow,
+		MaxBufferBytes: target.DefaultMaxBufferBytes,
 	}
 }
 
@@ -163,6 +172,9 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 	}
 	if c.RefusedWindow <= 0 {
 		errs.Add(config.Errorf("refused_login_window", "refused_login_window must be positive"))
+	}
+	if c.MaxBufferBytes < minBufferBytes {
+		errs.Add(config.Errorf("max_buffer_bytes", "max_buffer_bytes must be %d or more", minBufferBytes))
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -217,7 +229,9 @@ func (p *Plugin) Start(ctx context.Context) error {
 		Revision:            "0.1",
 		LoginTimeout:        p.cfg.LoginTimeout,
 		MaxLoginConnections: p.cfg.MaxLoginConns,
+		MaxBufferBytes:      int64(p.cfg.MaxBufferBytes),
 	}
+	p.bufLimit.Set(float64(p.cfg.MaxBufferBytes))
 	p.srv, p.ln, p.serving = srv, ln, true
 	go func() {
 		if err := srv.Serve(serveCtx, ln); err != nil && !errors.Is(err, target.ErrClosed) {
@@ -285,6 +299,7 @@ func (p *Plugin) hooks(events *host.Batcher) target.Hooks {
 		Connection: p.connections.Inc,
 		Error:      func(reason string) { p.errors.WithLabelValues(reason).Inc() },
 		Sessions:   func(d int) { p.sessions.Add(float64(d)) },
+		Buffers:    func(n int64) { p.bufInUse.Set(float64(n)) },
 		Login:      func(s target.Info) { emit(host.EventISCSILogin, s) },
 		Logout:     func(s target.Info) { emit(host.EventISCSILogout, s) },
 		Handoff:    func(s target.Info) { emit(host.EventISCSIHandoff, s) },

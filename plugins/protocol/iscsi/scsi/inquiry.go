@@ -474,6 +474,15 @@ func class(n int) int {
 // GetBuf returns a pooled buffer of at least n bytes; PutBuf returns it.
 func GetBuf(n int) *[]byte { return getBuf(n) }
 
+// BufCap is the capacity of the buffer GetBuf(n) returns: what a
+// buffer for n bytes costs.
+func BufCap(n int) int {
+	if c := class(n); c <= maxClass {
+		return 1 << c
+	}
+	return n
+}
+
 // PutBuf returns a buffer from GetBuf to the pool.
 func PutBuf(b *[]byte) { putBuf(b) }
 

@@ -66,6 +66,11 @@ type conn struct {
 	rd   pdu.Reader
 	p    params
 
+	// live ends when the connection is closed: commands waiting for
+	// buffer bytes give up then.
+	live     context.Context
+	stopLive context.CancelFunc
+
 	seq      uint64      // accept order (Server.connSeq)
 	progress atomic.Bool // a whole PDU arrived during login
 
@@ -92,17 +97,30 @@ func newConn(ctx context.Context, s *Server, nc net.Conn) *conn {
 		out: make(chan *outPDU, 512), dead: make(chan struct{}), wdone: make(chan struct{}),
 		tasks: map[uint32]*task{}, statSN: 1, nextTTT: 1,
 	}
+	// Not ctx's cancellation: see Server.Serve.
+	c.live, c.stopLive = context.WithCancel(context.WithoutCancel(ctx))
 	c.rd.R = c.br
 	c.rd.MaxData = 8192
 	return c
 }
 
+// close closes the connection: its reader fails, and its commands
+// waiting for buffer bytes stop waiting.
+func (c *conn) close() {
+	c.stopLive()
+	c.nc.Close()
+}
+
 // Read buffers: small while a connection logs in (a login PDU's data is
 // at most 8 KiB), so that thousands of connections that never log in
-// cost little; large once it does, for reads of whole bursts.
+// cost little; larger once it does, to take many command PDUs in one
+// read. Not a whole burst: data segments at least as long as the buffer
+// are read straight into their command's buffer, past it, and a
+// thousand sessions' 256 KiB buffers were 250 MiB of heap, which also
+// let the garbage collector wait for 500 MiB before collecting.
 const (
 	loginBuffer = 16 << 10
-	ffpBuffer   = 256 << 10
+	ffpBuffer   = 32 << 10
 )
 
 // growBuffer gives the reader its full-feature-phase buffer, keeping
@@ -240,7 +258,7 @@ func (c *conn) writer() {
 		}
 		if err != nil {
 			c.writerDead()
-			c.nc.Close()
+			c.close()
 			return
 		}
 		if stop {
@@ -255,7 +273,7 @@ func (c *conn) writerDead() {
 
 // serve runs the connection: login, then full feature phase.
 func (c *conn) serve() {
-	defer c.nc.Close()
+	defer c.close()
 	sess, err := c.login()
 	c.srv.loginDone(c)
 	if err != nil {
@@ -281,6 +299,9 @@ func isTimeout(err error) bool {
 // finish waits for running commands, flushes the writer, and ends the
 // session if this was its connection.
 func (c *conn) finish() {
+	// Nobody will read what commands still waiting for buffer bytes
+	// would send.
+	c.stopLive()
 	c.mu.Lock()
 	c.stopped = true
 	for itt, t := range c.tasks {
@@ -288,7 +309,7 @@ func (c *conn) finish() {
 			// Still waiting for data-out: it never ran, nothing was
 			// acknowledged.
 			delete(c.tasks, itt)
-			t.free()
+			c.free(t)
 			c.tasksWG.Done()
 		}
 	}
@@ -299,7 +320,7 @@ func (c *conn) finish() {
 	case <-c.dead:
 	}
 	<-c.wdone
-	c.nc.Close()
+	c.close()
 	c.srv.endSession(c.sess, c)
 }
 
@@ -453,7 +474,7 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 		old.conn = c
 		old.mu.Unlock()
 		if prev != nil {
-			prev.nc.Close()
+			prev.close()
 		}
 		return old, loginSuccess
 	}
@@ -530,7 +551,7 @@ func (sess *session) close(wait time.Duration) {
 	if c == nil {
 		return
 	}
-	c.nc.Close()
+	c.close()
 	select {
 	case <-sess.gone:
 	case <-time.After(wait):

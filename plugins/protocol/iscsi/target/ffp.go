@@ -1,8 +1,10 @@
 package target
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,13 @@ type task struct {
 	write     bool
 	immediate bool
 	start     time.Time
+
+	// Bytes reserved from the server's buffer pool: for the data-out
+	// buffer (given back by conn.free, from whichever goroutine ends the
+	// task, while the reader may look at it), and for the data-in (the
+	// command's goroutine only; given back once it was sent).
+	outHeld atomic.Int64
+	inHeld  int64
 
 	// Data-out state (reader goroutine only, under conn.mu for the table).
 	buf       *[]byte
@@ -41,12 +50,70 @@ type burst struct {
 	dataSN                   uint32
 }
 
-func (t *task) free() {
+// free drops t's data-out buffer and gives its bytes back to the pool.
+func (c *conn) free(t *task) {
 	if t.buf != nil {
 		scsi.PutBuf(t.buf)
 		t.buf, t.data = nil, nil
 	}
+	if n := t.outHeld.Swap(0); n > 0 {
+		c.srv.pool().Release(n)
+	}
 }
+
+// errNoBuffers: a command waited BufferWait for buffer bytes, or could
+// not wait for them; it ends with BUSY.
+var errNoBuffers = errors.New("no buffer bytes free")
+
+// reserveIn reserves the bytes of a data-in buffer of n bytes, waiting
+// (bounded) for them. It runs on the command's goroutine, never the
+// reader's: the reader goes on taking PDUs, among them the data-out of
+// writes that hold bytes.
+func (c *conn) reserveIn(n int) (int64, error) {
+	ctx, cancel := context.WithTimeout(c.live, c.srv.bufferWait())
+	defer cancel()
+	g, err := c.srv.pool().Acquire(ctx, int64(scsi.BufCap(n)))
+	if err != nil && c.live.Err() == nil {
+		return 0, errNoBuffers
+	}
+	return g, err
+}
+
+// reserveOut reserves the bytes of a data-out buffer of n bytes on the
+// reader's goroutine. The reader waits for them (bounded) only while its
+// connection holds no buffer of a write still waiting for its data-out:
+// that data is behind the command in the stream, so waiting then could
+// deadlock with another connection doing the same. Such a command ends
+// with BUSY at once instead.
+func (c *conn) reserveOut(n int) (int64, error) {
+	want := int64(scsi.BufCap(n))
+	pool := c.srv.pool()
+	if g, ok := pool.TryAcquire(want); ok {
+		return g, nil
+	}
+	c.mu.Lock()
+	holding := false
+	for _, o := range c.tasks {
+		if o.outHeld.Load() > 0 && !o.running {
+			holding = true
+			break
+		}
+	}
+	c.mu.Unlock()
+	if holding {
+		return 0, errNoBuffers
+	}
+	ctx, cancel := context.WithTimeout(c.live, c.srv.bufferWait())
+	defer cancel()
+	g, err := pool.Acquire(ctx, want)
+	if err != nil && c.live.Err() == nil {
+		return 0, errNoBuffers
+	}
+	return g, err
+}
+
+// busy is the result of a command that got no buffer bytes.
+func busy() scsi.Result { return scsi.Result{Status: scsi.StatusBusy, Transfer: -1} }
 
 // maxEDTL bounds the data a command may ask to move: one maximal transfer,
 // or a COMPARE AND WRITE, plus slack for parameter lists.
@@ -219,6 +286,19 @@ func (c *conn) scsiCommand(p *pdu.PDU) error {
 			Sense: scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x24}.Bytes(false), Transfer: -1})
 		return nil
 	}
+	held, err := c.reserveOut(int(t.edtl))
+	if err != nil {
+		if !errors.Is(err, errNoBuffers) {
+			return fmt.Errorf("wait for buffer bytes: %w", err) // closed
+		}
+		c.srv.fail("buffers")
+		if err := c.rd.Skip(p); err != nil {
+			return err
+		}
+		c.failTask(t, busy())
+		return nil
+	}
+	t.outHeld.Store(held)
 	t.buf = scsi.GetBuf(int(t.edtl))
 	t.data = (*t.buf)[:t.edtl]
 	if n > 0 {
@@ -359,7 +439,7 @@ func (c *conn) dropTask(t *task) {
 		c.tasksWG.Done()
 	}
 	c.mu.Unlock()
-	t.free()
+	c.free(t)
 }
 
 // run executes a task whose data-out is complete, on its own goroutine,
@@ -395,6 +475,23 @@ func (c *conn) execute(t *task) {
 		cmd.ExpectedIn = t.edtl
 	}
 	var res scsi.Result
+	if t.read && t.edtl > 0 && t.lun == 0 {
+		// The data-in buffer comes out of the pool: wait for its bytes
+		// rather than allocate past the bound.
+		held, err := c.reserveIn(int(t.edtl))
+		switch {
+		case errors.Is(err, errNoBuffers):
+			c.srv.fail("buffers")
+			c.finishTask(t, busy())
+			return
+		case err != nil:
+			// The connection closed: nobody will read the answer.
+			t.aborted.Store(true)
+			c.finishTask(t, scsi.Result{})
+			return
+		}
+		t.inHeld = held
+	}
 	if t.lun != 0 {
 		res = scsi.NoUnit(t.cdb)
 	} else {
@@ -428,9 +525,17 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 	if h := c.srv.Hooks.Command; h != nil {
 		h(scsi.Group(t.cdb[0]), time.Since(t.start), res.Read, res.Written)
 	}
-	t.free()
-	if t.aborted.Load() {
+	c.free(t)
+	// The data-in's bytes go back to the pool with its buffer, once the
+	// writer has sent it (or could not).
+	pool, inHeld := c.srv.pool(), t.inHeld
+	t.inHeld = 0
+	release := func() {
 		res.Release()
+		pool.Release(inHeld)
+	}
+	if t.aborted.Load() {
+		release()
 		return
 	}
 	if res.Status == scsi.StatusCheckCondition {
@@ -484,8 +589,7 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 			o.p.Header[1] = pdu.FlagFinal | pdu.FlagStatus | flags
 			o.p.Header[3] = res.Status
 			o.p.SetU32(44, residual)
-			rel := res
-			o.release = rel.Release
+			o.release = release
 		} else if last {
 			o.p.Header[1] = pdu.FlagFinal
 		}
@@ -507,8 +611,7 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 		copy(d[2:], res.Sense)
 		o.p.Data = d
 	}
-	rel := res
-	o.release = rel.Release
+	o.release = release
 	c.completeCmdSN(t.immediate)
 	opened = true
 	c.send(o)
@@ -632,7 +735,7 @@ func (c *conn) taskMgmt(p *pdu.PDU) {
 		c.resetTarget(false)
 	case fn == tmfTargetColdReset:
 		c.resetTarget(true)
-		after = func() { go c.nc.Close() }
+		after = func() { go c.close() }
 	case fn == tmfTaskReassign:
 		resp = tmfReassignUnsupp
 	default:
@@ -671,7 +774,7 @@ func (c *conn) abort(ts []*task) {
 		}
 		c.mu.Unlock()
 		if waiting {
-			t.free()
+			c.free(t)
 			c.completeCmdSN(t.immediate)
 			close(t.done)
 			c.tasksWG.Done()
@@ -704,7 +807,7 @@ func (c *conn) resetTarget(cold bool) {
 			continue
 		}
 		if cold {
-			oc.nc.Close()
+			oc.close()
 			continue
 		}
 		oc.abort(oc.tasksOf(0))

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/iscsi/bufpool"
 	"github.com/dls-project/dls/plugins/protocol/iscsi/scsi"
 	"github.com/hashicorp/go-hclog"
 )
@@ -92,6 +93,10 @@ type Hooks struct {
 	Sessions func(delta int)
 	// Command: one SCSI command finished.
 	Command func(group string, d time.Duration, read, written int64)
+	// Buffers: the bytes of data buffers reserved from the server's
+	// pool (see Server.MaxBufferBytes) changed to inUse. It is called
+	// in order, under the pool's lock: it must be quick.
+	Buffers func(inUse int64)
 }
 
 // Info describes a session for hooks.
@@ -171,9 +176,20 @@ type Server struct {
 	// negative: no limit.
 	RefusedLoginLimit  int
 	RefusedLoginWindow time.Duration
+	// MaxBufferBytes bounds the data-in and data-out buffers of all
+	// commands of all sessions together (0: DefaultMaxBufferBytes). A
+	// command that would go over it waits for others to finish (first
+	// come, first served) instead of allocating; one larger than the
+	// whole pool waits until it is empty and then runs alone.
+	MaxBufferBytes int64
+	// BufferWait bounds that wait (0: DefaultBufferWait); a command that
+	// waited that long ends with BUSY, which initiators retry.
+	BufferWait time.Duration
 
 	refusalsOnce sync.Once
 	refused      *refusals
+	bufsOnce     sync.Once
+	bufs         *bufpool.Pool
 
 	mu       sync.Mutex
 	closed   bool
@@ -249,6 +265,46 @@ func (s *Server) fail(reason string) {
 	if s.Hooks.Error != nil {
 		s.Hooks.Error(reason)
 	}
+}
+
+// DefaultMaxBufferBytes is MaxBufferBytes when unset: two sessions'
+// worth of sequential 1 MiB reads at queue depth 32 (32 MiB in flight
+// each), a quarter of what a thousand machines booting at once ask for (a
+// thousand 256 KiB reads, 250 MiB). Measured in a 1000-machine storm, a
+// smaller pool did not lower the plugin's peak RSS (126, 150 and 156 MiB in
+// three runs with 64 MiB, 133 with 32), so it would only slow reads.
+const DefaultMaxBufferBytes = 64 << 20
+
+// DefaultBufferWait is BufferWait when unset: shorter than an initiator's
+// command timeout (Linux: 30 s), so that it gets BUSY and retries rather
+// than aborting the task.
+const DefaultBufferWait = 15 * time.Second
+
+// pool is the server's buffer pool, made on first use.
+func (s *Server) pool() *bufpool.Pool {
+	s.bufsOnce.Do(func() {
+		limit := s.MaxBufferBytes
+		if limit <= 0 {
+			limit = DefaultMaxBufferBytes
+		}
+		s.bufs = bufpool.New(limit, s.Hooks.Buffers)
+	})
+	return s.bufs
+}
+
+// bufferWait is how long a command waits for buffer bytes.
+func (s *Server) bufferWait() time.Duration {
+	if s.BufferWait > 0 {
+		return s.BufferWait
+	}
+	return DefaultBufferWait
+}
+
+// BufferBytes returns the bytes of data buffers reserved now and the
+// pool's size.
+func (s *Server) BufferBytes() (inUse, limit int64) {
+	p := s.pool()
+	return p.InUse(), p.Limit()
 }
 
 // ErrClosed is returned by Serve after Close.
@@ -417,7 +473,7 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		for _, c := range conns {
-			c.nc.Close()
+			c.close()
 		}
 		<-done
 		return ctx.Err()
