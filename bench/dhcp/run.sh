@@ -41,19 +41,21 @@ SECS=${SECONDS_PER_STEP:-10} CLIENTS=${CLIENTS:-50000} PIN=${PIN:-1}
 PG=${PG:-0}
 MODE=renew RATES=1000,2000,4000,8000,16000,32000 DECLARED=1000 VARIANTS=unknown,declared RANDOM_MACS=0
 usage() { echo "usage: run.sh [-first [-rates R1,R2,...] [-secs N] [-declared N] [-variants unknown,declared] [-random]]" >&2; exit 2; }
+ladder_flags=
 while [ $# -gt 0 ]; do
   case $1 in
     -first) MODE=first ;;
-    -random) RANDOM_MACS=1 ;;
-    -rates) [ $# -ge 2 ] || usage; RATES=$2; shift ;;
-    -secs) [ $# -ge 2 ] || usage; SECS=$2; shift ;;
-    -declared) [ $# -ge 2 ] || usage; DECLARED=$2; shift ;;
-    -variants) [ $# -ge 2 ] || usage; VARIANTS=$2; shift ;;
+    -random) RANDOM_MACS=1 ladder_flags+=" $1" ;;
+    -rates) [ $# -ge 2 ] || usage; RATES=$2 ladder_flags+=" $1"; shift ;;
+    -secs) [ $# -ge 2 ] || usage; SECS=$2 ladder_flags+=" $1"; shift ;;
+    -declared) [ $# -ge 2 ] || usage; DECLARED=$2 ladder_flags+=" $1"; shift ;;
+    -variants) [ $# -ge 2 ] || usage; VARIANTS=$2 ladder_flags+=" $1"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
   shift
 done
-[[ $RATES =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "run.sh: -rates wants numbers separated by commas, not $RATES" >&2; exit 2; }
+[ "$MODE" = first ] || [ -z "$ladder_flags" ] || { echo "run.sh:$ladder_flags: only with -first (the renewal mode takes START, STEP, MAX from the environment)" >&2; exit 2; }
+[[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || { echo "run.sh: -rates wants rates above 0 separated by commas, not $RATES" >&2; exit 2; }
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -secs wants a whole number of seconds, not $SECS" >&2; exit 2; }
 [[ $DECLARED =~ ^[0-9]+$ ]] && [ "$DECLARED" -le 65536 ] && [ "$DECLARED" -le "$CLIENTS" ] ||
   { echo "run.sh: -declared wants 0..min(65536, CLIENTS), not $DECLARED" >&2; exit 2; }
