@@ -14,6 +14,21 @@
 # that the run starts and deletes; needs postgresql. Rates for that pair
 # step from START_PG=500 by STEP_PG=500.
 #
+# -first: first contact instead of renewals (make bench-dhcp-first). A
+# ladder of offered rates (-rates, default 1000,2000,4000,8000,16000,32000),
+# each rung against BOTH servers started fresh (empty lease store) for that
+# rung alone, perfdhcp's clients out of CLIENTS (-R 50000), in two
+# variants: "unknown" (no client declared: every MAC is a stranger) and
+# "declared" (-declared N, default 1000, of perfdhcp's MACs declared: DLS
+# client blocks, Kea host reservations by hw-address; none leased). A rung
+# is clean when both exchanges (DISCOVER-OFFER, REQUEST-ACK) lose < 1 % and
+# perfdhcp reached >= 95 % of the offered rate. -secs N sets the step
+# length (default 10), -variants unknown,declared picks variants.
+# perfdhcp 2.2's -R numbers its clients in order (0, 1, 2, ... wrapping at
+# CLIENTS: every MAC of a rung is new until the wrap); -random draws each
+# exchange's MAC at random from the same CLIENTS MACs (perfdhcp -M). A smoke:
+#   make bench-dhcp-first ARGS='-rates 1000,4000 -secs 3'
+#
 # Needs root (network namespaces) and: apt-get install -y kea-admin kea-dhcp4-server
 # Knobs (environment): START=2000 STEP=1000 MAX=30000 SECONDS_PER_STEP=10
 #   CLIENTS=50000 PIN=1 (servers on CPU 1, perfdhcp on CPU 0, when there are 2+ CPUs)
@@ -24,6 +39,29 @@ export PATH="/usr/local/go/bin:/usr/sbin:/sbin:$PATH"
 START=${START:-2000} STEP=${STEP:-1000} MAX=${MAX:-30000}
 SECS=${SECONDS_PER_STEP:-10} CLIENTS=${CLIENTS:-50000} PIN=${PIN:-1}
 PG=${PG:-0}
+MODE=renew RATES=1000,2000,4000,8000,16000,32000 DECLARED=1000 VARIANTS=unknown,declared RANDOM_MACS=0
+usage() { echo "usage: run.sh [-first [-rates R1,R2,...] [-secs N] [-declared N] [-variants unknown,declared] [-random]]" >&2; exit 2; }
+ladder_flags=
+while [ $# -gt 0 ]; do
+  case $1 in
+    -first) MODE=first ;;
+    -random) RANDOM_MACS=1 ladder_flags+=" $1" ;;
+    -rates) [ $# -ge 2 ] || usage; RATES=$2 ladder_flags+=" $1"; shift ;;
+    -secs) [ $# -ge 2 ] || usage; SECS=$2 ladder_flags+=" $1"; shift ;;
+    -declared) [ $# -ge 2 ] || usage; DECLARED=$2 ladder_flags+=" $1"; shift ;;
+    -variants) [ $# -ge 2 ] || usage; VARIANTS=$2 ladder_flags+=" $1"; shift ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage ;;
+  esac
+  shift
+done
+[ "$MODE" = first ] || [ -z "$ladder_flags" ] || { echo "run.sh:$ladder_flags: only with -first (the renewal mode takes START, STEP, MAX from the environment)" >&2; exit 2; }
+[[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || { echo "run.sh: -rates wants rates above 0 separated by commas, not $RATES" >&2; exit 2; }
+[[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: -secs wants a whole number of seconds, not $SECS" >&2; exit 2; }
+[[ $DECLARED =~ ^[0-9]+$ ]] && [ "$DECLARED" -le 65536 ] && [ "$DECLARED" -le "$CLIENTS" ] ||
+  { echo "run.sh: -declared wants 0..min(65536, CLIENTS), not $DECLARED" >&2; exit 2; }
+for v in ${VARIANTS//,/ }; do
+  case $v in unknown|declared) ;; *) echo "run.sh: -variants knows unknown and declared, not $v" >&2; exit 2 ;; esac
+done
 
 [ "$(id -u)" = 0 ] || { echo "bench-dhcp: needs root (network namespaces)"; exit 1; }
 for tool in perfdhcp kea-dhcp4 ip; do
@@ -43,8 +81,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== build"
-go build -o "$work/bin/dls" ./core/cmd/dls
-go build -o "$work/bin/plugins/dls-protocol-dhcp" ./plugins/protocol/dhcp
+nice -n 15 go build -o "$work/bin/dls" ./core/cmd/dls
+nice -n 15 go build -o "$work/bin/plugins/dls-protocol-dhcp" ./plugins/protocol/dhcp
+if [ "$MODE" = first ]; then # the declared variant's clients need an image, on a storage
+  nice -n 15 go build -o "$work/bin/plugins/dls-storage-dir" ./plugins/storage/dir
+fi
 
 echo "== namespaces $srv (10.99.0.1/16) and $cli (perfdhcp, 10.99.0.2/16)"
 ip netns add "$srv"; ip netns add "$cli"
@@ -155,6 +196,13 @@ highest() {
   fi
   BEST=$best
 }
+
+if [ "$MODE" = first ]; then
+  # shellcheck source=bench/dhcp/first.sh
+  . bench/dhcp/first.sh
+  first_contact
+  exit 0
+fi
 
 echo "== DLS (dls serve + dls-protocol-dhcp, SQLite store)"
 start_dls

@@ -22,7 +22,10 @@ import (
 
 // Stages of one machine's boot, in order; "boot" is the whole chain.
 const (
-	stageDHCP   = "dhcp"
+	stageDHCP = "dhcp"
+	// stageACK is REQUEST → ACK alone: the lease commit's share of dhcp
+	// (DLS stores the lease, fsynced, before it ACKs).
+	stageACK    = "dhcp_ack"
 	stageTFTP   = "tftp"
 	stageScript = "script"
 	stageLogin  = "iscsi_login"
@@ -31,7 +34,7 @@ const (
 	stageBoot   = "boot"
 )
 
-var stages = []string{stageDHCP, stageTFTP, stageScript, stageLogin, stageRead, stageWrite, stageBoot}
+var stages = []string{stageDHCP, stageACK, stageTFTP, stageScript, stageLogin, stageRead, stageWrite, stageBoot}
 
 // writeSize is the machine's write: one 4 KiB block, unique per machine
 // and attempt, synced (SYNCHRONIZE CACHE) before it counts as acknowledged.
@@ -92,6 +95,25 @@ type outcome struct {
 	BlockSize                       int
 	WriteNonce                      uint64
 	Acked                           bool
+
+	// ACKWait is when the REQUEST that got the ACK of the last attempt
+	// was first sent, and when its ACK came; DiskIO when the machine's
+	// iSCSI work ran (first login try to its acknowledged write, or to
+	// the end of the attempt that failed in it). Together they tell which
+	// ACKs waited while other machines wrote to their disks.
+	ACKWait, DiskIO span
+}
+
+// span is a stretch of time; zero when it did not happen.
+type span struct{ From, To time.Time }
+
+// overlaps reports whether s and o share an instant; false if either is
+// zero.
+func (s span) overlaps(o span) bool {
+	if s.From.IsZero() || o.From.IsZero() {
+		return false
+	}
+	return s.From.Before(o.To) && o.From.Before(s.To)
 }
 
 // chain is everything a machine needs to boot.
@@ -163,6 +185,7 @@ func (c *chain) attempt(ctx context.Context, m machine, o *outcome) error {
 	if err != nil {
 		return err
 	}
+	requested := time.Now()
 	reply, retx, err := c.relay.exchange(ctx, req, c.dhcpTimeouts, dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)
 	o.DHCPRetransmits += retx
 	if err != nil {
@@ -171,6 +194,8 @@ func (c *chain) attempt(ctx context.Context, m machine, o *outcome) error {
 	if reply.MessageType() == dhcpv4.MessageTypeNak {
 		return fmt.Errorf("dhcp: NAK for %s: %s", offer.YourIPAddr, reply.Message())
 	}
+	o.ACKWait = span{requested, time.Now()}
+	o.Stages[stageACK] = o.ACKWait.To.Sub(requested)
 	o.Acks = append(o.Acks, ack{MAC: m.MAC.String(), Addr: reply.YourIPAddr.String()})
 	// As a real machine: configure the leased address and use it for
 	// everything that follows (the host answers a client's script and
@@ -253,6 +278,7 @@ func (c *chain) disk(ctx context.Context, sc script, o *outcome) error {
 		loggedIn bool
 		lastErr  error
 	)
+	defer func() { o.DiskIO = span{loginAt, time.Now()} }()
 	for try := 1; try <= c.stageTries*2; try++ {
 		if try > 1 {
 			o.Relogins++

@@ -49,11 +49,11 @@ ip netns exec "$cli" ip link set vcli up
 ulimit -n "$(ulimit -Hn)"
 
 echo "== build"
-go build -o "$work/storm" ./bench/storm
+nice -n 15 go build -o "$work/storm" ./bench/storm
 mkdir -p "$work/bin"
-go build -o "$work/bin/dls" ./core/cmd/dls
+nice -n 15 go build -o "$work/bin/dls" ./core/cmd/dls
 for p in protocol/dhcp protocol/tftp protocol/iscsi storage/dir; do
-	go build -o "$work/bin/plugins/dls-$(echo $p | tr / -)" "./plugins/$p"
+	nice -n 15 go build -o "$work/bin/plugins/dls-$(echo $p | tr / -)" "./plugins/$p"
 done
 
 ip netns exec "$cli" "$work/storm" -server-ns "$srv" -work "$work" -bin "$work/bin" "$@"

@@ -28,11 +28,14 @@ type stageStats struct {
 
 // summary is one storm against one stack.
 type summary struct {
-	Stack                                                            string
-	Machines                                                         int
-	Done                                                             int
-	Total                                                            time.Duration // first machine's start to the last one's end
-	Stages                                                           map[string]stageStats
+	Stack    string
+	Machines int
+	Done     int
+	Total    time.Duration // first machine's start to the last one's end
+	Stages   map[string]stageStats
+	// ACKUnderIO is dhcp_ack over the ACKs that waited while another
+	// machine's iSCSI work (clone, reads, synced write) ran.
+	ACKUnderIO                                                       stageStats
 	Reboots, DHCPRetransmits, TFTPRetransmits, HTTPRetries, Relogins int
 	Procs                                                            []procUsage
 	// Errors are the distinct last errors of machines that did not boot,
@@ -77,11 +80,32 @@ func summarize(name string, outs []*outcome) summary {
 		s.Relogins += o.Relogins
 	}
 	s.Total = last.Sub(first)
+	s.ACKUnderIO = ackUnderIO(outs)
 	for st, ds := range samples {
 		slices.Sort(ds)
 		s.Stages[st] = stageStats{OK: len(ds), P50: percentile(ds, 50), P90: percentile(ds, 90), P99: percentile(ds, 99)}
 	}
 	return s
+}
+
+// ackUnderIO is the REQUEST → ACK latency of the ACKs that overlapped
+// another machine's disk work: the lease commit sharing the disk with the
+// clones the storm writes.
+func ackUnderIO(outs []*outcome) stageStats {
+	var ds []time.Duration
+	for i, o := range outs {
+		if o.ACKWait.From.IsZero() {
+			continue
+		}
+		for j, p := range outs {
+			if i != j && o.ACKWait.overlaps(p.DiskIO) {
+				ds = append(ds, o.ACKWait.To.Sub(o.ACKWait.From))
+				break
+			}
+		}
+	}
+	slices.Sort(ds)
+	return stageStats{OK: len(ds), P50: percentile(ds, 50), P90: percentile(ds, 90), P99: percentile(ds, 99)}
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
@@ -104,6 +128,8 @@ func (s summary) print(w io.Writer) {
 		x := s.Stages[st]
 		fmt.Fprintf(w, "%-12s %6d %10s %10s %10s\n", st, x.OK, ms(x.P50), ms(x.P90), ms(x.P99))
 	}
+	x := s.ACKUnderIO
+	fmt.Fprintf(w, "%-12s %6d %10s %10s %10s   (the ACKs that waited while other machines' iSCSI work ran)\n", "ack_under_io", x.OK, ms(x.P50), ms(x.P90), ms(x.P99))
 	if len(s.Procs) > 0 {
 		fmt.Fprintf(w, "%-24s %8s %12s %14s %12s\n", "process", "pid", "cpu s", "children cpu s", "peak RSS MiB")
 		var cpu float64

@@ -239,3 +239,29 @@ func TestDuplicateLeases(t *testing.T) {
 		t.Errorf("duplicate of 10.0.0.1 expected: %v", d)
 	}
 }
+
+func TestACKUnderIO(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	outs := []*outcome{
+		// Its ACK (10-14 ms) waited while the second machine's disk work
+		// (5-20 ms) ran: counted.
+		{ACKWait: span{at(10), at(14)}, DiskIO: span{at(100), at(200)}},
+		// Its ACK (1-3 ms) came before anyone's disk work: not counted.
+		{ACKWait: span{at(1), at(3)}, DiskIO: span{at(5), at(20)}},
+		// Its ACK (250-260 ms) overlapped only its own disk work: not counted.
+		{ACKWait: span{at(250), at(260)}, DiskIO: span{at(250), at(300)}},
+		// No ACK (DHCP failed): not counted.
+		{},
+	}
+	s := ackUnderIO(outs)
+	if s.OK != 1 || s.P50 != 4*time.Millisecond || s.P99 != 4*time.Millisecond {
+		t.Errorf("ack under io %+v, want one ACK of 4 ms", s)
+	}
+	if (span{at(0), at(5)}).overlaps(span{at(5), at(6)}) {
+		t.Error("spans that only touch overlap")
+	}
+	if (span{at(0), at(5)}).overlaps(span{}) {
+		t.Error("a zero span overlaps")
+	}
+}
