@@ -162,6 +162,7 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 	}
 	s.regMu.Unlock()
 	s.logger.Info("unknown machine registered", "client", name, "mac", mac, "image", s.boot.DefaultImage)
+	s.PrepareVolume(name)
 	return s.clients.GetClient(ctx, name)
 }
 
