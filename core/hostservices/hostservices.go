@@ -121,6 +121,7 @@ type Services struct {
 	refused   *prometheus.CounterVec
 	disc      *discoveries
 	prep      *volumePrep
+	scripts   *scriptCache // nil: every script is rendered at its request
 
 	loadMu sync.Mutex
 	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
@@ -139,6 +140,10 @@ type Services struct {
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
 	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1,
 		bind: bootbind.New(nil), refused: newRefusedCounter(), disc: newDiscoveries(st, boot.MaxDiscovered), prep: newVolumePrep()}
+	var err error
+	if s.scripts, err = newScriptCache(); err != nil {
+		logger.Warn("boot scripts rendered at every request", "error", err)
+	}
 	for _, o := range opts {
 		o(s)
 	}
