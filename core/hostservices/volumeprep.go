@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/storage"
@@ -44,6 +45,12 @@ type volumePrep struct {
 	inflight map[string]*creation // volume name → its creation under way
 	made     map[string]string    // volume name → image it is known to exist for
 	wake     chan struct{}        // a worker may find work (capacity 1)
+
+	// A batch is the work from an empty queue with no worker busy until
+	// the same again: its end is logged, with how long it took.
+	busy       int       // workers preparing a volume
+	batchStart time.Time // when the batch's first volume was taken
+	batchDone  int       // clients the batch looked at
 }
 
 // creation is one volume being created; err is set before done closes.
@@ -120,6 +127,10 @@ func (p *volumePrep) next() (string, bool) {
 	p.queue[0] = ""
 	p.queue = p.queue[1:]
 	delete(p.queued, name)
+	if p.busy == 0 && p.batchDone == 0 {
+		p.batchStart = time.Now()
+	}
+	p.busy++
 	if len(p.queue) > 0 {
 		select { // let another worker take the next one
 		case p.wake <- struct{}{}:
@@ -127,6 +138,22 @@ func (p *volumePrep) next() (string, bool) {
 		}
 	}
 	return name, true
+}
+
+// finished counts a client a worker is done with, and logs the end of the
+// batch when it was the last one.
+func (p *volumePrep) finished(s *Services) {
+	p.mu.Lock()
+	p.busy--
+	p.batchDone++
+	n, took, end := p.batchDone, time.Since(p.batchStart), p.busy == 0 && len(p.queue) == 0
+	if end {
+		p.batchDone = 0
+	}
+	p.mu.Unlock()
+	if end {
+		s.logger.Info("volumes prepared ahead of their logins", "clients", n, "took", took.Round(time.Millisecond))
+	}
 }
 
 // unqueue takes name out of the queue: its login is here and makes the
@@ -165,6 +192,7 @@ func (s *Services) RunVolumePrep(ctx context.Context) {
 			for {
 				if name, ok := s.prep.next(); ok {
 					s.prepareOne(ctx, name)
+					s.prep.finished(s)
 					continue
 				}
 				select {
