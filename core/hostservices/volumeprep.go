@@ -93,13 +93,34 @@ func (s *Services) PrepareAllVolumes(ctx context.Context) error {
 }
 
 // prepareForBoot queues the volume of client c at the first DHCP event of
-// its boot, unless it is known to exist for c's image already.
+// its boot, unless it is known to exist for c's image already, at the
+// front of the queue: its login comes in seconds, before those of clients
+// merely declared.
 func (s *Services) prepareForBoot(name string) {
-	s.prep.mu.Lock()
-	_, made := s.prep.made[name]
-	s.prep.mu.Unlock()
-	if !made {
-		s.prep.enqueue(name)
+	p := s.prep
+	p.mu.Lock()
+	if _, made := p.made[name]; made {
+		p.mu.Unlock()
+		return
+	}
+	if p.queued[name] {
+		for i, n := range p.queue {
+			if n == name {
+				copy(p.queue[1:i+1], p.queue[:i])
+				p.queue[0] = name
+				break
+			}
+		}
+	} else {
+		p.queued[name] = true
+		p.queue = append(p.queue, "")
+		copy(p.queue[1:], p.queue)
+		p.queue[0] = name
+	}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -294,3 +294,29 @@ func TestPrepareIsBounded(t *testing.T) {
 		t.Fatal("m-019 has no volume")
 	}
 }
+
+// TestBootingClientFirst: a client whose boot has started (its DHCP) is
+// prepared before clients merely declared, queued earlier.
+func TestBootingClientFirst(t *testing.T) {
+	ctx := context.Background()
+	gate := make(chan struct{})
+	s, _, st, cs := prepFixture(t, gate, 5, hostservices.WithVolumeWorkers(1))
+	if err := s.PrepareAllVolumes(ctx); err != nil { // m-000 … m-004, pc-01, pc-02
+		t.Fatal(err)
+	}
+	waitFor(t, "the first creation", func() bool { return cs.running.Load() == 1 })
+	if err := s.Report(ctx, []host.Event{{Type: host.EventDHCPDiscover, MAC: "52:54:00:aa:00:02", Client: "pc-02", Time: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	gate <- struct{}{} // the first one (m-000) finishes
+	gate <- struct{}{} // the next one is let through: pc-02's
+	waitFor(t, "two volumes", func() bool { return cs.made.Load() == 2 })
+	if !volumeExists(t, st, "pc-02") {
+		t.Fatal("pc-02, booting, was not prepared next")
+	}
+	if volumeExists(t, st, "m-001") {
+		t.Fatal("m-001 was prepared before the booting pc-02")
+	}
+	close(gate)
+	waitFor(t, "every volume", func() bool { return cs.made.Load() == 7 })
+}
