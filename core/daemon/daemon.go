@@ -162,11 +162,14 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	if err := d.services.RegisterMetrics(hr); err != nil {
 		return nil, err
 	}
-	if d.reconciler, err = reconcile.New(d.store, d, hr, logger.Named("reconcile")); err != nil {
+	// Clients written by the config or the API get their volume made ahead
+	// of their first login (volumeprep.go).
+	prepared := preparingStore{Store: d.store, prepare: d.services.PrepareVolume}
+	if d.reconciler, err = reconcile.New(prepared, d, hr, logger.Named("reconcile")); err != nil {
 		return nil, err
 	}
 	d.api, err = api.New(ctx, api.Deps{
-		Store:          d.store,
+		Store:          prepared,
 		Authenticators: d.authenticators,
 		Storage:        api.StorageResolver(d.StorageForImage),
 		Plugins:        d.Plugins,
@@ -263,6 +266,13 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	d.startPlugins(ctx, d.cfg.StartOrder())
 	// Images are imported by their storage plugins, so after they run.
 	d.reconciler.Apply(ctx, d.cfg)
+	prepCtx, stopPrep := context.WithCancel(ctx)
+	prepDone := make(chan struct{})
+	go func() { defer close(prepDone); d.services.RunVolumePrep(prepCtx) }()
+	defer func() { stopPrep(); <-prepDone }()
+	if err := d.services.PrepareAllVolumes(ctx); err != nil {
+		d.logger.Warn("volumes not prepared ahead of their logins", "error", err)
+	}
 
 	d.mu.Lock()
 	cfg := d.cfg

@@ -125,6 +125,8 @@ type Services struct {
 	refused   *prometheus.CounterVec
 	disc      *discoveries
 	feed      *clientfeed.Feed // nil: Watch fails
+	prep      *volumePrep
+	scripts   *scriptCache // nil: every script is rendered at its request
 
 	loadMu sync.Mutex
 	loaded atomic.Bool // bind holds the store's leases (read without loadMu once set)
@@ -142,7 +144,11 @@ type Services struct {
 // New builds the host services.
 func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger, opts ...Option) *Services {
 	s := &Services{boot: boot, clients: st, images: st, leases: st, audit: st, storage: storage, logger: logger, resetDue: map[string]bool{}, registered: -1,
-		bind: bootbind.New(nil), refused: newRefusedCounter(), disc: newDiscoveries(st, boot.MaxDiscovered)}
+		bind: bootbind.New(nil), refused: newRefusedCounter(), disc: newDiscoveries(st, boot.MaxDiscovered), prep: newVolumePrep()}
+	var err error
+	if s.scripts, err = newScriptCache(); err != nil {
+		logger.Warn("boot scripts rendered at every request", "error", err)
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -271,6 +277,9 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 	}
 	for _, e := range kept {
 		s.observeBinding(ctx, e)
+		if (e.Type == host.EventDHCPDiscover || e.Type == host.EventDHCPRequest) && e.Client != "" {
+			s.prepareForBoot(e.Client) // the clone is ready before the login asks
+		}
 	}
 	s.mu.Lock()
 	s.recent = append(s.recent, kept...)
@@ -333,7 +342,16 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
-	if _, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err := s.awaitCreation(ctx, c.VolumeName()); err != nil {
+		return fmt.Errorf("reset volume of client %s: %w", client, err)
+	}
+	_, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image})
+	if errors.Is(err, storage.ErrNotFound) {
+		s.forgetVolume(c.VolumeName())
+		s.prep.enqueue(c.Name) // made ahead of the login
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
 	return nil
@@ -364,9 +382,16 @@ func (s *Services) Attach(ctx context.Context, client string) (volume.Descriptor
 	if err != nil {
 		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 	}
+	// A background creation of the volume under way is waited for; one
+	// still queued is made here, by this login (volumeprep.go).
+	s.prep.unqueue(c.Name)
+	if err := s.awaitCreation(ctx, c.VolumeName()); err != nil {
+		return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
+	}
 	d, err := st.Attach(ctx, c.VolumeName())
 	if errors.Is(err, storage.ErrNotFound) {
-		if _, err = st.CreateVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}); err != nil {
+		s.forgetVolume(c.VolumeName())
+		if err = s.createVolume(ctx, c, st); err != nil {
 			return volume.Descriptor{}, fmt.Errorf("attach volume of client %s: %w", client, err)
 		}
 		d, err = st.Attach(ctx, c.VolumeName())

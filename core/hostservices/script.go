@@ -65,7 +65,7 @@ func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script,
 	case PlatformBIOS:
 		a = archOf{arch: 0, known: true}
 	}
-	body, err := s.render(ctx, c, a)
+	body, err := s.render(ctx, c, a) // scriptcache.go: rendered once per change
 	if err != nil {
 		return host.Script{}, err
 	}
@@ -106,7 +106,7 @@ func (s *Services) render(ctx context.Context, c store.Client, a archOf) (string
 		}
 		d.Token = tok
 	}
-	return bootscript.Render(d, s.templates.Load().For(c.Name))
+	return s.scripts.render(c.Name, a, d, s.templates.Load().For(c.Name))
 }
 
 // RegisteredPrefix starts the names of clients registered on first boot:
@@ -162,6 +162,7 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 	}
 	s.regMu.Unlock()
 	s.logger.Info("unknown machine registered", "client", name, "mac", mac, "image", s.boot.DefaultImage)
+	s.PrepareVolume(name)
 	return s.clients.GetClient(ctx, name)
 }
 
