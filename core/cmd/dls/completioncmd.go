@@ -102,11 +102,7 @@ _dls() {
 		[[ $w == -* ]] && continue
 		case "$cmdpath $w" in
 `)
-	var paths []string
-	for _, n := range nodes[1:] {
-		paths = append(paths, `"`+n.path+`"`)
-	}
-	fmt.Fprintf(w, "\t\t%s) cmdpath=\"$cmdpath $w\" ;;\n", strings.Join(paths, "|"))
+	fmt.Fprintf(w, "\t\t%s) cmdpath=\"$cmdpath $w\" ;;\n", casePaths(nodes))
 	fmt.Fprint(w, "\t\tesac\n\tdone\n\tlocal words= leaf=\n\tcase \"$cmdpath\" in\n")
 	for _, n := range nodes {
 		var words []string
@@ -133,6 +129,16 @@ complete -o filenames -F _dls dls
 `)
 }
 
+// casePaths is every command path but the root's, quoted, as one case
+// pattern ("dls client"|"dls client add"|...) for bash and zsh.
+func casePaths(nodes []*completionNode) string {
+	paths := make([]string, 0, len(nodes))
+	for _, n := range nodes[1:] {
+		paths = append(paths, `"`+n.path+`"`)
+	}
+	return strings.Join(paths, "|")
+}
+
 // zshQuote quotes s for zsh inside single quotes.
 func zshQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
@@ -148,11 +154,7 @@ _dls() {
 		[[ $w == -* ]] && continue
 		case "$cmdpath $w" in
 `)
-	var paths []string
-	for _, n := range nodes[1:] {
-		paths = append(paths, `"`+n.path+`"`)
-	}
-	fmt.Fprintf(w, "\t\t(%s) cmdpath=\"$cmdpath $w\" ;;\n", strings.Join(paths, "|"))
+	fmt.Fprintf(w, "\t\t(%s) cmdpath=\"$cmdpath $w\" ;;\n", casePaths(nodes))
 	fmt.Fprint(w, "\t\tesac\n\tdone\n\tlocal -a items\n\tcase \"$cmdpath\" in\n")
 	for _, n := range nodes {
 		var items []string

@@ -132,20 +132,32 @@ func (s *store) resetVolume(ctx context.Context, req storage.VolumeRequest) (sto
 	return v, nil
 }
 
-func (s *store) deleteVolume(ctx context.Context, name string) error {
-	fail := func(err error) error { return fmt.Errorf("delete volume %s: %w", name, err) }
+// lockVolume checks name, takes the volume's lock and reads the volume
+// under it: the prologue of the calls that change one volume (as
+// lockImage is for images). The caller runs unlock when done.
+func (s *store) lockVolume(ctx context.Context, name string) (*volumeInfo, func(), error) {
 	if err := storage.ValidName(name); err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	unlock, err := s.volumes.lock(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := s.volume(ctx, name)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return v, unlock, nil
+}
+
+func (s *store) deleteVolume(ctx context.Context, name string) error {
+	fail := func(err error) error { return fmt.Errorf("delete volume %s: %w", name, err) }
+	v, unlock, err := s.lockVolume(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	v, err := s.volume(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	if err := s.checkIdle(v); err != nil {
 		return fail(err)
 	}
@@ -172,18 +184,11 @@ func (s *store) attach(ctx context.Context, name string) (volume.Descriptor, err
 	fail := func(err error) (volume.Descriptor, error) {
 		return volume.Descriptor{}, fmt.Errorf("attach volume %s: %w", name, err)
 	}
-	if err := storage.ValidName(name); err != nil {
-		return fail(err)
-	}
-	unlock, err := s.volumes.lock(ctx, name)
+	v, unlock, err := s.lockVolume(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	v, err := s.volume(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	s.mu.Lock()
 	op := s.busy[name]
 	s.mu.Unlock()
@@ -214,18 +219,11 @@ func (s *store) attach(ctx context.Context, name string) (volume.Descriptor, err
 
 func (s *store) detach(ctx context.Context, name string) error {
 	fail := func(err error) error { return fmt.Errorf("detach volume %s: %w", name, err) }
-	if err := storage.ValidName(name); err != nil {
-		return fail(err)
-	}
-	unlock, err := s.volumes.lock(ctx, name)
+	v, unlock, err := s.lockVolume(ctx, name)
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
-	v, err := s.volume(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
 	if v.attached == "" {
 		return nil
 	}
