@@ -51,6 +51,12 @@ if ! daemon_up; then
     # zfs-fuse refuses to start over a pid file left by a daemon that
     # stopped (it leaves one even after a clean SIGTERM).
     rm -f "$pidfile"
+    # A daemon that died leaves its mounts behind ("Transport endpoint is
+    # not connected"); the new one cannot mount over them.
+    awk '$3 == "fuse.zfs" {print $2}' /proc/mounts | while read -r m; do
+      log "unmounting $m, left by a zfs-fuse that stopped"
+      umount -l "$m" || true
+    done
     log "starting zfs-fuse"
     zfs-fuse --pidfile "$pidfile" >&2 || die "zfs-fuse did not start (exit status $?)"
     for _ in $(seq 1 100); do
