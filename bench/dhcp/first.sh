@@ -98,7 +98,7 @@ first_variant() {
   echo "== first contact, $name: ladder ${RATES//,/ }/s, ${SECS} s a rung, $macs_how, both servers fresh each rung"
   for rate in ${RATES//,/ }; do
     for server in DLS Kea; do
-      if [ "$server" = DLS ]; then start_dls "$dcfg"; else start_kea "$kcfg"; fi
+      if [ "$server" = DLS ]; then start_dls "$dcfg" && dls_volumes_ready; else start_kea "$kcfg"; fi
       read -r achieved dd dr ad ar md mr < <(perf_rung "$rate")
       stop_server
       known=-

@@ -31,6 +31,7 @@
 #
 # Needs root (network namespaces) and: apt-get install -y kea-admin kea-dhcp4-server
 # Knobs (environment): START=2000 STEP=1000 MAX=30000 SECONDS_PER_STEP=10
+#   COLD=1 (-first: load DLS at /readyz, while it still makes the declared clients' clones)
 #   CLIENTS=50000 PIN=1 (servers on CPU 1, perfdhcp on CPU 0, when there are 2+ CPUs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -145,6 +146,20 @@ start_dls() { # [CONFIG]
     sleep 0.2
   done
   echo "DLS did not start:"; cat "$work/dls.log"; exit 1
+}
+# dls_volumes_ready: waits until the host has made every declared client's
+# clone (dls_volumes_pending 0): a one-time cost of declaring clients, as
+# Kea loads its reservations before it answers. COLD=1 skips the wait.
+dls_volumes_ready() {
+  [ "${COLD:-0}" = 1 ] && return
+  local v
+  for _ in $(seq 600); do
+    v=$(ip netns exec "$srv" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9180 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+      awk '$1 == "dls_volumes_pending" { print $2 }')
+    [ "$v" = 0 ] && return
+    sleep 0.2
+  done
+  echo "DLS did not make its clients' volumes in 120 s:"; tail -20 "$work/dls.log"; exit 1
 }
 start_kea() { # [CONFIG]
   rm -f "$work"/kea-leases.csv*

@@ -56,6 +56,8 @@ type options struct {
 	deadline    time.Duration
 	resultsJSON string
 	maxLogins   int
+	cold        bool
+	unknown     string
 }
 
 func main() {
@@ -80,6 +82,8 @@ func main() {
 	flag.StringVar(&o.bootFile, "boot-file", "/usr/lib/ipxe/undionly.kpxe", "the first-stage file served over TFTP")
 	flag.DurationVar(&o.deadline, "deadline", 10*time.Minute, "a machine not booted by then counts as failed")
 	flag.IntVar(&o.maxLogins, "iscsi-max-logins", 0, "DLS's iSCSI max_login_connections (0: the plugin's default)")
+	flag.BoolVar(&o.cold, "cold", false, "DLS: power on at /readyz, while the declared clients' clones are still being made (default: wait for dls_volumes_pending 0, as the reference's targets are made before it is ready)")
+	flag.StringVar(&o.unknown, "unknown", "", `DLS only: "register" declares no client, the machines are registered at their first DHCP (unknown_clients = "register") and boot`)
 	flag.StringVar(&o.resultsJSON, "results", "", "write every machine's outcome (leases, its acknowledged write) here as JSON")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -168,6 +172,14 @@ func run(o options) error {
 	default:
 		return fmt.Errorf("-stacks %q: dls, ref or dls,ref", o.stacks)
 	}
+	switch o.unknown {
+	case "":
+	case "register":
+		// The reference has no notion of a machine it was not told of.
+		doRef = false
+	default:
+		return fmt.Errorf(`-unknown %q: "register" or nothing`, o.unknown)
+	}
 	if o.chaos || o.loop > 0 {
 		doRef = false
 	}
@@ -179,11 +191,19 @@ func run(o options) error {
 	if doDLS {
 		c.stack = stack{Name: "DLS", HTTPPort: 9180, WriteOffset: int64(o.imageMiB) << 20 / 2}
 		t0 := time.Now()
-		h, err := startDLS(ctx, l, ns, filepath.Join(o.work, "dls"), o.bin, o.iface, o.serverIP, image, o.bootFile, o.maxLogins, machines)
+		h, err := startDLS(ctx, l, ns, filepath.Join(o.work, "dls"), o.bin, o.iface, o.serverIP, image, o.bootFile, o.maxLogins, machines, o.unknown == "register")
 		if err != nil {
 			return fmt.Errorf("start DLS: %w", err)
 		}
 		logf("DLS ready in %.1f s (host log %s)", time.Since(t0).Seconds(), h.proc.Log)
+		if !o.cold {
+			t1 := time.Now()
+			if err := h.awaitVolumes(ctx); err != nil {
+				h.stop()
+				return err
+			}
+			logf("DLS: every client's clone made %.1f s after /readyz", time.Since(t1).Seconds())
+		}
 		if o.loop > 0 {
 			rounds, err := soak(ctx, c, h, machines, o.ramp, o.loop, o.sample, o.csv, logf)
 			h.stop()

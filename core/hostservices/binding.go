@@ -42,13 +42,16 @@ func newRefusedCounter() *prometheus.CounterVec {
 }
 
 // RegisterMetrics registers the services' metrics (dls_boot_refused_total,
-// dls_discovery_sightings_total).
+// dls_discovery_sightings_total, dls_volumes_pending).
 func (s *Services) RegisterMetrics(reg prometheus.Registerer) error {
 	if err := reg.Register(s.refused); err != nil {
 		return fmt.Errorf("register boot refusal metrics: %w", err)
 	}
 	if err := reg.Register(s.disc.sightings); err != nil {
 		return fmt.Errorf("register discovery metrics: %w", err)
+	}
+	if err := reg.Register(s.newPendingGauge()); err != nil {
+		return fmt.Errorf("register volume preparation metrics: %w", err)
 	}
 	return nil
 }

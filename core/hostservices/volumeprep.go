@@ -9,6 +9,7 @@ import (
 
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/sdk/storage"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultVolumeWorkers is how many volumes the background preparation
@@ -194,11 +195,21 @@ func (p *volumePrep) unqueue(name string) {
 	}
 }
 
-// VolumesPending is how many clients wait for their volume's background creation.
+// VolumesPending is how many clients wait for their volume's background
+// creation, or are having it made now.
 func (s *Services) VolumesPending() int {
 	s.prep.mu.Lock()
 	defer s.prep.mu.Unlock()
-	return len(s.prep.queue)
+	return len(s.prep.queue) + s.prep.busy
+}
+
+// newPendingGauge exposes VolumesPending as dls_volumes_pending: an admin
+// (or a benchmark) sees when every declared client's clone is ready.
+func (s *Services) newPendingGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dls_volumes_pending",
+		Help: "Client volumes waiting for, or under, their creation ahead of the first iSCSI login (0: every declared client's clone is ready).",
+	}, func() float64 { return float64(s.VolumesPending()) })
 }
 
 // RunVolumePrep creates the queued clients' volumes, WithVolumeWorkers at

@@ -13,9 +13,6 @@ import (
 // commitTimeout bounds one batch commit through the host.
 const commitTimeout = 10 * time.Second
 
-// commitGather is how long the first lease of a batch waits for others.
-const commitGather = time.Millisecond
-
 // commitQueue is how many leases may wait for the next batch.
 const commitQueue = 32768
 
@@ -70,14 +67,12 @@ func (c *committer) run(ctx context.Context) {
 	defer close(c.done)
 	batch := make([]commitJob, 0, c.max)
 	leases := make([]host.Lease, 0, c.max)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	for j := range c.jobs {
+		// Group commit: what queued while the last commit ran goes in
+		// this one (one transaction, one fsync for all of them); a lease
+		// that finds the committer idle is committed at once. Waiting
+		// for company here would only add to every ACK's delay.
 		batch = append(batch[:0], j)
-		// Let a burst gather for a moment: one transaction (one fsync)
-		// for many leases costs the host far less than many, and an ACK
-		// later by at most commitGather costs a client nothing.
-		timer.Reset(commitGather)
 	gather:
 		for len(batch) < c.max {
 			select {
@@ -86,11 +81,10 @@ func (c *committer) run(ctx context.Context) {
 					break gather
 				}
 				batch = append(batch, j)
-			case <-timer.C:
+			default:
 				break gather
 			}
 		}
-		timer.Stop()
 		leases = leases[:0]
 		for _, j := range batch {
 			leases = append(leases, j.lease)
