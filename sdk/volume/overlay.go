@@ -50,7 +50,6 @@ type overlayVolume struct {
 	clusterSize             int64
 	alloc                   []atomic.Uint64 // bit c set: cluster c is in the delta
 	locks                   clusterLocks
-	bufs                    sync.Pool // *[]byte of clusterSize, for copy-on-write
 	cannotPunch, punched    atomic.Bool
 	closed                  atomic.Bool
 	flushInterval           time.Duration
@@ -147,7 +146,6 @@ func openOverlay(d Descriptor) (*overlayVolume, error) {
 		v.alloc[i].Store(w)
 	}
 	v.locks.busy = make(map[int64]chan struct{})
-	v.bufs.New = func() any { b := make([]byte, v.clusterSize); return &b }
 	ok = true
 	return v, nil
 }
@@ -365,15 +363,15 @@ func (v *overlayVolume) cow(p []byte, off int64) error {
 				fresh = append(fresh, c)
 			}
 		default:
-			bp := v.bufs.Get().(*[]byte)
+			bp := getCOWBuf(v.shift)
 			buf := (*bp)[:ce-cs]
 			if _, err := v.base.ReadAt(buf, cs); err != nil {
-				v.bufs.Put(bp)
+				putCOWBuf(v.shift, bp)
 				return err
 			}
 			copy(buf[ws-cs:], p[ws-off:we-off])
 			_, err := v.delta.WriteAt(buf, cs)
-			v.bufs.Put(bp)
+			putCOWBuf(v.shift, bp)
 			if err != nil {
 				return err
 			}
