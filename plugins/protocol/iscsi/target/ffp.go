@@ -70,9 +70,15 @@ var errNoBuffers = errors.New("no buffer bytes free")
 // reader's: the reader goes on taking PDUs, among them the data-out of
 // writes that hold bytes.
 func (c *conn) reserveIn(n int) (int64, error) {
+	want := int64(scsi.BufCap(n))
+	pool := c.srv.pool()
+	// The usual case, without a deadline's timer per command.
+	if g, ok := pool.TryAcquire(want); ok {
+		return g, nil
+	}
 	ctx, cancel := context.WithTimeout(c.live, c.srv.bufferWait())
 	defer cancel()
-	g, err := c.srv.pool().Acquire(ctx, int64(scsi.BufCap(n)))
+	g, err := pool.Acquire(ctx, want)
 	if err != nil && c.live.Err() == nil {
 		return 0, errNoBuffers
 	}
