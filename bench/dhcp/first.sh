@@ -84,6 +84,18 @@ declared_leased() {
   echo "$macs" | grep -Fxf "$work/declared.macs" | sort -u | wc -l
 }
 
+# dls_errors: one line of what DLS's DHCP plugin counted as dropped or
+# refused (dls_dhcp_errors_total by reason, NAKs sent) and of the kernel's
+# UDP errors in the servers' namespace: where a rung's drops came from.
+dls_errors() {
+  local m k
+  m=$(ip netns exec "$srv" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9180 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+    awk '/^dls_dhcp_errors_total\{/ && $2 > 0 { sub(/^dls_dhcp_errors_total/, ""); printf "%s=%s ", $1, $2 }
+         /^dls_dhcp_replies_total\{type="nak"\}/ { printf "naks=%s ", $2 }')
+  k=$(ip netns exec "$srv" nstat -az UdpRcvbufErrors UdpSndbufErrors UdpInErrors 2>/dev/null | awk 'NR > 1 && $1 ~ /^Udp/ { printf "%s=%s ", $1, $2 }')
+  echo "      DLS counted: ${m:-no errors }| kernel: ${k:-?}"
+}
+
 # clean RATE ACHIEVED DO_DROP RA_DROP: the rung's verdict.
 clean() {
   awk -v r="$1" -v a="$2" -v d="$3" -v q="$4" 'BEGIN { exit !(d < 1 && q < 1 && a >= 0.95 * r) }'
@@ -92,7 +104,7 @@ clean() {
 # first_variant NAME DLS_CONFIG KEA_CONFIG: the ladder, both servers fresh
 # at every rung; a table row per rung and server, then the summary.
 first_variant() {
-  local name=$1 dcfg=$2 kcfg=$3 rate server achieved dd dr ad ar md mr verdict known
+  local name=$1 dcfg=$2 kcfg=$3 rate server achieved dd dr ad ar md mr verdict known errs
   local -A best=([DLS]=0 [Kea]=0) top=([DLS]=0 [Kea]=0) broken=([DLS]=0 [Kea]=0) avg4=([DLS]="-" [Kea]="-")
   local rows=""
   echo "== first contact, $name: ladder ${RATES//,/ }/s, ${SECS} s a rung, $macs_how, both servers fresh each rung"
@@ -100,6 +112,8 @@ first_variant() {
     for server in DLS Kea; do
       if [ "$server" = DLS ]; then start_dls "$dcfg" && dls_volumes_ready; else start_kea "$kcfg"; fi
       read -r achieved dd dr ad ar md mr < <(perf_rung "$rate")
+      errs=
+      [ "$server" = DLS ] && errs=$(dls_errors)
       stop_server
       known=-
       [ "$dcfg" = "$work/dls-declared.hcl" ] && known=$(declared_leased "$server")
@@ -116,6 +130,7 @@ first_variant() {
         "$rate" "$server" "$dd" "$dr" "$achieved" "$ad" "$ar" "$md" "$mr" "$known" "$verdict")$'\n'
       printf '  %-3s offered %6d/s  achieved %9.1f/s  drops DO %7.3f %% RA %7.3f %%  avg %s/%s ms  max %s/%s ms  declared leased %s  %s\n' \
         "$server" "$rate" "$achieved" "$dd" "$dr" "$ad" "$ar" "$md" "$mr" "$known" "$verdict"
+      [ -z "$errs" ] || echo "$errs"
     done
   done
   echo
