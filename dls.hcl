@@ -19,7 +19,7 @@ boot {
   # session_history = "2160h"  # ended boot sessions are purged after 90 days; "0": kept forever
 }
 
-database "sqlite" {}          # var/dls.db
+database "sqlite" {}          # var/dls.db; sync = "normal" trades power-cut safety for ACK delay (README)
 
 # Folders the admin API may import image files from by path (dls image
 # import --host-source). None by default: the API then refuses every path

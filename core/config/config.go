@@ -24,7 +24,12 @@ const (
 
 // Database types, the label of the database block.
 const (
-	DatabaseSQLite   = "sqlite"
+	DatabaseSQLite = "sqlite"
+	// SyncFull syncs SQLite's WAL at every commit: a power cut loses no
+	// committed lease. SyncNormal survives kill -9 of the host but may
+	// roll back the last commits at a power cut or kernel crash.
+	SyncFull         = "full"
+	SyncNormal       = "normal"
 	DatabasePostgres = "postgres"
 )
 
@@ -133,6 +138,9 @@ type Database struct {
 	Type string
 	// Path is the SQLite database file.
 	Path string
+	// Sync is SQLite's commit durability: SyncFull (the default) or
+	// SyncNormal.
+	Sync string
 	// DSN is the PostgreSQL connection string.
 	DSN string
 	// DeclRange is the block's header; empty without a database block.

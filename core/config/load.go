@@ -197,7 +197,7 @@ func (l *loader) load() *Config {
 			MaxDiscovered:  DefaultMaxDiscovered,
 			SessionHistory: DefaultSessionHistory,
 		},
-		Database: Database{Type: DatabaseSQLite},
+		Database: Database{Type: DatabaseSQLite, Sync: SyncFull},
 	}
 	cfg.body, _ = file.Body.(*hclsyntax.Body)
 	l.path(content.Attributes, "data_dir", &cfg.DataDir)
@@ -455,8 +455,11 @@ func (l *loader) database(b *hcl.Block, db *Database) {
 	db.DeclRange = b.DefRange
 	switch db.Type {
 	case DatabaseSQLite:
-		c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "path"}}})
+		c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "path"}, {Name: "sync"}}})
 		l.path(c.Attributes, "path", &db.Path)
+		if a := l.str(c.Attributes, "sync", &db.Sync); a != nil && db.Sync != SyncFull && db.Sync != SyncNormal {
+			l.invalid(a, "sync is %q (every commit synced to disk, the default) or %q (survives a crash of DLS, not a power cut), not %q.", SyncFull, SyncNormal, db.Sync)
+		}
 	case DatabasePostgres:
 		c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "dsn", Required: true}}})
 		if a := l.str(c.Attributes, "dsn", &db.DSN); a != nil && db.DSN == "" {

@@ -407,6 +407,8 @@ func TestInlineErrors(t *testing.T) {
 			`4:17: Invalid value for "max_delay"; max_delay (1s) is shorter than initial_delay (2s).`},
 		{"fraction", "storage \"dir\" \"d\" {\n  restart {\n    max_failures = 1.5\n  }\n}\n",
 			`3:20: Invalid value for "max_failures"; max_failures must be a whole number: value must be a whole number, between -9223372036854775808 and 9223372036854775807.`},
+		{"sqlite sync", "database \"sqlite\" {\n  sync = \"fast\"\n}\n",
+			`2:10: Invalid value for "sync"; sync is "full" (every commit synced to disk, the default) or "normal" (survives a crash of DLS, not a power cut), not "fast".`},
 		{"postgres without dsn", "database \"postgres\" {}\n",
 			`1:21: Missing required argument; The argument "dsn" is required, but no definition was found.`},
 		{"empty data_dir", "data_dir = \"\"\n",
@@ -586,5 +588,23 @@ func TestSessionLifetime(t *testing.T) {
 	cfg := mustLoad(t, path)
 	if cfg.HTTP.SessionLifetime != 8*time.Hour+30*time.Minute {
 		t.Errorf("session_lifetime = %s, want 8h30m", cfg.HTTP.SessionLifetime)
+	}
+}
+
+// TestDatabaseSync: SQLite syncs every commit unless sync = "normal".
+func TestDatabaseSync(t *testing.T) {
+	for text, want := range map[string]string{
+		"":                         SyncFull,
+		"database \"sqlite\" {}\n": SyncFull,
+		"database \"sqlite\" {\n  sync = \"normal\"\n}\n": SyncNormal,
+		"database \"sqlite\" {\n  sync = \"full\"\n}\n":   SyncFull,
+	} {
+		cfg, err := Load(writeConfig(t, text))
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		if cfg.Database.Sync != want {
+			t.Errorf("%q: sync %q, want %q", text, cfg.Database.Sync, want)
+		}
 	}
 }

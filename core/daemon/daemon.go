@@ -129,7 +129,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	}
 	switch cfg.Database.Type {
 	case config.DatabaseSQLite:
-		d.store, err = sqlite.Open(ctx, cfg.Database.Path, sm)
+		d.store, err = sqlite.Open(ctx, cfg.Database.Path, sm, sqlite.WithNormalSync(cfg.Database.Sync == config.SyncNormal))
 	case config.DatabasePostgres:
 		d.store, err = postgres.Open(ctx, cfg.Database.DSN, sm)
 	default:

@@ -36,7 +36,7 @@ func openStateStore(ctx context.Context, cfg *config.Config) (userStore, error) 
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
-		st, err = sqlite.Open(ctx, cfg.Database.Path, nil)
+		st, err = sqlite.Open(ctx, cfg.Database.Path, nil, sqlite.WithNormalSync(cfg.Database.Sync == config.SyncNormal))
 	case config.DatabasePostgres:
 		st, err = postgres.Open(ctx, cfg.Database.DSN, nil)
 	default:

@@ -81,16 +81,16 @@ func TestMigrationsStepwise(t *testing.T) {
 		"0003_c.sql": {Data: []byte("CREATE TABLE c (z INTEGER); INSERT INTO nowhere VALUES (1);")},
 	}
 	for _, fsys := range []fstest.MapFS{v1, v2} {
-		s, err := open(t.Context(), path, nil, fsys)
+		s, err := open(t.Context(), path, nil, fsys, options{})
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}
 		s.Close()
 	}
-	if _, err := open(t.Context(), path, nil, v3); err == nil || !strings.Contains(err.Error(), "0003_c.sql") {
+	if _, err := open(t.Context(), path, nil, v3, options{}); err == nil || !strings.Contains(err.Error(), "0003_c.sql") {
 		t.Fatalf("failing migration: err = %v, want one naming 0003_c.sql", err)
 	}
-	s, err := open(t.Context(), path, nil, v2)
+	s, err := open(t.Context(), path, nil, v2, options{})
 	if err != nil {
 		t.Fatalf("open after failed migration: %v", err)
 	}
@@ -125,7 +125,7 @@ func TestUpgradeFrom0001(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := open(t.Context(), path, nil, fstest.MapFS{"0001_init.sql": {Data: first}})
+	old, err := open(t.Context(), path, nil, fstest.MapFS{"0001_init.sql": {Data: first}}, options{})
 	if err != nil {
 		t.Fatalf("open at 0001: %v", err)
 	}

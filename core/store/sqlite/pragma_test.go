@@ -35,3 +35,20 @@ func TestPragmas(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalSync: database "sqlite" { sync = "normal" } reaches the write
+// connection as synchronous=NORMAL (1); the default stays FULL (above).
+func TestNormalSync(t *testing.T) {
+	s, err := Open(t.Context(), t.TempDir()+"/dls.db", nil, WithNormalSync(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got string
+	if err := s.write.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "1" {
+		t.Errorf("PRAGMA synchronous = %s with WithNormalSync(true), want 1 (NORMAL)", got)
+	}
+}

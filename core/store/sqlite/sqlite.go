@@ -54,21 +54,38 @@ type Store struct {
 	closeErr  error
 }
 
+// Option changes how Open opens the database.
+type Option func(*options)
+
+type options struct {
+	normalSync bool
+}
+
+// WithNormalSync, when on, opens the database with synchronous=NORMAL
+// instead of FULL: a commit survives a crash or kill -9 of the process,
+// but a power cut or kernel crash may roll back the last commits (the
+// config's database "sqlite" { sync = "normal" }).
+func WithNormalSync(on bool) Option { return func(o *options) { o.normalSync = on } }
+
 // Open opens (creating if needed) the database at path, applies pending
 // migrations and returns the store. path is a file path, or ":memory:" for a
 // throwaway database (tests). m may be nil.
-func Open(ctx context.Context, path string, m *store.Metrics) (*Store, error) {
+func Open(ctx context.Context, path string, m *store.Metrics, opts ...Option) (*Store, error) {
 	migrations, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: migrations: %w", path, err)
 	}
-	return open(ctx, path, m, migrations)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return open(ctx, path, m, migrations, o)
 }
 
 // open is Open with the migrations as a parameter, so tests can migrate
 // with their own sets.
-func open(ctx context.Context, path string, m *store.Metrics, migrations fs.FS) (*Store, error) {
-	s, err := openPools(path, m)
+func open(ctx context.Context, path string, m *store.Metrics, migrations fs.FS, o options) (*Store, error) {
+	s, err := openPools(path, m, o)
 	if err != nil {
 		return nil, fmt.Errorf("open state store %s: %w", path, err)
 	}
@@ -79,7 +96,7 @@ func open(ctx context.Context, path string, m *store.Metrics, migrations fs.FS) 
 	return s, nil
 }
 
-func openPools(path string, m *store.Metrics) (*Store, error) {
+func openPools(path string, m *store.Metrics, o options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("empty database path")
 	}
@@ -102,7 +119,7 @@ func openPools(path string, m *store.Metrics) (*Store, error) {
 		}
 	}
 
-	// Durability: synchronous=FULL, not NORMAL. In WAL mode NORMAL already
+	// Durability: synchronous=FULL, not NORMAL, unless asked. In WAL mode NORMAL already
 	// survives a crash or kill -9 of the process (a commit has written its
 	// WAL frames to the OS before it returns), but not a power cut or
 	// kernel crash, which can roll back the last commits. A DHCP client
@@ -114,12 +131,16 @@ func openPools(path string, m *store.Metrics) (*Store, error) {
 	// _txlock=immediate: write transactions take the write lock at BEGIN, so
 	// a transaction that read first never fails to upgrade with SQLITE_BUSY
 	// (which busy_timeout cannot wait out) when another process writes.
+	sync := "FULL"
+	if o.normalSync {
+		sync = "NORMAL"
+	}
 	write, err := sql.Open("sqlite", dsn(path,
 		"_txlock=immediate",
 		"_pragma=busy_timeout("+fmt.Sprint(busyTimeoutMS)+")",
 		"_pragma=foreign_keys(1)",
 		"_pragma=journal_mode(WAL)",
-		"_pragma=synchronous(FULL)",
+		"_pragma=synchronous("+sync+")",
 	))
 	if err != nil {
 		return nil, err
