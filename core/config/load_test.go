@@ -141,7 +141,7 @@ func TestDefaults(t *testing.T) {
 	if cfg.Boot != wantBoot {
 		t.Errorf("boot = %+v, want %+v", cfg.Boot, wantBoot)
 	}
-	if want := (Database{Type: "sqlite", Path: filepath.Join(dir, "var/dls.db")}); cfg.Database != want {
+	if want := (Database{Type: "sqlite", Path: filepath.Join(dir, "var/dls.db"), Sync: SyncFull}); cfg.Database != want {
 		t.Errorf("database = %+v, want %+v", cfg.Database, want)
 	}
 	p := cfg.Plugin("disks")
