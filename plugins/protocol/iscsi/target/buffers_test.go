@@ -47,6 +47,25 @@ func (g *peakGauge) set(n int64) {
 }
 
 // session logs in over TCP as its own initiator port (ISID) and returns
+// serveTCP serves srv on a loopback port until the test ends, and
+// returns the port's address.
+func serveTCP(t *testing.T, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(t.Context(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
 // the connection.
 func tcpSession(t *testing.T, addr string, isid byte) (net.Conn, *pdu.Reader) {
 	t.Helper()
@@ -141,22 +160,11 @@ func TestConcurrentReadsBoundedByPool(t *testing.T) {
 	vol := patternVolume(volSize)
 	srv := &Server{Resolver: patternResolver{vol: vol}, LoginTimeout: 5 * time.Second,
 		MaxBufferBytes: limit, Hooks: Hooks{Buffers: g.set}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(t.Context(), ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
+	addr := serveTCP(t, srv)
 
 	var wg sync.WaitGroup
 	for s := range sessions {
-		nc, r := tcpSession(t, ln.Addr().String(), byte(s+1))
+		nc, r := tcpSession(t, addr, byte(s+1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -224,20 +232,11 @@ func TestConcurrentWritesBoundedByPool(t *testing.T) {
 	vol := &memVol{b: make([]byte, volSize)}
 	srv := &Server{Resolver: patternResolver{vol: vol}, LoginTimeout: 5 * time.Second,
 		MaxBufferBytes: limit, Hooks: Hooks{Buffers: g.set}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(t.Context(), ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	}()
+	addr := serveTCP(t, srv)
 	var wg sync.WaitGroup
 	var busy atomic.Int64
 	for s := range sessions {
-		nc, r := tcpSession(t, ln.Addr().String(), byte(s+1))
+		nc, r := tcpSession(t, addr, byte(s+1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -317,17 +316,8 @@ func TestConcurrentWritesBoundedByPool(t *testing.T) {
 func TestReadBusyAfterBufferWait(t *testing.T) {
 	srv := &Server{Resolver: patternResolver{vol: patternVolume(1 << 20)}, LoginTimeout: 5 * time.Second,
 		MaxBufferBytes: 64 << 10, BufferWait: 50 * time.Millisecond}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(t.Context(), ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	}()
-	nc, r := tcpSession(t, ln.Addr().String(), 1)
+	addr := serveTCP(t, srv)
+	nc, r := tcpSession(t, addr, 1)
 	held, err := srv.pool().Acquire(t.Context(), 64<<10)
 	if err != nil {
 		t.Fatal(err)
@@ -376,17 +366,8 @@ func TestWriteBusyWhileHoldingWriteBuffer(t *testing.T) {
 	const limit = 512 << 10
 	vol := &memVol{b: make([]byte, 1<<20)}
 	srv := &Server{Resolver: patternResolver{vol: vol}, LoginTimeout: 5 * time.Second, MaxBufferBytes: limit}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(t.Context(), ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	}()
-	nc, r := tcpSession(t, ln.Addr().String(), 1)
+	addr := serveTCP(t, srv)
+	nc, r := tcpSession(t, addr, 1)
 	// Write A: 512 KiB, no unsolicited data (F set): the target asks for
 	// it with an R2T, holding the whole pool meanwhile.
 	if _, err := nc.Write(scsiPDU(0, write10(0, limit/512), limit, pdu.FlagWrite, nil)); err != nil {
