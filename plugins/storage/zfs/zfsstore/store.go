@@ -331,8 +331,10 @@ func waitDevice(ctx context.Context, dataset string) (string, error) {
 
 // destroyBusyWait bounds how long destroy retries a filesystem that zfs
 // reports busy after its unmount: zfs-fuse lagged past 10 s on a loaded
-// 2-core machine (TestZFSKeepVersions, 11 s).
-const destroyBusyWait = 30 * time.Second
+// 2-core machine (TestZFSKeepVersions, 11 s), and past 30 s for 16
+// destroys at once while QEMU machines ran beside it. Nothing has the
+// filesystem open by then, so waiting longer only costs time.
+const destroyBusyWait = 90 * time.Second
 
 // destroy destroys a dataset (with recursive, its snapshots too). A
 // filesystem is unmounted first: if a process has its disk open, that
