@@ -329,3 +329,31 @@ func TestConcurrentWritersAndWatchersConverge(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyKeepsTheSessionBatcher: the wrapped store still writes a boot
+// storm's session changes in one transaction when the store can (the
+// tracker asks for store.SessionBatcher), and does not claim it when the
+// store cannot.
+func TestNotifyKeepsTheSessionBatcher(t *testing.T) {
+	wrapped, _, raw := open(t)
+	if _, ok := raw.(store.SessionBatcher); !ok {
+		t.Fatal("the SQLite store has no store.SessionBatcher")
+	}
+	b, ok := wrapped.(store.SessionBatcher)
+	if !ok {
+		t.Fatal("Notify hid the store's SessionBatcher")
+	}
+	out, err := b.WriteSessions(t.Context(), []store.Session{
+		{Client: "pc-01", State: store.SessionActive, Started: time.Now()},
+		{Client: "pc-02", State: store.SessionActive, Started: time.Now()},
+	})
+	if err != nil || len(out) != 2 || out[0].ID == 0 || out[1].ID == 0 {
+		t.Fatalf("WriteSessions through the wrapper: %v %+v", err, out)
+	}
+	if _, ok := Notify(onlyStore{raw}, New(raw)).(store.SessionBatcher); ok {
+		t.Error("Notify claims a SessionBatcher the store does not have")
+	}
+}
+
+// onlyStore hides every optional interface of a store.
+type onlyStore struct{ store.Store }

@@ -8,8 +8,19 @@ import (
 
 // Notify wraps st so that every committed write to its clients reaches f
 // before the write returns. The host hands the wrapped store to everything
-// that writes clients; reads pass through untouched.
-func Notify(st store.Store, f *Feed) store.Store { return &notifying{Store: st, feed: f} }
+// that writes clients; reads pass through untouched. The optional
+// store.SessionBatcher of st stays visible: without it a boot storm's
+// session changes would cost one commit (one fsync) each.
+func Notify(st store.Store, f *Feed) store.Store {
+	n := &notifying{Store: st, feed: f}
+	if b, ok := st.(store.SessionBatcher); ok {
+		return struct {
+			*notifying
+			store.SessionBatcher
+		}{n, b}
+	}
+	return n
+}
 
 type notifying struct {
 	store.Store
