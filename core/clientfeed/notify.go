@@ -6,8 +6,9 @@ import (
 	"github.com/dls-project/dls/core/store"
 )
 
-// Notify wraps st so that every committed write to its clients reaches f
-// before the write returns. The host hands the wrapped store to everything
+// Notify wraps st so that every committed write to its clients (and to
+// its images, whose boot profiles decisions depend on: ImageChanged)
+// reaches f before the write returns. The host hands the wrapped store to everything
 // that writes clients; reads pass through untouched.
 func Notify(st store.Store, f *Feed) store.Store { return &notifying{Store: st, feed: f} }
 

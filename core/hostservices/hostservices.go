@@ -186,6 +186,12 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 		return host.Decision{}, fmt.Errorf("look up client (mac %q, initiator %q): %w", q.MAC, q.Initiator, err)
 	}
 	d := s.decide(c, q)
+	if q.MAC != "" {
+		// A DHCP query: the image says which first stage EFI x64 gets.
+		if err := s.setLoader(ctx, &d, c, q.Arch); err != nil {
+			return host.Decision{}, fmt.Errorf("look up client %s: %w", c.Name, err)
+		}
+	}
 	if q.MAC == "" {
 		// An iSCSI query: where a Normal session may come from.
 		d.AllowedAddresses = allowedAddresses(c, s.boundAddress(ctx, c))

@@ -155,7 +155,20 @@ type Decision struct {
 	// lease, or where its proxy boot came from), then the client's
 	// extra_addresses. Empty: no boot is bound now.
 	AllowedAddresses []string
+	// Loader is the first stage of the client's EFI x64 firmware: "" for
+	// iPXE (BootFile), LoaderShim for the signed chain shim → GRUB →
+	// kernel, which machines with Secure Boot on can run. It does not
+	// depend on the query, so the pushed client table carries it.
+	Loader string
 }
+
+// LoaderShim is Decision.Loader for clients booting through shim.
+const LoaderShim = "shim"
+
+// ShimBootFile is the name DHCP gives EFI x64 firmware of a client whose
+// Loader is LoaderShim: shim (Debian's shimx64.efi.signed, signed by the
+// Microsoft UEFI CA), which then asks the same server for grubx64.efi.
+const ShimBootFile = "shimx64.efi"
 
 // Events receives boot events. Use a Batcher in packet paths: it never
 // blocks the caller and sends events in batches.
