@@ -91,9 +91,14 @@ type ScriptQuery struct {
 	// Peer is the IP address the request came from (no port).
 	Peer string
 	// Platform is iPXE's ${platform} when the request tells it ("efi",
-	// "pcbios"), "" otherwise.
+	// "pcbios"), "" otherwise; PlatformGRUB asks for the machine's GRUB
+	// configuration (the shim chain) instead of its iPXE script.
 	Platform string
 }
+
+// PlatformGRUB is ScriptQuery.Platform for a GRUB configuration: what
+// Debian's signed GRUB, loaded by shim, runs for the machine.
+const PlatformGRUB = "grub"
 
 // Script is a rendered boot script.
 type Script struct {
@@ -232,6 +237,7 @@ const (
 	AttrInitiator   = "initiator"    // iscsi_*: the initiator IQN
 	AttrTarget      = "target"       // iscsi_*: the target IQN
 	AttrRemote      = "remote"       // the peer's address
+	AttrLoader      = "loader"       // file_served: the boot loader it was, "shim" or "grub"
 	// AttrProxy is "true" on a DHCP plugin's dhcp_offer and dhcp_ack that
 	// answer as proxyDHCP (boot options, no address). The host binds the
 	// machine's next script request to its requester (first use), so the
