@@ -29,8 +29,9 @@ boot
 
 var grub = template.Must(template.New(GRUBName).Funcs(template.FuncMap{"grubWord": grubWord}).Parse(grubText))
 
-// grubWord quotes s as one literal GRUB word: single quotes, a single
-// quote written as '\''.
+// grubWord quotes s as one literal GRUB word: in single quotes, a single
+// quote inside closing the quotes, escaped with a backslash, and
+// reopening them.
 func grubWord(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

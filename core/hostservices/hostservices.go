@@ -281,7 +281,8 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
 		kept = append(kept, e)
 	}
-	for _, e := range kept {
+	for i, e := range kept {
+		kept[i] = s.loaderMachine(ctx, e) // loader.go
 		s.observeBinding(ctx, e)
 		if (e.Type == host.EventDHCPDiscover || e.Type == host.EventDHCPRequest) && e.Client != "" {
 			s.prepareForBoot(e.Client) // the clone is ready before the login asks

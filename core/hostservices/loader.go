@@ -67,3 +67,23 @@ func shimArch(arch uint16) bool {
 	}
 	return false
 }
+
+// loaderMachine names the machine of a boot loader's file_served event
+// (shim or GRUB over TFTP, which knows only the requester's address) by
+// the MAC whose boot that address is bound to, so that the boot session
+// records its shim and grub stages. Other events, and addresses bound to
+// no boot (proxy mode binds at the first script, after the loaders),
+// pass unchanged.
+func (s *Services) loaderMachine(ctx context.Context, e host.Event) host.Event {
+	if e.Type != host.EventFileServed || e.Attrs[host.AttrLoader] == "" || e.MAC != "" || e.Client != "" {
+		return e
+	}
+	a, ok := peerAddr(e.Address)
+	if !ok {
+		return e
+	}
+	if mac, ok := s.bindings(ctx).MACAt(a); ok {
+		e.MAC = mac
+	}
+	return e
+}

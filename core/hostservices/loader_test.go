@@ -103,3 +103,32 @@ func TestShimLoaderDecisions(t *testing.T) {
 		t.Fatalf("after the image change back: %+v, want version %d with sb-01 on shim", u, snap.Version+2)
 	}
 }
+
+// TestLoaderEventsNamedByBinding: a boot loader's file_served names only
+// the requester's address; the host names the machine whose boot that
+// address is bound to before the session tracker sees it. An unbound
+// address, and other events, pass unchanged.
+func TestLoaderEventsNamedByBinding(t *testing.T) {
+	fs := &fakeSessions{}
+	s := hostservices.New(boot, bootStore(t), resolver{err: errNoStorage}, hclog.NewNullLogger(), hostservices.WithSessions(fs))
+	addr := leaseOf(t, s, "52:54:00:aa:00:02")
+	at := time.Now()
+	shim := func(from string) host.Event {
+		return host.Event{Type: host.EventFileServed, Address: from, Time: at, Attrs: map[string]string{host.AttrLoader: "shim", host.AttrFile: "shimx64.efi"}}
+	}
+	plain := host.Event{Type: host.EventFileServed, Address: addr, Time: at, Attrs: map[string]string{host.AttrFile: "undionly.kpxe"}}
+	if err := s.Report(context.Background(), []host.Event{shim(addr), shim("10.9.9.9"), plain}); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.events) != 3 {
+		t.Fatalf("sessions got %d events, want 3", len(fs.events))
+	}
+	if got := fs.events[0].MAC; got != "52:54:00:aa:00:02" {
+		t.Errorf("shim from the bound address: MAC %q, want 52:54:00:aa:00:02", got)
+	}
+	if fs.events[1].MAC != "" || fs.events[2].MAC != "" {
+		t.Errorf("unbound address or no loader: MACs %q %q, want none", fs.events[1].MAC, fs.events[2].MAC)
+	}
+}

@@ -74,13 +74,13 @@ type SignedBoot struct {
 
 // grubChainConfig is grub.cfg: GRUB knows no per-machine file of its own,
 // so the shared one chains to the machine's, named by the MAC of the
-// interface GRUB booted from (net_default_mac: lower-case, colons). An
-// unknown or unbound machine gets "file not found" and goes back to its
-// firmware's next boot option.
+// interface GRUB booted from (net_default_mac: lower-case, colons). A
+// machine that booted nothing from it (unknown, unbound, or its kernel
+// refused) goes back to its firmware's next boot option.
 const grubChainConfig = `# DLS: every machine runs its own configuration, which the host renders
 # and serves only to the address its boot is bound to.
 configfile $prefix/mac/${net_default_mac}.cfg
-echo "DLS: no boot configuration for ${net_default_mac} from $net_default_server"
+echo "DLS: ${net_default_mac} booted nothing: no configuration from $net_default_server, or its kernel was refused"
 sleep 10
 exit
 `
