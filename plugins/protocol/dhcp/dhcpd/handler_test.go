@@ -396,6 +396,10 @@ func TestPXEBootFiles(t *testing.T) {
 			if tc.class == "PXEClient" && len(ack.Options.Get(dhcpv4.OptionClientMachineIdentifier)) != 17 {
 				t.Errorf("option 97 not echoed")
 			}
+			// UEFI's PXE needs discovery control 8 in full mode too.
+			if o43 := ack.Options.Get(dhcpv4.OptionVendorSpecificInformation); tc.class == "PXEClient" && !slices.Equal(o43, []byte{6, 1, 8, 255}) {
+				t.Errorf("option 43 %v, want discovery control 8", o43)
+			}
 		})
 	}
 	// Events: the firmware's DISCOVER carries what tells it from an OS.

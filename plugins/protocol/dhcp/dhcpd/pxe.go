@@ -198,10 +198,10 @@ func (s *settings) bootFile(c client, d host.Decision) string {
 
 // pxeOptions adds the boot answer for firmware client c to resp: siaddr
 // and the file field, options 66 and 67, option 60 (PXEClient or
-// HTTPClient), option 97 echoed and, for a proxy answer to a PXE ROM,
-// option 43 telling it to boot the file without a boot server discovery.
+// HTTPClient), option 97 echoed and, for a PXE ROM, option 43 telling it
+// to boot the file without a boot server discovery.
 // It reports false when there is nothing to boot.
-func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, proxy bool) bool {
+func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, _ bool) bool { // proxy or full: the same answer
 	if file == "" {
 		return false
 	}
@@ -218,10 +218,11 @@ func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, proxy bool
 		resp.Options.Update(dhcpv4.OptClassIdentifier("HTTPClient"))
 	case c.pxe():
 		resp.Options.Update(dhcpv4.OptClassIdentifier("PXEClient"))
-		if proxy {
-			// PXE_DISCOVERY_CONTROL = 8: boot the file named here.
-			resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
-		}
+		// PXE_DISCOVERY_CONTROL = 8: boot the file named here. In full
+		// mode too: UEFI's PXE (OVMF's, seen with the shim chain) takes a
+		// PXEClient answer without option 43 for a BINL offer and asks
+		// port 4011 for the boot file, then gives up (PXE-E16).
+		resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
 	}
 	if len(c.uuid) > 0 {
 		resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, c.uuid))
