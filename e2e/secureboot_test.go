@@ -40,7 +40,10 @@ const (
 	// the initramfs configures the NIC before open-iscsi logs in.
 	sbCmdline = "root=/dev/sda rw ip=dhcp console=ttyS0 init=" + lab.LinuxInit + " panic=-1"
 
-	sbStageTimeout = 45 * time.Second
+	// sbStageTimeout: GRUB fetches the kernel and the 36 MiB initrd over
+	// TFTP, lock-step at 1024-byte blocks, between the script and
+	// iscsi_login stages: about 85 s here with two machines under TCG.
+	sbStageTimeout = 3 * time.Minute
 )
 
 var (
