@@ -42,6 +42,8 @@ if [ "$mode" = test ]; then
 		"iscsi-inq libiscsi-bin"
 		"nft nftables"
 		"/usr/lib/ipxe/undionly.kpxe ipxe"
+		"/usr/lib/shim/shimx64.efi.signed shim-signed"
+		"/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed grub-efi-amd64-signed"
 	)
 fi
 install_missing "${need[@]}"

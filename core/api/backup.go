@@ -393,6 +393,9 @@ func checkBackup(doc backupDoc) (restorePlan, error) {
 		if b.Boot != nil && b.Boot.Kernel == "" {
 			return p, fieldError("images", "images[%d] (%s): boot.kernel is required in a boot profile", i, b.Name)
 		}
+		if b.Boot != nil && b.Boot.Loader != "" && b.Boot.Loader != store.LoaderIPXE && b.Boot.Loader != store.LoaderShim {
+			return p, fieldError("images", "images[%d] (%s): boot.loader must be %q or %q, not %q", i, b.Name, store.LoaderIPXE, store.LoaderShim, b.Boot.Loader)
+		}
 		origin := b.Origin
 		if origin == "" {
 			origin = originAPI

@@ -78,6 +78,9 @@ func (a *API) checkImage(b imageBody) error {
 	if b.Boot != nil && b.Boot.Kernel == "" {
 		return fieldError("boot", "boot.kernel is required in a boot profile")
 	}
+	if b.Boot != nil && b.Boot.Loader != "" && b.Boot.Loader != store.LoaderIPXE && b.Boot.Loader != store.LoaderShim {
+		return fieldError("boot", "boot.loader must be %q or %q, not %q", store.LoaderIPXE, store.LoaderShim, b.Boot.Loader)
+	}
 	return nil
 }
 

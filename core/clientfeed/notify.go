@@ -6,8 +6,9 @@ import (
 	"github.com/dls-project/dls/core/store"
 )
 
-// Notify wraps st so that every committed write to its clients reaches f
-// before the write returns. The host hands the wrapped store to everything
+// Notify wraps st so that every committed write to its clients (and to
+// its images, whose boot profiles decisions depend on: ImageChanged)
+// reaches f before the write returns. The host hands the wrapped store to everything
 // that writes clients; reads pass through untouched. The optional
 // store.SessionBatcher of st stays visible: without it a boot storm's
 // session changes would cost one commit (one fsync) each.

@@ -187,7 +187,17 @@ type ImageBoot struct {
 	Cmdline string
 	// Confirm says the OS posts /boot/done, so boots end at "booted".
 	Confirm bool
+	// Loader is the first stage an EFI x64 machine gets: LoaderIPXE (the
+	// default) or LoaderShim (the signed chain shim → GRUB → kernel, for
+	// machines with Secure Boot on).
+	Loader string
 }
+
+// Values of ImageBoot.Loader.
+const (
+	LoaderIPXE = "ipxe"
+	LoaderShim = "shim"
+)
 
 // Client is a client block: one diskless machine.
 type Client struct {

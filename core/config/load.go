@@ -589,15 +589,18 @@ func (l *loader) image(b *hcl.Block) *Image {
 
 func (l *loader) imageBoot(b *hcl.Block) *ImageBoot {
 	c := l.content(b.Body, &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "kernel", Required: true}, {Name: "initrd"}, {Name: "cmdline"}, {Name: "confirm"},
+		{Name: "kernel", Required: true}, {Name: "initrd"}, {Name: "cmdline"}, {Name: "confirm"}, {Name: "loader"},
 	}})
-	ib := &ImageBoot{}
+	ib := &ImageBoot{Loader: LoaderIPXE}
 	if a := l.str(c.Attributes, "kernel", &ib.Kernel); a != nil && ib.Kernel == "" {
 		l.invalid(a, "The kernel path must not be empty.")
 	}
 	l.str(c.Attributes, "initrd", &ib.Initrd)
 	l.str(c.Attributes, "cmdline", &ib.Cmdline)
 	l.boolean(c.Attributes, "confirm", &ib.Confirm)
+	if a := l.str(c.Attributes, "loader", &ib.Loader); a != nil && ib.Loader != LoaderIPXE && ib.Loader != LoaderShim {
+		l.invalid(a, "loader must be %q (iPXE, the default) or %q (shim, GRUB and a signed kernel, for Secure Boot), not %q.", LoaderIPXE, LoaderShim, ib.Loader)
+	}
 	return ib
 }
 

@@ -417,6 +417,8 @@ func TestInlineErrors(t *testing.T) {
 			`1:12: Incorrect attribute value type; Inappropriate value for attribute "data_dir": string required, but have tuple.`},
 		{"image boot without kernel", "storage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x.img\"\n  boot {\n    confirm = true\n  }\n}\n",
 			`5:8: Missing required argument; The argument "kernel" is required, but no definition was found.`},
+		{"image boot bad loader", "storage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x.img\"\n  boot {\n    kernel = \"k\"\n    loader = \"grub\"\n  }\n}\n",
+			`7:14: Invalid value for "loader"; loader must be "ipxe" (iPXE, the default) or "shim" (shim, GRUB and a signed kernel, for Secure Boot), not "grub".`},
 		{"image without storage", "image \"x\" {\n  source = \"x.img\"\n}\n",
 			`1:11: Missing required argument; The argument "storage" is required, but no definition was found.`},
 		{"plugin block without labels", "storage \"dir\" {}\n",
@@ -497,7 +499,7 @@ client "pc-02" {
   image = "lab"
 }
 `))
-	want := &ImageBoot{Kernel: "lab/vmlinuz", Initrd: "lab/initrd.img", Cmdline: "root=/dev/sda rw", Confirm: true}
+	want := &ImageBoot{Kernel: "lab/vmlinuz", Initrd: "lab/initrd.img", Cmdline: "root=/dev/sda rw", Confirm: true, Loader: LoaderIPXE}
 	if !reflect.DeepEqual(cfg.Images[0].Boot, want) {
 		t.Errorf("image boot = %+v", cfg.Images[0].Boot)
 	}
@@ -606,5 +608,32 @@ func TestDatabaseSync(t *testing.T) {
 		if cfg.Database.Sync != want {
 			t.Errorf("%q: sync %q, want %q", text, cfg.Database.Sync, want)
 		}
+	}
+}
+
+func TestImageLoader(t *testing.T) {
+	cfg := mustLoad(t, writeConfig(t, `storage "dir" "d" {}
+image "plain" {
+  storage = "d"
+  source  = "p.img"
+  boot {
+    kernel = "k"
+  }
+}
+image "signed" {
+  storage = "d"
+  source  = "s.img"
+  boot {
+    kernel = "k"
+    loader = "shim"
+  }
+}
+`))
+	got := map[string]string{}
+	for _, im := range cfg.Images {
+		got[im.Name] = im.Boot.Loader
+	}
+	if got["plain"] != LoaderIPXE || got["signed"] != LoaderShim {
+		t.Errorf("loaders = %v, want plain %q (the default), signed %q", got, LoaderIPXE, LoaderShim)
 	}
 }

@@ -186,6 +186,12 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 		return host.Decision{}, fmt.Errorf("look up client (mac %q, initiator %q): %w", q.MAC, q.Initiator, err)
 	}
 	d := s.decide(c, q)
+	if q.MAC != "" {
+		// A DHCP query: the image says which first stage EFI x64 gets.
+		if err := s.setLoader(ctx, &d, c, q.Arch); err != nil {
+			return host.Decision{}, fmt.Errorf("look up client %s: %w", c.Name, err)
+		}
+	}
 	if q.MAC == "" {
 		// An iSCSI query: where a Normal session may come from.
 		d.AllowedAddresses = allowedAddresses(c, s.boundAddress(ctx, c))
@@ -275,7 +281,8 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
 		kept = append(kept, e)
 	}
-	for _, e := range kept {
+	for i, e := range kept {
+		kept[i] = s.loaderMachine(ctx, e) // loader.go
 		s.observeBinding(ctx, e)
 		if (e.Type == host.EventDHCPDiscover || e.Type == host.EventDHCPRequest) && e.Client != "" {
 			s.prepareForBoot(e.Client) // the clone is ready before the login asks

@@ -29,7 +29,9 @@ type archOf struct {
 // q.MAC (any spelling), as served at /boot/<mac>.ipxe and over TFTP, for
 // the requester q.Peer. q.Platform is iPXE's ${platform} when the request
 // tells it (PlatformEFI, PlatformBIOS), "" otherwise: the script then
-// decides when it runs.
+// decides when it runs. host.PlatformGRUB asks for the machine's GRUB
+// configuration instead (the shim chain, grubcfg.go), under the same
+// binding.
 //
 // Only the address bound to the machine's boot gets it (its lease, or the
 // first requester after DLS's proxy answer: bootbind); any other requester,
@@ -58,6 +60,13 @@ func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script,
 	if err != nil {
 		return host.Script{}, fmt.Errorf("boot script for %s: %w", m, err)
 	}
+	if q.Platform == host.PlatformGRUB {
+		body, err := s.renderGRUB(ctx, c) // grubcfg.go
+		if err != nil {
+			return host.Script{}, err
+		}
+		return host.Script{Found: true, Client: c.Name, Body: body}, nil
+	}
 	var a archOf
 	switch q.Platform {
 	case PlatformEFI:
@@ -76,6 +85,17 @@ func (s *Services) Script(ctx context.Context, q host.ScriptQuery) (host.Script,
 // the built-in one for its image (sanboot, or a kernel for an image with a
 // boot profile). An image that confirms gets the boot's token.
 func (s *Services) render(ctx context.Context, c store.Client, a archOf) (string, error) {
+	d, err := s.scriptData(ctx, c, a)
+	if err != nil {
+		return "", err
+	}
+	return s.scripts.render(c.Name, a, d, s.templates.Load().For(c.Name))
+}
+
+// scriptData is what client c's script (or GRUB configuration) is made
+// of: the client, its image's boot profile, the boot's token when the
+// image confirms.
+func (s *Services) scriptData(ctx context.Context, c store.Client, a archOf) (bootscript.ScriptData, error) {
 	target := s.boot.IQNPrefix + ":" + c.Name
 	initiator := s.boot.IQNPrefix + ":initiator:" + c.Name
 	d := bootscript.ScriptData{
@@ -96,17 +116,17 @@ func (s *Services) render(ctx context.Context, c store.Client, a archOf) (string
 		case err == nil && img.Boot != nil:
 			d.Kernel, d.Initrd, d.Cmdline, d.Confirm = img.Boot.Kernel, img.Boot.Initrd, img.Boot.Cmdline, img.Boot.Confirm
 		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return "", fmt.Errorf("boot script for client %s: image %s: %w", c.Name, c.Image, err)
+			return d, fmt.Errorf("boot script for client %s: image %s: %w", c.Name, c.Image, err)
 		}
 	}
 	if d.Confirm && s.sessions != nil {
 		tok, err := s.sessions.Token(ctx, c.Name)
 		if err != nil {
-			return "", fmt.Errorf("boot script for client %s: boot token: %w", c.Name, err)
+			return d, fmt.Errorf("boot script for client %s: boot token: %w", c.Name, err)
 		}
 		d.Token = tok
 	}
-	return s.scripts.render(c.Name, a, d, s.templates.Load().For(c.Name))
+	return d, nil
 }
 
 // RegisteredPrefix starts the names of clients registered on first boot:

@@ -3,6 +3,7 @@ package hostservices
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/dls-project/dls/core/clientfeed"
@@ -31,8 +32,13 @@ func (s *Services) Watch(ctx context.Context, fn func(host.ClientUpdate) error) 
 	return s.feed.Watch(ctx, func(c clientfeed.Change) error {
 		u := host.ClientUpdate{Version: c.Version, Full: c.Full, Removed: c.Removed,
 			UnknownClients: policy, Set: make([]host.ClientDecision, len(c.Set))}
+		loaders := loaderCache{}
 		for i, cl := range c.Set {
-			u.Set[i] = host.ClientDecision{MAC: cl.MAC, Decision: s.watchDecision(cl)}
+			d, err := s.watchDecision(ctx, cl, loaders)
+			if err != nil {
+				return err // the watcher watches again, from a snapshot
+			}
+			u.Set[i] = host.ClientDecision{MAC: cl.MAC, Decision: d}
 		}
 		return fn(u)
 	})
@@ -40,10 +46,15 @@ func (s *Services) Watch(ctx context.Context, fn func(host.ClientUpdate) error) 
 
 // watchDecision is Lookup's decision for a DHCP query of c, minus what
 // depends on the query.
-func (s *Services) watchDecision(c store.Client) host.Decision {
+func (s *Services) watchDecision(ctx context.Context, c store.Client, loaders loaderCache) (host.Decision, error) {
 	d := s.decide(c, host.Query{MAC: c.MAC})
 	d.BootFile = ""
-	return d
+	loader, err := s.loaderOf(ctx, c.Image, loaders)
+	if err != nil {
+		return host.Decision{}, fmt.Errorf("client watch: client %s: %w", c.Name, err)
+	}
+	d.Loader = loader
+	return d, nil
 }
 
 // unknownSeen records a dhcp_unknown event's machine (discover mode).

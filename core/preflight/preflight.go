@@ -3,8 +3,10 @@
 // exist and hold the addresses the config names, the ports are free, the
 // image sources can be read, the first-stage iPXE builds the DHCP plugin
 // hands out are in a TFTP root, boot.url is absolute and its host an
-// address of the boot interface, and the iSCSI port the boot scripts
-// name is the iSCSI listener's.
+// address of the boot interface, the iSCSI port the boot scripts name is
+// the iSCSI listener's, and for images booting through shim, the signed
+// chain's files (shim, GRUB, the kernel and initrd GRUB fetches) are where
+// the TFTP plugin serves them from.
 //
 // No check depends on DLS running: none probes a DLS listener, so a
 // config that dls init has just written passes before dls serve ever
@@ -71,6 +73,7 @@ func Check(ctx context.Context, in Input) []Finding {
 	c.checkListeners(ctx)
 	c.checkImages()
 	c.checkBootFiles()
+	c.checkSignedBoot()
 	c.checkBootURL(ctx)
 	c.checkISCSI()
 	sort.SliceStable(c.out, func(i, j int) bool {
@@ -112,6 +115,12 @@ type dhcpConfig struct {
 type tftpConfig struct {
 	Listen string `json:"listen"`
 	Root   string `json:"root"`
+	// The signed boot chain's files (signed.go).
+	Shim       string `json:"shim"`
+	GRUB       string `json:"grub"`
+	MokManager string `json:"mok_manager"`
+	GRUBConfig string `json:"grub_config"`
+	Files      string `json:"files"`
 }
 
 type iscsiConfig struct {

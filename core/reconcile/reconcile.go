@@ -142,6 +142,9 @@ func (r *Reconciler) image(ctx context.Context, cfg *config.Config, im *config.I
 	next := store.Image{Name: im.Name, Storage: im.Storage, Source: im.Source, Origin: OriginConfig}
 	if im.Boot != nil {
 		next.Boot = &store.BootProfile{Kernel: im.Boot.Kernel, Initrd: im.Boot.Initrd, Cmdline: im.Boot.Cmdline, Confirm: im.Boot.Confirm}
+		if im.Boot.Loader == config.LoaderShim {
+			next.Boot.Loader = store.LoaderShim // iPXE is stored as "" (store.BootProfile)
+		}
 	}
 	cur, err := r.st.GetImage(ctx, im.Name)
 	switch {

@@ -6,7 +6,8 @@
 // # Stages
 //
 // A session moves through dhcp → script → iscsi_login → handoff → booted,
-// forward only:
+// forward only; a client whose image boots EFI x64 through shim (the
+// signed chain for Secure Boot) goes dhcp → shim → grub → script → ...:
 //
 //   - dhcp: a dhcp_discover from boot firmware. The DHCP plugin tells
 //     firmware from an OS's own DHCP client with the event's Attrs: a
@@ -15,7 +16,12 @@
 //     sends). A discover without such evidence never starts or restarts a
 //     session: a running OS asking for an address is not a new boot (and
 //     must not reset a non-persistent client's volume under it).
-//   - script: script_served (the iPXE script went out, over HTTP or TFTP).
+//   - shim, grub: file_served of the boot loader (Attrs loader "shim" or
+//     "grub", from the TFTP plugin), named by the address bound to the
+//     machine's boot (the host fills in the MAC). Only shim clients wait
+//     for them: for others they are skipped stages.
+//   - script: script_served (the iPXE script, or a shim client's GRUB
+//     configuration, went out, over HTTP or TFTP).
 //   - iscsi_login: iscsi_login. handoff: iscsi_handoff. booted: os_booted,
 //     or the OS posting its token to /boot/done (Confirm).
 //
@@ -105,13 +111,18 @@ import (
 // Stages, in the order a boot reaches them.
 const (
 	StageDHCP       = "dhcp"
+	StageShim       = "shim"
+	StageGRUB       = "grub"
 	StageScript     = "script"
 	StageISCSILogin = "iscsi_login"
 	StageHandoff    = "handoff"
 	StageBooted     = "booted"
 )
 
-var stages = []string{StageDHCP, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+var stages = []string{StageDHCP, StageShim, StageGRUB, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+
+// loaderStage reports whether stage is one only shim clients reach.
+func loaderStage(stage string) bool { return stage == StageShim || stage == StageGRUB }
 
 func stageIndex(stage string) int {
 	for i, s := range stages {
@@ -228,6 +239,9 @@ type session struct {
 	// only the flushing writer (under wmu) reads and sets it. Session.ID
 	// follows it under mu.
 	stored int64
+	// shim: the client boots through shim, so the shim and grub stages
+	// are waited for (a reloaded session: it reached one of them).
+	shim bool
 }
 
 type token struct {
@@ -293,6 +307,9 @@ func (t *Tracker) load(ctx context.Context) error {
 		if stageIndex(s.Expect) < stageIndex(StageHandoff) {
 			s.Expect = StageHandoff
 		}
+		_, shim := s.Stages[StageShim]
+		_, grub := s.Stages[StageGRUB]
+		s.shim = shim || grub
 		if newer := t.active[s.Client]; newer != nil {
 			// Two active sessions for one client: the machine booted
 			// again while the host was down.
@@ -390,7 +407,7 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 		}
 		return ""
 	}
-	stage := eventStage(e.Type)
+	stage := eventStage(e)
 	if stage == "" || (stage == StageDHCP && !fromFirmware(e)) {
 		return ""
 	}
@@ -428,8 +445,15 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 	return ""
 }
 
-func eventStage(typ string) string {
-	switch typ {
+func eventStage(e host.Event) string {
+	switch e.Type {
+	case host.EventFileServed:
+		switch e.Attrs[host.AttrLoader] {
+		case StageShim:
+			return StageShim
+		case StageGRUB:
+			return StageGRUB
+		}
 	case host.EventDHCPDiscover:
 		return StageDHCP
 	case host.EventScriptServed:
@@ -474,6 +498,24 @@ func (t *Tracker) resolve(ctx context.Context, client, mac string) (store.Client
 	return store.Client{}, store.ErrNotFound
 }
 
+// bootsShim reports whether the boot that e starts goes through shim, so
+// that its session waits for the shim and grub stages: client c's image
+// boots EFI x64 through shim and e is the discover of EFI x64 firmware
+// (option 93: 7, 9 or their HTTP boot variants 16, 17; other
+// architectures get iPXE). Not when the image cannot be read.
+func (t *Tracker) bootsShim(ctx context.Context, c store.Client, e host.Event) bool {
+	switch e.Attrs[AttrArch] {
+	case "7", "9", "16", "17":
+	default:
+		return false
+	}
+	if t.images == nil || c.Image == "" {
+		return false
+	}
+	img, err := t.images.GetImage(ctx, c.Image)
+	return err == nil && img.Boot.UsesShim()
+}
+
 // expect is the last stage client c's boots reach.
 func (t *Tracker) expect(ctx context.Context, c store.Client) string {
 	if t.images == nil || c.Image == "" {
@@ -502,6 +544,7 @@ func (t *Tracker) start(ctx context.Context, c store.Client, mac, stage string, 
 			Expect: t.expect(ctx, c), State: store.SessionActive, Started: e.Time,
 		},
 		last: e.Time,
+		shim: t.bootsShim(ctx, c, e),
 	}
 	if p, ok := t.pending[c.Name]; ok {
 		delete(t.pending, c.Name)
@@ -531,10 +574,13 @@ func (s *session) current() int {
 	return cur
 }
 
-// next is the stage the session waits for.
+// next is the stage the session waits for: a client that does not boot
+// through shim skips the shim and grub stages.
 func (s *session) next() string {
-	if i := s.current() + 1; i < len(stages) {
-		return stages[i]
+	for i := s.current() + 1; i < len(stages); i++ {
+		if s.shim || !loaderStage(stages[i]) {
+			return stages[i]
+		}
 	}
 	return StageBooted
 }

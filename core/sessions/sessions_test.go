@@ -799,8 +799,8 @@ func TestMetricsLint(t *testing.T) {
 	}
 	n, err := testutil.GatherAndCount(e.reg, "dls_boot_sessions_total", "dls_boot_failures_total", "dls_boot_time_seconds",
 		"dls_active_clients", "dls_boot_confirmations_total")
-	if err != nil || n != 1+4+1+1+6 {
-		t.Errorf("%d series (%v), want 13", n, err)
+	if err != nil || n != 1+6+1+1+6 {
+		t.Errorf("%d series (%v), want 15 (failures: one per stage after dhcp)", n, err)
 	}
 	// The host's registry refuses a second tracker's families.
 	_, err = sessions.New(context.Background(), sessions.Options{Sessions: e.st, Clients: e.st, Registerer: e.reg})

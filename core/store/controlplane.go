@@ -50,7 +50,36 @@ type BootProfile struct {
 	Cmdline string `json:"cmdline"`
 	// Confirm: the OS posts /boot/done; sessions end at "booted".
 	Confirm bool `json:"confirm"`
+	// Loader is the first stage of EFI x64 machines: "" (iPXE) or
+	// LoaderShim. Normalize turns LoaderIPXE into "", so that profiles
+	// stored before loaders existed compare equal.
+	Loader string `json:"loader,omitempty"`
 }
+
+// Values of BootProfile.Loader.
+const (
+	LoaderIPXE = "ipxe"
+	LoaderShim = "shim"
+)
+
+// normalize returns b in stored form, or an error wrapping ErrInvalid.
+func (b *BootProfile) normalize() (*BootProfile, error) {
+	if b == nil {
+		return nil, nil
+	}
+	n := *b
+	switch n.Loader {
+	case "", LoaderShim:
+	case LoaderIPXE:
+		n.Loader = ""
+	default:
+		return b, fmt.Errorf("boot profile: loader %q is neither %q nor %q: %w", b.Loader, LoaderIPXE, LoaderShim, ErrInvalid)
+	}
+	return &n, nil
+}
+
+// UsesShim reports whether the profile boots EFI x64 machines through shim.
+func (b *BootProfile) UsesShim() bool { return b != nil && b.Loader == LoaderShim }
 
 // Sessions holds boot sessions: one per machine boot, from the first DHCP
 // packet to the last stage the client is expected to reach.
@@ -223,6 +252,11 @@ func (img Image) Normalize() (Image, error) {
 	if strings.TrimSpace(img.Name) == "" {
 		return img, fmt.Errorf("image name is empty: %w", ErrInvalid)
 	}
+	boot, err := img.Boot.normalize()
+	if err != nil {
+		return img, fmt.Errorf("image %s: %w", img.Name, err)
+	}
+	img.Boot = boot
 	return img, nil
 }
 

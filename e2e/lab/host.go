@@ -35,6 +35,8 @@ type HostImage struct {
 	Name, Source            string
 	Kernel, Initrd, Cmdline string
 	Confirm                 bool
+	// Loader is the boot profile's loader ("shim"); "": the default.
+	Loader string
 }
 
 // HostDHCP is a protocol "dhcp" block.
@@ -58,6 +60,11 @@ type HostConfig struct {
 	DHCP    []HostDHCP
 	// Files is boot.files (kernels and initrds); "": the default.
 	Files string
+	// TFTPFiles is the TFTP plugin's files folder (GRUB fetches kernels
+	// from it); "": none.
+	TFTPFiles string
+	// StageTimeout is boot.stage_timeout ("45s"); "": the default.
+	StageTimeout string
 }
 
 // Host is `dls serve` running in a namespace.
@@ -93,6 +100,9 @@ boot {
 	if c.Files != "" {
 		fmt.Fprintf(&b, "  files      = %q\n", c.Files)
 	}
+	if c.StageTimeout != "" {
+		fmt.Fprintf(&b, "  stage_timeout = %q\n", c.StageTimeout)
+	}
 	b.WriteString(`}
 
 database "sqlite" {}
@@ -109,8 +119,12 @@ storage "dir" "local" {
 		fmt.Fprintf(&b, "\nimage \"e2e\" {\n  storage = \"local\"\n  source  = %q\n}\n", c.Image)
 	}
 	for _, im := range c.Images {
-		fmt.Fprintf(&b, "\nimage %q {\n  storage = \"local\"\n  source  = %q\n  boot {\n    kernel  = %q\n    initrd  = %q\n    cmdline = %q\n    confirm = %v\n  }\n}\n",
-			im.Name, im.Source, im.Kernel, im.Initrd, im.Cmdline, im.Confirm)
+		loader := ""
+		if im.Loader != "" {
+			loader = fmt.Sprintf("    loader  = %q\n", im.Loader)
+		}
+		fmt.Fprintf(&b, "\nimage %q {\n  storage = \"local\"\n  source  = %q\n  boot {\n    kernel  = %q\n    initrd  = %q\n    cmdline = %q\n    confirm = %v\n%s  }\n}\n",
+			im.Name, im.Source, im.Kernel, im.Initrd, im.Cmdline, im.Confirm, loader)
 	}
 	for _, cl := range c.Clients {
 		image := cl.Image
@@ -133,11 +147,15 @@ storage "dir" "local" {
 		}
 		b.WriteString("  }\n}\n")
 	}
+	tftpFiles := ""
+	if c.TFTPFiles != "" {
+		tftpFiles = fmt.Sprintf("    files  = %q\n", c.TFTPFiles)
+	}
 	fmt.Fprintf(&b, `
 protocol "tftp" "boot" {
   config {
     listen = "%[1]s:69"
-  }
+%[2]s  }
 }
 
 protocol "iscsi" "disks" {
@@ -145,7 +163,7 @@ protocol "iscsi" "disks" {
     listen = "%[1]s:3260"
   }
 }
-`, c.BootIP)
+`, c.BootIP, tftpFiles)
 	path := filepath.Join(dir, "dls.hcl")
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,8 @@ type Boot struct {
 	Nonce    uint32 // this boot's nonce
 	ReadyAt  time.Duration
 	ScriptBy string // "http" or "tftp": how iPXE fetched the script it booted
+	// StoppedOn is the console line BootOptions.StopOn stopped the boot at.
+	StoppedOn string
 }
 
 // BootOptions tune one boot.
@@ -95,6 +98,14 @@ type BootOptions struct {
 	// UEFI boots OVMF (q35, pflash) with iPXE's EFI ROM for virtio-net
 	// instead of SeaBIOS (packages ovmf, ipxe-qemu).
 	UEFI bool
+	// SecureBoot boots OVMF enforcing Secure Boot with Microsoft's keys
+	// enrolled (the .ms files, SMM, a secure flash) and a NIC without an
+	// option ROM: OVMF's own PXE boots, as a PC with Secure Boot on does.
+	SecureBoot bool
+	// StopOn ends the boot, as a success, at the first console line
+	// holding one of these (a boot that is expected to stop there: QEMU
+	// is killed). Boot.StoppedOn is the line.
+	StopOn []string
 	// Memory is the machine's RAM in MiB (default 256).
 	Memory int
 }
@@ -103,6 +114,9 @@ type BootOptions struct {
 const (
 	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// Secure Boot enforcing, Microsoft's keys enrolled.
+	OVMFCodeMS = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
+	OVMFVarsMS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
 
 var (
@@ -164,7 +178,19 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 		"-boot", "n", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 		"-netdev", "tap,id=n0,ifname=" + m.Tap + ",script=no,downscript=no"}
 	nic := "virtio-net-pci,netdev=n0,mac=" + m.MAC
-	if opts.UEFI {
+	switch {
+	case opts.SecureBoot:
+		vars := filepath.Join(m.lab.Dir, "ovmf-ms-vars-"+m.Tap+".fd")
+		if _, err := os.Stat(vars); err != nil {
+			if err := CopySparse(OVMFVarsMS, vars); err != nil {
+				return b, err
+			}
+		}
+		qemu = append(qemu, "-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+			"-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCodeMS,
+			"-drive", "if=pflash,format=raw,file="+vars)
+		nic += ",romfile="
+	case opts.UEFI:
 		// The machine's own copy of the UEFI variables, kept across its
 		// boots as a real machine's NVRAM is.
 		vars := filepath.Join(m.lab.Dir, "ovmf-vars-"+m.Tap+".fd")
@@ -235,6 +261,9 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 		case reWrote.MatchString(text):
 			s := reWrote.FindStringSubmatch(text)
 			b.Wrote, b.Nonce = true, hex32(s[2])
+		case b.StoppedOn == "" && slices.ContainsFunc(opts.StopOn, func(s string) bool { return strings.Contains(text, s) }):
+			b.StoppedOn = text
+			_ = cmd.Process.Kill()
 		case strings.Contains(text, "No bootable device"):
 			// iPXE and the BIOS gave up: nothing more will happen.
 			gaveUp = true
@@ -251,7 +280,7 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 	case errors.As(err, &ee) && ee.Exited():
 		b.Status = ee.ExitCode()
 	}
-	if b.Status == want {
+	if b.Status == want || b.StoppedOn != "" {
 		return b, nil
 	}
 	why := fmt.Sprintf("QEMU exit status %d", b.Status)

@@ -91,9 +91,14 @@ type ScriptQuery struct {
 	// Peer is the IP address the request came from (no port).
 	Peer string
 	// Platform is iPXE's ${platform} when the request tells it ("efi",
-	// "pcbios"), "" otherwise.
+	// "pcbios"), "" otherwise; PlatformGRUB asks for the machine's GRUB
+	// configuration (the shim chain) instead of its iPXE script.
 	Platform string
 }
+
+// PlatformGRUB is ScriptQuery.Platform for a GRUB configuration: what
+// Debian's signed GRUB, loaded by shim, runs for the machine.
+const PlatformGRUB = "grub"
 
 // Script is a rendered boot script.
 type Script struct {
@@ -155,7 +160,20 @@ type Decision struct {
 	// lease, or where its proxy boot came from), then the client's
 	// extra_addresses. Empty: no boot is bound now.
 	AllowedAddresses []string
+	// Loader is the first stage of the client's EFI x64 firmware: "" for
+	// iPXE (BootFile), LoaderShim for the signed chain shim → GRUB →
+	// kernel, which machines with Secure Boot on can run. It does not
+	// depend on the query, so the pushed client table carries it.
+	Loader string
 }
+
+// LoaderShim is Decision.Loader for clients booting through shim.
+const LoaderShim = "shim"
+
+// ShimBootFile is the name DHCP gives EFI x64 firmware of a client whose
+// Loader is LoaderShim: shim (Debian's shimx64.efi.signed, signed by the
+// Microsoft UEFI CA), which then asks the same server for grubx64.efi.
+const ShimBootFile = "shimx64.efi"
 
 // Events receives boot events. Use a Batcher in packet paths: it never
 // blocks the caller and sends events in batches.
@@ -219,6 +237,7 @@ const (
 	AttrInitiator   = "initiator"    // iscsi_*: the initiator IQN
 	AttrTarget      = "target"       // iscsi_*: the target IQN
 	AttrRemote      = "remote"       // the peer's address
+	AttrLoader      = "loader"       // file_served: the boot loader it was, "shim" or "grub"
 	// AttrProxy is "true" on a DHCP plugin's dhcp_offer and dhcp_ack that
 	// answer as proxyDHCP (boot options, no address). The host binds the
 	// machine's next script request to its requester (first use), so the

@@ -21,6 +21,7 @@ type bootProfile struct {
 	Initrd  string `json:"initrd"`
 	Cmdline string `json:"cmdline"`
 	Confirm bool   `json:"confirm"`
+	Loader  string `json:"loader,omitempty"`
 }
 
 // apiImage is an image as the API shows it.
@@ -134,7 +135,7 @@ func imageAdd() *command {
 ` + sourceHelp + `
 Without --storage, the host puts the image on its only storage plugin
 (and names them if it has several). Without --kernel, clients sanboot
-their volume; --kernel, --initrd, --cmdline and --confirm make a boot
+their volume; --kernel, --initrd, --cmdline, --confirm and --loader make a boot
 profile instead.
 `,
 		example: "dls image add win11 --source ~/win11.raw",
@@ -146,13 +147,14 @@ profile instead.
 			fs.StringVar(&boot.Initrd, "initrd", "", "boot profile: initrd `URL` or path")
 			fs.StringVar(&boot.Cmdline, "cmdline", "", "`ARGS` boot profile: kernel command line")
 			fs.BoolVar(&boot.Confirm, "confirm", false, "boot profile: the OS confirms its boot (sessions end at booted)")
+			fs.StringVar(&boot.Loader, "loader", "", "`LOADER` boot profile: first stage of EFI x64 machines, ipxe (default) or shim (Secure Boot: shim, GRUB, signed kernel)")
 		},
 		run: func(ctx context.Context, c *cli, args []string) error {
 			switch {
 			case source != "" && hostSource != "":
 				return usagef("--source and --host-source exclude each other")
-			case boot.Kernel == "" && (boot.Initrd != "" || boot.Cmdline != "" || boot.Confirm):
-				return usagef("--initrd, --cmdline and --confirm go with --kernel")
+			case boot.Kernel == "" && (boot.Initrd != "" || boot.Cmdline != "" || boot.Confirm || boot.Loader != ""):
+				return usagef("--initrd, --cmdline, --confirm and --loader go with --kernel")
 			}
 			conn, err := c.connect(true)
 			if err != nil {
@@ -431,7 +433,11 @@ func (c *cli) showImage(b []byte, err error) error {
 	if im.Boot == nil {
 		pairs = append(pairs, "Boot", "sanboot (the client's volume)")
 	} else {
-		pairs = append(pairs, "Kernel", im.Boot.Kernel, "Initrd", im.Boot.Initrd, "Cmdline", im.Boot.Cmdline, "Confirm", yesNo(im.Boot.Confirm))
+		loader := im.Boot.Loader
+		if loader == "" {
+			loader = "ipxe"
+		}
+		pairs = append(pairs, "Kernel", im.Boot.Kernel, "Initrd", im.Boot.Initrd, "Cmdline", im.Boot.Cmdline, "Confirm", yesNo(im.Boot.Confirm), "Loader", loader)
 	}
 	if im.Version != nil {
 		pairs = append(pairs, "Imported", fmt.Sprintf("version %d (%s)", im.Version.Number, size(im.Version.Size)))

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClientCHAP", testClientCHAP},
 		{"ClientExtraAddresses", testClientExtraAddresses},
 		{"Images", testImages},
+		{"ImageLoaders", testImageLoaders},
 		{"ImageDelete", testImageDelete},
 		{"Sessions", testSessions},
 		{"SessionConflictsInvalid", testSessionConflictsInvalid},

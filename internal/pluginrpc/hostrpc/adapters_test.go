@@ -152,7 +152,7 @@ func TestLookupRoundTrip(t *testing.T) {
 		TargetIQN: "iqn.2026-01.io.dls:pc-01", InitiatorIQN: "iqn.2026-01.io.dls:initiator:pc-01",
 		Initiators: []string{"iqn.2026-01.io.dls:initiator:pc-01", "iqn.1991-05.com.microsoft:pc-01"},
 		CHAPUser:   "user", CHAPSecret: "secret", CHAPMutualSecret: "mutual", ReservedAddress: "10.0.0.51",
-		AllowedAddresses: []string{"10.0.0.51", "10.0.0.9"},
+		AllowedAddresses: []string{"10.0.0.51", "10.0.0.9"}, Loader: host.LoaderShim,
 	}}
 	c, _ := serve(t, all(f))
 	q := host.Query{

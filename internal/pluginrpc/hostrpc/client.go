@@ -162,6 +162,7 @@ func decisionFromProto(d *dlsv1.BootDecision) host.Decision {
 		TargetIQN: d.GetTargetIqn(), InitiatorIQN: d.GetInitiatorIqn(), Initiators: d.GetInitiators(),
 		CHAPUser: d.GetChapUser(), CHAPSecret: d.GetChapSecret(), CHAPMutualSecret: d.GetChapMutualSecret(),
 		ReservedAddress: d.GetReservedAddress(), AllowedAddresses: d.GetAllowedAddresses(),
+		Loader: d.GetLoader(),
 	}
 }
 
@@ -172,6 +173,7 @@ func decisionToProto(d host.Decision) *dlsv1.BootDecision {
 		TargetIqn: d.TargetIQN, InitiatorIqn: d.InitiatorIQN, Initiators: d.Initiators,
 		ChapUser: d.CHAPUser, ChapSecret: d.CHAPSecret, ChapMutualSecret: d.CHAPMutualSecret,
 		ReservedAddress: d.ReservedAddress, AllowedAddresses: d.AllowedAddresses,
+		Loader: d.Loader,
 	}
 }
 

@@ -132,8 +132,11 @@ type BootDecision struct {
 	// Addresses a Normal iSCSI session of this client may come from: the
 	// address bound to its current boot, then the client's extra_addresses.
 	AllowedAddresses []string `protobuf:"bytes,14,rep,name=allowed_addresses,json=allowedAddresses,proto3" json:"allowed_addresses,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The first stage of EFI x64 firmware: "" (iPXE) or "shim" (the signed
+	// chain shim → GRUB → kernel, for machines with Secure Boot on).
+	Loader        string `protobuf:"bytes,15,opt,name=loader,proto3" json:"loader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BootDecision) Reset() {
@@ -255,6 +258,13 @@ func (x *BootDecision) GetAllowedAddresses() []string {
 		return x.AllowedAddresses
 	}
 	return nil
+}
+
+func (x *BootDecision) GetLoader() string {
+	if x != nil {
+		return x.Loader
+	}
+	return ""
 }
 
 type WatchRequest struct {
@@ -1006,7 +1016,7 @@ const file_host_proto_rawDesc = "" +
 	"\n" +
 	"user_class\x18\x05 \x01(\tR\tuserClass\x12!\n" +
 	"\fvendor_class\x18\x06 \x01(\tR\vvendorClass\x12\x12\n" +
-	"\x04peer\x18\a \x01(\tR\x04peer\"\xc7\x03\n" +
+	"\x04peer\x18\a \x01(\tR\x04peer\"\xdf\x03\n" +
 	"\fBootDecision\x12\x14\n" +
 	"\x05known\x18\x01 \x01(\bR\x05known\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12\x1b\n" +
@@ -1027,7 +1037,8 @@ const file_host_proto_rawDesc = "" +
 	"\x10reserved_address\x18\v \x01(\tR\x0freservedAddress\x12\x1f\n" +
 	"\vnext_server\x18\f \x01(\tR\n" +
 	"nextServer\x12+\n" +
-	"\x11allowed_addresses\x18\x0e \x03(\tR\x10allowedAddressesJ\x04\b\r\x10\x0e\"\x0e\n" +
+	"\x11allowed_addresses\x18\x0e \x03(\tR\x10allowedAddresses\x12\x16\n" +
+	"\x06loader\x18\x0f \x01(\tR\x06loaderJ\x04\b\r\x10\x0e\"\x0e\n" +
 	"\fWatchRequest\"\xbc\x01\n" +
 	"\fClientUpdate\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x14\n" +

@@ -346,6 +346,10 @@ func TestPXEBootFiles(t *testing.T) {
 	fh := plugintest.NewFakeHost()
 	known(fh, "52:54:00:00:00:31", "pc-31", "")
 	fh.SetClient("52:54:00:00:00:32", host.Decision{Client: "pc-32", BootFile: "custom.efi", NextServer: "10.0.0.2"})
+	// A client booting through shim; the host's BootFile is iPXE's, as a
+	// pushed decision's is empty: the loader decides for EFI x64 alone.
+	fh.SetClient("52:54:00:00:00:33", host.Decision{Client: "pc-33", BootFile: "ipxe.efi", NextServer: "10.0.0.2",
+		ScriptURL: "http://10.0.0.1:9180/boot/52:54:00:00:00:33.ipxe", Loader: host.LoaderShim})
 	c := baseConfig()
 	c.BootFiles = map[string]string{"efi_arm64": "arm/snp.efi"}
 	e := newEnvWith(t, c, fh, nil)
@@ -360,6 +364,14 @@ func TestPXEBootFiles(t *testing.T) {
 		{"arm64 (config)", "52:54:00:00:00:31", []dhcpv4.Modifier{pxe(iana.EFI_ARM64)}, "arm/snp.efi", "PXEClient"},
 		{"per client", "52:54:00:00:00:32", []dhcpv4.Modifier{pxe(iana.EFI_X86_64)}, "custom.efi", "PXEClient"},
 		{"ipxe", "52:54:00:00:00:31", []dhcpv4.Modifier{pxe(iana.INTEL_X86PC), ipxe}, "http://10.0.0.1:9180/boot/52:54:00:00:00:31.ipxe", "PXEClient"},
+		{"shim, uefi x64", "52:54:00:00:00:33", []dhcpv4.Modifier{pxe(iana.EFI_X86_64)}, "shimx64.efi", "PXEClient"},
+		{"shim, bios: ipxe", "52:54:00:00:00:33", []dhcpv4.Modifier{pxe(iana.INTEL_X86PC)}, "undionly.kpxe", "PXEClient"},
+		{"shim, arm64: config's ipxe", "52:54:00:00:00:33", []dhcpv4.Modifier{pxe(iana.EFI_ARM64)}, "arm/snp.efi", "PXEClient"},
+		{"shim, ipxe running: its script", "52:54:00:00:00:33", []dhcpv4.Modifier{pxe(iana.EFI_X86_64), ipxe}, "http://10.0.0.1:9180/boot/52:54:00:00:00:33.ipxe", "PXEClient"},
+		{"shim, http boot", "52:54:00:00:00:33", []dhcpv4.Modifier{func(d *dhcpv4.DHCPv4) {
+			d.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001"))
+			d.UpdateOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP))
+		}}, "http://10.0.0.1:9180/boot/files/shimx64.efi", "HTTPClient"},
 		{"http boot", "52:54:00:00:00:31", []dhcpv4.Modifier{func(d *dhcpv4.DHCPv4) {
 			d.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient:Arch:00016:UNDI:003001"))
 			d.UpdateOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP))
@@ -383,6 +395,10 @@ func TestPXEBootFiles(t *testing.T) {
 			}
 			if tc.class == "PXEClient" && len(ack.Options.Get(dhcpv4.OptionClientMachineIdentifier)) != 17 {
 				t.Errorf("option 97 not echoed")
+			}
+			// UEFI's PXE needs discovery control 8 in full mode too.
+			if o43 := ack.Options.Get(dhcpv4.OptionVendorSpecificInformation); tc.class == "PXEClient" && !slices.Equal(o43, []byte{6, 1, 8, 255}) {
+				t.Errorf("option 43 %v, want discovery control 8", o43)
 			}
 		})
 	}

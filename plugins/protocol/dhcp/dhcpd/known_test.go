@@ -197,12 +197,14 @@ func TestPushedTableAnswersWithoutLookup(t *testing.T) {
 	if n := len(ph.Lookups()); n != 0 {
 		t.Fatalf("%d Lookups with a live table, want 0", n)
 	}
-	ph.set("52:54:00:00:00:01", decisionOf("pc1", "10.0.0.107"))
+	shim := decisionOf("pc1", "10.0.0.107")
+	shim.Loader = host.LoaderShim
+	ph.set("52:54:00:00:00:01", shim)
 	waitVersion(t, e.srv.known, 2)
 	e.in(discover("52:54:00:00:00:01", pxe(iana.EFI_X86_64)))
 	r, _ = e.reply()
-	if r.YourIPAddr.String() != "10.0.0.107" {
-		t.Fatalf("after the change: %s, want 10.0.0.107", r.Summary())
+	if r.YourIPAddr.String() != "10.0.0.107" || r.BootFileName != host.ShimBootFile {
+		t.Fatalf("after the change: %s, want 10.0.0.107 booting %s (its pushed loader)", r.Summary(), host.ShimBootFile)
 	}
 	ph.set("52:54:00:00:00:01", nil)
 	waitVersion(t, e.srv.known, 3)

@@ -48,6 +48,17 @@ func defaultBootFile(arch uint16) string {
 	return "undionly.kpxe"
 }
 
+// shimArch reports whether arch is one Debian's signed shim runs on: EFI
+// x64 and its HTTP boot variants. Other architectures of a shim client
+// get iPXE.
+func shimArch(arch uint16) bool {
+	switch arch {
+	case archEFIX64, archEFIBC, archEFIX64HTTP, archEFIBCHTTP:
+		return true
+	}
+	return false
+}
+
 // builtinBootFiles are the iPXE builds the host names by default: a
 // decision naming one of them says nothing about the client itself.
 var builtinBootFiles = map[string]bool{"undionly.kpxe": true, "ipxe.efi": true, "snp.efi": true, "snponly.efi": true}
@@ -148,8 +159,9 @@ func isText(b []byte) bool {
 
 // bootFile is what a known firmware client d boots next: its own boot
 // script URL once iPXE runs, else the first-stage file for its
-// architecture (the client's own when the host set one, else the
-// config's, else the built-in), as a URL for UEFI HTTP boot. "" means
+// architecture (shim for EFI x64 when d's loader is shim, else the
+// client's own when the host set one, else the config's, else the
+// built-in), as a URL for UEFI HTTP boot. "" means
 // nothing to boot.
 func (s *settings) bootFile(c client, d host.Decision) string {
 	if c.ipxe() {
@@ -157,7 +169,12 @@ func (s *settings) bootFile(c client, d host.Decision) string {
 	}
 	arch := c.bootArch()
 	file := s.bootFiles[arch]
-	if d.BootFile != "" && !builtinBootFiles[d.BootFile] {
+	switch {
+	case d.Loader == host.LoaderShim && shimArch(arch):
+		// The signed chain for Secure Boot: shim, then GRUB from the same
+		// server. boot_files names iPXE builds; it does not apply.
+		file = host.ShimBootFile
+	case d.BootFile != "" && !builtinBootFiles[d.BootFile]:
 		// The host names one of the built-in files unless the client has
 		// one of its own; the config's choice beats only the built-in.
 		file = d.BootFile
@@ -181,10 +198,10 @@ func (s *settings) bootFile(c client, d host.Decision) string {
 
 // pxeOptions adds the boot answer for firmware client c to resp: siaddr
 // and the file field, options 66 and 67, option 60 (PXEClient or
-// HTTPClient), option 97 echoed and, for a proxy answer to a PXE ROM,
-// option 43 telling it to boot the file without a boot server discovery.
+// HTTPClient), option 97 echoed and, for a PXE ROM, option 43 telling it
+// to boot the file without a boot server discovery.
 // It reports false when there is nothing to boot.
-func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, proxy bool) bool {
+func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, _ bool) bool { // proxy or full: the same answer
 	if file == "" {
 		return false
 	}
@@ -201,10 +218,11 @@ func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, proxy bool
 		resp.Options.Update(dhcpv4.OptClassIdentifier("HTTPClient"))
 	case c.pxe():
 		resp.Options.Update(dhcpv4.OptClassIdentifier("PXEClient"))
-		if proxy {
-			// PXE_DISCOVERY_CONTROL = 8: boot the file named here.
-			resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
-		}
+		// PXE_DISCOVERY_CONTROL = 8: boot the file named here. In full
+		// mode too: UEFI's PXE (OVMF's, seen with the shim chain) takes a
+		// PXEClient answer without option 43 for a BINL offer and asks
+		// port 4011 for the boot file, then gives up (PXE-E16).
+		resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
 	}
 	if len(c.uuid) > 0 {
 		resp.Options.Update(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, c.uuid))

@@ -11,11 +11,11 @@ import (
 // or refuses it. The result always satisfies filepath.IsLocal; opening it
 // through an os.Root additionally refuses symlinks that leave root.
 //
-// Absolute names are refused, not read as relative to root: iPXE drops
-// the slash of a tftp:// URI's path itself (tftp://server/undionly.kpxe
-// asks for "undionly.kpxe"; seen from Debian's iPXE 1.0.0+git-20190125
-// under QEMU), as curl does, and the host hands DHCP relative boot file
-// names. So are names with a ".." element or a NUL byte.
+// An absolute name is read as relative to root, as tftp-hpa -s and
+// dnsmasq do: GRUB asks for every file by its absolute path
+// ("/grub/grub.cfg", "/files/vmlinuz"), while iPXE and curl drop the
+// slash of a tftp:// URI themselves. Names with a ".." element or a NUL
+// byte are refused.
 func localName(name string) (string, *requestError) {
 	switch {
 	case name == "":
@@ -25,10 +25,7 @@ func localName(name string) (string, *requestError) {
 	case strings.IndexByte(name, 0) >= 0:
 		return "", badRequest("NUL byte in file name")
 	}
-	if strings.HasPrefix(name, "/") {
-		return "", accessDenied("absolute path")
-	}
-	rel := name
+	rel := strings.TrimLeft(name, "/")
 	for elem := range strings.SplitSeq(rel, "/") {
 		if elem == ".." {
 			return "", accessDenied("path leaves the TFTP root")

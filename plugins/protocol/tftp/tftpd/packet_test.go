@@ -70,17 +70,19 @@ func TestParseRequest(t *testing.T) {
 func TestLocalName(t *testing.T) {
 	for _, tc := range []struct{ in, want, reason string }{
 		{"undionly.kpxe", "undionly.kpxe", ""},
-		{"/undionly.kpxe", "", reasonAccessDenied},
+		{"/undionly.kpxe", "undionly.kpxe", ""}, // GRUB asks by absolute path
+		{"//grub/grub.cfg", "grub/grub.cfg", ""},
 		{"efi//x64/./ipxe.efi", "efi/x64/ipxe.efi", ""},
 		{"dir/", "dir", ""},
-		{"/", "", reasonAccessDenied},
+		{"/", ".", ""}, // root itself: a directory, refused when opened
+		{"/../etc/passwd", "", reasonAccessDenied},
 		{".", ".", ""},
 		{"a\\b", "a\\b", ""},
 		{"../etc/passwd", "", reasonAccessDenied},
 		{"a/../../etc/passwd", "", reasonAccessDenied},
 		{"a/..", "", reasonAccessDenied},
 		{"..", "", reasonAccessDenied},
-		{"//etc/passwd", "", reasonAccessDenied},
+		{"//etc/passwd", "etc/passwd", ""}, // under root
 		{"a\x00b", "", reasonBadRequest},
 		{"", "", reasonBadRequest},
 		{strings.Repeat("x", MaxNameLen+1), "", reasonBadRequest},

@@ -46,6 +46,11 @@ type Config struct {
 	MaxTransfers       int           `hcl:"max_transfers,optional" doc:"concurrent transfers; a request beyond ends the oldest transfer whose client never answered, else it is dropped until one ends (the client asks again)"`
 	MaxPerClient       int           `hcl:"max_transfers_per_client,optional" doc:"concurrent transfers of one client IP address; requests beyond are dropped; 0: no limit"`
 	ReadBuffer         int           `hcl:"read_buffer,optional" doc:"listen socket receive buffer in bytes (capped by net.core.rmem_max without CAP_NET_ADMIN)"`
+	Shim               string        `hcl:"shim,optional" doc:"file served as shimx64.efi (Secure Boot's first stage, signed by the Microsoft UEFI CA) when root holds none; \"\" serves none"`
+	GRUB               string        `hcl:"grub,optional" doc:"file served as grubx64.efi (the signed GRUB shim loads) when root holds none; \"\" serves none"`
+	MokManager         string        `hcl:"mok_manager,optional" doc:"file served as mmx64.efi (shim's MokManager) when root holds none; \"\" serves none"`
+	GRUBConfig         string        `hcl:"grub_config,optional" doc:"GRUB's prefix folder under root: its grub.cfg chains to mac/<MAC>.cfg, the host's per-client GRUB configuration; \"\" serves none"`
+	Files              string        `hcl:"files,optional" doc:"folder served under files/ (set it to the host's boot.files: GRUB fetches kernels and initrds from it over TFTP); its clients/ folder is never served; relative paths are under the plugin's data dir; \"\" serves none"`
 }
 
 // DefaultConfig is the config with every default set.
@@ -54,6 +59,7 @@ func DefaultConfig() Config {
 		Listen: ":69", Root: "tftp", Scripts: "mac", Tsize: true, BlksizeNegotiation: true,
 		MaxBlksize: MaxBlksize, MaxWindowsize: 64, Timeout: time.Second, Retries: 5,
 		MaxTransfers: 1000, ReadBuffer: 4 << 20,
+		Shim: DebianShim, GRUB: DebianGRUB, MokManager: DebianMokManager, GRUBConfig: "grub",
 	}
 }
 
@@ -73,6 +79,19 @@ func (c *Config) check() (Settings, error) {
 			errs.Add(config.Errorf("scripts", "must be a folder under root, such as \"mac\", not %q", scripts))
 		}
 		scripts = path.Clean(rel)
+	}
+	grubDir := c.GRUBConfig
+	if grubDir != "" {
+		rel, err := localName(grubDir)
+		if err != nil || rel == "." {
+			errs.Add(config.Errorf("grub_config", "must be a folder under root, such as \"grub\", not %q", grubDir))
+		}
+		grubDir = rel
+	}
+	for _, f := range []struct{ name, path, debian string }{{"shim", c.Shim, DebianShim}, {"grub", c.GRUB, DebianGRUB}, {"mok_manager", c.MokManager, DebianMokManager}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			errs.Add(config.Errorf(f.name, "must be an absolute path (Debian's: %q), or \"\" for none; not %q", f.debian, f.path))
+		}
 	}
 	if c.MaxBlksize < MinBlksize || c.MaxBlksize > MaxBlksize {
 		errs.Add(config.Errorf("max_blksize", "must be %d to %d, not %d", MinBlksize, MaxBlksize, c.MaxBlksize))
@@ -99,6 +118,7 @@ func (c *Config) check() (Settings, error) {
 		Listen: c.Listen, SinglePort: c.SinglePort, Tsize: c.Tsize, BlksizeNegotiation: c.BlksizeNegotiation,
 		MaxBlksize: c.MaxBlksize, MaxWindowsize: c.MaxWindowsize, Timeout: c.Timeout, Retries: c.Retries,
 		MaxTransfers: c.MaxTransfers, MaxPerClient: c.MaxPerClient, ReadBuffer: c.ReadBuffer, ScriptDir: scripts,
+		Signed: SignedBoot{Shim: c.Shim, GRUB: c.GRUB, MokManager: c.MokManager, GRUBDir: grubDir, Files: c.Files},
 	}, errs.Err()
 }
 
@@ -157,6 +177,7 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	set.Signed.Files = absFiles(set.Signed.Files, req.DataDir)
 	p.set, p.rootDir, p.svc = set, root, req.Host
 	if req.Logger != nil {
 		p.logger = req.Logger

@@ -77,6 +77,8 @@ type Settings struct {
 	// ScriptDir is the folder of per-client scripts, <dir>/<mac>.ipxe;
 	// "" serves none.
 	ScriptDir string
+	// Signed is the signed boot chain's files (signed.go).
+	Signed SignedBoot
 
 	// threadWaits is how many transfers may wait for ACKs on threads of
 	// their own before the others use the netpoller (link.go); 0 means
@@ -489,7 +491,16 @@ func (s *Server) open(req *Request, peer netip.AddrPort) (*content, *requestErro
 	if mac, ok := scriptMAC(rel, s.set.ScriptDir); ok {
 		return s.openScript(mac, host.Event{MAC: mac, Address: addr, Attrs: attrs})
 	}
+	if mac, ok := s.set.Signed.grubMAC(rel); ok {
+		return s.openGRUBConfig(mac, host.Event{MAC: mac, Address: addr, Attrs: attrs})
+	}
 	f, size, rerr := openFile(s.root, rel)
+	if rerr != nil && rerr.reason == reasonNotFound {
+		// Not under root: one of the signed chain's files (signed.go)?
+		if c, serr, ok := s.signedFile(rel, host.Event{Address: addr, Attrs: attrs}); ok {
+			return c, serr
+		}
+	}
 	if rerr != nil {
 		return nil, rerr
 	}

@@ -97,14 +97,15 @@ func TestPathSafety(t *testing.T) {
 		{"../secret", nil, 2, reasonAccessDenied},
 		{"sub/../../secret", nil, 2, reasonAccessDenied},
 		{"..", nil, 2, reasonAccessDenied},
-		{"//etc/passwd", nil, 2, reasonAccessDenied},
+		{"//etc/passwd", nil, 1, reasonNotFound}, // read under root, as tftp-hpa -s does
+		{"/../secret", nil, 2, reasonAccessDenied},
 		{"escape/secret", nil, 2, reasonAccessDenied},
 		{"secret-link", nil, 2, reasonAccessDenied},
 		{"rel-escape/secret", nil, 2, reasonAccessDenied},
 		{"sub", nil, 2, reasonAccessDenied},  // a directory
 		{"fifo", nil, 2, reasonAccessDenied}, // not a regular file, and no hang
-		{"/etc/passwd", nil, 2, reasonAccessDenied},
-		{"/inside.bin", nil, 2, reasonAccessDenied},
+		{"/etc/passwd", nil, 1, reasonNotFound},
+		{"/", nil, 2, reasonAccessDenied}, // root, a directory
 		{"missing.bin", nil, 1, reasonNotFound},
 		{"sub/file/x", nil, 1, reasonNotFound},
 		{"NUL in name", rrq("inside.bin", "../../etc/passwd", "octet"), 4, reasonBadRequest},
@@ -130,6 +131,7 @@ func TestPathSafety(t *testing.T) {
 	}
 	mustFetch(t, s.addr, "inside-link", inside, fetchOpts{})
 	mustFetch(t, s.addr, "./inside.bin", inside, fetchOpts{})
+	mustFetch(t, s.addr, "/inside.bin", inside, fetchOpts{}) // GRUB's absolute names
 }
 
 // TestScripts serves the host's per-client iPXE script by MAC to the
