@@ -5,8 +5,8 @@
 //
 // # Stages
 //
-// A session moves through dhcp → script → iscsi_login → handoff → booted,
-// forward only:
+// A session moves through dhcp → ipxe → script → iscsi_login → handoff →
+// booted, forward only:
 //
 //   - dhcp: a dhcp_discover from boot firmware. The DHCP plugin tells
 //     firmware from an OS's own DHCP client with the event's Attrs: a
@@ -15,6 +15,13 @@
 //     sends). A discover without such evidence never starts or restarts a
 //     session: a running OS asking for an address is not a new boot (and
 //     must not reset a non-persistent client's volume under it).
+//   - ipxe: file_served of a first-stage iPXE build (ipxe.efi,
+//     snponly.efi, undionly.kpxe...: firstStages) over TFTP or HTTP (UEFI
+//     HTTP boot), to the address of the client's active session (the
+//     DHCP lease's), or naming the client. Optional: a NIC whose ROM is
+//     iPXE fetches none, so a session waiting at dhcp is still waiting for
+//     script (its failure stage). A proxy-mode boot has no address when
+//     the file is fetched and records no ipxe stage.
 //   - script: script_served (the iPXE script went out, over HTTP or TFTP).
 //   - iscsi_login: iscsi_login. handoff: iscsi_handoff. booted: os_booted,
 //     or the OS posting its token to /boot/done (Confirm).
@@ -91,6 +98,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -105,13 +113,35 @@ import (
 // Stages, in the order a boot reaches them.
 const (
 	StageDHCP       = "dhcp"
+	StageIPXE       = "ipxe"
 	StageScript     = "script"
 	StageISCSILogin = "iscsi_login"
 	StageHandoff    = "handoff"
 	StageBooted     = "booted"
 )
 
-var stages = []string{StageDHCP, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+var stages = []string{StageDHCP, StageIPXE, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+
+// optional are the stages a boot may go without: never a failure stage
+// (the session waits for the next one that is not optional).
+var optional = map[string]bool{StageIPXE: true}
+
+// firstStages maps the base names of the first-stage files DHCP hands out
+// (Debian's ipxe package, and the names the DHCP plugin defaults to) to
+// the stage their download records.
+var firstStages = map[string]string{
+	"ipxe.efi": StageIPXE, "snponly.efi": StageIPXE, "snp.efi": StageIPXE,
+	"undionly.kpxe": StageIPXE, "undionly.kkpxe": StageIPXE, "ipxe.pxe": StageIPXE, "ipxe.kpxe": StageIPXE,
+}
+
+// firstStage is the stage a file_served event of file records, "" for
+// none (kernels, initrds, anything else).
+func firstStage(file string) string {
+	if i := strings.LastIndexAny(file, "/\\"); i >= 0 {
+		file = file[i+1:]
+	}
+	return firstStages[file]
+}
 
 func stageIndex(stage string) int {
 	for i, s := range stages {
@@ -389,6 +419,21 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 			t.persist(s)
 		}
 		return ""
+	case host.EventFileServed:
+		// A first-stage download never starts a session: it moves the
+		// active one of the client it names, or of the address it went to.
+		stage := firstStage(e.Attrs[host.AttrFile])
+		if stage == "" {
+			return ""
+		}
+		s := t.find(e.Client, mac)
+		if s == nil && e.Client == "" && mac == "" {
+			s = t.byAddress(e.Address)
+		}
+		if s != nil {
+			t.advance(ctx, s, stage, e.Time, "")
+		}
+		return ""
 	}
 	stage := eventStage(e.Type)
 	if stage == "" || (stage == StageDHCP && !fromFirmware(e)) {
@@ -451,6 +496,27 @@ func fromFirmware(e host.Event) bool {
 	_, arch := e.Attrs[AttrArch]
 	return strings.HasPrefix(vc, "PXEClient") || strings.HasPrefix(vc, "HTTPClient") ||
 		e.Attrs[AttrUserClass] == "iPXE" || arch
+}
+
+// byAddress returns the active session whose address is addr (the
+// latest started when several are), nil for none.
+func (t *Tracker) byAddress(addr string) *session {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil
+	}
+	a = a.Unmap().WithZone("")
+	var found *session
+	for _, s := range t.active {
+		b, err := netip.ParseAddr(s.Address)
+		if err != nil || b.Unmap().WithZone("") != a {
+			continue
+		}
+		if found == nil || s.Started.After(found.Started) {
+			found = s
+		}
+	}
+	return found
 }
 
 // find returns the active session of client, or of mac when client is "".
@@ -531,10 +597,12 @@ func (s *session) current() int {
 	return cur
 }
 
-// next is the stage the session waits for.
+// next is the stage the session waits for (optional stages skipped).
 func (s *session) next() string {
-	if i := s.current() + 1; i < len(stages) {
-		return stages[i]
+	for i := s.current() + 1; i < len(stages); i++ {
+		if !optional[stages[i]] {
+			return stages[i]
+		}
 	}
 	return StageBooted
 }
