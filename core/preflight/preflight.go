@@ -2,7 +2,8 @@
 // run on (dls validate --deep, and dls serve at start): the interfaces
 // exist and hold the addresses the config names, the ports are free, the
 // image sources can be read, the first-stage iPXE builds the DHCP plugin
-// hands out are in a TFTP root, boot.url is absolute and its host an
+// hands out are in a TFTP root (with no TFTP block, the UEFI ones in
+// boot.files, where UEFI HTTP boot fetches them), boot.url is absolute and its host an
 // address of the boot interface, and the iSCSI port the boot scripts
 // name is the iSCSI listener's.
 //
@@ -107,6 +108,9 @@ type dhcpConfig struct {
 	Port       int               `json:"port"`
 	ProxyPort  int               `json:"proxy_port"`
 	BootFiles  map[string]string `json:"boot_files"`
+	// HTTPBootURL is where UEFI HTTP boot clients fetch first stages
+	// ("": <boot url>/boot/files/, i.e. boot.files).
+	HTTPBootURL string `json:"http_boot_url"`
 }
 
 type tftpConfig struct {
