@@ -15,7 +15,8 @@ import (
 // TestHTTPBootFirstStage: a UEFI HTTP boot client fetches iPXE from
 // /boot/files as OVMF's HttpBootDxe does, a HEAD for the size first, then
 // the GET: both carry the Content-Length the firmware sizes its buffer
-// from, the GET the whole binary (an ipxe.efi is about 1 MiB: no limit
+// from and Content-Type application/efi (which edk2 takes for an EFI
+// image whatever the name), the GET the whole binary (an ipxe.efi is about 1 MiB: no limit
 // cuts it), and the download records the ipxe stage of the session whose
 // lease holds the requester's address.
 func TestHTTPBootFirstStage(t *testing.T) {
@@ -38,7 +39,7 @@ func TestHTTPBootFirstStage(t *testing.T) {
 	if resp.StatusCode != 200 || body != "" || resp.Header.Get("Content-Length") != strconv.Itoa(len(bin)) {
 		t.Fatalf("HEAD: %d, Content-Length %q, body %d bytes; want 200, %d, none", resp.StatusCode, resp.Header.Get("Content-Length"), len(body), len(bin))
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
+	if ct := resp.Header.Get("Content-Type"); ct != "application/efi" {
 		t.Errorf("Content-Type %q", ct)
 	}
 	if _, ok := e.activeStages("pc-01")["ipxe"]; ok {
