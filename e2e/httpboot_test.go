@@ -16,16 +16,19 @@ import (
 	"github.com/dls-project/dls/e2e/lab"
 )
 
-// TestHTTPBoot: a UEFI machine whose NIC has no option ROM boots by UEFI
+// TestHTTPBoot: UEFI machines whose NIC has no option ROM boot by UEFI
 // HTTP boot (OVMF's own network stack, its PXE off) from DLS configured
-// without a TFTP plugin: DLS's DHCP answers the HTTPClient discover with
-// option 60 HTTPClient and the URL of iPXE (snponly.efi) under
-// /boot/files, iPXE fetches its script over HTTP, sanhooks its clone over
-// iSCSI and boots the Debian kernel, which confirms on /boot/done: the
-// session goes dhcp, ipxe, script, iscsi_login, handoff, booted. The same
-// machine boots from dnsmasq answering HTTPClient the same way (its
-// dhcp-vendorclass tag and a forced option 60), busybox httpd and tgt,
-// for the reference time. See README.md.
+// without a TFTP plugin, one on a full-mode segment, one on a proxy-mode
+// segment beside the site's dnsmasq, at once: DLS's DHCP answers the
+// HTTPClient discover with option 60 HTTPClient and the URL of iPXE
+// (snponly.efi) under /boot/files, iPXE fetches its script over HTTP,
+// sanhooks its clone over iSCSI and boots the Debian kernel, which
+// confirms on /boot/done: the full-mode session goes dhcp, ipxe, script,
+// iscsi_login, handoff, booted (the proxy-mode one without ipxe: its
+// address is not known when it downloads). The full-mode machine boots
+// from dnsmasq answering HTTPClient the same way (its dhcp-vendorclass tag
+// and a forced option 60), busybox httpd and tgt, for the reference time.
+// See README.md.
 
 const (
 	hbIP    = "192.168.77.1" // DLS, in the namespace <prefix>-hbdls
@@ -36,13 +39,16 @@ const (
 	snponly = "/usr/lib/ipxe/snponly.efi"
 )
 
-var hbMachine = lxMachine{name: "hb-uefi", mac: "52:54:00:e2:02:01", uefi: true}
+var (
+	hbMachine = lxMachine{name: "hb-uefi", mac: "52:54:00:e2:02:01", uefi: true}  // full mode
+	hbProxy   = lxMachine{name: "hb-proxy", mac: "52:54:00:e2:02:02", uefi: true} // proxy mode
+)
 
 // hbRun is the state TestHTTPBoot's phases share.
 type hbRun struct {
 	host  *lab.Host
-	vm    *lab.Machine // on DLS's segment
-	refVM *lab.Machine // on the reference's, same MAC
+	vm    map[string]*lab.Machine // DLS's machines by name
+	refVM *lab.Machine            // hb-uefi's twin on the reference's segment
 
 	mu    sync.Mutex
 	boots []*lxRecord
@@ -59,7 +65,7 @@ func TestHTTPBoot(t *testing.T) {
 		}
 	}
 	l := newLab(t, "dls-e2e-httpboot-")
-	r := &hbRun{}
+	r := &hbRun{vm: map[string]*lab.Machine{}}
 	root, err := lab.RepoRoot()
 	must(t, err)
 	start := time.Now()
@@ -73,14 +79,17 @@ func TestHTTPBoot(t *testing.T) {
 	must(t, lab.CopySparse(snponly, filepath.Join(files, "snponly.efi")))
 	t.Logf("dls built, Debian root ready, %d MiB image made in %.1fs", image.Size>>20, time.Since(start).Seconds())
 
-	// DLS, without TFTP.
-	ns, err := l.NS("hbdls")
+	// DLS, without TFTP: full mode on br0, proxy mode on br1 beside the
+	// site's dnsmasq.
+	ns := twoSegments(t, l, "hb")
+	r.vm[hbMachine.name], err = l.Machine(ns, "br0", "t-hb", hbMachine.name, hbMachine.mac)
 	must(t, err)
-	must(t, ns.Bridge("br0", hbIP+"/24"))
-	r.vm, err = l.Machine(ns, "br0", "t-hb", hbMachine.name, hbMachine.mac)
+	r.vm[hbProxy.name], err = l.Machine(ns, "br1", "t-hbpx", hbProxy.name, hbProxy.mac)
 	must(t, err)
-	_, err = l.Router(ns, "br0")
-	must(t, err)
+	for _, br := range []string{"br0", "br1"} {
+		_, err = l.Router(ns, br)
+		must(t, err)
+	}
 	hostDir := filepath.Join(l.Dir, "dls")
 	must(t, os.MkdirAll(hostDir, 0o755))
 	cfg, err := lab.WriteHostConfig(hostDir, bin, lab.HostConfig{
@@ -89,10 +98,17 @@ func TestHTTPBoot(t *testing.T) {
 			Name: "linux", Source: image.Disk,
 			Kernel: "linux/vmlinuz", Initrd: "linux/initrd.img", Cmdline: lxCmdline, Confirm: true,
 		}},
-		Clients: []lab.HostClient{{Name: hbMachine.name, MAC: hbMachine.mac, Image: "linux"}},
-		DHCP: []lab.HostDHCP{{Name: "lan", Interface: "br0", Mode: "full", ServerIP: hbIP,
-			PoolStart: "192.168.77.100", PoolEnd: "192.168.77.199", Router: hbIP,
-			BootFiles: map[string]string{"efi_x64": "snponly.efi"}}},
+		Clients: []lab.HostClient{
+			{Name: hbMachine.name, MAC: hbMachine.mac, Image: "linux"},
+			{Name: hbProxy.name, MAC: hbProxy.mac, Image: "linux"},
+		},
+		DHCP: []lab.HostDHCP{
+			{Name: "lan", Interface: "br0", Mode: "full", ServerIP: hbIP,
+				PoolStart: "192.168.77.100", PoolEnd: "192.168.77.199", Router: hbIP,
+				BootFiles: map[string]string{"efi_x64": "snponly.efi"}},
+			{Name: "pxe", Interface: "br1", Mode: "proxy", ServerIP: proxyIP,
+				BootFiles: map[string]string{"efi_x64": "snponly.efi"}},
+		},
 	})
 	must(t, err)
 	text, err := os.ReadFile(cfg)
@@ -101,9 +117,9 @@ func TestHTTPBoot(t *testing.T) {
 		t.Fatalf("the config has a TFTP plugin:\n%s", text)
 	}
 	// dls validate --deep passes a site without TFTP: the UEFI first stage
-	// is in boot.files, BIOS (no HTTP boot) is a note.
+	// is in boot.files (a note says only UEFI HTTP boot clients get it).
 	out, err := ns.Command(filepath.Join(bin, "dls"), "validate", "--deep", "--config", cfg).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "served from boot.files") {
+	if err != nil || !strings.Contains(string(out), "deep checks passed") || !strings.Contains(string(out), "served from boot.files") {
 		t.Errorf("dls validate --deep of the TFTP-less config: %v\n%s", err, out)
 	} else {
 		t.Logf("dls validate --deep:\n%s", out)
@@ -154,72 +170,96 @@ func TestHTTPBoot(t *testing.T) {
 	must(t, err)
 	t.Logf("setup done in %.1fs", time.Since(start).Seconds())
 
-	// DLS and the reference alternate: both see the same load.
-	first := r.boot(t, "DLS", "first boot")
-	r.boot(t, "reference", "reference boot 1")
-	second := r.boot(t, "DLS", "second boot")
-	r.boot(t, "reference", "reference boot 2")
-	if first != nil && second != nil && first.res.Done && second.res.Done {
-		if len(first.res.Seen) != 0 {
-			t.Errorf("first boot saw %v on a fresh clone", first.res.Seen)
+	// DLS (both machines at once) and the reference alternate: both see
+	// the same load.
+	first := r.pair(t, "first boot")
+	r.boot(t, hbMachine, "reference", "reference boot 1")
+	second := r.pair(t, "second boot")
+	r.boot(t, hbMachine, "reference", "reference boot 2")
+	for _, m := range []lxMachine{hbMachine, hbProxy} {
+		b1, b2 := first[m.name], second[m.name]
+		if b1 == nil || b2 == nil || !b1.res.Done || !b2.res.Done {
+			continue
 		}
-		if want := []string{hbMachine.name + "-1"}; !slices.Equal(second.res.Seen, want) {
-			t.Errorf("second boot saw %v, want %v (its first boot's file on its clone)", second.res.Seen, want)
+		if len(b1.res.Seen) != 0 {
+			t.Errorf("%s: first boot saw %v on a fresh clone", m.name, b1.res.Seen)
+		}
+		if want := []string{m.name + "-1"}; !slices.Equal(b2.res.Seen, want) {
+			t.Errorf("%s: second boot saw %v, want %v (its first boot's file on its clone)", m.name, b2.res.Seen, want)
 		}
 	}
 	r.sessions(t)
 	r.report(t)
 }
 
+// pair boots the full-mode and the proxy-mode machine from DLS at once.
+func (r *hbRun) pair(t *testing.T, label string) map[string]*lxRecord {
+	out := map[string]*lxRecord{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range []lxMachine{hbMachine, hbProxy} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := r.boot(t, m, "DLS", label)
+			mu.Lock()
+			out[m.name] = rec
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // boot powers the machine on by UEFI HTTP boot from server and checks what
 // the console shows: OVMF's HTTP boot over IPv4 (no PXE), the first stage
 // from the expected URL, then Linux with root on the expected iSCSI
 // target, the file written and, from DLS, the boot confirmed.
-func (r *hbRun) boot(t *testing.T, server, label string) *lxRecord {
-	vm, target, url := r.vm, iqnPrefix+":"+hbMachine.name, "http://"+hbIP+":9180/boot/files/snponly.efi"
+func (r *hbRun) boot(t *testing.T, m lxMachine, server, label string) *lxRecord {
+	vm, target, url := r.vm[m.name], iqnPrefix+":"+m.name, "http://"+hbIP+":9180/boot/files/snponly.efi"
 	if server != "DLS" {
-		vm, target, url = r.refVM, refTarget(hbMachine), "http://"+hbRefIP+":8080/snponly.efi"
+		vm, target, url = r.refVM, refTarget(m), "http://"+hbRefIP+":8080/snponly.efi"
 	}
 	b, err := vm.Boot(context.Background(), lab.BootOptions{
 		Timeout: lxTimeout, HTTPBoot: true, Memory: 512, PowerOff: true, Ready: "DLS-LINUX-READY", Go: "go\n",
 	})
-	rec := &lxRecord{boot: b, res: parseLinux(b), m: hbMachine, server: server, label: label}
+	rec := &lxRecord{boot: b, res: parseLinux(b), m: m, server: server, label: label}
 	r.mu.Lock()
 	r.boots = append(r.boots, rec)
 	r.mu.Unlock()
 	res := rec.res
 	if err != nil || !res.Done || res.Fail != "" {
 		t.Errorf("%s from %s (%s): QEMU %v, init script done %v, failed %q; serial console (%s):\n%s",
-			hbMachine.name, server, label, err, res.Done, res.Fail, b.Log, b.Tail(80))
+			m.name, server, label, err, res.Done, res.Fail, b.Log, b.Tail(80))
 		return rec
 	}
 	if !b.Has("Start HTTP Boot over IPv4") || b.Has("Start PXE over") {
-		t.Errorf("%s from %s: the console does not show OVMF's HTTP boot over IPv4 alone:\n%s", hbMachine.name, server, b.Tail(200))
+		t.Errorf("%s from %s: the console does not show OVMF's HTTP boot over IPv4 alone:\n%s", m.name, server, b.Tail(200))
 	}
 	if !b.Has(url) {
-		t.Errorf("%s from %s: the console does not name the first stage %s:\n%s", hbMachine.name, server, url, b.Tail(200))
+		t.Errorf("%s from %s: the console does not name the first stage %s:\n%s", m.name, server, url, b.Tail(200))
 	}
 	if res.Root != "/dev/sda" || !strings.Contains(res.SDA, "/session") || res.Target != target {
-		t.Errorf("%s from %s: root %s (sda %s) on target %s; want /dev/sda on %s", hbMachine.name, server, res.Root, res.SDA, res.Target, target)
+		t.Errorf("%s from %s: root %s (sda %s) on target %s; want /dev/sda on %s", m.name, server, res.Root, res.SDA, res.Target, target)
 	}
 	if res.Wrote == "" || res.Wrote != res.Ready {
-		t.Errorf("%s from %s: wrote %q, meant to write %q", hbMachine.name, server, res.Wrote, res.Ready)
+		t.Errorf("%s from %s: wrote %q, meant to write %q", m.name, server, res.Wrote, res.Ready)
 	}
 	if server == "DLS" && strings.TrimSpace(res.Confirmed) != "ok" {
-		t.Errorf("%s: POST /boot/done answered %q (failed: %q)", hbMachine.name, res.Confirmed, res.ConfirmFailed)
+		t.Errorf("%s: POST /boot/done answered %q (failed: %q)", m.name, res.Confirmed, res.ConfirmFailed)
 	}
-	t.Logf("%s from %s (%s): %.1fs; first stage %s; root on %s; saw %v, wrote %s", hbMachine.name, server, label,
+	t.Logf("%s from %s (%s): %.1fs; first stage %s; root on %s; saw %v, wrote %s", m.name, server, label,
 		b.Wall.Seconds(), url, res.Target, res.Seen, res.Wrote)
 	return rec
 }
 
-// sessions: every DLS boot has its session, done at booted, through the
-// first-stage download (ipxe) between dhcp and script.
+// sessions: every DLS boot has its session, done at booted; in full mode
+// through the first-stage download (ipxe) between dhcp and script.
 func (r *hbRun) sessions(t *testing.T) {
 	ctx := context.Background()
 	token, err := r.host.Login(ctx, "admin", adminPassword)
 	must(t, err)
-	all, err := r.host.Sessions(ctx, token, hbMachine.name)
+	all, err := r.host.Sessions(ctx, token, "")
 	must(t, err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -229,27 +269,31 @@ func (r *hbRun) sessions(t *testing.T) {
 		}
 		for i := range all {
 			s := all[i]
-			if !s.Started.Before(rec.boot.Start) && s.Started.Before(rec.boot.Start.Add(rec.boot.Wall)) &&
+			if s.Client == rec.m.name && !s.Started.Before(rec.boot.Start) && s.Started.Before(rec.boot.Start.Add(rec.boot.Wall)) &&
 				(rec.session == nil || s.Started.Before(rec.session.Started)) {
 				rec.session = &s
 			}
 		}
 		s := rec.session
 		if s == nil {
-			t.Errorf("no session for %s boot %d (%s)", hbMachine.name, rec.boot.N, rec.label)
+			t.Errorf("no session for %s boot %d (%s)", rec.m.name, rec.boot.N, rec.label)
 			continue
 		}
+		want := []string{"dhcp", "ipxe", "script", "iscsi_login", "handoff", "booted"}
+		if rec.m == hbProxy {
+			want = slices.DeleteFunc(want, func(st string) bool { return st == "ipxe" })
+		}
 		var missing []string
-		for _, st := range []string{"dhcp", "ipxe", "script", "iscsi_login", "handoff", "booted"} {
+		for _, st := range want {
 			if s.Stages[st].IsZero() {
 				missing = append(missing, st)
 			}
 		}
 		if s.State != "done" || s.Expect != "booted" || len(missing) > 0 {
-			t.Errorf("session %d (%s): state %s, expect %s, stages %s; missing %v", s.ID, rec.label, s.State, s.Expect, s.StageList(", "), missing)
+			t.Errorf("session %d of %s (%s): state %s, expect %s, stages %s; missing %v", s.ID, s.Client, rec.label, s.State, s.Expect, s.StageList(", "), missing)
 			continue
 		}
-		t.Logf("session %d (%s): %s", s.ID, rec.label, s.StageList(", "))
+		t.Logf("session %d of %s (%s): %s", s.ID, s.Client, rec.label, s.StageList(", "))
 	}
 }
 
@@ -260,8 +304,8 @@ func (r *hbRun) report(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nUEFI HTTP boot (OVMF, no option ROM, no TFTP) of Debian with root on iSCSI:\n%-10s %8s %15s %12s  %s\n", "server", "wall (s)", "DLS session (s)", "ipxe at (s)", "for")
-	walls := map[string][]time.Duration{}
+	fmt.Fprintf(&b, "\nUEFI HTTP boot (OVMF, no option ROM, no TFTP) of Debian with root on iSCSI:\n%-9s %-10s %8s %15s %12s  %s\n", "machine", "server", "wall (s)", "DLS session (s)", "ipxe at (s)", "for")
+	walls := map[string][]time.Duration{} // full-mode machine's, by server
 	for _, rec := range r.boots {
 		sess, ipxe := "-", "-"
 		if s := rec.session; s != nil {
@@ -274,13 +318,13 @@ func (r *hbRun) report(t *testing.T) {
 				ipxe = fmt.Sprintf("+%.2f", at.Sub(s.Started).Seconds())
 			}
 		}
-		fmt.Fprintf(&b, "%-10s %8.2f %15s %12s  %s\n", rec.server, rec.boot.Wall.Seconds(), sess, ipxe, rec.label)
-		if rec.res.Done {
+		fmt.Fprintf(&b, "%-9s %-10s %8.2f %15s %12s  %s\n", rec.m.name, rec.server, rec.boot.Wall.Seconds(), sess, ipxe, rec.label)
+		if rec.res.Done && rec.m == hbMachine {
 			walls[rec.server] = append(walls[rec.server], rec.boot.Wall)
 		}
 	}
 	if d, f := walls["DLS"], walls["reference"]; len(d) > 0 && len(f) > 0 {
-		fmt.Fprintf(&b, "DLS %.1fs (median of %s), dnsmasq + busybox httpd + tgt %.1fs (median of %s): ratio %.2fx\n",
+		fmt.Fprintf(&b, "full mode: DLS %.1fs (median of %s), dnsmasq + busybox httpd + tgt %.1fs (median of %s): ratio %.2fx\n",
 			median(d).Seconds(), secs(d), median(f).Seconds(), secs(f), median(d).Seconds()/median(f).Seconds())
 	}
 	t.Log(b.String())
