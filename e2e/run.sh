@@ -64,7 +64,7 @@ trap 'exit 130' INT TERM
 case "$mode" in
 test)
 	# -v: every boot's times and the DLS/reference ratio are in the log.
-	go test -tags e2e -count=1 -v -timeout 25m "${args[@]}" ./e2e/
+	go test -tags e2e -count=1 -v -timeout 40m "${args[@]}" ./e2e/
 	;;
 demo)
 	go build -o "$TMPDIR/dls-demo" ./e2e/demo

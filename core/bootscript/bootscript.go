@@ -33,7 +33,8 @@ type ScriptData struct {
 	// TargetIQN is the client's iSCSI target. The volume is LUN 0.
 	InitiatorIQN string
 	TargetIQN    string
-	// Server is the address of the iSCSI and TFTP services.
+	// Server is the address of the iSCSI and TFTP services, an IPv6
+	// literal without brackets ("fd00::1"); ServerHost brackets it for URLs.
 	Server string
 	// ISCSIPort is the TCP port of the iSCSI target, the iSCSI listener's
 	// port; 0 leaves it out of the URI (iPXE then uses 3260).
@@ -88,14 +89,26 @@ func UEFIArch(arch uint16) bool {
 
 // ISCSIURI is the client's volume as iPXE names a SAN disk,
 // iscsi:<server>::<port>:0:<target IQN> (the port left out when
-// ISCSIPort is 0). Templates should write the target this way, so that
-// a target on another port than 3260 is still found.
+// ISCSIPort is 0), an IPv6 server in brackets (iscsi:[fd00::1]::3260:0:...:
+// iPXE splits the root path at colons outside brackets and strips them).
+// Templates should write the target this way, so that a target on
+// another port than 3260, or on IPv6, is still found.
 func (d ScriptData) ISCSIURI() string {
 	port := ""
 	if d.ISCSIPort > 0 {
 		port = strconv.Itoa(d.ISCSIPort)
 	}
-	return "iscsi:" + d.Server + "::" + port + ":0:" + d.TargetIQN
+	return "iscsi:" + d.ServerHost() + "::" + port + ":0:" + d.TargetIQN
+}
+
+// ServerHost is Server as the host part of a URL or a root path: an IPv6
+// literal in brackets ("[fd00::1]"), anything else as it is. Custom
+// templates write tftp://{{.ServerHost}}/... with it.
+func (d ScriptData) ServerHost() string {
+	if strings.Contains(d.Server, ":") && !strings.HasPrefix(d.Server, "[") {
+		return "[" + d.Server + "]"
+	}
+	return d.Server
 }
 
 // KernelURL is the URL of the profile's kernel under BootURL/boot/files/.

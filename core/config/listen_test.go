@@ -15,6 +15,11 @@ func TestBootListen(t *testing.T) {
 	if len(cfg.Warnings) != 0 {
 		t.Errorf("warnings: %q", cfg.Warnings)
 	}
+	// An IPv6 boot listener: the URL keeps the brackets.
+	cfg = mustLoad(t, writeConfig(t, "http {\n  listen = \"[::1]:9180\"\n}\nboot {\n  listen = \"[fd00:77::1]:9184\"\n}\n"))
+	if cfg.Boot.Listen != "[fd00:77::1]:9184" || cfg.Boot.URL != "http://[fd00:77::1]:9184" || len(cfg.Warnings) != 0 {
+		t.Errorf("IPv6: boot.listen %q, boot.url %q, warnings %q", cfg.Boot.Listen, cfg.Boot.URL, cfg.Warnings)
+	}
 	// boot.url set explicitly wins over boot.listen.
 	cfg = mustLoad(t, writeConfig(t, "boot {\n  listen = \"0.0.0.0:9184\"\n  url = \"http://10.0.0.1:9184/\"\n}\n"))
 	if cfg.Boot.URL != "http://10.0.0.1:9184" {
@@ -31,6 +36,8 @@ func TestBootListenErrors(t *testing.T) {
 	for _, tc := range []struct{ name, text, want string }{
 		{"not host:port", "boot {\n  listen = \"192.168.77.1\"\n}\n",
 			`2:12: Invalid value for "listen"; "192.168.77.1" is not a host:port address such as "127.0.0.1:69".`},
+		{"IPv6 without brackets", "boot {\n  listen = \"fd00:77::1:9184\"\n}\n",
+			`2:12: Invalid value for "listen"; "fd00:77::1:9184" is not a host:port address: write an IPv6 address in brackets, as in "[fd00:77::1]:9184".`},
 		{"same as http.listen", "http {\n  listen = \"192.168.77.1:9180\"\n}\nboot {\n  listen = \"192.168.77.1:9180\"\n}\n",
 			`5:12: Invalid value for "listen"; boot.listen "192.168.77.1:9180" is also http.listen: give the boot listener the boot network's address and keep http.listen on loopback or a management address.`},
 	} {

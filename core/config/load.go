@@ -860,6 +860,11 @@ func (l *loader) source(body hcl.Body) []byte {
 func checkHostPort(s string) error {
 	_, port, err := net.SplitHostPort(s)
 	if err != nil {
+		if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
+			if i := strings.LastIndex(s, ":"); i > 0 {
+				return fmt.Errorf("%q is not a host:port address: write an IPv6 address in brackets, as in \"[%s]:%s\"", s, s[:i], s[i+1:])
+			}
+		}
 		return fmt.Errorf("%q is not a host:port address such as \"127.0.0.1:69\"", s)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {

@@ -62,13 +62,15 @@ func (s *Services) Refused(reason string) {
 	s.refused.WithLabelValues(reason).Inc()
 }
 
-// peerAddr parses a requester's address; IPv4-mapped IPv6 is unmapped.
+// peerAddr parses a requester's address; IPv4-mapped IPv6 is unmapped
+// and an IPv6 zone dropped ("fe80::1%br0" is fe80::1): leases and the
+// iSCSI plugin's logins carry none, and a plugin's peer may.
 func peerAddr(peer string) (netip.Addr, bool) {
 	a, err := netip.ParseAddr(peer)
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	return a.Unmap(), true
+	return a.Unmap().WithZone(""), true
 }
 
 // bindings returns the binding index, filled once from the store's leases

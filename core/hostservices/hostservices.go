@@ -227,9 +227,9 @@ func (s *Services) find(ctx context.Context, q host.Query) (store.Client, error)
 // Boot files by DHCP option 93 architecture.
 func bootFile(arch uint16) string {
 	switch arch {
-	case 6, 7, 9:
+	case 6, 7, 9, 15, 16, 17: // and their UEFI HTTP boot variants
 		return "ipxe.efi"
-	case 11:
+	case 10, 11, 18, 19:
 		return "snp.efi"
 	}
 	return "undionly.kpxe"

@@ -60,7 +60,9 @@ func TestLookupByMAC(t *testing.T) {
 	for _, tc := range []struct {
 		arch uint16
 		file string
-	}{{0, "undionly.kpxe"}, {6, "ipxe.efi"}, {7, "ipxe.efi"}, {9, "ipxe.efi"}, {11, "snp.efi"}, {2, "undionly.kpxe"}} {
+	}{{0, "undionly.kpxe"}, {6, "ipxe.efi"}, {7, "ipxe.efi"}, {9, "ipxe.efi"}, {11, "snp.efi"}, {2, "undionly.kpxe"},
+		// UEFI HTTP boot (15-19) takes its PXE sibling's file.
+		{15, "ipxe.efi"}, {16, "ipxe.efi"}, {17, "ipxe.efi"}, {10, "snp.efi"}, {18, "snp.efi"}, {19, "snp.efi"}} {
 		// Any MAC spelling finds the client.
 		d, err := s.Lookup(ctx, host.Query{MAC: "52:54:00:aa:00:01", Arch: tc.arch})
 		if err != nil {

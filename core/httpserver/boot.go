@@ -222,10 +222,7 @@ func (b *boot) file(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	ctype := mime.TypeByExtension(path.Ext(p))
-	if ctype == "" {
-		ctype = "application/octet-stream"
-	}
+	ctype := contentType(p)
 	w.Header().Set("Content-Type", ctype)
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	http.ServeContent(sw, r, path.Base(p), st.ModTime(), f)
@@ -236,6 +233,21 @@ func (b *boot) file(w http.ResponseWriter, r *http.Request) {
 		}
 		b.report(r.Context(), host.Event{Type: host.EventFileServed, Address: remoteIP(r), Attrs: attrs})
 	}
+}
+
+// contentType is the Content-Type of the boot file p. An EFI binary is
+// application/efi whatever the system's MIME tables say: UEFI HTTP boot
+// (edk2's HttpBootCheckImageType) takes that type as an EFI image before
+// it looks at the name's extension.
+func contentType(p string) string {
+	ext := path.Ext(p)
+	if strings.EqualFold(ext, ".efi") {
+		return "application/efi"
+	}
+	if t := mime.TypeByExtension(ext); t != "" {
+		return t
+	}
+	return "application/octet-stream"
 }
 
 // clientOf returns the client a per-client file path belongs to:

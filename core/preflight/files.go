@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // checkImages: each image block's source can be read as a file, as its
@@ -101,7 +103,7 @@ func (c *checker) checkBootFiles() {
 				what = fmt.Sprintf("%s (the DHCP plugin's default for %s; boot_files sets another)", file, arch)
 			}
 			if len(c.tftp) == 0 {
-				c.add(rng, "%s: no protocol \"tftp\" block serves it", what)
+				c.checkHTTPBootFile(d, rng, arch, file, what)
 				continue
 			}
 			var roots, escapes []string
@@ -125,6 +127,34 @@ func (c *checker) checkBootFiles() {
 				c.add(rng, "%s is not in TFTP root %s: install Debian's package ipxe (apt-get install ipxe) and set the tftp block's root = \"/usr/lib/ipxe\", or copy the file there", what, strings.Join(roots, ", "))
 			}
 		}
+	}
+}
+
+// checkHTTPBootFile checks file for arch when no TFTP block runs: only
+// UEFI HTTP boot clients can then fetch a first stage, over HTTP from
+// boot.files (the DHCP plugin's default URL folder, <boot url>/boot/files/),
+// so it must be a file there. BIOS has no HTTP boot: its file is only
+// noted, as are the PXE clients left without TFTP (a site of UEFI
+// machines booting by HTTP needs none).
+func (c *checker) checkHTTPBootFile(d dhcpBlock, rng hcl.Range, arch, file, what string) {
+	if arch == "bios" || arch == "0" {
+		c.note(rng, "%s: no protocol \"tftp\" block serves it, and BIOS firmware has no HTTP boot: BIOS machines cannot boot (UEFI machines can, by UEFI HTTP boot)", what)
+		return
+	}
+	if d.HTTPBootURL != "" {
+		return // fetched from http_boot_url, which is not this host's to check
+	}
+	if c.cfg.Boot.Files == "" {
+		c.add(rng, "%s: no protocol \"tftp\" block serves it and boot.files is not set, where UEFI HTTP boot clients would fetch it", what)
+		return
+	}
+	switch err := inRoot(c.cfg.Boot.Files, file); {
+	case err == nil:
+		c.note(rng, "%s: no protocol \"tftp\" block: served from boot.files %s to UEFI HTTP boot clients only (PXE firmware needs TFTP)", what, c.cfg.Boot.Files)
+	case errors.Is(err, errEscapes):
+		c.add(rng, "%s is a link leading out of boot.files %s, which /boot/files refuses, and no protocol \"tftp\" block serves it: copy the file into the folder (Debian's /usr/lib/ipxe/ipxe.efi is such a link; snponly.efi there is a file)", what, c.cfg.Boot.Files)
+	default:
+		c.add(rng, "%s is not in boot.files %s, where UEFI HTTP boot clients fetch it (<boot url>/boot/files/), and no protocol \"tftp\" block serves it: copy it there from Debian's package ipxe (/usr/lib/ipxe)", what, c.cfg.Boot.Files)
 	}
 }
 

@@ -2,11 +2,12 @@
 // run on (dls validate --deep, and dls serve at start): the interfaces
 // exist and hold the addresses the config names, the ports are free, the
 // image sources can be read, the first-stage iPXE builds the DHCP plugin
-// hands out are in a TFTP root, boot.url is absolute and its host an
-// address of the boot interface, the iSCSI port the boot scripts name is
-// the iSCSI listener's, and for images booting through shim, the signed
-// chain's files (shim, GRUB, the kernel and initrd GRUB fetches) are where
-// the TFTP plugin serves them from.
+// hands out are in a TFTP root (with no TFTP block, the UEFI ones in
+// boot.files, where UEFI HTTP boot fetches them), boot.url is absolute and
+// its host an address of the boot interface, the iSCSI port the boot
+// scripts name is the iSCSI listener's, and for images booting through
+// shim, the signed chain's files (shim, GRUB, the kernel and initrd GRUB
+// fetches) are where the TFTP plugin serves them from.
 //
 // No check depends on DLS running: none probes a DLS listener, so a
 // config that dls init has just written passes before dls serve ever
@@ -110,6 +111,9 @@ type dhcpConfig struct {
 	Port       int               `json:"port"`
 	ProxyPort  int               `json:"proxy_port"`
 	BootFiles  map[string]string `json:"boot_files"`
+	// HTTPBootURL is where UEFI HTTP boot clients fetch first stages
+	// ("": <boot url>/boot/files/, i.e. boot.files).
+	HTTPBootURL string `json:"http_boot_url"`
 }
 
 type tftpConfig struct {

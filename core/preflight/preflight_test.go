@@ -322,3 +322,32 @@ func TestISCSIPortVsScripts(t *testing.T) {
 	want(t, check(t, loaded(t, two), lab(), plugins),
 		`30:14: protocol "iscsi" "more" listens on port 3262, but boot scripts name iSCSI port 3261 (the first iscsi block's listen as written, else 3260): machines would not find their disk; give it port 3261`)
 }
+
+// TestBootFilesWithoutTFTP: a site with no TFTP block boots UEFI machines
+// by UEFI HTTP boot from boot.files: the UEFI first stage must be a file
+// there (a link out of it is refused, as /boot/files refuses it); BIOS,
+// which has no HTTP boot, and the PXE clients left without TFTP are noted,
+// not failed; a first stage fetched from http_boot_url is not checked.
+func TestBootFilesWithoutTFTP(t *testing.T) {
+	files := ipxeDir(t)
+	text := fmt.Sprintf("boot {\n  listen = \"192.168.77.1:9184\"\n  files = %q\n}\nprotocol \"dhcp\" \"lan\" {\n  config {\n    interface = \"br0\"\n  }\n}\n", files)
+	cfg := loaded(t, text)
+	plugins := map[string]string{"lan": `{"interface":"br0","mode":"full","port":67,"proxy_port":4011,"boot_files":null}`}
+	bios := `6:1: note: undionly.kpxe (the DHCP plugin's default for bios; boot_files sets another): no protocol "tftp" block serves it, and BIOS firmware has no HTTP boot: BIOS machines cannot boot (UEFI machines can, by UEFI HTTP boot)`
+	want(t, check(t, cfg, lab(), plugins), bios,
+		fmt.Sprintf(`6:1: ipxe.efi (the DHCP plugin's default for efi_x64; boot_files sets another) is not in boot.files %s, where UEFI HTTP boot clients fetch it (<boot url>/boot/files/), and no protocol "tftp" block serves it: copy it there from Debian's package ipxe (/usr/lib/ipxe)`, files))
+	outside := filepath.Join(t.TempDir(), "ipxe.efi")
+	_ = os.WriteFile(outside, []byte("x"), 0o644)
+	if err := os.Symlink(outside, filepath.Join(files, "ipxe.efi")); err != nil {
+		t.Fatal(err)
+	}
+	want(t, check(t, cfg, lab(), plugins), bios,
+		fmt.Sprintf(`6:1: ipxe.efi (the DHCP plugin's default for efi_x64; boot_files sets another) is a link leading out of boot.files %s, which /boot/files refuses, and no protocol "tftp" block serves it: copy the file into the folder (Debian's /usr/lib/ipxe/ipxe.efi is such a link; snponly.efi there is a file)`, files))
+	_ = os.Remove(filepath.Join(files, "ipxe.efi"))
+	_ = os.WriteFile(filepath.Join(files, "ipxe.efi"), []byte("ipxe"), 0o644)
+	want(t, check(t, cfg, lab(), plugins), bios,
+		fmt.Sprintf(`6:1: note: ipxe.efi (the DHCP plugin's default for efi_x64; boot_files sets another): no protocol "tftp" block: served from boot.files %s to UEFI HTTP boot clients only (PXE firmware needs TFTP)`, files))
+	// http_boot_url elsewhere: nothing of this host's to check.
+	plugins["lan"] = `{"interface":"br0","mode":"full","port":67,"proxy_port":4011,"boot_files":null,"http_boot_url":"http://192.168.77.9/efi/"}`
+	want(t, check(t, cfg, lab(), plugins), bios)
+}

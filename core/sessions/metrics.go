@@ -42,7 +42,9 @@ func newMetrics(reg prometheus.Registerer, active func() float64) (metrics, erro
 	}, active)
 	// Every series exists from the start, at 0.
 	for _, st := range stages[1:] {
-		m.failures.WithLabelValues(st)
+		if !optional[st] {
+			m.failures.WithLabelValues(st)
+		}
 	}
 	for _, r := range []string{ResultOK, ResultMissing, ResultUnknown, ResultReused, ResultExpired, ResultError} {
 		m.confirmations.WithLabelValues(r)

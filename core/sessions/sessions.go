@@ -5,8 +5,8 @@
 //
 // # Stages
 //
-// A session moves through dhcp → script → iscsi_login → handoff → booted,
-// forward only; a client whose image boots EFI x64 through shim (the
+// A session moves through dhcp → ipxe → script → iscsi_login → handoff →
+// booted, forward only; a client whose image boots EFI x64 through shim (the
 // signed chain for Secure Boot) goes dhcp → shim → grub → script → ...:
 //
 //   - dhcp: a dhcp_discover from boot firmware. The DHCP plugin tells
@@ -20,6 +20,13 @@
 //     "grub", from the TFTP plugin), named by the address bound to the
 //     machine's boot (the host fills in the MAC). Only shim clients wait
 //     for them: for others they are skipped stages.
+//   - ipxe: file_served of a first-stage iPXE build (ipxe.efi,
+//     snponly.efi, undionly.kpxe...: firstStages) over TFTP or HTTP (UEFI
+//     HTTP boot), to the address of the client's active session (the
+//     DHCP lease's), or naming the client. Optional: a NIC whose ROM is
+//     iPXE fetches none, so a session waiting at dhcp is still waiting for
+//     script (its failure stage). A proxy-mode boot has no address when
+//     the file is fetched and records no ipxe stage.
 //   - script: script_served (the iPXE script, or a shim client's GRUB
 //     configuration, went out, over HTTP or TFTP).
 //   - iscsi_login: iscsi_login. handoff: iscsi_handoff. booted: os_booted,
@@ -97,6 +104,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -113,16 +121,38 @@ const (
 	StageDHCP       = "dhcp"
 	StageShim       = "shim"
 	StageGRUB       = "grub"
+	StageIPXE       = "ipxe"
 	StageScript     = "script"
 	StageISCSILogin = "iscsi_login"
 	StageHandoff    = "handoff"
 	StageBooted     = "booted"
 )
 
-var stages = []string{StageDHCP, StageShim, StageGRUB, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+var stages = []string{StageDHCP, StageShim, StageGRUB, StageIPXE, StageScript, StageISCSILogin, StageHandoff, StageBooted}
 
 // loaderStage reports whether stage is one only shim clients reach.
 func loaderStage(stage string) bool { return stage == StageShim || stage == StageGRUB }
+
+// optional are the stages a boot may go without: never a failure stage
+// (the session waits for the next one that is not optional).
+var optional = map[string]bool{StageIPXE: true}
+
+// firstStages maps the base names of the first-stage files DHCP hands out
+// (Debian's ipxe package, and the names the DHCP plugin defaults to) to
+// the stage their download records.
+var firstStages = map[string]string{
+	"ipxe.efi": StageIPXE, "snponly.efi": StageIPXE, "snp.efi": StageIPXE,
+	"undionly.kpxe": StageIPXE, "undionly.kkpxe": StageIPXE, "ipxe.pxe": StageIPXE, "ipxe.kpxe": StageIPXE,
+}
+
+// firstStage is the stage a file_served event of file records, "" for
+// none (kernels, initrds, anything else).
+func firstStage(file string) string {
+	if i := strings.LastIndexAny(file, "/\\"); i >= 0 {
+		file = file[i+1:]
+	}
+	return firstStages[file]
+}
 
 func stageIndex(stage string) int {
 	for i, s := range stages {
@@ -406,6 +436,24 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 			t.persist(s)
 		}
 		return ""
+	case host.EventFileServed:
+		if eventStage(e) != "" {
+			break // shim or grub: named by its boot's address, like the stages below
+		}
+		// A first-stage download never starts a session: it moves the
+		// active one of the client it names, or of the address it went to.
+		stage := firstStage(e.Attrs[host.AttrFile])
+		if stage == "" {
+			return ""
+		}
+		s := t.find(e.Client, mac)
+		if s == nil && e.Client == "" && mac == "" {
+			s = t.byAddress(e.Address)
+		}
+		if s != nil {
+			t.advance(ctx, s, stage, e.Time, "")
+		}
+		return ""
 	}
 	stage := eventStage(e)
 	if stage == "" || (stage == StageDHCP && !fromFirmware(e)) {
@@ -475,6 +523,27 @@ func fromFirmware(e host.Event) bool {
 	_, arch := e.Attrs[AttrArch]
 	return strings.HasPrefix(vc, "PXEClient") || strings.HasPrefix(vc, "HTTPClient") ||
 		e.Attrs[AttrUserClass] == "iPXE" || arch
+}
+
+// byAddress returns the active session whose address is addr (the
+// latest started when several are), nil for none.
+func (t *Tracker) byAddress(addr string) *session {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil
+	}
+	a = a.Unmap().WithZone("")
+	var found *session
+	for _, s := range t.active {
+		b, err := netip.ParseAddr(s.Address)
+		if err != nil || b.Unmap().WithZone("") != a {
+			continue
+		}
+		if found == nil || s.Started.After(found.Started) {
+			found = s
+		}
+	}
+	return found
 }
 
 // find returns the active session of client, or of mac when client is "".
@@ -574,11 +643,11 @@ func (s *session) current() int {
 	return cur
 }
 
-// next is the stage the session waits for: a client that does not boot
-// through shim skips the shim and grub stages.
+// next is the stage the session waits for: optional stages are skipped,
+// and so are shim and grub for a client that does not boot through shim.
 func (s *session) next() string {
 	for i := s.current() + 1; i < len(stages); i++ {
-		if s.shim || !loaderStage(stages[i]) {
+		if !optional[stages[i]] && (s.shim || !loaderStage(stages[i])) {
 			return stages[i]
 		}
 	}

@@ -178,7 +178,7 @@ func (e *env) histogram() *dto.Histogram {
 
 func stagesOf(s store.Session) []string {
 	var out []string
-	for _, st := range []string{"dhcp", "script", "iscsi_login", "handoff", "booted"} {
+	for _, st := range []string{"dhcp", "ipxe", "script", "iscsi_login", "handoff", "booted"} {
 		if _, ok := s.Stages[st]; ok {
 			out = append(out, st)
 		}

@@ -47,6 +47,9 @@ type HostDHCP struct {
 	ServerIP  string
 	// Pool, for full mode: first and last address, router.
 	PoolStart, PoolEnd, Router string
+	// BootFiles is boot_files (architecture → first-stage file); nil:
+	// the plugin's defaults.
+	BootFiles map[string]string
 }
 
 // HostConfig is what the lab's dls.hcl says.
@@ -65,6 +68,9 @@ type HostConfig struct {
 	TFTPFiles string
 	// StageTimeout is boot.stage_timeout ("45s"); "": the default.
 	StageTimeout string
+	// NoTFTP leaves the TFTP plugin out of the config (UEFI HTTP boot
+	// needs none).
+	NoTFTP bool
 }
 
 // Host is `dls serve` running in a namespace.
@@ -145,25 +151,40 @@ storage "dir" "local" {
 		if d.PoolStart != "" {
 			fmt.Fprintf(&b, "    pool {\n      name   = %q\n      start  = %q\n      end    = %q\n      router = %q\n    }\n", d.Name, d.PoolStart, d.PoolEnd, d.Router)
 		}
+		if len(d.BootFiles) > 0 {
+			archs := make([]string, 0, len(d.BootFiles))
+			for a := range d.BootFiles {
+				archs = append(archs, a)
+			}
+			sort.Strings(archs)
+			b.WriteString("    boot_files = {\n")
+			for _, a := range archs {
+				fmt.Fprintf(&b, "      %s = %q\n", a, d.BootFiles[a])
+			}
+			b.WriteString("    }\n")
+		}
 		b.WriteString("  }\n}\n")
 	}
-	tftpFiles := ""
-	if c.TFTPFiles != "" {
-		tftpFiles = fmt.Sprintf("    files  = %q\n", c.TFTPFiles)
-	}
-	fmt.Fprintf(&b, `
+	if !c.NoTFTP {
+		tftpFiles := ""
+		if c.TFTPFiles != "" {
+			tftpFiles = fmt.Sprintf("    files  = %q\n", c.TFTPFiles)
+		}
+		fmt.Fprintf(&b, `
 protocol "tftp" "boot" {
   config {
     listen = "%[1]s:69"
 %[2]s  }
 }
-
+`, c.BootIP, tftpFiles)
+	}
+	fmt.Fprintf(&b, `
 protocol "iscsi" "disks" {
   config {
     listen = "%[1]s:3260"
   }
 }
-`, c.BootIP, tftpFiles)
+`, c.BootIP)
 	path := filepath.Join(dir, "dls.hcl")
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }

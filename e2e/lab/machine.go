@@ -106,6 +106,12 @@ type BootOptions struct {
 	// holding one of these (a boot that is expected to stop there: QEMU
 	// is killed). Boot.StoppedOn is the line.
 	StopOn []string
+	// HTTPBoot boots OVMF by UEFI HTTP boot, as a machine whose firmware
+	// is set to boot by HTTP: the NIC has no option ROM (romfile=, so
+	// OVMF's own network stack boots) and OVMF's PXE over IPv4 and IPv6
+	// is off (fw_cfg opt/org.tianocore/IPv4PXESupport, IPv6PXESupport),
+	// which it would try first. Implies UEFI.
+	HTTPBoot bool
 	// Memory is the machine's RAM in MiB (default 256).
 	Memory int
 }
@@ -190,7 +196,7 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 			"-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCodeMS,
 			"-drive", "if=pflash,format=raw,file="+vars)
 		nic += ",romfile="
-	case opts.UEFI:
+	case opts.UEFI || opts.HTTPBoot:
 		// The machine's own copy of the UEFI variables, kept across its
 		// boots as a real machine's NVRAM is.
 		vars := filepath.Join(m.lab.Dir, "ovmf-vars-"+m.Tap+".fd")
@@ -202,7 +208,13 @@ func (m *Machine) Boot(ctx context.Context, opts BootOptions) (*Boot, error) {
 		qemu = append(qemu, "-machine", "q35",
 			"-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCode,
 			"-drive", "if=pflash,format=raw,file="+vars)
-		nic += ",romfile=/usr/lib/ipxe/qemu/efi-virtio.rom"
+		if opts.HTTPBoot {
+			nic += ",romfile="
+			qemu = append(qemu, "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
+		} else {
+			nic += ",romfile=/usr/lib/ipxe/qemu/efi-virtio.rom"
+		}
 	}
 	args := m.NS.Exec(append(qemu, "-device", nic)...)
 	cmd := exec.Command(args[0], args[1:]...)

@@ -3,8 +3,8 @@ package dhcpd
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dls-project/dls/sdk/config"
@@ -198,8 +198,12 @@ func check(c Config) (*settings, error) {
 			s.bootFiles[a] = v
 		}
 	}
-	if c.HTTPBootURL != "" && !strings.Contains(c.HTTPBootURL, "://") {
-		errs.Add(config.Errorf("http_boot_url", "http_boot_url must be a URL (http://...)"))
+	if c.HTTPBootURL != "" {
+		// UEFI firmware fetches it as it stands: an absolute http(s) URL
+		// with a host (an IPv6 literal in brackets).
+		if u, err := url.Parse(c.HTTPBootURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs.Add(config.Errorf("http_boot_url", "http_boot_url must be an absolute http:// URL such as \"http://192.168.77.1:9184/boot/files/\", not %q", c.HTTPBootURL))
+		}
 	}
 
 	names := map[string]int{}

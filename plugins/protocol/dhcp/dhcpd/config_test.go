@@ -65,6 +65,8 @@ func TestConfigErrorsNameTheAttribute(t *testing.T) {
 		{func(c *Config) { c.LeaseTime = 0; c.Pools[0].LeaseTime = 0 }, "lease_time"},
 		{func(c *Config) { c.Workers = 0 }, "workers"},
 		{func(c *Config) { c.HTTPBootURL = "files" }, "http_boot_url"},
+		{func(c *Config) { c.HTTPBootURL = "tftp://10.0.0.1/" }, "http_boot_url"},
+		{func(c *Config) { c.HTTPBootURL = "http:///boot/files/" }, "http_boot_url"},
 		{func(c *Config) { c.UnknownLeases = -1 }, "unknown_leases"},
 		{func(c *Config) { c.Pools[0].UnknownLeases = -1 }, "pool[0].unknown_leases"},
 	}

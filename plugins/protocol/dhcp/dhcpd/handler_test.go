@@ -390,7 +390,12 @@ func TestPXEBootFiles(t *testing.T) {
 			if got := string(ack.Options.Get(dhcpv4.OptionClassIdentifier)); got != tc.class {
 				t.Errorf("option 60 %q, want %q", got, tc.class)
 			}
-			if !ack.ServerIPAddr.Equal(net.ParseIP("10.0.0.2")) || ack.TFTPServerName() != "10.0.0.2" {
+			if tc.class == "HTTPClient" {
+				// A URL to fetch: no TFTP server named (TestHTTPBootPackets).
+				if !ack.ServerIPAddr.IsUnspecified() || ack.TFTPServerName() != "" {
+					t.Errorf("HTTP boot answer names siaddr %s, option 66 %q", ack.ServerIPAddr, ack.TFTPServerName())
+				}
+			} else if !ack.ServerIPAddr.Equal(net.ParseIP("10.0.0.2")) || ack.TFTPServerName() != "10.0.0.2" {
 				t.Errorf("siaddr %s, option 66 %q, want 10.0.0.2", ack.ServerIPAddr, ack.TFTPServerName())
 			}
 			if tc.class == "PXEClient" && len(ack.Options.Get(dhcpv4.OptionClientMachineIdentifier)) != 17 {

@@ -114,12 +114,29 @@ func clientOf(req *dhcpv4.DHCPv4) client {
 	}
 	if a := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); len(a) >= 2 {
 		c.arch = binary.BigEndian.Uint16(a)
-	} else if rest, ok := strings.CutPrefix(c.vendorClass, "PXEClient:Arch:"); ok && len(rest) >= 5 {
-		if n, err := strconv.ParseUint(rest[:5], 10, 16); err == nil {
-			c.arch = uint16(n)
-		}
+	} else if n, ok := vendorArch(c.vendorClass); ok {
+		c.arch = n
 	}
 	return c
+}
+
+// vendorArch reads the architecture from a vendor class of the form
+// PXEClient:Arch:xxxxx:... or HTTPClient:Arch:xxxxx:... (PXE and UEFI
+// HTTP boot firmware send it there as well as in option 93; some send
+// only the vendor class).
+func vendorArch(vc string) (uint16, bool) {
+	rest, ok := strings.CutPrefix(vc, "PXEClient:Arch:")
+	if !ok {
+		rest, ok = strings.CutPrefix(vc, "HTTPClient:Arch:")
+	}
+	if !ok || len(rest) < 5 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest[:5], 10, 16)
+	if err != nil {
+		return 0, false
+	}
+	return uint16(n), true
 }
 
 // printable returns b as a string of at most 255 printable ASCII bytes
@@ -199,13 +216,15 @@ func (s *settings) bootFile(c client, d host.Decision) string {
 // pxeOptions adds the boot answer for firmware client c to resp: siaddr
 // and the file field, options 66 and 67, option 60 (PXEClient or
 // HTTPClient), option 97 echoed and, for a PXE ROM, option 43 telling it
-// to boot the file without a boot server discovery.
-// It reports false when there is nothing to boot.
+// to boot the file without a boot server discovery. A UEFI HTTP boot
+// client gets no siaddr and no option 66: its boot file is a URL, and
+// nothing in its chain uses TFTP. It reports false when there is nothing
+// to boot.
 func pxeOptions(resp *dhcpv4.DHCPv4, c client, file string, next ip4, _ bool) bool { // proxy or full: the same answer
 	if file == "" {
 		return false
 	}
-	if next != 0 {
+	if next != 0 && !c.http() {
 		resp.ServerIPAddr = next.ip()
 		resp.Options.Update(dhcpv4.OptTFTPServerName(next.String()))
 	}

@@ -118,7 +118,11 @@ var errNoReply = errors.New("no reply from the server")
 // the last block in order when one is missing).
 func fetch(t *testing.T, server netip.AddrPort, name string, o fetchOpts) (fetchResult, error) {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	local := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	if server.Addr().Is6() && !server.Addr().Is4In6() {
+		local = &net.UDPAddr{IP: net.IPv6loopback}
+	}
+	conn, err := net.ListenUDP("udp", local)
 	if err != nil {
 		t.Fatal(err)
 	}
