@@ -221,7 +221,7 @@ func checkPool(i int, pc Pool, c Config, dns []netip.Addr) (poolSettings, error)
 		case err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6():
 			errs.Add(config.Errorf(path("prefix"), "%q is not an IPv6 prefix (fd00:99::/64)", pc.Prefix))
 		case pfx.Bits() < 64 || pfx.Bits() > 127:
-			errs.Add(config.Errorf(path("prefix"), "prefix %s: a pool is a /64 to /127 (addresses of longer prefixes are handed out by SLAAC or a router, not here)", pfx))
+			errs.Add(config.Errorf(path("prefix"), "prefix %s: a pool is a /64 to /127 (split a shorter prefix into /64s, one per link)", pfx))
 		case !pfx.Addr().IsGlobalUnicast():
 			errs.Add(config.Errorf(path("prefix"), "prefix %s is not global or unique-local unicast", pfx))
 		default:
