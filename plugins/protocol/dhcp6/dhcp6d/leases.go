@@ -55,6 +55,13 @@ type pool struct {
 	byMAC map[string]uint64
 	next  uint64 // the next never-touched offset to try
 	full  bool   // next went past the end
+	// advertised lists, oldest first, the addresses advertised to a
+	// client that never bound one: once its offer ended such an address
+	// is advertised again before a never-touched one, so a flood of
+	// Solicits from made-up clients holds at most the addresses of one
+	// offer_time in memory, however large the pool.
+	advertised []uint64
+	head       int // advertised[head:] are live entries
 }
 
 func newPool(ps poolSettings, exclude ...netip.Addr) *pool {
@@ -65,6 +72,37 @@ func newPool(ps poolSettings, exclude ...netip.Addr) *pool {
 		}
 	}
 	return p
+}
+
+// recycle returns the oldest address advertised and never bound whose
+// offer has ended (and moves it to the back of the list, since it is
+// advertised again), forgetting entries that were bound meanwhile.
+func (p *pool) recycle(now int64) (uint64, bool) {
+	for p.head < len(p.advertised) {
+		off := p.advertised[p.head]
+		s := p.slots[off]
+		if s != nil && s.mac == "" && s.state == stateFree {
+			if s.offerEnd > now {
+				return 0, false // the oldest is still held: so are the rest
+			}
+			p.advertised[p.head] = 0
+			p.head++
+			p.advertised = append(p.advertised, off)
+			p.compact()
+			return off, true
+		}
+		p.head++ // bound (or excluded) since: not a recycled address
+		p.compact()
+	}
+	return 0, false
+}
+
+// compact drops the consumed front of advertised once it is half of it.
+func (p *pool) compact() {
+	if p.head > 64 && p.head*2 > len(p.advertised) {
+		n := copy(p.advertised, p.advertised[p.head:])
+		p.advertised, p.head = p.advertised[:n], 0
+	}
 }
 
 // Errors of the lease table; the handler counts them by reason.
@@ -139,10 +177,16 @@ func (t *table) offer(mac string, hint netip.Addr) (*pool, netip.Addr, error) {
 			if s == nil {
 				s = &slot{}
 				p.slots[off] = s
+				p.advertised = append(p.advertised, off)
 			}
 			if s.state != stateUnusable && s.freeFor(mac, now) {
 				return p, hold(p, off, s), nil
 			}
+		}
+	}
+	for _, p := range t.pools {
+		if off, ok := p.recycle(now); ok {
+			return p, hold(p, off, p.slots[off]), nil
 		}
 	}
 	for _, p := range t.pools {
@@ -158,6 +202,7 @@ func (t *table) offer(mac string, hint netip.Addr) (*pool, netip.Addr, error) {
 			}
 			s := &slot{}
 			p.slots[off] = s
+			p.advertised = append(p.advertised, off)
 			return p, hold(p, off, s), nil
 		}
 	}
