@@ -105,6 +105,7 @@ cat > "$work/kea.json" <<JSON
     "interfaces-config": { "interfaces": [ "vsrv" ] },
     "lease-database": { "type": "memfile", "persist": true, "name": "$work/kea-leases.csv" },
     "multi-threading": { "enable-multi-threading": true },
+    "server-id": { "type": "LL", "persist": false },
     "preferred-lifetime": 3600,
     "valid-lifetime": 3600,
     "subnet6": [ { "id": 1, "subnet": "fd00:99::/64", "interface": "vsrv",
@@ -131,6 +132,19 @@ start_kea() {
   server_pid=$!
   sleep 2
   kill -0 "$server_pid" 2>/dev/null || { echo "kea-dhcp6 did not start:"; cat "$work/kea.out"; exit 1; }
+}
+# dls_errors: DLS's non-zero dls_dhcp6_errors_total and requests series,
+# and its lease commits (count, average time, average batch), one line:
+# why it dropped what it dropped, and what storing leases cost.
+dls_errors() {
+  ip netns exec "$srv" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9180 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+    awk '/^dls_dhcp6_errors_total/ && $2 > 0 { match($0, /reason="[^"]*"/); printf "%s=%s ", substr($0, RSTART + 8, RLENGTH - 9), $2 }
+         /^dls_dhcp6_requests_total/ && $2 > 0 { match($0, /result="[^"]*",type="[^"]*"/); printf "%s=%s ", substr($0, RSTART, RLENGTH), $2 }
+         /^dls_dhcp6_client_table_live/ { printf "table_live=%s ", $2 }
+         /^dls_dhcp6_lease_commit_duration_seconds_sum/ { cs = $2 }
+         /^dls_dhcp6_lease_commit_duration_seconds_count/ { cn = $2 }
+         /^dls_dhcp6_lease_commit_batch_size_sum/ { bs = $2 }
+         END { if (cn > 0) printf "commits=%d avg_commit_ms=%.1f avg_batch=%.1f", cn, 1000 * cs / cn, bs / cn; print "" }'
 }
 stop_server() {
   kill "$server_pid" 2>/dev/null || true
@@ -175,6 +189,7 @@ for rate in ${RATES//,/ }; do
   for server in DLS Kea; do
     if [ "$server" = DLS ]; then start_dls; else start_kea; fi
     read -r achieved ds dr as ar ms mr < <(perf_rung "$rate")
+    [ "$server" = DLS ] && echo "    DLS at $rate/s: $(dls_errors)"
     stop_server
     if clean "$rate" "$achieved" "$ds" "$dr"; then
       verdict=clean
