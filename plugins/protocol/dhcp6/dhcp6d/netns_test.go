@@ -393,28 +393,39 @@ also request dhcp6.boot-url;
 }
 
 // TestPerfdhcp6 runs perfdhcp -6 (4-way exchanges, distinct DUIDs) at a
-// low rate against the host: every exchange must be answered.
+// low rate against the host, direct and as a relay (-A 1: every message in
+// a Relay-forward, answered by Relay-reply): every exchange must be
+// answered.
 func TestPerfdhcp6(t *testing.T) {
 	needRoot(t, "perfdhcp", "sysctl")
 	srv, cli := v6Net(t)
 	h := startHost(t, srv)
-	args := inNS(cli, "perfdhcp", "-6", "-l", "vcli", "-r", "100", "-R", "300", "-p", "3")
-	b, err := runTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
-	var exit *exec.ExitError
-	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
-		t.Fatalf("perfdhcp -6: %v\n%s", err, b)
-	}
-	recv := regexp.MustCompile(`received packets: (\d+)`).FindAllStringSubmatch(string(b), -1)
-	if len(recv) != 2 {
-		t.Fatalf("perfdhcp -6 output:\n%s", b)
-	}
-	for i, r := range recv {
-		if n, _ := strconv.Atoi(r[1]); n < 250 {
-			t.Errorf("perfdhcp -6 exchange %d: %s answers received, want ~300:\n%s", i, r[1], b)
+	perf := func(extra ...string) (advertises, replies int) {
+		t.Helper()
+		args := inNS(cli, append([]string{"perfdhcp", "-6", "-l", "vcli", "-r", "100", "-R", "300", "-p", "3"}, extra...)...)
+		b, err := runTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
+		var exit *exec.ExitError
+		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
+			t.Fatalf("perfdhcp -6 %v: %v\n%s", extra, err, b)
 		}
+		recv := regexp.MustCompile(`received packets: (\d+)`).FindAllStringSubmatch(string(b), -1)
+		if len(recv) != 2 {
+			t.Fatalf("perfdhcp -6 %v output:\n%s", extra, b)
+		}
+		advertises, _ = strconv.Atoi(recv[0][1])
+		replies, _ = strconv.Atoi(recv[1][1])
+		if advertises < 250 || replies < 250 {
+			t.Errorf("perfdhcp -6 %v: %d/%d answers received, want ~300 each:\n%s", extra, advertises, replies, b)
+		}
+		return advertises, replies
 	}
+	a, r := perf()
 	if v := h.metric(`dls_dhcp6_pool_active_leases{plugin="lan6",pool="lan6"}`); v < 250 {
 		t.Errorf("active leases %v after perfdhcp, want ~300", v)
 	}
-	t.Logf("perfdhcp -6: %s/%s Advertises/Replies", recv[0][1], recv[1][1])
+	ra, rr := perf("-A", "1")
+	if v := h.metric(`dls_dhcp6_errors_total{plugin="lan6",reason="malformed"}`); v != 0 {
+		t.Errorf("%v of perfdhcp's messages counted malformed", v)
+	}
+	t.Logf("perfdhcp -6: %d/%d Advertises/Replies; relayed (-A 1): %d/%d", a, r, ra, rr)
 }
