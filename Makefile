@@ -13,7 +13,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: help build deb deb-test test e2e demo run proto lint bench bench-storage bench-dhcp bench-dhcp-first bench-iscsi conformance-iscsi bench-tftp clean tools
+.PHONY: help build deb deb-test test e2e demo run proto lint bench bench-storage bench-dhcp bench-dhcp-first bench-dhcp6 bench-iscsi conformance-iscsi bench-tftp clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -78,6 +78,9 @@ bench-dhcp: ## DHCP throughput: DLS against kea-dhcp4 with perfdhcp; PG=1 adds b
 
 bench-dhcp-first: ## DHCP first contact: DLS vs kea-dhcp4, both fresh each rung, random MACs, 1k..32k/s ladder, none and 1000 declared (root)
 	bash bench/dhcp/run.sh -first $(ARGS)
+
+bench-dhcp6: ## DHCPv6 first contact: the dhcp6 plugin vs kea-dhcp6 with perfdhcp -6, both fresh each rung, ladder, ratio (root; kea-admin kea-dhcp6-server)
+	bash bench/dhcp6/run.sh $(ARGS)
 
 bench-iscsi: ## DLS's iSCSI target vs tgt on one file: qemu-img bench and iscsi-perf, ratios (root)
 	bash bench/iscsi/run.sh

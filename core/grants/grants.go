@@ -17,6 +17,7 @@
 // otherwise (Default):
 //
 //	protocol "dhcp"    lookup, leases, events
+//	protocol "dhcp6"   lookup, leases, events
 //	protocol "tftp"    scripts, events
 //	protocol "iscsi"   lookup, secrets, volumes, events
 //	other protocols    events
@@ -143,7 +144,7 @@ func Default(kind, typ string) Set {
 		return Set{}
 	}
 	switch typ {
-	case "dhcp":
+	case "dhcp", "dhcp6":
 		return Set{lookup: true, leases: true, events: true}
 	case "tftp":
 		return Set{scripts: true, events: true}

@@ -166,6 +166,9 @@ func TestParse(t *testing.T) {
 	if g := Default("protocol", "dhcp"); g.Has(Secrets) || !g.Has(Lookup) || !g.Has(Leases) {
 		t.Errorf("dhcp default %s", g)
 	}
+	if g := Default("protocol", "dhcp6"); g.Has(Secrets) || !g.Has(Lookup) || !g.Has(Leases) || !g.Has(Events) {
+		t.Errorf("dhcp6 default %s", g)
+	}
 	if g := Default("storage", "dir"); len(g.Names()) != 0 {
 		t.Errorf("storage default %s", g)
 	}

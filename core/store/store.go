@@ -238,7 +238,8 @@ const (
 type Lease struct {
 	// Pool is the name of the DHCP pool the address belongs to.
 	Pool string
-	// Address is the leased IPv4 address.
+	// Address is the leased address: IPv4 (protocol "dhcp") or IPv6
+	// (protocol "dhcp6"), without a zone.
 	Address netip.Addr
 	// MAC is the client's hardware address, canonical form once stored.
 	MAC string
@@ -251,15 +252,18 @@ type Lease struct {
 	Hostname string
 }
 
-// Normalize returns l in the form the store keeps (canonical MAC, IPv4
-// address unmapped), or an error wrapping ErrInvalid.
+// Normalize returns l in the form the store keeps (canonical MAC, an IPv4
+// address unmapped, an IPv6 address without zone), or an error wrapping
+// ErrInvalid.
 func (l Lease) Normalize() (Lease, error) {
 	if !l.Address.IsValid() {
 		return l, fmt.Errorf("lease without address: %w", ErrInvalid)
 	}
 	l.Address = l.Address.Unmap()
-	if !l.Address.Is4() {
-		return l, fmt.Errorf("lease address %s is not IPv4: %w", l.Address, ErrInvalid)
+	if a := l.Address; a.Is6() && (a.Zone() != "" || !a.IsGlobalUnicast()) {
+		// A DHCPv6 server leases global and unique-local addresses; a
+		// zone or a link-local address would be one machine's view.
+		return l, fmt.Errorf("lease address %s is not a global or unique-local IPv6 address: %w", a, ErrInvalid)
 	}
 	mac, err := CanonicalMAC(l.MAC)
 	if err != nil {

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseBatchMixed", testLeaseBatchMixed},
 		{"LeaseBatchSameAddress", testLeaseBatchSameAddress},
 		{"LeaseBatchInvalid", testLeaseBatchInvalid},
+		{"LeaseIPv6", testLeaseIPv6},
 		{"LeaseConcurrent", func(t *testing.T, s store.Store) { testLeaseConcurrent(t, s, s) }},
 		{"Audit", testAudit},
 		{"ClientCHAP", testClientCHAP},
@@ -542,8 +543,9 @@ func testLeaseBatchInvalid(t *testing.T, s store.Store) {
 	exp := time.Now().Add(time.Hour)
 	bad := []store.Lease{
 		lease("10.0.0.2", macA, exp, "lost"),
-		{Pool: "lan", MAC: macA, Expires: exp, State: store.LeaseBound},                                          // no address
-		{Pool: "lan", Address: netip.MustParseAddr("fd00::2"), MAC: macA, Expires: exp, State: store.LeaseBound}, // IPv6
+		{Pool: "lan", MAC: macA, Expires: exp, State: store.LeaseBound},                                               // no address
+		{Pool: "lan", Address: netip.MustParseAddr("fe80::2"), MAC: macA, Expires: exp, State: store.LeaseBound},      // IPv6 link-local
+		{Pool: "lan", Address: netip.MustParseAddr("fd00::2%eth0"), MAC: macA, Expires: exp, State: store.LeaseBound}, // IPv6 with a zone
 		{Pool: "lan", Address: netip.MustParseAddr("10.0.0.2"), MAC: "zz", Expires: exp, State: store.LeaseBound},
 	}
 	for _, b := range bad {
@@ -555,6 +557,26 @@ func testLeaseBatchInvalid(t *testing.T, s store.Store) {
 	// The valid lease before the invalid one was not committed either.
 	if ls, err := s.LoadLeases(t.Context(), ""); err != nil || len(ls) != 0 {
 		t.Errorf("after refused batches: leases %+v, %v; want none", ls, err)
+	}
+}
+
+// testLeaseIPv6: a DHCPv6 lease (protocol "dhcp6") is stored, loaded and
+// held against another MAC like an IPv4 one, beside IPv4 leases.
+func testLeaseIPv6(t *testing.T, s store.Store) {
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	v6 := lease("fd00:99::1:5", macA, exp, store.LeaseBound)
+	v6.Pool = "lan6"
+	commitOK(t, s, v6, lease("10.0.0.5", macA, exp, store.LeaseBound))
+	got := holder(t, s, "fd00:99::1:5")
+	if got.MAC != macA || got.Pool != "lan6" || !got.Expires.Equal(exp) || got.State != store.LeaseBound {
+		t.Errorf("IPv6 lease loaded as %+v, want %+v", got, v6)
+	}
+	if ls, err := s.LoadLeases(t.Context(), "lan6"); err != nil || len(ls) != 1 {
+		t.Errorf("pool lan6: %+v, %v; want the one IPv6 lease", ls, err)
+	}
+	other := lease("fd00:99::1:5", macB, exp, store.LeaseBound)
+	if r := commit(t, s, other); r[0].OK || r[0].Holder != macA {
+		t.Errorf("IPv6 address held by %s taken by %s: %+v", macA, macB, r[0])
 	}
 }
 
