@@ -309,6 +309,9 @@ func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o o
 	sum := summarize("DLS", outs)
 	sum.Procs = usage(before, h.procs())
 	sum.print(os.Stdout)
+	if m, err := h.metrics(ctx); err == nil {
+		loginSteps(os.Stdout, m)
+	}
 	if o.chaos {
 		fmt.Println("(chaos: a process restarted mid-storm counts from its restart)")
 	}

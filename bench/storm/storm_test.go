@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/dls-project/dls/core/bootscript"
+	"github.com/dls-project/dls/e2e/lab"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
@@ -263,5 +265,26 @@ func TestACKUnderIO(t *testing.T) {
 	}
 	if (span{at(0), at(5)}).overlaps(span{}) {
 		t.Error("a zero span overlaps")
+	}
+}
+
+// TestHistogramQuantile: the target's login histogram reads as
+// Prometheus's histogram_quantile would.
+func TestHistogramQuantile(t *testing.T) {
+	m := lab.Metrics{
+		`dls_iscsi_login_duration_seconds_bucket{plugin="disks",step="total",le="0.01"}`:  10,
+		`dls_iscsi_login_duration_seconds_bucket{plugin="disks",step="total",le="0.1"}`:   90,
+		`dls_iscsi_login_duration_seconds_bucket{plugin="disks",step="total",le="1"}`:     100,
+		`dls_iscsi_login_duration_seconds_bucket{plugin="disks",step="total",le="+Inf"}`:  100,
+		`dls_iscsi_login_duration_seconds_bucket{plugin="disks",step="attach",le="0.01"}`: 100,
+	}
+	h := buckets(m, "dls_iscsi_login_duration_seconds_bucket", `step="total"`)
+	if len(h) != 4 {
+		t.Fatalf("buckets %v", h)
+	}
+	for q, want := range map[float64]float64{0.05: 0.005, 0.5: 0.01 + 0.09*40/80, 0.95: 0.1 + 0.9*5/10} {
+		if got := h.quantile(q); math.Abs(got-want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v, want %v", q, got, want)
+		}
 	}
 }

@@ -69,6 +69,7 @@ type Plugin struct {
 	readBytes   prometheus.Counter
 	writeBytes  prometheus.Counter
 	latency     map[string]prometheus.Observer
+	loginSteps  map[string]prometheus.Observer
 
 	mu      sync.Mutex
 	cfg     Config
@@ -104,6 +105,11 @@ func New() *Plugin {
 		logger:      hclog.NewNullLogger(),
 	}
 	lat := reg.Histogram("dls_iscsi_command_duration_seconds", "SCSI command latency in the target, by opcode group (read, write, sync, unmap, other).", latencyBuckets, "group")
+	steps := reg.Histogram("dls_iscsi_login_duration_seconds", "Successful normal logins in the target, by step: authorize (asking the host who may log in), attach (the host's attach and the volume's open, when not attached yet), total (first login PDU to the final response, initiator round trips included).", latencyBuckets, "step")
+	p.loginSteps = map[string]prometheus.Observer{}
+	for _, s := range []string{"authorize", "attach", "total"} {
+		p.loginSteps[s] = steps.WithLabelValues(s)
+	}
 	p.latency = map[string]prometheus.Observer{}
 	for _, g := range []string{"read", "write", "sync", "unmap", "other"} {
 		p.latency[g] = lat.WithLabelValues(g)
@@ -303,6 +309,11 @@ func (p *Plugin) hooks(events *host.Batcher) target.Hooks {
 		Login:      func(s target.Info) { emit(host.EventISCSILogin, s) },
 		Logout:     func(s target.Info) { emit(host.EventISCSILogout, s) },
 		Handoff:    func(s target.Info) { emit(host.EventISCSIHandoff, s) },
+		LoginStep: func(step string, d time.Duration) {
+			if o := p.loginSteps[step]; o != nil {
+				o.Observe(d.Seconds())
+			}
+		},
 		Command: func(group string, d time.Duration, read, written int64) {
 			if o := p.latency[group]; o != nil {
 				o.Observe(d.Seconds())

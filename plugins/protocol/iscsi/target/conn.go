@@ -347,6 +347,9 @@ func (c *conn) login() (*session, error) {
 			return nil, err
 		}
 		c.progress.Store(true)
+		if l.began.IsZero() {
+			l.began = time.Now()
+		}
 		if req.Opcode() != pdu.OpLogin {
 			c.srv.fail("protocol")
 			c.loginReject(&req, loginInvalidRequest)
@@ -400,6 +403,11 @@ func (c *conn) login() (*session, error) {
 		c.rd.HeaderDigest, c.rd.DataDigest = c.p.headerDigest, c.p.dataDigest
 		c.rd.MaxData = c.srv.limits().MaxRecvDataSegmentLength
 		c.growBuffer()
+		if h := c.srv.Hooks.LoginStep; h != nil && !l.discovery {
+			h("authorize", l.authorizeTook)
+			h("attach", l.attachTook)
+			h("total", time.Since(l.began))
+		}
 		return sess, nil
 	}
 }
@@ -508,7 +516,9 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 			o.close(5 * time.Second)
 		}
 		ctx, cancel := c.ctx()
+		t0 := time.Now()
 		t, err := s.acquire(ctx, l.target, l.access)
+		l.attachTook = time.Since(t0)
 		cancel()
 		if err != nil {
 			s.logger().Error("login: attach volume", "initiator", l.initiator, "target", l.target, "error", err)

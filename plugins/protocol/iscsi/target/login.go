@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dls-project/dls/plugins/protocol/iscsi/pdu"
 )
@@ -117,6 +118,11 @@ type login struct {
 	sentMRDSL bool
 	sentTPGT  bool
 	pending   []byte // text data of a login request with the C bit
+
+	// For Hooks.LoginStep: when the first login PDU was read, and how
+	// long Authorize and the volume's attach took.
+	began                     time.Time
+	authorizeTook, attachTook time.Duration
 }
 
 // authenticated reports whether the login may leave the security stage:
@@ -373,7 +379,9 @@ func (l *login) start(req *pdu.PDU, kvs []pdu.KV) error {
 		return refuse(loginMissingParam, "protocol", "no TargetName")
 	}
 	l.target = tn
+	t0 := time.Now()
 	a, err := l.c.srv.Resolver.Authorize(ctx, Request{Initiator: name, Target: tn, Peer: l.peer})
+	l.authorizeTook = time.Since(t0)
 	if err != nil {
 		return refuse(loginTargetError, "host", "authorize %s for %s: %v", name, tn, err)
 	}

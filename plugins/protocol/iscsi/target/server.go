@@ -93,6 +93,12 @@ type Hooks struct {
 	Sessions func(delta int)
 	// Command: one SCSI command finished.
 	Command func(group string, d time.Duration, read, written int64)
+	// LoginStep: a step of a successful normal login took d: "authorize"
+	// (the Resolver's Authorize), "attach" (acquiring the volume, the
+	// Resolver's Attach when the target was not attached yet) or "total"
+	// (the first login PDU read to the final login response queued,
+	// initiator round trips included).
+	LoginStep func(step string, d time.Duration)
 	// Buffers: the bytes of data buffers reserved from the server's
 	// pool (see Server.MaxBufferBytes) changed to inUse. It is called
 	// in order, under the pool's lock: it must be quick.
