@@ -78,7 +78,8 @@ func TestDHCP6NotFromFirmware(t *testing.T) {
 
 // TestDualStackDiscovers: iPXE configures IPv4 and IPv6 at once; its
 // DHCPv4 discover and DHCPv6 Solicit, in either order and beyond the
-// restart grace, belong to one boot.
+// restart grace, belong to one boot, whose address stays the one of the
+// family that answered first.
 func TestDualStackDiscovers(t *testing.T) {
 	for _, v6first := range []bool{false, true} {
 		e := newEnv(t)
@@ -87,11 +88,25 @@ func TestDualStackDiscovers(t *testing.T) {
 			first, second = solicit6(mac1, e.at(0), ipxe6), discover(mac1, t0.Add(15*time.Second))
 		}
 		e.report(first)
+		acks := []host.Event{
+			{Type: host.EventDHCPAck, MAC: mac1, Address: "192.168.77.21", Time: t0.Add(time.Second)},
+			{Type: host.EventDHCPAck, MAC: mac1, Address: "fd00:77::1:5", Time: t0.Add(15 * time.Second)},
+		}
+		want := "192.168.77.21"
+		if v6first {
+			acks[0].Address, acks[1].Address, want = acks[1].Address, acks[0].Address, "fd00:77::1:5"
+		}
+		e.report(acks[0])
 		e.report(second)
+		e.report(acks[1])
 		e.report(ev(host.EventScriptServed, mac1, e.at(16*time.Second)))
 		s := e.only("pc-01")
 		if got := reached(s); s.State != store.SessionActive || len(got) != 3 || got[2] != sessions.StageScript {
 			t.Errorf("v6 first %v: session %s, stages %v; want one active session with dhcp, dhcp6, script", v6first, s.State, got)
+		}
+		// The session keeps the address of the family it got first.
+		if s.Address != want {
+			t.Errorf("v6 first %v: session address %q, want %q", v6first, s.Address, want)
 		}
 	}
 }

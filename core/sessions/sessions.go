@@ -40,7 +40,8 @@
 //     or the OS posting its token to /boot/done (Confirm).
 //
 // dhcp_offer, dhcp_request and dhcp_ack only record the address of an
-// active session; other events do not touch sessions. An event names its
+// active session (of the family it recorded first: a dual-stack boot's
+// session keeps one); other events do not touch sessions. An event names its
 // machine by Client or MAC; a MAC the store does not know is ignored.
 //
 // A session starts at a firmware dhcp_discover (dhcp or dhcp6), or at script_served for a
@@ -443,7 +444,7 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 	}
 	switch e.Type {
 	case host.EventDHCPOffer, host.EventDHCPRequest, host.EventDHCPAck:
-		if s := t.find(e.Client, mac); s != nil && e.Address != "" && s.Address != e.Address {
+		if s := t.find(e.Client, mac); s != nil && e.Address != "" && s.Address != e.Address && sameFamily(s.Address, e.Address) {
 			s.Address = e.Address
 			t.persist(s)
 		}
@@ -542,6 +543,16 @@ func fromFirmware(e host.Event) bool {
 	_, arch := e.Attrs[AttrArch]
 	return strings.HasPrefix(vc, "PXEClient") || strings.HasPrefix(vc, "HTTPClient") ||
 		e.Attrs[AttrUserClass] == "iPXE" || arch
+}
+
+// sameFamily reports whether a session's address old (may be "") may be
+// replaced by addr: the session keeps the address family it got first, so
+// that a dual-stack boot's session does not flip between its DHCPv4 and
+// DHCPv6 leases.
+func sameFamily(old, addr string) bool {
+	a, err1 := netip.ParseAddr(old)
+	b, err2 := netip.ParseAddr(addr)
+	return err1 != nil || err2 != nil || a.Unmap().Is4() == b.Unmap().Is4()
 }
 
 // byAddress returns the active session whose address is addr (the
