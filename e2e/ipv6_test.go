@@ -81,13 +81,24 @@ func TestIPv6(t *testing.T) {
 	must(t, err)
 	vmU, err := l.Machine(ns, "br6", "t-v6u", v6UEFI.name, v6UEFI.mac)
 	must(t, err)
-	host, err := l.StartHost(ns, bin, lab.HostConfig{
+	hostDir := filepath.Join(l.Dir, "dls")
+	must(t, os.MkdirAll(hostDir, 0o755))
+	cfg, err := lab.WriteHostConfig(hostDir, bin, lab.HostConfig{
 		BootIP:  v6IP,
 		Image:   image,
 		Clients: []lab.HostClient{{Name: v6Machine.name, MAC: v6Machine.mac}, {Name: v6UEFI.name, MAC: v6UEFI.mac}},
 		DHCP6:   []lab.HostDHCP6{{Name: "lan6", Interface: "br6", ServerIP: v6IP, PoolStart: "fd00:77::1:100", PoolEnd: "fd00:77::1:1ff"}},
-	}, adminPassword)
+	})
 	must(t, err)
+	// dls validate --deep takes the IPv6-only config: listeners on
+	// [fd00:77::1] (TFTP's checked as UDP over IPv6), no IPv4 anywhere.
+	out, err := ns.Command(filepath.Join(bin, "dls"), "validate", "--deep", "--config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "deep checks passed") || strings.Contains(string(out), "cannot bind") {
+		t.Errorf("dls validate --deep of the IPv6-only config: %v\n%s", err, out)
+	}
+	host := l.OpenHost(ns, bin, hostDir, cfg)
+	must(t, host.UserAdd("admin", adminPassword))
+	must(t, host.Start())
 
 	// The reference's segment: dnsmasq, busybox httpd and tgt on
 	// fd00:88::1.
