@@ -66,12 +66,15 @@ type HostConfig struct {
 	// http://<BootIP>:9180; TFTP and iSCSI listen on it. An IPv6 address
 	// (bracketed in URLs and listen addresses) makes the HTTP listener
 	// listen on [::] (both families) instead of 0.0.0.0.
-	BootIP  string
-	Image   string // the raw image file the image "e2e" is imported from; "": no such image
-	Images  []HostImage
-	Clients []HostClient
-	DHCP    []HostDHCP
-	DHCP6   []HostDHCP6
+	BootIP string
+	Image  string // the raw image file the image "e2e" is imported from; "": no such image
+	// RawImages are more images without a boot profile (sanboot), by
+	// name: the raw file each is imported from.
+	RawImages map[string]string
+	Images    []HostImage
+	Clients   []HostClient
+	DHCP      []HostDHCP
+	DHCP6     []HostDHCP6
 	// Files is boot.files (kernels and initrds); "": the default.
 	Files string
 	// TFTPFiles is the TFTP plugin's files folder (GRUB fetches kernels
@@ -138,6 +141,14 @@ storage "dir" "local" {
 `)
 	if c.Image != "" {
 		fmt.Fprintf(&b, "\nimage \"e2e\" {\n  storage = \"local\"\n  source  = %q\n}\n", c.Image)
+	}
+	raw := make([]string, 0, len(c.RawImages))
+	for name := range c.RawImages {
+		raw = append(raw, name)
+	}
+	sort.Strings(raw)
+	for _, name := range raw {
+		fmt.Fprintf(&b, "\nimage %q {\n  storage = \"local\"\n  source  = %q\n}\n", name, c.RawImages[name])
 	}
 	for _, im := range c.Images {
 		loader := ""
