@@ -37,9 +37,9 @@ func (l *Lab) Router(ns *NS, bridge string) (*Router, error) {
 // ManagedRouter is Router for an IPv6-only segment whose addresses come
 // from DHCPv6, as radvd with "AdvManagedFlag on" and a prefix with
 // "AdvAutonomous off" sends: the Managed flag (clients ask DHCPv6 for an
-// address) and prefix, on-link, not for autoconfiguration. iPXE takes
-// the prefix length of its DHCPv6 address from the prefix (without it the
-// address is a /128 and the server on the link unreachable).
+// address) and prefix, on-link, not for autoconfiguration. (iPXE needs
+// only the flag: without the prefix it takes its DHCPv6 address as a /64
+// all the same; the prefix is there because a real router sends one.)
 func (l *Lab) ManagedRouter(ns *NS, bridge string, prefix netip.Prefix) (*Router, error) {
 	if !prefix.Addr().Is6() || prefix.Bits() != 64 {
 		return nil, fmt.Errorf("managed router on %s: prefix %s is not an IPv6 /64", bridge, prefix)
