@@ -4,6 +4,13 @@
 // DLS's proxyDHCP answer (proxy mode). The host answers a client's script,
 // its per-client files and /boot/done only to that address.
 //
+// A MAC holds one binding per address family: one IPv4 address (DHCPv4)
+// and one IPv6 address (DHCPv6). A peer is bound when it is the address
+// of its own family's binding. So a dual-stack machine that boots over
+// IPv4 and whose OS then gets a DHCPv6 lease keeps its IPv4 binding (its
+// iSCSI session and /boot/done still come from there), and a new lease
+// moves only the binding of its family.
+//
 // A binding lasts while its lease (or, in proxy mode, Window after it was
 // made) lasts, or while the client has a live iSCSI session from the bound
 // address. An address with a live session belongs to that session's MAC:
@@ -26,18 +33,28 @@ import (
 // from the proxy answer to its iSCSI login well within it.
 const DefaultWindow = 10 * time.Minute
 
-// Index is the binding of each MAC (canonical form) to an address.
+// Index is the binding of each MAC (canonical form) to an address of
+// each family.
 type Index struct {
 	// Window is the life of a proxy binding and of a pending first use.
 	Window time.Duration
 	now    func() time.Time
 
 	mu      sync.Mutex
-	byMAC   map[string]binding
+	byMAC   map[slot]binding
 	byAddr  map[netip.Addr]string    // address → MAC bound to it
 	pending map[string]time.Time     // MAC → end of its first-use window
 	live    map[netip.Addr]*liveAddr // live iSCSI sessions by peer address
 }
+
+// slot is one MAC's binding of one address family.
+type slot struct {
+	mac string
+	v6  bool
+}
+
+// slotOf is mac's slot for the family of a.
+func slotOf(mac string, a netip.Addr) slot { return slot{mac: mac, v6: a.Unmap().Is6()} }
 
 type binding struct {
 	addr  netip.Addr
@@ -57,14 +74,15 @@ func New(now func() time.Time) *Index {
 	}
 	return &Index{
 		Window: DefaultWindow, now: now,
-		byMAC: map[string]binding{}, byAddr: map[netip.Addr]string{},
+		byMAC: map[slot]binding{}, byAddr: map[netip.Addr]string{},
 		pending: map[string]time.Time{}, live: map[netip.Addr]*liveAddr{},
 	}
 }
 
 // Lease records a lease the store accepted: a bound lease binds mac to
-// addr until expires; a released or declined one (bound false) ends the
-// binding of mac to addr now (a live session still holds it).
+// addr until expires (replacing mac's binding of addr's family only); a
+// released or declined one (bound false) ends the binding of mac to addr
+// now (a live session still holds it).
 func (x *Index) Lease(mac string, addr netip.Addr, expires time.Time, bound bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -72,21 +90,24 @@ func (x *Index) Lease(mac string, addr netip.Addr, expires time.Time, bound bool
 		x.bind(mac, addr, expires)
 		return
 	}
-	if b, ok := x.byMAC[mac]; ok && b.addr == addr {
+	k := slotOf(mac, addr)
+	if b, ok := x.byMAC[k]; ok && b.addr == addr {
 		b.until = x.now()
-		x.byMAC[mac] = b
+		x.byMAC[k] = b
 	}
 }
 
-// bind binds mac to addr until; the caller holds mu.
+// bind binds mac to addr until, in addr's family; the caller holds mu.
+// The MAC that held addr loses that binding (not its other family's).
 func (x *Index) bind(mac string, addr netip.Addr, until time.Time) {
-	if old, ok := x.byMAC[mac]; ok && old.addr != addr && x.byAddr[old.addr] == mac {
+	k := slotOf(mac, addr)
+	if old, ok := x.byMAC[k]; ok && old.addr != addr && x.byAddr[old.addr] == mac {
 		delete(x.byAddr, old.addr)
 	}
 	if other, ok := x.byAddr[addr]; ok && other != mac {
-		delete(x.byMAC, other)
+		delete(x.byMAC, slotOf(other, addr))
 	}
-	x.byMAC[mac] = binding{addr: addr, until: until}
+	x.byMAC[k] = binding{addr: addr, until: until}
 	x.byAddr[addr] = mac
 }
 
@@ -98,7 +119,8 @@ func (x *Index) Proxy(mac string) {
 	x.pending[mac] = x.now().Add(x.Window)
 }
 
-// Bound reports whether peer is the address bound to mac's boot now.
+// Bound reports whether peer is the address bound to mac's boot now, in
+// peer's family.
 func (x *Index) Bound(mac string, peer netip.Addr) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -106,8 +128,11 @@ func (x *Index) Bound(mac string, peer netip.Addr) bool {
 }
 
 func (x *Index) bound(mac string, peer netip.Addr) bool {
-	b, ok := x.byMAC[mac]
-	if !ok || b.addr != peer || !peer.IsValid() {
+	if !peer.IsValid() {
+		return false
+	}
+	b, ok := x.byMAC[slotOf(mac, peer)]
+	if !ok || b.addr != peer {
 		return false
 	}
 	if x.now().Before(b.until) {
@@ -118,11 +143,12 @@ func (x *Index) bound(mac string, peer netip.Addr) bool {
 }
 
 // Claim reports whether peer may have mac's script: it is bound to mac's
-// boot, or it is the first to ask after a proxy answer to mac (pending),
-// which binds it for Window. A pending first use is refused to any
-// address but the one of the machine's live iSCSI session, if it has one:
-// a running machine's binding cannot be taken by re-sending its DHCP
-// discover.
+// boot, or it is the first to ask after a proxy answer to mac (pending, of
+// either family: a DHCPv4 answer may name an IPv6 boot URL), which binds
+// it for Window in its own family. A pending first use is refused to any
+// address but the one of the machine's live iSCSI session, if it has one
+// (of either family): a running machine's binding cannot be taken by
+// re-sending its DHCP discover.
 func (x *Index) Claim(mac string, peer netip.Addr) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -151,15 +177,18 @@ func (x *Index) Claim(mac string, peer netip.Addr) bool {
 	return true
 }
 
-// Addr returns the address bound to mac's boot now, if any.
-func (x *Index) Addr(mac string) (netip.Addr, bool) {
+// Addrs returns the addresses bound to mac's boot now: none, one, or its
+// IPv4 then its IPv6 address.
+func (x *Index) Addrs(mac string) []netip.Addr {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	b, ok := x.byMAC[mac]
-	if !ok || !x.bound(mac, b.addr) {
-		return netip.Addr{}, false
+	var out []netip.Addr
+	for _, v6 := range []bool{false, true} {
+		if b, ok := x.byMAC[slot{mac: mac, v6: v6}]; ok && x.bound(mac, b.addr) {
+			out = append(out, b.addr)
+		}
 	}
-	return b.addr, true
+	return out
 }
 
 // MACAt returns the MAC whose boot peer is bound to now, if any.

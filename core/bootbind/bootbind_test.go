@@ -73,8 +73,8 @@ func TestProxyFirstUse(t *testing.T) {
 	if !x.Claim(macA, addrA) || x.Claim(macA, addrX) || !x.Claim(macA, addrA) {
 		t.Fatal("first use: want A bound, X refused")
 	}
-	if a, ok := x.Addr(macA); !ok || a != addrA {
-		t.Errorf("Addr = %v %v", a, ok)
+	if a := x.Addrs(macA); len(a) != 1 || a[0] != addrA {
+		t.Errorf("Addrs = %v", a)
 	}
 	x.Login(macA, addrA)
 	x.Proxy(macA) // an intruder sends a DISCOVER with A's MAC

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/dls-project/dls/core/bootbind"
 	"github.com/dls-project/dls/core/store"
@@ -162,23 +163,24 @@ func (s *Services) observeBinding(ctx context.Context, e host.Event) {
 	}
 }
 
-// boundAddress is the address bound to client c's boot, if any.
-func (s *Services) boundAddress(ctx context.Context, c store.Client) netip.Addr {
-	a, _ := s.bindings(ctx).Addr(c.MAC)
-	return a
+// boundAddresses are the addresses bound to client c's boot: none, or
+// one of each family (IPv4 first).
+func (s *Services) boundAddresses(ctx context.Context, c store.Client) []netip.Addr {
+	return s.bindings(ctx).Addrs(c.MAC)
 }
 
 // allowedAddresses are the addresses a Normal iSCSI session of client c
-// may come from (Decision.AllowedAddresses): the one bound to its boot
-// (invalid: none now), then its extra_addresses (for its extra
-// initiators, e.g. a second path).
-func allowedAddresses(c store.Client, bound netip.Addr) []string {
-	out := make([]string, 0, 1+len(c.ExtraAddresses))
-	if bound.IsValid() {
-		out = append(out, bound.String())
+// may come from (Decision.AllowedAddresses): those bound to its boot (its
+// IPv4 and its IPv6 binding: the peer matches the one of its family),
+// then its extra_addresses (for its extra initiators, e.g. a second
+// path).
+func allowedAddresses(c store.Client, bound []netip.Addr) []string {
+	out := make([]string, 0, len(bound)+len(c.ExtraAddresses))
+	for _, a := range bound {
+		out = append(out, a.String())
 	}
 	for _, a := range c.ExtraAddresses {
-		if a != bound {
+		if !slices.Contains(bound, a) {
 			out = append(out, a.String())
 		}
 	}

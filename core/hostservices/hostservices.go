@@ -194,7 +194,7 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 	}
 	if q.MAC == "" {
 		// An iSCSI query: where a Normal session may come from.
-		d.AllowedAddresses = allowedAddresses(c, s.boundAddress(ctx, c))
+		d.AllowedAddresses = allowedAddresses(c, s.boundAddresses(ctx, c))
 	}
 	return d, nil
 }

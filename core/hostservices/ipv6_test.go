@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dls-project/dls/core/hostservices"
 	"github.com/dls-project/dls/sdk/host"
@@ -51,5 +52,61 @@ func TestIPv6Binding(t *testing.T) {
 	d, err := s.Lookup(ctx, host.Query{Target: prefix + ":pc-01", Peer: addr})
 	if err != nil || !slices.Equal(d.AllowedAddresses, []string{addr}) {
 		t.Errorf("iSCSI decision: AllowedAddresses %v, %v; want [%s]", d.AllowedAddresses, err, addr)
+	}
+}
+
+// TestDualStackBinding: pc-01 boots over IPv4 (a DHCPv4 lease), then its
+// OS gets a DHCPv6 lease. Its script, per-client files, /boot/done
+// (BoundClient) and iSCSI target (AllowedAddresses) answer both
+// addresses, each matching the binding of its own family; a second
+// machine is refused from both of its addresses, also after it leases
+// pc-01's old IPv6 address.
+func TestDualStackBinding(t *testing.T) {
+	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger())
+	ctx := context.Background()
+	const mac, other = "52:54:00:aa:00:01", "52:54:00:cc:00:09"
+	const v4, v6, v6b = "10.0.0.51", "fd00:77::51", "fd00:77::52"
+	const x4, x6 = "10.0.0.66", "fd00:77::66"
+	commit := func(m, addr string, state ...string) {
+		t.Helper()
+		st := host.LeaseBound
+		if len(state) > 0 {
+			st = state[0]
+		}
+		rs, err := s.Commit(ctx, []host.Lease{{Pool: "lan", Address: addr, MAC: m, Expires: time.Now().Add(time.Hour), State: st}})
+		if err != nil || len(rs) != 1 || !rs[0].OK {
+			t.Fatalf("commit %s to %s: %+v, %v", addr, m, rs, err)
+		}
+	}
+	commit(mac, v4)
+	commit(mac, v6)
+	commit(other, x4)
+	commit(other, x6)
+	check := func(when string, want map[string]bool) {
+		t.Helper()
+		for peer, ok := range want {
+			if sc, err := s.Script(ctx, host.ScriptQuery{MAC: mac, Peer: peer}); err != nil || sc.Found != ok {
+				t.Errorf("%s: script from %s: found %v (%v), want %v", when, peer, sc.Found, err, ok)
+			}
+			if got := s.BoundClient(ctx, "pc-01", peer); got != ok {
+				t.Errorf("%s: BoundClient(pc-01, %s) = %v, want %v", when, peer, got, ok)
+			}
+		}
+	}
+	check("dual stack", map[string]bool{v4: true, v6: true, x4: false, x6: false})
+	d, err := s.Lookup(ctx, host.Query{Target: prefix + ":pc-01", Peer: v4})
+	if err != nil || !slices.Equal(d.AllowedAddresses, []string{v4, v6}) {
+		t.Errorf("iSCSI decision: AllowedAddresses %v, %v; want [%s %s]", d.AllowedAddresses, err, v4, v6)
+	}
+
+	// A new DHCPv6 lease moves the IPv6 binding, not the IPv4 one; the
+	// old one is released and the second machine leases it.
+	commit(mac, v6b)
+	commit(mac, v6, host.LeaseReleased)
+	commit(other, v6)
+	check("after the IPv6 leases moved", map[string]bool{v4: true, v6b: true, v6: false, x4: false, x6: false})
+	d, err = s.Lookup(ctx, host.Query{Target: prefix + ":pc-01", Peer: v4})
+	if err != nil || !slices.Equal(d.AllowedAddresses, []string{v4, v6b}) {
+		t.Errorf("iSCSI decision: AllowedAddresses %v, %v; want [%s %s]", d.AllowedAddresses, err, v4, v6b)
 	}
 }

@@ -351,3 +351,25 @@ func TestBootFilesWithoutTFTP(t *testing.T) {
 	plugins["lan"] = `{"interface":"br0","mode":"full","port":67,"proxy_port":4011,"boot_files":null,"http_boot_url":"http://192.168.77.9/efi/"}`
 	want(t, check(t, cfg, lab(), plugins), bios)
 }
+
+// TestBindUDPIPv6: a UDP listener on an IPv6 address (the TFTP plugin's
+// listen = "[fd00:77::1]:69") is checked as udp6; udp4 cannot bind it
+// ("no suitable address") and warned of a working config.
+func TestBindUDPIPv6(t *testing.T) {
+	ctx := context.Background()
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	addr := pc.LocalAddr().String()
+	if err := (Host{}).Bind(ctx, "udp", addr, ""); !inUse(err) {
+		t.Errorf("Bind(udp, %s) while in use: %v, want EADDRINUSE", addr, err)
+	}
+	pc.Close()
+	if err := (Host{}).Bind(ctx, "udp", addr, ""); err != nil {
+		t.Errorf("Bind(udp, %s): %v", addr, err)
+	}
+	if err := (Host{}).Bind(ctx, "udp", "127.0.0.1:0", ""); err != nil {
+		t.Errorf("Bind(udp, 127.0.0.1:0): %v", err)
+	}
+}

@@ -96,7 +96,16 @@ func (Host) Bind(ctx context.Context, network, addr, device string) error {
 		}
 		return l.Close()
 	case "udp":
-		c, err := lc.ListenPacket(ctx, "udp4", addr)
+		// udp4 unless the address is IPv6 ("[fd00::1]:69"): the DHCP
+		// plugin's ports are IPv4's, and an IPv6 listener's address
+		// cannot bind as udp4.
+		family := "udp4"
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil && ip.Is6() && !ip.Is4In6() {
+				family = "udp6"
+			}
+		}
+		c, err := lc.ListenPacket(ctx, family, addr)
 		if err != nil {
 			return err
 		}

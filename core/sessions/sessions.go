@@ -7,7 +7,8 @@
 //
 // A session moves through dhcp → ipxe → script → iscsi_login → handoff →
 // booted, forward only; a client whose image boots EFI x64 through shim (the
-// signed chain for Secure Boot) goes dhcp → shim → grub → script → ...:
+// signed chain for Secure Boot) goes dhcp → shim → grub → script → ...; a
+// boot that starts over DHCPv6 has dhcp6 in dhcp's place:
 //
 //   - dhcp: a dhcp_discover from boot firmware. The DHCP plugin tells
 //     firmware from an OS's own DHCP client with the event's Attrs: a
@@ -16,6 +17,12 @@
 //     sends). A discover without such evidence never starts or restarts a
 //     session: a running OS asking for an address is not a new boot (and
 //     must not reset a non-persistent client's volume under it).
+//   - dhcp6: the same from a DHCPv6 plugin (a dhcp_discover, sent for a
+//     Solicit, with Attrs family "ipv6"), told from an OS's DHCPv6 client
+//     by the same attributes (option 16's vendor class, option 15's user
+//     class, option 61 as arch). Optional: a boot over IPv4 never waits
+//     for it, and one that starts at dhcp6 waits for no dhcp. A dual-stack
+//     firmware (iPXE configures both families at once) records both.
 //   - shim, grub: file_served of the boot loader (Attrs loader "shim" or
 //     "grub", from the TFTP plugin), named by the address bound to the
 //     machine's boot (the host fills in the MAC). Only shim clients wait
@@ -33,10 +40,11 @@
 //     or the OS posting its token to /boot/done (Confirm).
 //
 // dhcp_offer, dhcp_request and dhcp_ack only record the address of an
-// active session; other events do not touch sessions. An event names its
+// active session (of the family it recorded first: a dual-stack boot's
+// session keeps one); other events do not touch sessions. An event names its
 // machine by Client or MAC; a MAC the store does not know is ignored.
 //
-// A session starts at a firmware dhcp_discover, or at script_served for a
+// A session starts at a firmware dhcp_discover (dhcp or dhcp6), or at script_served for a
 // machine that already had an address (or whose DHCP events were lost).
 // Later stages never start one: a running OS logging in to its target
 // again is not a boot. Stages already reached are ignored (duplicates);
@@ -119,6 +127,7 @@ import (
 // Stages, in the order a boot reaches them.
 const (
 	StageDHCP       = "dhcp"
+	StageDHCP6      = "dhcp6"
 	StageShim       = "shim"
 	StageGRUB       = "grub"
 	StageIPXE       = "ipxe"
@@ -128,14 +137,18 @@ const (
 	StageBooted     = "booted"
 )
 
-var stages = []string{StageDHCP, StageShim, StageGRUB, StageIPXE, StageScript, StageISCSILogin, StageHandoff, StageBooted}
+var stages = []string{StageDHCP, StageDHCP6, StageShim, StageGRUB, StageIPXE, StageScript, StageISCSILogin, StageHandoff, StageBooted}
 
 // loaderStage reports whether stage is one only shim clients reach.
 func loaderStage(stage string) bool { return stage == StageShim || stage == StageGRUB }
 
 // optional are the stages a boot may go without: never a failure stage
 // (the session waits for the next one that is not optional).
-var optional = map[string]bool{StageIPXE: true}
+var optional = map[string]bool{StageDHCP6: true, StageIPXE: true}
+
+// dhcpStage reports whether stage is one a firmware DHCP discover records
+// (dhcp or dhcp6): the stages a boot starts at.
+func dhcpStage(stage string) bool { return stage == StageDHCP || stage == StageDHCP6 }
 
 // firstStages maps the base names of the first-stage files DHCP hands out
 // (Debian's ipxe package, and the names the DHCP plugin defaults to) to
@@ -431,7 +444,7 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 	}
 	switch e.Type {
 	case host.EventDHCPOffer, host.EventDHCPRequest, host.EventDHCPAck:
-		if s := t.find(e.Client, mac); s != nil && e.Address != "" && s.Address != e.Address {
+		if s := t.find(e.Client, mac); s != nil && e.Address != "" && s.Address != e.Address && sameFamily(s.Address, e.Address) {
 			s.Address = e.Address
 			t.persist(s)
 		}
@@ -456,12 +469,12 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 		return ""
 	}
 	stage := eventStage(e)
-	if stage == "" || (stage == StageDHCP && !fromFirmware(e)) {
+	if stage == "" || (dhcpStage(stage) && !fromFirmware(e)) {
 		return ""
 	}
 	s := t.find(e.Client, mac)
 	if s == nil {
-		if stage != StageDHCP && stage != StageScript {
+		if !dhcpStage(stage) && stage != StageScript {
 			return "" // a later stage never starts a boot
 		}
 		if e.Time.Before(now.Add(-t.timeout)) {
@@ -478,8 +491,10 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 			return t.start(ctx, c, mac, stage, e, now)
 		}
 	}
-	if stage == StageDHCP && s.current() > stageIndex(StageDHCP) && e.Time.Sub(s.last) > t.grace {
-		// The machine boots again before reaching its last stage.
+	if dhcpStage(stage) && s.current() > stageIndex(StageDHCP6) && e.Time.Sub(s.last) > t.grace {
+		// The machine boots again before reaching its last stage (a
+		// discover of either family while the session is at dhcp or
+		// dhcp6 is the same boot's: iPXE asks both at once).
 		t.logger.Info("boot session superseded: the machine booted again", "client", s.Client, "id", s.ID, "pending", s.next())
 		t.fail(ctx, s, e.Time)
 		c, err := t.resolve(ctx, s.Client, "")
@@ -503,6 +518,9 @@ func eventStage(e host.Event) string {
 			return StageGRUB
 		}
 	case host.EventDHCPDiscover:
+		if e.Attrs[host.AttrFamily] == host.FamilyIPv6 {
+			return StageDHCP6
+		}
 		return StageDHCP
 	case host.EventScriptServed:
 		return StageScript
@@ -517,12 +535,24 @@ func eventStage(e host.Event) string {
 }
 
 // fromFirmware reports whether a DHCP event comes from boot firmware
-// (PXE ROM, UEFI HTTP boot, iPXE) rather than an OS.
+// (PXE ROM, UEFI HTTP boot, iPXE) rather than an OS. The DHCPv6 plugin
+// sets the same attributes from options 16 (vendor class), 15 (user
+// class) and 61 (arch).
 func fromFirmware(e host.Event) bool {
 	vc := e.Attrs[AttrVendorClass]
 	_, arch := e.Attrs[AttrArch]
 	return strings.HasPrefix(vc, "PXEClient") || strings.HasPrefix(vc, "HTTPClient") ||
 		e.Attrs[AttrUserClass] == "iPXE" || arch
+}
+
+// sameFamily reports whether a session's address old (may be "") may be
+// replaced by addr: the session keeps the address family it got first, so
+// that a dual-stack boot's session does not flip between its DHCPv4 and
+// DHCPv6 leases.
+func sameFamily(old, addr string) bool {
+	a, err1 := netip.ParseAddr(old)
+	b, err2 := netip.ParseAddr(addr)
+	return err1 != nil || err2 != nil || a.Unmap().Is4() == b.Unmap().Is4()
 }
 
 // byAddress returns the active session whose address is addr (the

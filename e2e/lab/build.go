@@ -13,6 +13,7 @@ import (
 // are built from.
 var Plugins = map[string]string{
 	"dls-protocol-dhcp":  "./plugins/protocol/dhcp",
+	"dls-protocol-dhcp6": "./plugins/protocol/dhcp6",
 	"dls-protocol-tftp":  "./plugins/protocol/tftp",
 	"dls-protocol-iscsi": "./plugins/protocol/iscsi",
 	"dls-storage-dir":    "./plugins/storage/dir",

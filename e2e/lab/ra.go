@@ -1,7 +1,10 @@
 package lab
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net"
+	"net/netip"
 	"sync/atomic"
 
 	"golang.org/x/net/icmp"
@@ -28,6 +31,23 @@ type Router struct {
 // Router starts a router advertiser on bridge in ns, enabled, stopped in
 // Close.
 func (l *Lab) Router(ns *NS, bridge string) (*Router, error) {
+	return l.router(ns, bridge, netip.Prefix{})
+}
+
+// ManagedRouter is Router for an IPv6-only segment whose addresses come
+// from DHCPv6, as radvd with "AdvManagedFlag on" and a prefix with
+// "AdvAutonomous off" sends: the Managed flag (clients ask DHCPv6 for an
+// address) and prefix, on-link, not for autoconfiguration. (iPXE needs
+// only the flag: without the prefix it takes its DHCPv6 address as a /64
+// all the same; the prefix is there because a real router sends one.)
+func (l *Lab) ManagedRouter(ns *NS, bridge string, prefix netip.Prefix) (*Router, error) {
+	if !prefix.Addr().Is6() || prefix.Bits() != 64 {
+		return nil, fmt.Errorf("managed router on %s: prefix %s is not an IPv6 /64", bridge, prefix)
+	}
+	return l.router(ns, bridge, prefix.Masked())
+}
+
+func (l *Lab) router(ns *NS, bridge string, prefix netip.Prefix) (*Router, error) {
 	r := &Router{}
 	var ifi *net.Interface
 	err := ns.Do(func() error {
@@ -61,6 +81,19 @@ func (l *Lab) Router(ns *NS, bridge string) (*Router, error) {
 	// default router), reachable time and retrans timer 0, then the
 	// source link-layer address option.
 	body := append([]byte{64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}, ifi.HardwareAddr...)
+	if prefix.IsValid() {
+		body[1] = 0x80 // M: addresses from DHCPv6
+		// Prefix information (RFC 4861 4.6.2): type 3, 4 octets x 8,
+		// length, flags L (on-link; A off), valid and preferred
+		// lifetimes, reserved, the prefix.
+		pi := make([]byte, 32)
+		pi[0], pi[1], pi[2], pi[3] = 3, 4, byte(prefix.Bits()), 0x80
+		binary.BigEndian.PutUint32(pi[4:], 86400)
+		binary.BigEndian.PutUint32(pi[8:], 14400)
+		a := prefix.Addr().As16()
+		copy(pi[16:], a[:])
+		body = append(body, pi...)
+	}
 	ra, _ := (&icmp.Message{Type: ipv6.ICMPTypeRouterAdvertisement, Body: &icmp.RawBody{Data: body}}).Marshal(nil)
 	dst := &net.IPAddr{IP: net.ParseIP("ff02::1"), Zone: ifi.Name}
 	go func() {

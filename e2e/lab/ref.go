@@ -31,6 +31,21 @@ func (l *Lab) Dnsmasq(name string, ns *NS, iface, first, last, router string, ex
 	return l.Start(name, ns.Command(args...))
 }
 
+// Dnsmasq6 starts dnsmasq in ns on iface as a DHCPv6 server (stateful:
+// addresses first..last of a /64, no DNS, no router advertisements: the
+// lab's router sends those), with extra options, e.g. the boot-file URL
+// (--dhcp-option=option6:bootfile-url,<url>).
+func (l *Lab) Dnsmasq6(name string, ns *NS, iface, first, last string, extra ...string) (*Proc, error) {
+	dir := filepath.Join(l.Dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	args := []string{"dnsmasq", "--no-daemon", "--user=root", "--port=0", "--interface=" + iface, "--bind-interfaces",
+		"--dhcp-range=" + first + "," + last + ",64,1h", "--dhcp-leasefile=" + filepath.Join(dir, "leases"),
+		"--pid-file=" + filepath.Join(dir, "pid"), "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--log-dhcp"}
+	return l.Start(name, ns.Command(append(args, extra...)...))
+}
+
 // Reference is the reference stack: dnsmasq (DHCP, and TFTP serving iPXE
 // scripts) and tgt (iSCSI), and for Linux machines a static HTTP server
 // (busybox httpd) for kernels and initrds, on one bridge of their own.
@@ -88,12 +103,13 @@ func (l *Lab) ReferenceServers(ns *NS, bridge, ip string) (*Reference, error) {
 	// The control port names tgtd's management socket; pick one no other
 	// tgtd uses.
 	r := &Reference{NS: ns, Bridge: bridge, TFTP: tftp, lab: l, ip: ip, dir: dir, control: 2000 + rand.IntN(5000)}
-	tgtd, err := l.Start("tgtd", ns.Command("tgtd", "-f", "-C", strconv.Itoa(r.control), "--iscsi", "portal="+ip+":3260"))
+	portal := net.JoinHostPort(ip, "3260") // an IPv6 address in brackets
+	tgtd, err := l.Start("tgtd", ns.Command("tgtd", "-f", "-C", strconv.Itoa(r.control), "--iscsi", "portal="+portal))
 	if err != nil {
 		return nil, err
 	}
 	r.Tgtd = tgtd
-	if err := waitTCP(ns, ip+":3260", 20*time.Second); err != nil {
+	if err := waitTCP(ns, portal, 20*time.Second); err != nil {
 		return nil, fmt.Errorf("tgtd: %w; log:\n%s", err, tgtd.LogTail(20))
 	}
 	return r, nil
@@ -118,7 +134,7 @@ func (r *Reference) AddTarget(tid int, iqn, disk string) error {
 
 // StartHTTP serves dir over HTTP at ip:port with busybox httpd.
 func (r *Reference) StartHTTP(dir string, port int) error {
-	addr := fmt.Sprintf("%s:%d", r.ip, port)
+	addr := net.JoinHostPort(r.ip, strconv.Itoa(port))
 	p, err := r.lab.Start("reference-httpd", r.NS.Command("busybox", "httpd", "-f", "-p", addr, "-h", dir))
 	if err != nil {
 		return err

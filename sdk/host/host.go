@@ -244,7 +244,14 @@ const (
 	// plugin reports these before the answer leaves (Events.Report, not a
 	// Batcher).
 	AttrProxy = "proxy"
+	// AttrFamily is "ipv6" on a DHCPv6 plugin's DHCP events (absent:
+	// IPv4): the host names their session stage dhcp6, and binds a
+	// DHCPv6 proxy answer's first use to an IPv6 requester.
+	AttrFamily = "family"
 )
+
+// FamilyIPv6 is AttrFamily's value on DHCPv6 events.
+const FamilyIPv6 = "ipv6"
 
 // EventTypes lists every event type, for validation.
 var EventTypes = []string{

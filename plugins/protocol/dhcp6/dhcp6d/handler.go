@@ -28,8 +28,8 @@ const (
 const reasonProxyMode = "proxy_mode"
 
 // AttrFamily is the event attribute (host.Event.Attrs key) that tells a
-// DHCPv6 answer from a DHCPv4 one: its value is "ipv6".
-const AttrFamily = "family"
+// DHCPv6 answer from a DHCPv4 one: its value is "ipv6" (host.FamilyIPv6).
+const AttrFamily = host.AttrFamily
 
 // packetInfo is how a packet arrived.
 type packetInfo struct {
@@ -508,7 +508,7 @@ const bindTimeout = time.Second
 // through the batcher; the answer leaves anyway.
 func (s *server) proxyAnswered(ctx context.Context, typ string, c client, d host.Decision) {
 	e := host.Event{Type: typ, MAC: macString(c.mac), Client: d.Client, Time: time.Now(),
-		Attrs: map[string]string{host.AttrProxy: "true", AttrFamily: "ipv6"}}
+		Attrs: map[string]string{host.AttrProxy: "true", AttrFamily: host.FamilyIPv6}}
 	if s.bindings != nil {
 		rctx, cancel := context.WithTimeout(ctx, bindTimeout)
 		err := s.bindings.Report(rctx, []host.Event{e})
@@ -651,7 +651,7 @@ func (s *server) event(typ, mac string, d host.Decision, a netip.Addr, c *client
 	if !d.Known || s.events == nil {
 		return
 	}
-	e := host.Event{Type: typ, MAC: macString(mac), Client: d.Client, Time: time.Now(), Attrs: map[string]string{AttrFamily: "ipv6"}}
+	e := host.Event{Type: typ, MAC: macString(mac), Client: d.Client, Time: time.Now(), Attrs: map[string]string{AttrFamily: host.FamilyIPv6}}
 	if a.IsValid() {
 		e.Address = a.String()
 	}
