@@ -154,20 +154,21 @@ func TestLoginAndCommandsOverPipe(t *testing.T) {
 	}
 }
 
+// TestCHAPRefusesWrongSecret: a wrong CHAP_R gets an authentication
+// failure. The answers are read as they come: a pipe closed after a
+// fixed pause lost the last one on a loaded machine.
 func TestCHAPRefusesWrongSecret(t *testing.T) {
 	srv := &Server{Resolver: staticResolver{secret: "right-secret"}, LoginTimeout: time.Second}
-	in := loginPDU(0, 1, false, "InitiatorName", testInitiator, "TargetName", testTarget, "AuthMethod", "CHAP")
-	in = append(in, loginPDU(0, 1, false, "CHAP_A", "5")...)
-	in = append(in, loginPDU(0, 1, true, "CHAP_N", testInitiator, "CHAP_R", "0x00112233445566778899aabbccddeeff")...)
-	out := serveStream(t, srv, in)
-	r := pdu.Reader{R: bytesReader(out)}
-	var p pdu.PDU
-	var last uint16
-	for r.Read(&p) == nil {
-		last = binary.BigEndian.Uint16(p.Header[36:])
+	c := dialPipe(t, srv)
+	if status, _, _, ok := c.send(loginPDU(0, 1, false, "InitiatorName", testInitiator, "TargetName", testTarget, "AuthMethod", "CHAP")); !ok || status != 0 {
+		t.Fatalf("AuthMethod: status %#04x (answered %v)", status, ok)
 	}
-	if last != loginAuthFailure {
-		t.Fatalf("last login status %#04x, want %#04x", last, loginAuthFailure)
+	if status, _, _, ok := c.send(loginPDU(0, 1, false, "CHAP_A", "5")); !ok || status != 0 {
+		t.Fatalf("CHAP_A: status %#04x (answered %v)", status, ok)
+	}
+	status, _, _, ok := c.send(loginPDU(0, 1, true, "CHAP_N", testInitiator, "CHAP_R", "0x00112233445566778899aabbccddeeff"))
+	if !ok || status != loginAuthFailure {
+		t.Fatalf("wrong CHAP_R: status %#04x (answered %v), want %#04x", status, ok, loginAuthFailure)
 	}
 }
 
