@@ -52,7 +52,7 @@ func BenchmarkFirstContactDecide(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			srv := newServer(ctx, set, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
-			defer srv.commits.close(context.Background())
+			defer srv.commits.Close(context.Background())
 			if mode == "lookup" {
 				srv.known = nil
 			} else {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -62,7 +63,7 @@ type server struct {
 	cache    *decisions
 	known    *knownTable // the host's pushed clients; nil: Lookup only
 	limit    *limiter
-	commits  *committer
+	commits  *leasecommit.Committer
 	probe    *prober // nil: no ICMP probe
 	m        *dhcpMetrics
 	out      func(reply) error
@@ -224,7 +225,7 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, in packetInfo,
 		pxeOptions(resp, c, s.set.bootFile(c, d), s.nextServer(d), false)
 	}
 	r := s.replyTo(req, in, resp, replyAck)
-	queued := s.commits.add(commitJob{lease: lease, done: func(res host.CommitResult, err error) {
+	queued := s.commits.Add(leasecommit.Job{Lease: lease, Done: func(res host.CommitResult, err error) {
 		switch {
 		case err != nil:
 			s.m.drop(reasonCommitFailed)
@@ -257,7 +258,7 @@ func (s *server) release(req *dhcpv4.DHCPv4, mac string) {
 	}
 	a := ip4FromIP(req.ClientIPAddr)
 	if lease, ok := s.table.release(s.table.pools, mac, a); ok {
-		s.commits.add(commitJob{lease: lease})
+		s.commits.Add(leasecommit.Job{Lease: lease})
 		s.event(host.EventDHCPRelease, mac, s.lastDecision(mac), a, nil)
 	}
 }
@@ -270,7 +271,7 @@ func (s *server) decline(req *dhcpv4.DHCPv4, mac string) {
 	}
 	a := ip4FromIP(req.RequestedIPAddress())
 	if lease, ok := s.table.decline(s.table.pools, mac, a); ok {
-		s.commits.add(commitJob{lease: lease})
+		s.commits.Add(leasecommit.Job{Lease: lease})
 		s.event(host.EventDHCPDecline, mac, s.lastDecision(mac), a, nil)
 	}
 }

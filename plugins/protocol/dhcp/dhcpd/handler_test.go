@@ -68,7 +68,7 @@ func newEnvWith(t *testing.T, c *Config, fh *plugintest.FakeHost, leases host.Le
 	e.srv = newServer(context.Background(), set, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
 	e.srv.out = func(r reply) error { e.sent <- r; return nil }
 	e.srv.events = syncEvents{fh}
-	t.Cleanup(func() { _ = e.srv.commits.close(context.Background()) })
+	t.Cleanup(func() { _ = e.srv.commits.Close(context.Background()) })
 	stored, err := hs.Leases.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -691,8 +691,8 @@ func TestCommitFailureSendsNoACK(t *testing.T) {
 	for e.errors(reasonCommitFailed) != 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if e.errors(reasonCommitFailed) != 1 || e.srv.commits.err() == nil {
-		t.Errorf("commit_failed = %v, err %v", e.errors(reasonCommitFailed), e.srv.commits.err())
+	if e.errors(reasonCommitFailed) != 1 || e.srv.commits.Err() == nil {
+		t.Errorf("commit_failed = %v, err %v", e.errors(reasonCommitFailed), e.srv.commits.Err())
 	}
 }
 

@@ -9,7 +9,7 @@
 // cached per MAC (handler.go, cache.go); an address comes from the
 // in-memory lease table (leases.go), optionally probed with ICMP first
 // (probe.go); the boot answer is built in pxe.go; an ACK waits for its
-// lease to be committed through the host in a batch (commit.go).
+// lease to be committed through the host in a batch (sdk/host/leasecommit).
 package dhcpd
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/hashicorp/go-hclog"
@@ -145,7 +146,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		for _, l := range run.listeners {
 			_ = l.close()
 		}
-		_ = srv.commits.close(ctx)
+		_ = srv.commits.Close(ctx)
 		return fmt.Errorf("dhcp: %w", err)
 	}
 	if set.Mode != modeProxy {
@@ -223,7 +224,7 @@ func newServer(ctx context.Context, set *settings, serverIP ip4, hs host.Service
 		set: set, serverIP: serverIP, table: newTable(set, serverIP),
 		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache), known: newKnownTable(),
 		limit: newLimiter(set.RateLimit, set.RateBurst), m: m, logger: logger,
-		commits: newCommitter(ctx, hs.Leases, set.CommitBatch, m),
+		commits: leasecommit.New(ctx, hs.Leases, leasecommit.Options{Max: set.CommitBatch, Metrics: m.commit}),
 	}
 }
 
@@ -257,7 +258,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	run.workers.Wait()
 	run.cancel()
 	var errs []error
-	if err := run.srv.commits.close(ctx); err != nil {
+	if err := run.srv.commits.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if run.srv.probe != nil {
@@ -287,7 +288,7 @@ func (p *Plugin) Health(context.Context) error {
 	if run == nil {
 		return nil
 	}
-	if err := run.srv.commits.err(); err != nil {
+	if err := run.srv.commits.Err(); err != nil {
 		return fmt.Errorf("leases are not being stored, no ACK is sent: %w", err)
 	}
 	return nil

@@ -69,7 +69,7 @@ func newEnvWith(t *testing.T, c *Config, fh *plugintest.FakeHost) *env {
 	e.srv = newServer(context.Background(), set, duid, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
 	e.srv.out = func(r reply) error { e.sent <- r; return nil }
 	e.srv.events = syncEvents{fh}
-	t.Cleanup(func() { _ = e.srv.commits.close(context.Background()) })
+	t.Cleanup(func() { _ = e.srv.commits.Close(context.Background()) })
 	stored, err := hs.Leases.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)

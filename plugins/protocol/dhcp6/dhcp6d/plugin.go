@@ -11,7 +11,7 @@
 // pushed client table); an address comes from the in-memory lease table
 // (leases.go); the boot-file URL is built in client.go; a Reply that
 // binds waits for its lease to be committed through the host in a batch
-// (commit.go).
+// (sdk/host/leasecommit).
 package dhcp6d
 
 import (
@@ -26,6 +26,7 @@ import (
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +45,10 @@ const (
 	eventBatch    = 512
 	eventLimit    = 65536
 )
+
+// commitGather is how long the first lease of a batch waits for others
+// (leasecommit.Options.Gather).
+const commitGather = time.Millisecond
 
 // Plugin is the DHCPv6 protocol plugin.
 type Plugin struct {
@@ -148,7 +153,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		if run.listener != nil {
 			_ = run.listener.close()
 		}
-		_ = srv.commits.close(ctx)
+		_ = srv.commits.Close(ctx)
 		return fmt.Errorf("dhcp6: %w", err)
 	}
 	if set.Mode == modeFull {
@@ -204,7 +209,7 @@ func newServer(ctx context.Context, set *settings, duid dhcpv6.DUID, serverIP ne
 	return &server{
 		set: set, duid: duid, serverIP: serverIP, table: newTable(set, serverIP),
 		clients: hs.Clients, bindings: hs.Events, known: newKnownTable(), m: m, logger: logger,
-		commits: newCommitter(ctx, hs.Leases, set.CommitBatch, m),
+		commits: leasecommit.New(ctx, hs.Leases, leasecommit.Options{Max: set.CommitBatch, Gather: commitGather, Metrics: m.commit}),
 	}
 }
 
@@ -222,7 +227,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	run.workers.Wait()
 	run.cancel()
 	var errs []error
-	if err := run.srv.commits.close(ctx); err != nil {
+	if err := run.srv.commits.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if run.batcher != nil {
@@ -249,7 +254,7 @@ func (p *Plugin) Health(context.Context) error {
 	if run == nil {
 		return nil
 	}
-	if err := run.srv.commits.err(); err != nil {
+	if err := run.srv.commits.Err(); err != nil {
 		return fmt.Errorf("leases are not being stored, no Reply is sent: %w", err)
 	}
 	return nil
