@@ -57,8 +57,8 @@ func BenchmarkFirstContactDecide(b *testing.B) {
 				srv.known = nil
 			} else {
 				go srv.follow(ctx, hs.Clients.(host.ClientWatcher))
-				<-srv.known.ready
-				if _, n, live := srv.known.state(); !live || n != 1000 {
+				<-srv.known.Ready()
+				if _, n, live := srv.known.State(); !live || n != 1000 {
 					b.Fatalf("table: %d clients, live %v", n, live)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
 	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -61,7 +62,7 @@ type server struct {
 	// ask. nil: through events.
 	bindings host.Events
 	cache    *decisions
-	known    *knownTable // the host's pushed clients; nil: Lookup only
+	known    *clienttable.Table // the host's pushed clients; nil: Lookup only
 	limit    *limiter
 	commits  *leasecommit.Committer
 	probe    *prober // nil: no ICMP probe
@@ -394,7 +395,7 @@ func (s *server) decideFor(ctx context.Context, mac string, c client) (host.Deci
 }
 
 // decide is who the client is: from the host's pushed table when it is
-// live (known.go), else asked of the host through the cache.
+// live (known.go, sdk/host/clienttable), else asked of the host through the cache.
 func (s *server) decide(ctx context.Context, mac string, c client) (host.Decision, error) {
 	if s.clients == nil {
 		return host.Decision{}, nil
@@ -413,7 +414,7 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	d, err := s.clients.Lookup(lctx, q)
-	s.m.lookups.Inc()
+	s.m.table.Lookups.Inc()
 	if err != nil {
 		return host.Decision{}, err
 	}
@@ -426,7 +427,7 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 // DECLINE events): the pushed table's, else the last one cached.
 func (s *server) lastDecision(mac string) host.Decision {
 	if s.known != nil {
-		if d, _, live := s.known.get(mac); live {
+		if d, _, live := s.known.Get(mac); live {
 			return d
 		}
 	}

@@ -3,6 +3,7 @@ package dhcpd
 import (
 	"time"
 
+	"github.com/dls-project/dls/sdk/host/clienttable"
 	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -68,10 +69,7 @@ type dhcpMetrics struct {
 	poolActive *prometheus.GaugeVec
 	latency    *prometheus.HistogramVec
 	commit     leasecommit.Metrics
-	lookups    prometheus.Counter // Clients.Lookup calls (not answered from the table or cache)
-	tableVer   *prometheus.GaugeVec
-	tableSize  *prometheus.GaugeVec
-	tableLive  *prometheus.GaugeVec
+	table      clienttable.Metrics // lookups asked of the host, the pushed table's gauges
 
 	byType  [9]prometheus.Counter // by DHCP message type; 0 is BOOTP (none)
 	other   prometheus.Counter
@@ -96,11 +94,7 @@ func newMetrics(reg *metrics.Registry) *dhcpMetrics {
 		lat:     map[string]prometheus.Observer{},
 	}
 	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp")
-	m.lookups = reg.Counter("dls_dhcp_host_lookups_total",
-		"Boot decisions asked of the host one machine at a time (Clients.Lookup): while the pushed client table is not live, and to register unknown machines.").WithLabelValues()
-	m.tableVer = reg.Gauge("dls_dhcp_client_table_version", "Version of the host's client table the plugin answers from (0: none yet).")
-	m.tableSize = reg.Gauge("dls_dhcp_client_table_clients", "Known clients in the pushed client table.")
-	m.tableLive = reg.Gauge("dls_dhcp_client_table_live", "1 while packets are decided from the pushed client table, 0 while they are asked of the host.")
+	m.table = clienttable.NewMetrics(reg, "dls_dhcp")
 	for t := dhcpv4.MessageType(0); int(t) < len(m.byType); t++ {
 		m.byType[t] = m.requests.WithLabelValues(typeLabel(t))
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
 	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv6"
@@ -63,7 +64,7 @@ type server struct {
 	clients  host.Clients // nil: every client is unknown
 	events   eventSink    // nil: none reported
 	bindings host.Events  // proxy answers are reported here before they leave
-	known    *knownTable
+	known    *clienttable.Table
 	commits  *leasecommit.Committer
 	m        *v6Metrics
 	out      func(reply) error

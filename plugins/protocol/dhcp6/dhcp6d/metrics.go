@@ -3,6 +3,7 @@ package dhcp6d
 import (
 	"time"
 
+	"github.com/dls-project/dls/sdk/host/clienttable"
 	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/insomniacslk/dhcp/dhcpv6"
@@ -77,10 +78,7 @@ type v6Metrics struct {
 	poolActive *prometheus.GaugeVec
 	latency    *prometheus.HistogramVec
 	commit     leasecommit.Metrics
-	lookups    prometheus.Counter
-	tableVer   *prometheus.GaugeVec
-	tableSize  *prometheus.GaugeVec
-	tableLive  *prometheus.GaugeVec
+	table      clienttable.Metrics // lookups asked of the host, the pushed table's gauges
 
 	done    map[string][2]prometheus.Counter // by type label: replied, dropped
 	reasons map[string]prometheus.Counter
@@ -106,11 +104,7 @@ func newMetrics(reg *metrics.Registry) *v6Metrics {
 		lat:     map[string]prometheus.Observer{},
 	}
 	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp6")
-	m.lookups = reg.Counter("dls_dhcp6_host_lookups_total",
-		"Boot decisions asked of the host one machine at a time (Clients.Lookup): while the pushed client table is not live, and to register unknown machines.").WithLabelValues()
-	m.tableVer = reg.Gauge("dls_dhcp6_client_table_version", "Version of the host's client table the plugin answers from (0: none yet).")
-	m.tableSize = reg.Gauge("dls_dhcp6_client_table_clients", "Known clients in the pushed client table.")
-	m.tableLive = reg.Gauge("dls_dhcp6_client_table_live", "1 while packets are decided from the pushed client table, 0 while they are asked of the host.")
+	m.table = clienttable.NewMetrics(reg, "dls_dhcp6")
 	for _, t := range append(mapValues(requestTypes), typeOther) {
 		m.done[t] = [2]prometheus.Counter{m.requests.WithLabelValues(t, resultReplied), m.requests.WithLabelValues(t, resultDropped)}
 	}
