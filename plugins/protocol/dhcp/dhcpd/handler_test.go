@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/leaseslot"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -266,7 +267,7 @@ func TestAddressesAreDistinctAndReturningMACGetsItsAddress(t *testing.T) {
 	rel, _ := dhcpv4.NewReleaseFromACK(ack)
 	e.in(rel)
 	e.noReply()
-	if _, st, _, _ := e.srv.table.lease(ip4From(netip.MustParseAddr("10.0.0.102"))); st != stateReleased {
+	if _, st, _, _ := e.srv.table.lease(ip4From(netip.MustParseAddr("10.0.0.102"))); st != leaseslot.Released {
 		t.Errorf("state after RELEASE: %d, want released", st)
 	}
 	if got := e.dora("52:54:00:00:00:09").YourIPAddr.String(); got != "10.0.0.105" {
