@@ -137,32 +137,32 @@ func (c *Committer) run(ctx context.Context) {
 // long: one transaction for many leases costs the host far less than
 // many, and an answer later by at most Gather costs a client nothing.
 func (c *Committer) fill(batch []Job, timer *time.Timer) []Job {
-	if timer == nil {
-		for len(batch) < c.max {
+	var wait <-chan time.Time
+	if timer != nil {
+		timer.Reset(c.gather)
+		defer timer.Stop()
+		wait = timer.C
+	}
+	for len(batch) < c.max {
+		var j Job
+		var ok bool
+		if wait == nil {
 			select {
-			case j, ok := <-c.jobs:
-				if !ok {
-					return batch
-				}
-				batch = append(batch, j)
+			case j, ok = <-c.jobs:
 			default:
 				return batch
 			}
-		}
-		return batch
-	}
-	timer.Reset(c.gather)
-	defer timer.Stop()
-	for len(batch) < c.max {
-		select {
-		case j, ok := <-c.jobs:
-			if !ok {
+		} else {
+			select {
+			case j, ok = <-c.jobs:
+			case <-wait:
 				return batch
 			}
-			batch = append(batch, j)
-		case <-timer.C:
+		}
+		if !ok {
 			return batch
 		}
+		batch = append(batch, j)
 	}
 	return batch
 }
