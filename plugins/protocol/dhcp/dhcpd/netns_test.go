@@ -34,19 +34,12 @@ import (
 
 // lab holds this package's namespaces and built programs.
 var lab = &netnstest.Lab{
-	Prefix:  "dlst",
-	Install: "apt-get install busybox isc-dhcp-client dnsmasq-base kea-admin",
-	Packages: map[string]string{
-		"plugins/dls-protocol-dhcp": "github.com/dls-project/dls/plugins/protocol/dhcp",
-		"plugins/dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
-	},
+	Prefix:   "dlst",
+	Install:  "apt-get install busybox isc-dhcp-client dnsmasq-base kea-admin",
+	Packages: map[string]string{"plugins/dls-protocol-dhcp": "github.com/dls-project/dls/plugins/protocol/dhcp"},
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	lab.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { lab.Main(m) }
 
 const hostHeader = `data_dir   = %q
 plugin_dir = %q

@@ -26,19 +26,12 @@ import (
 
 // lab holds this package's namespaces and built programs.
 var lab = &netnstest.Lab{
-	Prefix:  "dl6t",
-	Install: "apt-get install isc-dhcp-client kea-admin",
-	Packages: map[string]string{
-		"plugins/dls-protocol-dhcp6": "github.com/dls-project/dls/plugins/protocol/dhcp6",
-		"plugins/dls-storage-file":   "github.com/dls-project/dls/examples/storage-file",
-	},
+	Prefix:   "dl6t",
+	Install:  "apt-get install isc-dhcp-client kea-admin",
+	Packages: map[string]string{"plugins/dls-protocol-dhcp6": "github.com/dls-project/dls/plugins/protocol/dhcp6"},
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	lab.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { lab.Main(m) }
 
 // netns creates a network namespace with IPv6 duplicate address
 // detection off (addresses usable at once).

@@ -21,7 +21,7 @@ import (
 )
 
 // Lab is one test binary's namespaces and built programs. Declare it once
-// per test package, and call Cleanup from TestMain.
+// per test package, and call Main from TestMain.
 type Lab struct {
 	// Prefix starts every namespace's and temporary link's name ("dlst");
 	// with the pid, it keeps concurrent test binaries apart.
@@ -30,8 +30,9 @@ type Lab struct {
 	// install ...").
 	Install string
 	// Packages are the programs Binaries builds: path under its directory
-	// ("plugins/dls-protocol-dhcp") → Go package. The host, bin "dls", is
-	// always built.
+	// ("plugins/dls-protocol-dhcp") → Go package. The host ("dls") and
+	// the file storage plugin its configs name (storage "file") are always
+	// built.
 	Packages map[string]string
 
 	once sync.Once
@@ -73,7 +74,10 @@ func (l *Lab) Binaries(t *testing.T) string {
 		if l.err != nil {
 			return
 		}
-		pkgs := map[string]string{"dls": "github.com/dls-project/dls/core/cmd/dls"}
+		pkgs := map[string]string{
+			"dls":                      "github.com/dls-project/dls/core/cmd/dls",
+			"plugins/dls-storage-file": "github.com/dls-project/dls/examples/storage-file",
+		}
 		for out, pkg := range l.Packages {
 			pkgs[out] = pkg
 		}
@@ -91,11 +95,14 @@ func (l *Lab) Binaries(t *testing.T) string {
 	return l.dir
 }
 
-// Cleanup removes what Binaries built.
-func (l *Lab) Cleanup() {
+// Main runs a test package's tests (call it from TestMain), then removes
+// what Binaries built.
+func (l *Lab) Main(m *testing.M) {
+	code := m.Run()
 	if l.dir != "" {
 		_ = os.RemoveAll(l.dir)
 	}
+	os.Exit(code)
 }
 
 // Netns creates a network namespace with loopback up and the sysctls
