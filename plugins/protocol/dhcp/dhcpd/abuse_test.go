@@ -13,6 +13,8 @@ import (
 
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/dls-project/dls/plugins/protocol/internal/netnstest"
 )
 
 func randomMAC() net.HardwareAddr {
@@ -29,10 +31,10 @@ func randomMAC() net.HardwareAddr {
 // knows (one dynamic, one reserved) still get their leases during the
 // flood; the refusals are counted as unknown_limit.
 func TestAbuseDHCPStarvation(t *testing.T) {
-	needRoot(t)
+	lab.NeedRoot(t)
 	srv, cli := fullModeNet(t)
-	run(t, inNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
-	run(t, inNS(cli, "ip", "addr", "add", "10.99.0.3/16", "dev", "vcli")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", "10.99.0.3/16", "dev", "vcli")...)
 	h := startHost(t, srv, "10.99.0.1", `
 client "pc1" {
   mac   = "52:54:00:ab:00:01"
@@ -140,9 +142,9 @@ protocol "dhcp" "lan" {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	refused := h.metric(`dls_dhcp_errors_total{plugin="lan",reason="unknown_limit"}`)
-	active := h.metric(`dls_dhcp_pool_active_leases{plugin="lan",pool="lan"}`)
-	hwm := plugintest.PeakRSSKiB(h.pluginPid())
+	refused := h.Metric(`dls_dhcp_errors_total{plugin="lan",reason="unknown_limit"}`)
+	active := h.Metric(`dls_dhcp_pool_active_leases{plugin="lan",pool="lan"}`)
+	hwm := plugintest.PeakRSSKiB(h.PluginPid("dls-protocol-d"))
 	switch {
 	case exchanges.Load() == 0:
 		t.Fatal("the flood got no lease at all: it did not reach the pool")

@@ -27,7 +27,7 @@ func BenchmarkDORA(b *testing.B) {
 	}
 	fh := plugintest.NewFakeHost()
 	srv := newServer(context.Background(), set, set.serverIP, fh.Services(), newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
-	defer srv.commits.close(context.Background())
+	defer srv.commits.Close(context.Background())
 	offers := make(chan reply, 1)
 	acks := make(chan struct{}, 1<<16)
 	srv.out = func(r reply) error {

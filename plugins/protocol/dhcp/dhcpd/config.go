@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/bootclient"
 	"github.com/dls-project/dls/sdk/config"
 )
 
@@ -181,14 +181,10 @@ func check(c Config) (*settings, error) {
 	}
 	s.bootFiles = map[uint16]string{}
 	for k, v := range c.BootFiles {
-		archs, ok := archKeys[k]
+		archs, ok := bootclient.ArchesOf(k)
 		if !ok {
-			n, err := strconv.ParseUint(k, 10, 16)
-			if err != nil {
-				errs.Add(config.Errorf(fmt.Sprintf("boot_files[%q]", k), "unknown architecture %q (want bios, efi_ia32, efi_x64, efi_arm32, efi_arm64 or an option 93 number)", k))
-				continue
-			}
-			archs = []uint16{uint16(n)}
+			errs.Add(config.Errorf(fmt.Sprintf("boot_files[%q]", k), "unknown architecture %q (want bios, efi_ia32, efi_x64, efi_arm32, efi_arm64 or an option 93 number)", k))
+			continue
 		}
 		if v == "" || len(v) > 255 {
 			errs.Add(config.Errorf(fmt.Sprintf("boot_files[%q]", k), "a boot file name is 1 to 255 characters"))

@@ -52,13 +52,13 @@ func BenchmarkFirstContactDecide(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			srv := newServer(ctx, set, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
-			defer srv.commits.close(context.Background())
+			defer srv.commits.Close(context.Background())
 			if mode == "lookup" {
 				srv.known = nil
 			} else {
 				go srv.follow(ctx, hs.Clients.(host.ClientWatcher))
-				<-srv.known.ready
-				if _, n, live := srv.known.state(); !live || n != 1000 {
+				<-srv.known.Ready()
+				if _, n, live := srv.known.State(); !live || n != 1000 {
 					b.Fatalf("table: %d clients, live %v", n, live)
 				}
 			}

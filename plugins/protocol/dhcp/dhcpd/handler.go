@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -60,9 +62,9 @@ type server struct {
 	// ask. nil: through events.
 	bindings host.Events
 	cache    *decisions
-	known    *knownTable // the host's pushed clients; nil: Lookup only
+	known    *clienttable.Table // the host's pushed clients; nil: Lookup only
 	limit    *limiter
-	commits  *committer
+	commits  *leasecommit.Committer
 	probe    *prober // nil: no ICMP probe
 	m        *dhcpMetrics
 	out      func(reply) error
@@ -224,7 +226,7 @@ func (s *server) request(ctx context.Context, req *dhcpv4.DHCPv4, in packetInfo,
 		pxeOptions(resp, c, s.set.bootFile(c, d), s.nextServer(d), false)
 	}
 	r := s.replyTo(req, in, resp, replyAck)
-	queued := s.commits.add(commitJob{lease: lease, done: func(res host.CommitResult, err error) {
+	queued := s.commits.Add(leasecommit.Job{Lease: lease, Done: func(res host.CommitResult, err error) {
 		switch {
 		case err != nil:
 			s.m.drop(reasonCommitFailed)
@@ -257,7 +259,7 @@ func (s *server) release(req *dhcpv4.DHCPv4, mac string) {
 	}
 	a := ip4FromIP(req.ClientIPAddr)
 	if lease, ok := s.table.release(s.table.pools, mac, a); ok {
-		s.commits.add(commitJob{lease: lease})
+		s.commits.Add(leasecommit.Job{Lease: lease})
 		s.event(host.EventDHCPRelease, mac, s.lastDecision(mac), a, nil)
 	}
 }
@@ -270,7 +272,7 @@ func (s *server) decline(req *dhcpv4.DHCPv4, mac string) {
 	}
 	a := ip4FromIP(req.RequestedIPAddress())
 	if lease, ok := s.table.decline(s.table.pools, mac, a); ok {
-		s.commits.add(commitJob{lease: lease})
+		s.commits.Add(leasecommit.Job{Lease: lease})
 		s.event(host.EventDHCPDecline, mac, s.lastDecision(mac), a, nil)
 	}
 }
@@ -393,7 +395,7 @@ func (s *server) decideFor(ctx context.Context, mac string, c client) (host.Deci
 }
 
 // decide is who the client is: from the host's pushed table when it is
-// live (known.go), else asked of the host through the cache.
+// live (known.go, sdk/host/clienttable), else asked of the host through the cache.
 func (s *server) decide(ctx context.Context, mac string, c client) (host.Decision, error) {
 	if s.clients == nil {
 		return host.Decision{}, nil
@@ -412,7 +414,7 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	d, err := s.clients.Lookup(lctx, q)
-	s.m.lookups.Inc()
+	s.m.table.Lookups.Inc()
 	if err != nil {
 		return host.Decision{}, err
 	}
@@ -425,7 +427,7 @@ func (s *server) decide(ctx context.Context, mac string, c client) (host.Decisio
 // DECLINE events): the pushed table's, else the last one cached.
 func (s *server) lastDecision(mac string) host.Decision {
 	if s.known != nil {
-		if d, _, live := s.known.get(mac); live {
+		if d, _, live := s.known.Get(mac); live {
 			return d
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/leaseslot"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -68,7 +69,7 @@ func newEnvWith(t *testing.T, c *Config, fh *plugintest.FakeHost, leases host.Le
 	e.srv = newServer(context.Background(), set, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
 	e.srv.out = func(r reply) error { e.sent <- r; return nil }
 	e.srv.events = syncEvents{fh}
-	t.Cleanup(func() { _ = e.srv.commits.close(context.Background()) })
+	t.Cleanup(func() { _ = e.srv.commits.Close(context.Background()) })
 	stored, err := hs.Leases.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +267,7 @@ func TestAddressesAreDistinctAndReturningMACGetsItsAddress(t *testing.T) {
 	rel, _ := dhcpv4.NewReleaseFromACK(ack)
 	e.in(rel)
 	e.noReply()
-	if _, st, _, _ := e.srv.table.lease(ip4From(netip.MustParseAddr("10.0.0.102"))); st != stateReleased {
+	if _, st, _, _ := e.srv.table.lease(ip4From(netip.MustParseAddr("10.0.0.102"))); st != leaseslot.Released {
 		t.Errorf("state after RELEASE: %d, want released", st)
 	}
 	if got := e.dora("52:54:00:00:00:09").YourIPAddr.String(); got != "10.0.0.105" {
@@ -691,8 +692,8 @@ func TestCommitFailureSendsNoACK(t *testing.T) {
 	for e.errors(reasonCommitFailed) != 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if e.errors(reasonCommitFailed) != 1 || e.srv.commits.err() == nil {
-		t.Errorf("commit_failed = %v, err %v", e.errors(reasonCommitFailed), e.srv.commits.err())
+	if e.errors(reasonCommitFailed) != 1 || e.srv.commits.Err() == nil {
+		t.Errorf("commit_failed = %v, err %v", e.errors(reasonCommitFailed), e.srv.commits.Err())
 	}
 }
 

@@ -83,24 +83,6 @@ func TestHTTPBootDecision(t *testing.T) {
 	}
 }
 
-func TestVendorArch(t *testing.T) {
-	for vc, want := range map[string]int{
-		"HTTPClient:Arch:00016:UNDI:003000": 16,
-		"HTTPClient:Arch:00019":             19,
-		"PXEClient:Arch:00007:UNDI:002001":  7,
-		"HTTPClient:Arch:0001":              -1, // too short
-		"HTTPClient:Arch:x0016":             -1,
-		"HTTPClient:Arch:99999":             -1, // not 16 bits
-		"HTTPClient":                        -1,
-		"MSFT 5.0":                          -1,
-	} {
-		got, ok := vendorArch(vc)
-		if (want < 0 && ok) || (want >= 0 && (!ok || int(got) != want)) {
-			t.Errorf("vendorArch(%q) = %d, %v; want %d", vc, got, ok, want)
-		}
-	}
-}
-
 // ovmfHTTPDiscover is a DHCPDISCOVER as OVMF's HttpBootDxe sends it (edk2
 // HttpBootDhcp4.c): option 60 HTTPClient:Arch:00016:UNDI:003000, option
 // 93 16, option 94 (UNDI 3.0), option 97 (the machine's GUID) and a

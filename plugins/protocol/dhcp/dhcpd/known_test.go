@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
 	"github.com/dls-project/dls/sdk/plugintest"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -108,18 +109,18 @@ func newPushEnv(t *testing.T, ph *pushHost) *env {
 	go func() { defer close(done); e.srv.follow(ctx, ph) }()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
-	case <-e.srv.known.ready:
+	case <-e.srv.known.Ready():
 	case <-time.After(5 * time.Second):
 		t.Fatal("no snapshot applied")
 	}
 	return e
 }
 
-func waitVersion(t *testing.T, k *knownTable, v uint64) {
+func waitVersion(t *testing.T, k *clienttable.Table, v uint64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, _, live := k.state()
+		got, _, live := k.State()
 		if live && got == v {
 			return
 		}
@@ -127,54 +128,6 @@ func waitVersion(t *testing.T, k *knownTable, v uint64) {
 			t.Fatalf("table at version %d (live %v), want %d", got, live, v)
 		}
 		time.Sleep(time.Millisecond)
-	}
-}
-
-func TestKnownTableVersions(t *testing.T) {
-	k := newKnownTable()
-	mac1, mac2 := "52:54:00:00:00:01", "52:54:00:00:00:02"
-	raw1, _ := rawMAC(mac1)
-	raw2, _ := rawMAC(mac2)
-	if _, err := k.apply(host.ClientUpdate{Version: 1, Set: []host.ClientDecision{{MAC: mac1}}}); !errors.Is(err, errVersionGap) {
-		t.Fatalf("a change before any snapshot: %v, want errVersionGap", err)
-	}
-	res, err := k.apply(host.ClientUpdate{Version: 5, Full: true, UnknownClients: "discover",
-		Set: []host.ClientDecision{{MAC: mac1, Decision: *decisionOf("pc1", "10.0.0.50")}, {MAC: mac2, Decision: *decisionOf("pc2", "")}}})
-	if err != nil || len(res) != 1 || res[0] != (reservation{mac: raw1, addr: parseIP4("10.0.0.50")}) {
-		t.Fatalf("snapshot: %v %+v", err, res)
-	}
-	if d, policy, live := k.get(raw1); !live || !d.Known || d.Client != "pc1" || policy != "discover" {
-		t.Fatalf("get pc1: %+v %q %v", d, policy, live)
-	}
-	// The next version: pc1 loses its reservation, pc2 is removed.
-	res, err = k.apply(host.ClientUpdate{Version: 6, Set: []host.ClientDecision{{MAC: mac1, Decision: *decisionOf("pc1", "")}}, Removed: []string{mac2}})
-	if err != nil || len(res) != 1 || res[0] != (reservation{mac: raw1}) {
-		t.Fatalf("change: %v %+v", err, res)
-	}
-	if d, _, _ := k.get(raw2); d.Known {
-		t.Fatal("removed MAC still known")
-	}
-	// A skipped version makes the table unusable until a snapshot.
-	if _, err := k.apply(host.ClientUpdate{Version: 8}); !errors.Is(err, errVersionGap) {
-		t.Fatalf("gap: %v", err)
-	}
-	if _, _, live := k.get(raw1); live {
-		t.Fatal("table used after a gap")
-	}
-	// A snapshot (a host restart starts versions over) clears everything
-	// it does not list, reservations too.
-	res, err = k.apply(host.ClientUpdate{Version: 1, Full: true, Set: []host.ClientDecision{{MAC: mac2, Decision: *decisionOf("pc2", "10.0.0.60")}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d, _, live := k.get(raw1); !live || d.Known {
-		t.Fatalf("pc1 after a snapshot without it: %+v", d)
-	}
-	if v, n, live := k.state(); v != 1 || n != 1 || !live {
-		t.Fatalf("state %d %d %v", v, n, live)
-	}
-	if len(res) != 1 || res[0].mac != raw2 {
-		t.Fatalf("reservations after the snapshot: %+v", res)
 	}
 }
 
@@ -234,7 +187,7 @@ func TestBrokenStreamFallsBackToLookup(t *testing.T) {
 	ph.mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, _, live := e.srv.known.state(); !live {
+		if _, _, live := e.srv.known.State(); !live {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -242,7 +195,7 @@ func TestBrokenStreamFallsBackToLookup(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// The plugin watches again watchRetryMin after the break: this
+	// The plugin watches again clienttable.RetryMin after the break: this
 	// packet comes before.
 	e.in(discover("52:54:00:00:00:01", pxe(iana.EFI_X86_64)))
 	r, _ := e.reply()
@@ -298,14 +251,14 @@ func TestHostWithoutWatchSettlesAtOnce(t *testing.T) {
 	start := time.Now()
 	e.srv.follow(context.Background(), w) // returns: nothing to follow
 	select {
-	case <-e.srv.known.ready:
+	case <-e.srv.known.Ready():
 	default:
 		t.Fatal("not settled")
 	}
 	if time.Since(start) > time.Second {
 		t.Fatalf("follow took %v", time.Since(start))
 	}
-	if _, _, live := e.srv.known.state(); live {
+	if _, _, live := e.srv.known.State(); live {
 		t.Fatal("live without a table")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/leaseslot"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
@@ -36,53 +37,17 @@ func (a ip4) ip() net.IP { return net.IPv4(byte(a>>24), byte(a>>16), byte(a>>8),
 
 func (a ip4) String() string { return a.addr().String() }
 
-// Slot states. An expired lease stays bound (or declined) with an expiry in
-// the past: it is free for anyone, and still remembered as its MAC's.
-const (
-	stateFree     uint8 = iota // never leased
-	stateBound                 // leased until expires
-	stateReleased              // given back by its client
-	stateDeclined              // a client found it in use: quarantined until expires
-	stateUnusable              // network, broadcast, router or server address
-)
-
-// slot is what the plugin knows of one address.
-type slot struct {
-	mac      string // the lease's MAC (raw bytes); "" for a never-leased address
-	hostname string
-	expires  int64 // unix ns: end of the lease or quarantine
-	state    uint8
-	offerTo  string // MAC an unanswered offer went to
-	offerEnd int64  // unix ns the offer is held until
-}
-
-// freeFor reports whether the address may go to mac at now.
-func (s *slot) freeFor(mac string, now int64) bool {
-	if s.offerTo != "" && s.offerTo != mac && s.offerEnd > now {
-		return false
-	}
-	switch s.state {
-	case stateFree, stateReleased:
-		return true
-	case stateBound:
-		return s.mac == mac || s.expires <= now
-	case stateDeclined:
-		return s.expires <= now
-	}
-	return false
-}
-
 // pool is a pool's addresses and who holds them.
 type pool struct {
 	poolSettings
 	subnet ip4
-	opts   dhcpv4.Options // every reply's options (lease time, mask, router, ...)
-	slots  []slot         // start..end
-	extra  map[ip4]*slot  // reserved addresses of the subnet outside start..end
-	byMAC  map[string]ip4 // the address last leased or offered to a MAC
-	next   int            // the next never-used slot to try
-	scan   int            // where the search for a reusable slot goes on
-	usable int            // addresses that may be leased
+	opts   dhcpv4.Options          // every reply's options (lease time, mask, router, ...)
+	slots  []leaseslot.Slot        // start..end
+	extra  map[ip4]*leaseslot.Slot // reserved addresses of the subnet outside start..end
+	byMAC  map[string]ip4          // the address last leased or offered to a MAC
+	next   int                     // the next never-used slot to try
+	scan   int                     // where the search for a reusable slot goes on
+	usable int                     // addresses that may be leased
 	// unknown holds the addresses offered or leased to MACs the host does
 	// not know, with the end of that offer or lease (unix ns), when
 	// unknownLeases caps them; entries past their end are pruned when the
@@ -94,18 +59,18 @@ type pool struct {
 func newPool(ps poolSettings, reserved ...ip4) *pool {
 	p := &pool{
 		poolSettings: ps, subnet: ps.start & ps.mask, opts: poolOptions(ps),
-		slots: make([]slot, int(ps.end-ps.start)+1),
-		extra: map[ip4]*slot{}, byMAC: map[string]ip4{}, unknown: map[ip4]int64{},
+		slots: make([]leaseslot.Slot, int(ps.end-ps.start)+1),
+		extra: map[ip4]*leaseslot.Slot{}, byMAC: map[string]ip4{}, unknown: map[ip4]int64{},
 	}
 	bcast := p.subnet | ^ps.mask
 	unusable := append([]ip4{p.subnet, bcast, ps.router}, reserved...)
 	for _, a := range unusable {
 		if p.inRange(a) && ps.mask != 0xffffffff {
-			p.slots[a-ps.start].state = stateUnusable
+			p.slots[a-ps.start].State = leaseslot.Unusable
 		}
 	}
 	for i := range p.slots {
-		if p.slots[i].state != stateUnusable {
+		if p.slots[i].State != leaseslot.Unusable {
 			p.usable++
 		}
 	}
@@ -157,7 +122,7 @@ func (p *pool) holder(a ip4, known bool, end int64) {
 
 // slot returns the slot of a, in the range or among the reserved extras;
 // create adds an extra slot for an address of the subnet.
-func (p *pool) slot(a ip4, create bool) *slot {
+func (p *pool) slot(a ip4, create bool) *leaseslot.Slot {
 	if p.inRange(a) {
 		return &p.slots[a-p.start]
 	}
@@ -165,7 +130,7 @@ func (p *pool) slot(a ip4, create bool) *slot {
 		return s
 	}
 	if create && p.inSubnet(a) && a != p.subnet && a != p.subnet|^p.mask {
-		s := &slot{}
+		s := &leaseslot.Slot{}
 		p.extra[a] = s
 		return s
 	}
@@ -259,12 +224,12 @@ func (t *table) reserve(mac string, a ip4) {
 	}
 }
 
-// freeFor is slot.freeFor plus the reservations.
-func (t *table) freeFor(s *slot, a ip4, mac string, now int64) bool {
+// freeFor is leaseslot.Slot.FreeFor plus the reservations.
+func (t *table) freeFor(s *leaseslot.Slot, a ip4, mac string, now int64) bool {
 	if r, ok := t.reservedFor[a]; ok && r != mac {
 		return false
 	}
-	return s.freeFor(mac, now)
+	return s.FreeFor(mac, now)
 }
 
 // offer picks an address for mac among pools (the request's network) and
@@ -277,12 +242,12 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now().UnixNano()
-	hold := func(p *pool, a ip4, s *slot) {
-		s.offerTo, s.offerEnd = mac, now+int64(t.offerTime)
+	hold := func(p *pool, a ip4, s *leaseslot.Slot) {
+		s.OfferTo, s.OfferEnd = mac, now+int64(t.offerTime)
 		p.byMAC[mac] = a
-		end := s.offerEnd
-		if s.mac == mac && s.state == stateBound {
-			end = max(end, s.expires)
+		end := s.OfferEnd
+		if s.MAC == mac && s.State == leaseslot.Bound {
+			end = max(end, s.Expires)
 		}
 		p.holder(a, known, end)
 	}
@@ -296,7 +261,7 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 	}
 	if reserved != 0 {
 		if p := poolOf(pools, reserved); p != nil {
-			if s := p.slot(reserved, true); s != nil && s.state != stateUnusable && t.freeFor(s, reserved, mac, now) {
+			if s := p.slot(reserved, true); s != nil && s.State != leaseslot.Unusable && t.freeFor(s, reserved, mac, now) {
 				hold(p, reserved, s)
 				return p, reserved, false, nil
 			}
@@ -313,7 +278,7 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 	for _, p := range pools {
 		if a, ok := p.byMAC[mac]; ok {
 			s := p.slot(a, false)
-			if s != nil && (s.mac == mac || s.offerTo == mac) && s.state != stateDeclined && t.freeFor(s, a, mac, now) {
+			if s != nil && (s.MAC == mac || s.OfferTo == mac) && s.State != leaseslot.Declined && t.freeFor(s, a, mac, now) {
 				if !admit(p, a) {
 					continue // still its address once the cap allows
 				}
@@ -328,9 +293,9 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 			if !p.inRange(requested) {
 				continue
 			}
-			if s := p.slot(requested, false); s.state != stateUnusable && t.freeFor(s, requested, mac, now) && admit(p, requested) {
+			if s := p.slot(requested, false); s.State != leaseslot.Unusable && t.freeFor(s, requested, mac, now) && admit(p, requested) {
 				hold(p, requested, s)
-				return p, requested, s.state == stateFree && s.mac == "", nil
+				return p, requested, s.State == leaseslot.Free && s.MAC == "", nil
 			}
 		}
 	}
@@ -343,7 +308,7 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 			p.next++
 			s := &p.slots[i]
 			a := p.start + ip4(i)
-			if s.state == stateFree && s.mac == "" && t.freeFor(s, a, mac, now) {
+			if s.State == leaseslot.Free && s.MAC == "" && t.freeFor(s, a, mac, now) {
 				hold(p, a, s)
 				return p, a, true, nil
 			}
@@ -358,9 +323,9 @@ func (t *table) offer(pools []*pool, mac string, requested, reserved ip4, reserv
 			i := (p.scan + k) % n
 			s := &p.slots[i]
 			a := p.start + ip4(i)
-			if s.state != stateUnusable && t.freeFor(s, a, mac, now) {
+			if s.State != leaseslot.Unusable && t.freeFor(s, a, mac, now) {
 				p.scan = (i + 1) % n
-				if old := s.mac; old != "" && old != mac && p.byMAC[old] == a {
+				if old := s.MAC; old != "" && old != mac && p.byMAC[old] == a {
 					delete(p.byMAC, old)
 				}
 				hold(p, a, s)
@@ -381,9 +346,9 @@ func (t *table) unoffer(mac string) {
 	defer t.mu.Unlock()
 	for _, p := range t.pools {
 		if a, ok := p.byMAC[mac]; ok {
-			if s := p.slot(a, false); s != nil && s.offerTo == mac {
-				s.offerTo, s.offerEnd = "", 0
-				if s.mac != mac || s.state != stateBound {
+			if s := p.slot(a, false); s != nil && s.OfferTo == mac {
+				s.OfferTo, s.OfferEnd = "", 0
+				if s.MAC != mac || s.State != leaseslot.Bound {
 					p.holder(a, true, 0)
 				}
 			}
@@ -414,34 +379,34 @@ func (t *table) request(pools []*pool, mac string, a ip4, hostname string, mustR
 		return host.Lease{}, nil, nakReserved
 	}
 	s := p.slot(a, hasReservation && r == a)
-	if s == nil || s.state == stateUnusable {
+	if s == nil || s.State == leaseslot.Unusable {
 		return host.Lease{}, nil, nakNotOurs
 	}
 	if hasReservation && r != a {
 		// The client is reserved another address: move it there when
 		// that address is free for it.
 		if rp := poolOf(pools, r); rp != nil {
-			if rs := rp.slot(r, true); rs != nil && rs.state != stateUnusable && t.freeFor(rs, r, mac, ns) {
+			if rs := rp.slot(r, true); rs != nil && rs.State != leaseslot.Unusable && t.freeFor(rs, r, mac, ns) {
 				return host.Lease{}, nil, nakReservation
 			}
 		}
 	}
-	if !t.freeFor(s, a, mac, ns) || (s.state == stateDeclined && s.mac == mac && s.expires > ns) {
+	if !t.freeFor(s, a, mac, ns) || (s.State == leaseslot.Declined && s.MAC == mac && s.Expires > ns) {
 		return host.Lease{}, nil, nakTaken
 	}
-	if ours := s.offerTo == mac || (s.mac == mac && s.state == stateBound); !known && !ours && !p.admitUnknown(a, ns) {
+	if ours := s.OfferTo == mac || (s.MAC == mac && s.State == leaseslot.Bound); !known && !ours && !p.admitUnknown(a, ns) {
 		return host.Lease{}, nil, refusedUnknownLimit
 	}
-	if old := s.mac; old != "" && old != mac && p.byMAC[old] == a {
+	if old := s.MAC; old != "" && old != mac && p.byMAC[old] == a {
 		delete(p.byMAC, old)
 	}
 	exp := now.Add(p.leaseTime)
-	s.mac, s.hostname, s.state, s.expires = mac, hostname, stateBound, exp.UnixNano()
-	if s.offerTo == mac {
-		s.offerTo, s.offerEnd = "", 0
+	s.MAC, s.Hostname, s.State, s.Expires = mac, hostname, leaseslot.Bound, exp.UnixNano()
+	if s.OfferTo == mac {
+		s.OfferTo, s.OfferEnd = "", 0
 	}
 	p.byMAC[mac] = a
-	p.holder(a, known, s.expires)
+	p.holder(a, known, s.Expires)
 	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: exp, State: host.LeaseBound, Hostname: hostname}, p, nakNone
 }
 
@@ -461,7 +426,7 @@ func (t *table) conflict(pools []*pool, a ip4, mac, holder string) {
 		delete(p.byMAC, mac)
 	}
 	h := macBytes(holder)
-	s.mac, s.state, s.expires = h, stateBound, t.now().Add(p.leaseTime).UnixNano()
+	s.MAC, s.State, s.Expires = h, leaseslot.Bound, t.now().Add(p.leaseTime).UnixNano()
 	p.holder(a, true, 0) // another host's lease: not ours to count
 	if h != "" {
 		p.byMAC[h] = a
@@ -477,15 +442,15 @@ func (t *table) release(pools []*pool, mac string, a ip4) (host.Lease, bool) {
 		return host.Lease{}, false
 	}
 	s := p.slot(a, false)
-	if s == nil || s.mac != mac || s.state != stateBound {
+	if s == nil || s.MAC != mac || s.State != leaseslot.Bound {
 		return host.Lease{}, false
 	}
 	now := t.now()
-	s.state, s.expires = stateReleased, now.UnixNano()
-	if s.offerTo == "" || s.offerEnd <= now.UnixNano() {
+	s.State, s.Expires = leaseslot.Released, now.UnixNano()
+	if s.OfferTo == "" || s.OfferEnd <= now.UnixNano() {
 		p.holder(a, true, 0)
 	}
-	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: now, State: host.LeaseReleased, Hostname: s.hostname}, true
+	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: now, State: host.LeaseReleased, Hostname: s.Hostname}, true
 }
 
 // decline quarantines a, which mac found in use by another machine.
@@ -497,11 +462,11 @@ func (t *table) decline(pools []*pool, mac string, a ip4) (host.Lease, bool) {
 		return host.Lease{}, false
 	}
 	s := p.slot(a, false)
-	if s == nil || s.state == stateUnusable || (s.mac != mac && s.offerTo != mac) {
+	if s == nil || s.State == leaseslot.Unusable || (s.MAC != mac && s.OfferTo != mac) {
 		return host.Lease{}, false
 	}
 	exp := t.now().Add(t.declineTime)
-	s.mac, s.state, s.expires, s.offerTo, s.offerEnd = mac, stateDeclined, exp.UnixNano(), "", 0
+	s.MAC, s.State, s.Expires, s.OfferTo, s.OfferEnd = mac, leaseslot.Declined, exp.UnixNano(), "", 0
 	p.holder(a, true, 0)
 	if p.byMAC[mac] == a {
 		delete(p.byMAC, mac)
@@ -517,7 +482,7 @@ func (t *table) quarantine(p *pool, a ip4, mac string) {
 	if s == nil {
 		return
 	}
-	s.state, s.expires, s.offerTo, s.offerEnd = stateDeclined, t.now().Add(t.declineTime).UnixNano(), "", 0
+	s.State, s.Expires, s.OfferTo, s.OfferEnd = leaseslot.Declined, t.now().Add(t.declineTime).UnixNano(), "", 0
 	p.holder(a, true, 0)
 	if p.byMAC[mac] == a {
 		delete(p.byMAC, mac)
@@ -543,23 +508,15 @@ func (t *table) load(leases []host.Lease) (loaded, skipped int) {
 			continue
 		}
 		s := p.slot(addr, true)
-		if s == nil || s.state == stateUnusable {
+		if s == nil || s.State == leaseslot.Unusable {
 			skipped++
 			continue
 		}
-		switch l.State {
-		case host.LeaseBound:
-			s.state = stateBound
-		case host.LeaseReleased:
-			s.state = stateReleased
-		case host.LeaseDeclined:
-			s.state = stateDeclined
-		default:
+		if !s.Restore(l, mac) {
 			skipped++
 			continue
 		}
-		s.mac, s.hostname, s.expires = mac, l.Hostname, l.Expires.UnixNano()
-		if prev, ok := p.byMAC[mac]; !ok || p.slot(prev, false).expires < s.expires {
+		if prev, ok := p.byMAC[mac]; !ok || p.slot(prev, false).Expires < s.Expires {
 			if l.State != host.LeaseDeclined {
 				p.byMAC[mac] = addr
 			}
@@ -585,12 +542,12 @@ func (t *table) stats() []poolStats {
 	for _, p := range t.pools {
 		st := poolStats{name: p.name, size: p.usable}
 		for i := range p.slots {
-			if s := &p.slots[i]; s.state == stateBound && s.expires > now {
+			if s := &p.slots[i]; s.State == leaseslot.Bound && s.Expires > now {
 				st.active++
 			}
 		}
 		for _, s := range p.extra {
-			if s.state == stateBound && s.expires > now {
+			if s.State == leaseslot.Bound && s.Expires > now {
 				st.active++
 			}
 		}
@@ -600,7 +557,7 @@ func (t *table) stats() []poolStats {
 }
 
 // lease returns what the table holds for a (tests, the README's claims).
-func (t *table) lease(a ip4) (mac string, state uint8, expires time.Time, ok bool) {
+func (t *table) lease(a ip4) (mac string, state leaseslot.State, expires time.Time, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := poolOf(t.pools, a)
@@ -611,7 +568,7 @@ func (t *table) lease(a ip4) (mac string, state uint8, expires time.Time, ok boo
 	if s == nil {
 		return "", 0, time.Time{}, false
 	}
-	return s.mac, s.state, time.Unix(0, s.expires), true
+	return s.MAC, s.State, time.Unix(0, s.Expires), true
 }
 
 // macString is the canonical form of a raw MAC: "52:54:00:12:34:56".

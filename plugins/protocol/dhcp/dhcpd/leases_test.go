@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/leaseslot"
 	"github.com/dls-project/dls/sdk/host"
 )
 
@@ -113,7 +114,7 @@ func TestTableReleaseDeclineConflict(t *testing.T) {
 		}
 	}
 	tb.conflict(pools, a4("10.0.0.101"), mac(2), "52:54:00:00:00:77")
-	if m, st, _, _ := tb.lease(a4("10.0.0.101")); m != mac(0x77) || st != stateBound {
+	if m, st, _, _ := tb.lease(a4("10.0.0.101")); m != mac(0x77) || st != leaseslot.Bound {
 		t.Errorf("after a conflict: %x %d", m, st)
 	}
 }

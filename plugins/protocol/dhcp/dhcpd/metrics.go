@@ -3,6 +3,8 @@ package dhcpd
 import (
 	"time"
 
+	"github.com/dls-project/dls/sdk/host/clienttable"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,18 +62,14 @@ const (
 // dhcpMetrics are the plugin's metric families, with the hot series
 // resolved once.
 type dhcpMetrics struct {
-	requests    *prometheus.CounterVec
-	errors      *prometheus.CounterVec
-	replies     *prometheus.CounterVec
-	poolSize    *prometheus.GaugeVec
-	poolActive  *prometheus.GaugeVec
-	latency     *prometheus.HistogramVec
-	commitTime  prometheus.Observer
-	commitBatch prometheus.Observer
-	lookups     prometheus.Counter // Clients.Lookup calls (not answered from the table or cache)
-	tableVer    *prometheus.GaugeVec
-	tableSize   *prometheus.GaugeVec
-	tableLive   *prometheus.GaugeVec
+	requests   *prometheus.CounterVec
+	errors     *prometheus.CounterVec
+	replies    *prometheus.CounterVec
+	poolSize   *prometheus.GaugeVec
+	poolActive *prometheus.GaugeVec
+	latency    *prometheus.HistogramVec
+	commit     leasecommit.Metrics
+	table      clienttable.Metrics // lookups asked of the host, the pushed table's gauges
 
 	byType  [9]prometheus.Counter // by DHCP message type; 0 is BOOTP (none)
 	other   prometheus.Counter
@@ -95,17 +93,8 @@ func newMetrics(reg *metrics.Registry) *dhcpMetrics {
 		sent:    map[string]prometheus.Counter{},
 		lat:     map[string]prometheus.Observer{},
 	}
-	commitTime := reg.Histogram("dls_dhcp_lease_commit_duration_seconds",
-		"Time the host took to store one batch of leases.",
-		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})
-	commitBatch := reg.Histogram("dls_dhcp_lease_commit_batch_size",
-		"Leases stored per batch (group commit).", []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
-	m.commitTime, m.commitBatch = commitTime.WithLabelValues(), commitBatch.WithLabelValues()
-	m.lookups = reg.Counter("dls_dhcp_host_lookups_total",
-		"Boot decisions asked of the host one machine at a time (Clients.Lookup): while the pushed client table is not live, and to register unknown machines.").WithLabelValues()
-	m.tableVer = reg.Gauge("dls_dhcp_client_table_version", "Version of the host's client table the plugin answers from (0: none yet).")
-	m.tableSize = reg.Gauge("dls_dhcp_client_table_clients", "Known clients in the pushed client table.")
-	m.tableLive = reg.Gauge("dls_dhcp_client_table_live", "1 while packets are decided from the pushed client table, 0 while they are asked of the host.")
+	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp")
+	m.table = clienttable.NewMetrics(reg, "dls_dhcp")
 	for t := dhcpv4.MessageType(0); int(t) < len(m.byType); t++ {
 		m.byType[t] = m.requests.WithLabelValues(typeLabel(t))
 	}

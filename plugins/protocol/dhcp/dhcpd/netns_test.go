@@ -7,7 +7,6 @@ package dhcpd
 // without it they skip (and fail when CI is set).
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,148 +26,25 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/plugins/protocol/internal/netnstest"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
 )
 
-// needRoot skips t without root and the named tools, or fails it when CI
-// is set (CI must run these tests).
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf(format+" (CI is set: these tests must run)", args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if testing.Short() {
-		t.Skip("network namespace test: not in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root: network namespaces")
-	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip("needs %s (apt-get install busybox isc-dhcp-client dnsmasq-base kea-admin)", tool)
-		}
-	}
+// lab holds this package's namespaces and built programs.
+var lab = &netnstest.Lab{
+	Prefix:   "dlst",
+	Install:  "apt-get install busybox isc-dhcp-client dnsmasq-base kea-admin",
+	Packages: map[string]string{"plugins/dls-protocol-dhcp": "github.com/dls-project/dls/plugins/protocol/dhcp"},
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// binaries builds the host and the plugins the tests run, once.
-func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "dls-dhcp-netns-")
-		if buildErr != nil {
-			return
-		}
-		for out, pkg := range map[string]string{
-			"dls":                       "github.com/dls-project/dls/core/cmd/dls",
-			"plugins/dls-protocol-dhcp": "github.com/dls-project/dls/plugins/protocol/dhcp",
-			"plugins/dls-storage-file":  "github.com/dls-project/dls/examples/storage-file",
-		} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, out), pkg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-var nsSeq atomic.Int32
-
-// netns creates a network namespace with loopback up, deleted at cleanup.
-func netns(t *testing.T, role string) string {
-	t.Helper()
-	name := fmt.Sprintf("dlst%d-%d-%s", os.Getpid()%100000, nsSeq.Add(1), role)
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-	return name
-}
-
-// veth links namespaces a and b with interfaces ia and ib, both up.
-func veth(t *testing.T, a, ia, b, ib string) {
-	t.Helper()
-	tmpA, tmpB := fmt.Sprintf("dt%da", nsSeq.Add(1)), fmt.Sprintf("dt%db", nsSeq.Load())
-	run(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
-	run(t, "ip", "link", "set", tmpA, "netns", a, "name", ia)
-	run(t, "ip", "link", "set", tmpB, "netns", b, "name", ib)
-	run(t, "ip", "netns", "exec", a, "ip", "link", "set", ia, "up")
-	run(t, "ip", "netns", "exec", b, "ip", "link", "set", ib, "up")
-}
-
-func inNS(ns string, args ...string) []string {
-	return append([]string{"ip", "netns", "exec", ns}, args...)
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// enterNS runs fn on an OS thread moved into namespace ns. Sockets fn
-// opens stay in ns for their life, whichever goroutine uses them later.
-func enterNS(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it ends with the goroutine rather
-		// than go back to the scheduler in another namespace.
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
-// dlsHost is bin/dls serve running in a namespace.
-type dlsHost struct {
-	t      *testing.T
-	ns     string
-	dir    string
-	config string
-	cmd    *exec.Cmd
-	log    *os.File
-}
+func TestMain(m *testing.M) { lab.Main(m) }
 
 const hostHeader = `data_dir   = %q
 plugin_dir = %q
 http {
-  listen = "127.0.0.1:9180"
+  listen = "` + netnstest.HTTPAddr + `"
 }
 boot {
   url = "http://%s:9180"
@@ -183,173 +58,19 @@ image "lab" {
 
 // startHost writes a config (the header above, then body) and runs the
 // host in ns until the test ends.
-func startHost(t *testing.T, ns, serverIP, body string) *dlsHost {
+func startHost(t *testing.T, ns, serverIP, body string) *netnstest.Host {
 	t.Helper()
-	bin := binaries(t)
-	dir := t.TempDir()
-	img := filepath.Join(dir, "lab.img")
-	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "dls.hcl")
-	text := fmt.Sprintf(hostHeader, filepath.Join(dir, "var"), filepath.Join(bin, "plugins"), serverIP, img) + body
-	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h := &dlsHost{t: t, ns: ns, dir: dir, config: cfg}
-	h.start()
-	t.Cleanup(h.kill)
-	return h
-}
-
-func (h *dlsHost) start() {
-	h.t.Helper()
-	log, err := os.OpenFile(filepath.Join(h.dir, "host.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	args := inNS(h.ns, filepath.Join(binaries(h.t), "dls"), "serve", "--config", h.config)
-	h.cmd = exec.Command(args[0], args[1:]...)
-	h.cmd.Stdout, h.cmd.Stderr, h.log = log, log, log
-	if err := h.cmd.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	h.waitReady()
-}
-
-// waitReady waits for /readyz in the namespace: every plugin serving.
-func (h *dlsHost) waitReady() {
-	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if code, _ := h.get("/readyz"); code == 200 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	h.t.Fatalf("host not ready within 60s; log:\n%s", h.logText())
-}
-
-// get fetches path from the host's HTTP listener inside its namespace.
-func (h *dlsHost) get(path string) (int, string) {
-	var code int
-	var body string
-	_ = enterNS(h.ns, func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:9180", time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: dls\r\n\r\n", path)
-		r := bufio.NewReader(c)
-		status, err := r.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		f := strings.Fields(status)
-		if len(f) >= 2 {
-			code, _ = strconv.Atoi(f[1])
-		}
-		var sb strings.Builder
-		inBody := false
-		for {
-			line, err := r.ReadString('\n')
-			if inBody {
-				sb.WriteString(line)
-			} else if line == "\r\n" {
-				inBody = true
-			}
-			if err != nil {
-				break
-			}
-		}
-		body = sb.String()
-		return nil
+	return lab.StartHost(t, ns, func(p netnstest.Paths) string {
+		return fmt.Sprintf(hostHeader, p.DataDir, p.PluginDir, serverIP, p.Image) + body
 	})
-	return code, body
-}
-
-func (h *dlsHost) logText() string {
-	b, _ := os.ReadFile(filepath.Join(h.dir, "host.log"))
-	return string(b)
-}
-
-// pluginPid is the pid of the host's DHCP plugin process.
-func (h *dlsHost) pluginPid() int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 || !strings.Contains(s[:i], "dls-protocol-d") {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 2 && f[1] == strconv.Itoa(h.hostPid()) {
-			return pid
-		}
-	}
-	return 0
-}
-
-// hostPid is the dls process itself (ip netns exec execs it).
-func (h *dlsHost) hostPid() int {
-	if h.cmd == nil || h.cmd.Process == nil {
-		return 0
-	}
-	return h.cmd.Process.Pid
-}
-
-func (h *dlsHost) kill9() {
-	_ = h.cmd.Process.Signal(syscall.SIGKILL)
-	_ = h.cmd.Wait()
-	h.cmd = nil
-}
-
-func (h *dlsHost) kill() {
-	if h.cmd != nil {
-		_ = h.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = h.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = h.cmd.Process.Kill()
-			<-done
-		}
-		h.cmd = nil
-	}
-	if h.t.Failed() {
-		h.t.Logf("host log:\n%s", h.logText())
-	}
-}
-
-// metric reads one sample from the host's /metrics.
-func (h *dlsHost) metric(series string) float64 {
-	_, body := h.get("/metrics")
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, series+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
-			return v
-		}
-	}
-	return -1
 }
 
 // fullModeNet is two namespaces on a veth: the server's (10.99.0.1/16 on
 // vsrv) and the clients' (vcli, no address).
 func fullModeNet(t *testing.T) (srv, cli string) {
-	srv, cli = netns(t, "srv"), netns(t, "cli")
-	veth(t, srv, "vsrv", cli, "vcli")
-	run(t, inNS(srv, "ip", "addr", "add", "10.99.0.1/16", "dev", "vsrv")...)
+	srv, cli = lab.Netns(t, "srv"), lab.Netns(t, "cli")
+	lab.Veth(t, srv, "vsrv", cli, "vcli")
+	netnstest.Run(t, netnstest.InNS(srv, "ip", "addr", "add", "10.99.0.1/16", "dev", "vsrv")...)
 	return srv, cli
 }
 
@@ -373,7 +94,7 @@ protocol "dhcp" "lan" {
 `
 
 func TestRealClientsGetAddresses(t *testing.T) {
-	needRoot(t, "busybox", "dhclient", "perfdhcp")
+	lab.NeedRoot(t, "busybox", "dhclient", "perfdhcp")
 	srv, cli := fullModeNet(t)
 	h := startHost(t, srv, "10.99.0.1", fullModeDHCP)
 	dir := t.TempDir()
@@ -385,12 +106,12 @@ func TestRealClientsGetAddresses(t *testing.T) {
 	// busybox udhcpc: its script prints what it was given.
 	script := filepath.Join(dir, "udhcpc.sh")
 	out := filepath.Join(dir, "udhcpc.out")
-	writeScript(t, script, fmt.Sprintf("#!/bin/sh\necho \"$1 ip=$ip mask=$subnet router=$router dns=$dns lease=$lease\" >> %s\n", out))
-	args := inNS(cli, "busybox", "udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", script)
+	netnstest.WriteScript(t, script, fmt.Sprintf("#!/bin/sh\necho \"$1 ip=$ip mask=$subnet router=$router dns=$dns lease=$lease\" >> %s\n", out))
+	args := netnstest.InNS(cli, "busybox", "udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", script)
 	if b, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("udhcpc: %v\n%s", err, b)
 	}
-	got := readFile(t, out)
+	got := netnstest.ReadFile(t, out)
 	m := regexp.MustCompile(`bound ip=(\S+) mask=255.255.0.0 router=10.99.0.1 dns=10.99.0.53 lease=3600`).FindStringSubmatch(got)
 	if m == nil || !inPool(m[1]) {
 		t.Fatalf("udhcpc got: %s", got)
@@ -400,11 +121,11 @@ func TestRealClientsGetAddresses(t *testing.T) {
 	// ISC dhclient, same interface (same MAC): the same address back.
 	script = filepath.Join(dir, "dhclient.sh")
 	out = filepath.Join(dir, "dhclient.out")
-	writeScript(t, script, fmt.Sprintf("#!/bin/sh\necho \"$reason ip=$new_ip_address mask=$new_subnet_mask router=$new_routers\" >> %s\n", out))
+	netnstest.WriteScript(t, script, fmt.Sprintf("#!/bin/sh\necho \"$reason ip=$new_ip_address mask=$new_subnet_mask router=$new_routers\" >> %s\n", out))
 	pidFile := filepath.Join(dir, "dhclient.pid")
-	args = inNS(cli, "dhclient", "-1", "-sf", script, "-lf", filepath.Join(dir, "dhclient.leases"), "-pf", pidFile, "vcli")
+	args = netnstest.InNS(cli, "dhclient", "-1", "-sf", script, "-lf", filepath.Join(dir, "dhclient.leases"), "-pf", pidFile, "vcli")
 	cmd := exec.Command(args[0], args[1:]...)
-	b, err := runTimeout(cmd, 60*time.Second)
+	b, err := netnstest.RunTimeout(cmd, 60*time.Second)
 	if pid, perr := os.ReadFile(pidFile); perr == nil {
 		if n, _ := strconv.Atoi(strings.TrimSpace(string(pid))); n > 0 {
 			_ = syscall.Kill(n, syscall.SIGKILL)
@@ -413,33 +134,33 @@ func TestRealClientsGetAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dhclient: %v\n%s", err, b)
 	}
-	got = readFile(t, out)
+	got = netnstest.ReadFile(t, out)
 	if !strings.Contains(got, "BOUND ip="+udhcpcAddr+" mask=255.255.0.0 router=10.99.0.1") {
 		t.Fatalf("dhclient got %q, want BOUND with %s (the MAC's address)", got, udhcpcAddr)
 	}
 
 	// A second MAC gets a different address.
-	run(t, inNS(cli, "ip", "link", "add", "link", "vcli", "name", "mv1", "address", "52:54:00:99:00:01", "type", "macvlan", "mode", "bridge")...)
-	run(t, inNS(cli, "ip", "link", "set", "mv1", "up")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "link", "add", "link", "vcli", "name", "mv1", "address", "52:54:00:99:00:01", "type", "macvlan", "mode", "bridge")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "link", "set", "mv1", "up")...)
 	out = filepath.Join(dir, "udhcpc2.out")
-	writeScript(t, filepath.Join(dir, "udhcpc2.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1 ip=$ip\" >> %s\n", out))
-	args = inNS(cli, "busybox", "udhcpc", "-i", "mv1", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", filepath.Join(dir, "udhcpc2.sh"))
+	netnstest.WriteScript(t, filepath.Join(dir, "udhcpc2.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1 ip=$ip\" >> %s\n", out))
+	args = netnstest.InNS(cli, "busybox", "udhcpc", "-i", "mv1", "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", filepath.Join(dir, "udhcpc2.sh"))
 	if b, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("udhcpc on mv1: %v\n%s", err, b)
 	}
-	m = regexp.MustCompile(`bound ip=(\S+)`).FindStringSubmatch(readFile(t, out))
+	m = regexp.MustCompile(`bound ip=(\S+)`).FindStringSubmatch(netnstest.ReadFile(t, out))
 	if m == nil || !inPool(m[1]) || m[1] == udhcpcAddr {
 		t.Fatalf("second MAC got %v (first has %s)", m, udhcpcAddr)
 	}
-	if v := h.metric(`dls_dhcp_pool_active_leases{plugin="lan",pool="lan"}`); v != 2 {
+	if v := h.Metric(`dls_dhcp_pool_active_leases{plugin="lan",pool="lan"}`); v != 2 {
 		t.Errorf("active leases %v, want 2", v)
 	}
 
 	// perfdhcp is a relay (giaddr = its address, from port 67): answers
 	// must go to giaddr:67 for it to see any.
-	run(t, inNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
-	args = inNS(cli, "perfdhcp", "-4", "-l", "vcli", "-r", "200", "-R", "300", "-p", "3", "10.99.0.1")
-	b, err = runTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
+	args = netnstest.InNS(cli, "perfdhcp", "-4", "-l", "vcli", "-r", "200", "-R", "300", "-p", "3", "10.99.0.1")
+	b, err = netnstest.RunTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
 	var exit *exec.ExitError
 	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
 		t.Fatalf("perfdhcp: %v\n%s", err, b)
@@ -456,46 +177,12 @@ func TestRealClientsGetAddresses(t *testing.T) {
 	t.Logf("udhcpc and dhclient: %s; second MAC: %s; perfdhcp: %s/%s OFFERs/ACKs", udhcpcAddr, m[1], recv[0][1], recv[1][1])
 }
 
-func writeScript(t *testing.T, path, text string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func runTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return []byte(out.String()), err
-	case <-time.After(d):
-		_ = cmd.Process.Kill()
-		<-done
-		return []byte(out.String()), fmt.Errorf("%s: timed out after %s", cmd.Path, d)
-	}
-}
-
 // udpIn opens a UDP socket in ns on addr (":68", "10.99.0.2:67"), bound
 // to ifname when set, broadcasts allowed.
 func udpIn(t *testing.T, ns, ifname, addr string) net.PacketConn {
 	t.Helper()
 	var conn net.PacketConn
-	err := enterNS(ns, func() error {
+	err := netnstest.EnterNS(ns, func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
@@ -536,23 +223,23 @@ func collect(conn net.PacketConn, xid dhcpv4.TransactionID, d time.Duration) []*
 }
 
 func TestProxyModeBesideDnsmasq(t *testing.T) {
-	needRoot(t, "dnsmasq")
+	lab.NeedRoot(t, "dnsmasq")
 	// One segment (a bridge in lan): the site's DHCP server (dnsmasq, no
 	// PXE options), DLS in proxy mode, and a PXE client.
-	lan, site, dls, cli := netns(t, "lan"), netns(t, "site"), netns(t, "dls"), netns(t, "pxe")
-	run(t, inNS(lan, "ip", "link", "add", "br0", "type", "bridge")...)
-	run(t, inNS(lan, "ip", "link", "set", "br0", "up")...)
+	lan, site, dls, cli := lab.Netns(t, "lan"), lab.Netns(t, "site"), lab.Netns(t, "dls"), lab.Netns(t, "pxe")
+	netnstest.Run(t, netnstest.InNS(lan, "ip", "link", "add", "br0", "type", "bridge")...)
+	netnstest.Run(t, netnstest.InNS(lan, "ip", "link", "set", "br0", "up")...)
 	for _, p := range []struct{ ns, ifname, port string }{{site, "vsite", "psite"}, {dls, "vdls", "pdls"}, {cli, "vcli", "pcli"}} {
-		veth(t, p.ns, p.ifname, lan, p.port)
-		run(t, inNS(lan, "ip", "link", "set", p.port, "master", "br0")...)
+		lab.Veth(t, p.ns, p.ifname, lan, p.port)
+		netnstest.Run(t, netnstest.InNS(lan, "ip", "link", "set", p.port, "master", "br0")...)
 	}
 	const mac = "52:54:00:12:34:56"
-	run(t, inNS(cli, "ip", "link", "set", "vcli", "address", mac)...)
-	run(t, inNS(site, "ip", "addr", "add", "10.98.0.1/24", "dev", "vsite")...)
-	run(t, inNS(dls, "ip", "addr", "add", "10.98.0.2/24", "dev", "vdls")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "link", "set", "vcli", "address", mac)...)
+	netnstest.Run(t, netnstest.InNS(site, "ip", "addr", "add", "10.98.0.1/24", "dev", "vsite")...)
+	netnstest.Run(t, netnstest.InNS(dls, "ip", "addr", "add", "10.98.0.2/24", "dev", "vdls")...)
 
 	dir := t.TempDir()
-	args := inNS(site, "dnsmasq", "--no-daemon", "--port=0", "--interface=vsite", "--bind-interfaces",
+	args := netnstest.InNS(site, "dnsmasq", "--no-daemon", "--port=0", "--interface=vsite", "--bind-interfaces",
 		"--dhcp-range=10.98.0.100,10.98.0.150,255.255.255.0,1h", "--dhcp-leasefile="+filepath.Join(dir, "dnsmasq.leases"),
 		"--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--no-resolv", "--no-hosts", "--conf-file=/dev/null")
 	dnsmasq := exec.Command(args[0], args[1:]...)
@@ -630,7 +317,7 @@ protocol "dhcp" "pxe" {
 		t.Fatalf("no ACK from dnsmasq; log:\n%s", dnsmasqLog.String())
 	}
 	addr := ack.YourIPAddr.String()
-	run(t, inNS(cli, "ip", "addr", "add", addr+"/24", "dev", "vcli")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", addr+"/24", "dev", "vcli")...)
 
 	// ...then the boot file from DLS on port 4011.
 	preq, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw(mac)), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
@@ -764,9 +451,9 @@ func (c *relayClient) dora(mac net.HardwareAddr) string {
 }
 
 func TestACKedLeasesSurviveKill9(t *testing.T) {
-	needRoot(t)
+	lab.NeedRoot(t)
 	srv, cli := fullModeNet(t)
-	run(t, inNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
 	h := startHost(t, srv, "10.99.0.1", fullModeDHCP)
 	c := newRelayClient(udpIn(t, cli, "", "10.99.0.2:67"), "10.99.0.2", "10.99.0.1")
 
@@ -799,7 +486,7 @@ func TestACKedLeasesSurviveKill9(t *testing.T) {
 		deadline := time.Now().Add(90 * time.Second)
 		for answered.Load() < target {
 			if time.Now().After(deadline) {
-				_, m := h.get("/metrics")
+				_, m := h.Get("/metrics")
 				var dhcp []string
 				for _, l := range strings.Split(m, "\n") {
 					if strings.HasPrefix(l, "dls_dhcp_") && !strings.HasSuffix(l, " 0") && !strings.Contains(l, "_bucket") {
@@ -814,7 +501,7 @@ func TestACKedLeasesSurviveKill9(t *testing.T) {
 	waitFor("before the kills", 300)
 
 	// kill -9 of the plugin under load: the supervisor restarts it.
-	pid := h.pluginPid()
+	pid := h.PluginPid("dls-protocol-d")
 	if pid == 0 {
 		t.Fatal("plugin process not found")
 	}
@@ -822,14 +509,14 @@ func TestACKedLeasesSurviveKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("after the plugin's kill -9", 300)
-	if p := h.pluginPid(); p == 0 || p == pid {
+	if p := h.PluginPid("dls-protocol-d"); p == 0 || p == pid {
 		t.Fatalf("plugin not restarted (pid %d, was %d)", p, pid)
 	}
 
 	// kill -9 of the host under load (the plugin dies with it), restart.
-	h.kill9()
+	h.Kill9()
 	time.Sleep(300 * time.Millisecond)
-	h.start()
+	h.Start()
 	waitFor("after the host's kill -9", 300)
 	close(stop)
 	wg.Wait()
@@ -857,8 +544,8 @@ func TestACKedLeasesSurviveKill9(t *testing.T) {
 			sample = append(sample, m)
 		}
 	}
-	h.kill()
-	st, err := sqlite.Open(context.Background(), filepath.Join(h.dir, "var", "dls.db"), nil)
+	h.Stop()
+	st, err := sqlite.Open(context.Background(), filepath.Join(h.DataDir(), "dls.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -884,7 +571,7 @@ func TestACKedLeasesSurviveKill9(t *testing.T) {
 	}
 
 	// And the server still knows them: a returning MAC gets its address.
-	h.start()
+	h.Start()
 	rand.Shuffle(len(sample), func(i, j int) { sample[i], sample[j] = sample[j], sample[i] })
 	for _, m := range sample {
 		mac, _ := net.ParseMAC(m)
@@ -900,12 +587,12 @@ func TestACKedLeasesSurviveKill9(t *testing.T) {
 }
 
 func TestProbeSkipsAnAddressInUse(t *testing.T) {
-	needRoot(t)
+	lab.NeedRoot(t)
 	srv, cli := fullModeNet(t)
 	// A machine with a static address inside the pool, which no lease
 	// tells about: it answers the probe's ping.
-	run(t, inNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
-	run(t, inNS(cli, "ip", "addr", "add", "10.99.1.10/16", "dev", "vcli")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", "10.99.0.2/16", "dev", "vcli")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "addr", "add", "10.99.1.10/16", "dev", "vcli")...)
 	h := startHost(t, srv, "10.99.0.1", `
 protocol "dhcp" "lan" {
   config {
@@ -929,7 +616,7 @@ protocol "dhcp" "lan" {
 	if got != "10.99.1.11" {
 		t.Fatalf("got %q, want 10.99.1.11 (10.99.1.10 answers pings)", got)
 	}
-	if v := h.metric(`dls_dhcp_errors_total{plugin="lan",reason="address_in_use"}`); v != 1 {
+	if v := h.Metric(`dls_dhcp_errors_total{plugin="lan",reason="address_in_use"}`); v != 1 {
 		t.Errorf("address_in_use = %v, want 1", v)
 	}
 }

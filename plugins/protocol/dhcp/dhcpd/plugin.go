@@ -9,7 +9,7 @@
 // cached per MAC (handler.go, cache.go); an address comes from the
 // in-memory lease table (leases.go), optionally probed with ICMP first
 // (probe.go); the boot answer is built in pxe.go; an ACK waits for its
-// lease to be committed through the host in a batch (commit.go).
+// lease to be committed through the host in a batch (sdk/host/leasecommit).
 package dhcpd
 
 import (
@@ -22,6 +22,8 @@ import (
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/hashicorp/go-hclog"
@@ -145,7 +147,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		for _, l := range run.listeners {
 			_ = l.close()
 		}
-		_ = srv.commits.close(ctx)
+		_ = srv.commits.Close(ctx)
 		return fmt.Errorf("dhcp: %w", err)
 	}
 	if set.Mode != modeProxy {
@@ -202,12 +204,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 	go sweep(lctx, srv)
 	if w, ok := p.hs.Clients.(host.ClientWatcher); ok && srv.known != nil {
 		go srv.follow(lctx, w)
-		select {
-		case <-srv.known.ready:
-		case <-time.After(syncWait):
-			p.logger.Warn("no client table from the host yet; asking it per machine until it comes", "waited", syncWait)
-		case <-ctx.Done():
-		}
+		srv.known.Wait(ctx, p.logger)
 	}
 	p.run = run
 	p.message = fmt.Sprintf("mode %s, server %s, %d pools", set.Mode, serverIP, len(set.pools))
@@ -221,9 +218,9 @@ func (p *Plugin) Start(ctx context.Context) error {
 func newServer(ctx context.Context, set *settings, serverIP ip4, hs host.Services, m *dhcpMetrics, logger hclog.Logger) *server {
 	return &server{
 		set: set, serverIP: serverIP, table: newTable(set, serverIP),
-		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache), known: newKnownTable(),
+		clients: hs.Clients, bindings: hs.Events, cache: newDecisions(set.ClientCache), known: clienttable.New(),
 		limit: newLimiter(set.RateLimit, set.RateBurst), m: m, logger: logger,
-		commits: newCommitter(ctx, hs.Leases, set.CommitBatch, m),
+		commits: leasecommit.New(ctx, hs.Leases, leasecommit.Options{Max: set.CommitBatch, Metrics: m.commit}),
 	}
 }
 
@@ -257,7 +254,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	run.workers.Wait()
 	run.cancel()
 	var errs []error
-	if err := run.srv.commits.close(ctx); err != nil {
+	if err := run.srv.commits.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if run.srv.probe != nil {
@@ -287,7 +284,7 @@ func (p *Plugin) Health(context.Context) error {
 	if run == nil {
 		return nil
 	}
-	if err := run.srv.commits.err(); err != nil {
+	if err := run.srv.commits.Err(); err != nil {
 		return fmt.Errorf("leases are not being stored, no ACK is sent: %w", err)
 	}
 	return nil
@@ -300,20 +297,11 @@ func (p *Plugin) refreshGauges() {
 	p.mu.Unlock()
 	p.m.poolSize.Reset()
 	p.m.poolActive.Reset()
-	p.m.tableVer.Reset()
-	p.m.tableSize.Reset()
-	p.m.tableLive.Reset()
 	if run == nil {
+		p.m.table.Report(nil)
 		return
 	}
-	ver, n, live := run.srv.known.state()
-	p.m.tableVer.WithLabelValues().Set(float64(ver))
-	p.m.tableSize.WithLabelValues().Set(float64(n))
-	if live {
-		p.m.tableLive.WithLabelValues().Set(1)
-	} else {
-		p.m.tableLive.WithLabelValues().Set(0)
-	}
+	p.m.table.Report(run.srv.known)
 	for _, st := range run.srv.table.stats() {
 		p.m.poolSize.WithLabelValues(st.name).Set(float64(st.size))
 		p.m.poolActive.WithLabelValues(st.name).Set(float64(st.active))

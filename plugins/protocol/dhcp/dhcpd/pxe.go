@@ -2,66 +2,15 @@ package dhcpd
 
 import (
 	"encoding/binary"
-	"strconv"
 	"strings"
 
+	"github.com/dls-project/dls/plugins/protocol/bootclient"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
-// Option 93 architectures (RFC 4578 and the IANA registry) the built-in
-// boot files cover.
-const (
-	archBIOS          uint16 = 0
-	archEFIIA32       uint16 = 6
-	archEFIX64        uint16 = 7
-	archEFIBC         uint16 = 9
-	archEFIARM32      uint16 = 10
-	archEFIARM64      uint16 = 11
-	archEFIX64HTTP    uint16 = 16
-	archEFIARM64HTTP  uint16 = 19
-	archEFIIA32HTTP   uint16 = 15
-	archEFIARM32HTTP  uint16 = 18
-	archEFIBCHTTP     uint16 = 17
-	archBIOSHTTP      uint16 = 20
-	archUnknownOrNone uint16 = 0xffff
-)
-
-// archKeys are the names boot_files accepts, with the option 93 values
-// each covers (an HTTP boot variant takes its EFI sibling's file).
-var archKeys = map[string][]uint16{
-	"bios":      {archBIOS},
-	"efi_ia32":  {archEFIIA32, archEFIIA32HTTP},
-	"efi_x64":   {archEFIX64, archEFIBC, archEFIX64HTTP, archEFIBCHTTP},
-	"efi_arm32": {archEFIARM32, archEFIARM32HTTP},
-	"efi_arm64": {archEFIARM64, archEFIARM64HTTP},
-}
-
-// defaultBootFile is the iPXE build a firmware of arch chains into.
-func defaultBootFile(arch uint16) string {
-	switch arch {
-	case archEFIIA32, archEFIX64, archEFIBC, archEFIIA32HTTP, archEFIX64HTTP, archEFIBCHTTP:
-		return "ipxe.efi"
-	case archEFIARM32, archEFIARM64, archEFIARM32HTTP, archEFIARM64HTTP:
-		return "snp.efi"
-	}
-	return "undionly.kpxe"
-}
-
-// shimArch reports whether arch is one Debian's signed shim runs on: EFI
-// x64 and its HTTP boot variants. Other architectures of a shim client
-// get iPXE.
-func shimArch(arch uint16) bool {
-	switch arch {
-	case archEFIX64, archEFIBC, archEFIX64HTTP, archEFIBCHTTP:
-		return true
-	}
-	return false
-}
-
-// builtinBootFiles are the iPXE builds the host names by default: a
-// decision naming one of them says nothing about the client itself.
-var builtinBootFiles = map[string]bool{"undionly.kpxe": true, "ipxe.efi": true, "snp.efi": true, "snponly.efi": true}
+// archUnknownOrNone stands for a client that sent no architecture.
+const archUnknownOrNone = bootclient.ArchUnknownOrNone
 
 // client is what a request says about the machine sending it.
 type client struct {
@@ -90,7 +39,7 @@ func (c client) ipxe() bool { return c.userClass == "iPXE" }
 // was sent.
 func (c client) bootArch() uint16 {
 	if c.arch == archUnknownOrNone {
-		return archBIOS
+		return bootclient.ArchBIOS
 	}
 	return c.arch
 }
@@ -98,71 +47,26 @@ func (c client) bootArch() uint16 {
 // clientOf reads the client's identity options.
 func clientOf(req *dhcpv4.DHCPv4) client {
 	c := client{
-		vendorClass: printable(req.Options.Get(dhcpv4.OptionClassIdentifier)),
+		vendorClass: bootclient.Printable(req.Options.Get(dhcpv4.OptionClassIdentifier)),
 		arch:        archUnknownOrNone,
 		uuid:        req.Options.Get(dhcpv4.OptionClientMachineIdentifier),
-		hostname:    printable(req.Options.Get(dhcpv4.OptionHostName)),
+		hostname:    bootclient.Printable(req.Options.Get(dhcpv4.OptionHostName)),
 	}
 	if uc := req.Options.Get(dhcpv4.OptionUserClassInformation); len(uc) > 0 {
 		// iPXE sends the bare string "iPXE"; RFC 3004 clients send
 		// length-prefixed strings: take the first.
 		if int(uc[0])+1 <= len(uc) && uc[0] > 0 && uc[0] < 32 && !isText(uc[:1]) {
-			c.userClass = printable(uc[1 : 1+int(uc[0])])
+			c.userClass = bootclient.Printable(uc[1 : 1+int(uc[0])])
 		} else {
-			c.userClass = printable(uc)
+			c.userClass = bootclient.Printable(uc)
 		}
 	}
 	if a := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); len(a) >= 2 {
 		c.arch = binary.BigEndian.Uint16(a)
-	} else if n, ok := vendorArch(c.vendorClass); ok {
+	} else if n, ok := bootclient.VendorArch(c.vendorClass); ok {
 		c.arch = n
 	}
 	return c
-}
-
-// vendorArch reads the architecture from a vendor class of the form
-// PXEClient:Arch:xxxxx:... or HTTPClient:Arch:xxxxx:... (PXE and UEFI
-// HTTP boot firmware send it there as well as in option 93; some send
-// only the vendor class).
-func vendorArch(vc string) (uint16, bool) {
-	rest, ok := strings.CutPrefix(vc, "PXEClient:Arch:")
-	if !ok {
-		rest, ok = strings.CutPrefix(vc, "HTTPClient:Arch:")
-	}
-	if !ok || len(rest) < 5 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(rest[:5], 10, 16)
-	if err != nil {
-		return 0, false
-	}
-	return uint16(n), true
-}
-
-// printable returns b as a string of at most 255 printable ASCII bytes
-// (others become '?'), for logs, events and host queries.
-func printable(b []byte) string {
-	if len(b) > 255 {
-		b = b[:255]
-	}
-	ok := true
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			ok = false
-			break
-		}
-	}
-	if ok {
-		return string(b)
-	}
-	out := make([]byte, len(b))
-	for i, c := range b {
-		if c < 0x20 || c > 0x7e {
-			c = '?'
-		}
-		out[i] = c
-	}
-	return strings.TrimRight(string(out), "?")
 }
 
 func isText(b []byte) bool {
@@ -187,17 +91,17 @@ func (s *settings) bootFile(c client, d host.Decision) string {
 	arch := c.bootArch()
 	file := s.bootFiles[arch]
 	switch {
-	case d.Loader == host.LoaderShim && shimArch(arch):
+	case d.Loader == host.LoaderShim && bootclient.ShimArch(arch):
 		// The signed chain for Secure Boot: shim, then GRUB from the same
 		// server. boot_files names iPXE builds; it does not apply.
 		file = host.ShimBootFile
-	case d.BootFile != "" && !builtinBootFiles[d.BootFile]:
+	case d.BootFile != "" && !bootclient.Builtin(d.BootFile):
 		// The host names one of the built-in files unless the client has
 		// one of its own; the config's choice beats only the built-in.
 		file = d.BootFile
 	}
 	if file == "" {
-		file = defaultBootFile(arch)
+		file = bootclient.DefaultBootFile(arch)
 	}
 	if !c.http() || strings.Contains(file, "://") {
 		return file

@@ -2,56 +2,16 @@ package dhcp6d
 
 import (
 	"net/netip"
-	"strconv"
 	"strings"
 
+	"github.com/dls-project/dls/plugins/protocol/bootclient"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 )
 
-// Option 61 architectures (RFC 4578 and the IANA registry) the built-in
-// boot files cover; the values are option 93's in DHCPv4.
-const (
-	archBIOS          uint16 = 0
-	archEFIIA32       uint16 = 6
-	archEFIX64        uint16 = 7
-	archEFIBC         uint16 = 9
-	archEFIARM32      uint16 = 10
-	archEFIARM64      uint16 = 11
-	archEFIIA32HTTP   uint16 = 15
-	archEFIX64HTTP    uint16 = 16
-	archEFIBCHTTP     uint16 = 17
-	archEFIARM32HTTP  uint16 = 18
-	archEFIARM64HTTP  uint16 = 19
-	archUnknownOrNone uint16 = 0xffff
-)
-
-// archKeys are the names boot_files accepts, with the option 61 values
-// each covers (an HTTP boot variant takes its EFI sibling's file).
-var archKeys = map[string][]uint16{
-	"bios":      {archBIOS},
-	"efi_ia32":  {archEFIIA32, archEFIIA32HTTP},
-	"efi_x64":   {archEFIX64, archEFIBC, archEFIX64HTTP, archEFIBCHTTP},
-	"efi_arm32": {archEFIARM32, archEFIARM32HTTP},
-	"efi_arm64": {archEFIARM64, archEFIARM64HTTP},
-}
-
-// defaultBootFile is the iPXE build a firmware of arch chains into (the
-// same names as protocol "dhcp"'s).
-func defaultBootFile(arch uint16) string {
-	switch arch {
-	case archEFIIA32, archEFIX64, archEFIBC, archEFIIA32HTTP, archEFIX64HTTP, archEFIBCHTTP:
-		return "ipxe.efi"
-	case archEFIARM32, archEFIARM64, archEFIARM32HTTP, archEFIARM64HTTP:
-		return "snp.efi"
-	}
-	return "undionly.kpxe"
-}
-
-// builtinBootFiles are the iPXE builds the host names by default: a
-// decision naming one of them says nothing about the client itself.
-var builtinBootFiles = map[string]bool{"undionly.kpxe": true, "ipxe.efi": true, "snp.efi": true, "snponly.efi": true}
+// archUnknownOrNone stands for a client that sent no architecture.
+const archUnknownOrNone = bootclient.ArchUnknownOrNone
 
 // client is what a request says about the machine sending it.
 type client struct {
@@ -75,17 +35,15 @@ func (c client) firmware() bool {
 
 func (c client) pxe() bool { return strings.HasPrefix(c.vendorClass, "PXEClient") }
 func (c client) http() bool {
-	return strings.HasPrefix(c.vendorClass, "HTTPClient") || isHTTPArch(c.arch)
+	return strings.HasPrefix(c.vendorClass, "HTTPClient") || bootclient.HTTPArch(c.arch)
 }
 func (c client) ipxe() bool { return c.userClass == "iPXE" }
-
-func isHTTPArch(a uint16) bool { return a >= archEFIIA32HTTP && a <= 20 }
 
 // bootArch is the architecture that picks the boot file: x64 UEFI when
 // none was sent (BIOS PXE ROMs do not speak DHCPv6; iPXE says its arch).
 func (c client) bootArch() uint16 {
 	if c.arch == archUnknownOrNone {
-		return archEFIX64
+		return bootclient.ArchEFIX64
 	}
 	return c.arch
 }
@@ -99,24 +57,18 @@ func clientOf(msg *dhcpv6.Message, path []*dhcpv6.RelayMessage, src netip.Addr) 
 		c.duid = o.ToBytes()
 	}
 	if vcs := msg.Options.VendorClasses(); len(vcs) > 0 && len(vcs[0].Data) > 0 {
-		c.vendorClass = printable(vcs[0].Data[0])
+		c.vendorClass = bootclient.Printable(vcs[0].Data[0])
 	}
 	if ucs := msg.Options.UserClasses(); len(ucs) > 0 {
-		c.userClass = printable(ucs[0])
+		c.userClass = bootclient.Printable(ucs[0])
 	}
 	if as := msg.Options.ArchTypes(); len(as) > 0 {
 		c.arch = uint16(as[0])
-	} else if rest, ok := strings.CutPrefix(c.vendorClass, "PXEClient:Arch:"); ok && len(rest) >= 5 {
-		if n, err := strconv.ParseUint(rest[:5], 10, 16); err == nil {
-			c.arch = uint16(n)
-		}
-	} else if rest, ok := strings.CutPrefix(c.vendorClass, "HTTPClient:Arch:"); ok && len(rest) >= 5 {
-		if n, err := strconv.ParseUint(rest[:5], 10, 16); err == nil {
-			c.arch = uint16(n)
-		}
+	} else if n, ok := bootclient.VendorArch(c.vendorClass); ok {
+		c.arch = n
 	}
 	if f := msg.Options.FQDN(); f != nil && f.DomainName != nil && len(f.DomainName.Labels) > 0 {
-		c.hostname = printable([]byte(strings.SplitN(f.DomainName.Labels[0], ".", 2)[0]))
+		c.hostname = bootclient.Printable([]byte(strings.SplitN(f.DomainName.Labels[0], ".", 2)[0]))
 	}
 	peer := src
 	if n := len(path); n > 0 {
@@ -166,27 +118,6 @@ func macOf(duid []byte, path []*dhcpv6.RelayMessage, peer netip.Addr) string {
 	return ""
 }
 
-// printable returns b as a string of at most 255 printable ASCII bytes
-// (others become '?'), for logs, events and host queries.
-func printable(b []byte) string {
-	if len(b) > 255 {
-		b = b[:255]
-	}
-	out := []byte(nil)
-	for i, c := range b {
-		if c < 0x20 || c > 0x7e {
-			if out == nil {
-				out = append([]byte(nil), b...)
-			}
-			out[i] = '?'
-		}
-	}
-	if out == nil {
-		return string(b)
-	}
-	return strings.TrimRight(string(out), "?")
-}
-
 // bootURL is option 59 for a known firmware client d: its own boot script
 // URL once iPXE runs; else the first-stage file for its architecture (the
 // client's own when the host set one, else the config's, else the
@@ -198,13 +129,13 @@ func (s *settings) bootURL(c client, d host.Decision, server netip.Addr) string 
 	}
 	arch := c.bootArch()
 	file := s.bootFiles[arch]
-	if d.BootFile != "" && !builtinBootFiles[d.BootFile] {
+	if d.BootFile != "" && !bootclient.Builtin(d.BootFile) {
 		// The host names one of the built-in files unless the client has
 		// one of its own; the config's choice beats only the built-in.
 		file = d.BootFile
 	}
 	if file == "" {
-		file = defaultBootFile(arch)
+		file = bootclient.DefaultBootFile(arch)
 	}
 	if strings.Contains(file, "://") {
 		return file

@@ -3,10 +3,10 @@ package dhcp6d
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/bootclient"
 	"github.com/dls-project/dls/sdk/config"
 )
 
@@ -164,14 +164,10 @@ func check(c Config) (*settings, error) {
 	s.bootFiles = map[uint16]string{}
 	for k, v := range c.BootFiles {
 		path := fmt.Sprintf("boot_files[%q]", k)
-		archs, ok := archKeys[k]
+		archs, ok := bootclient.ArchesOf(k)
 		if !ok {
-			n, err := strconv.ParseUint(k, 10, 16)
-			if err != nil {
-				errs.Add(config.Errorf(path, "unknown architecture %q (want bios, efi_ia32, efi_x64, efi_arm32, efi_arm64 or an option 61 number)", k))
-				continue
-			}
-			archs = []uint16{uint16(n)}
+			errs.Add(config.Errorf(path, "unknown architecture %q (want bios, efi_ia32, efi_x64, efi_arm32, efi_arm64 or an option 61 number)", k))
+			continue
 		}
 		if v == "" || len(v) > 1024 || strings.ContainsAny(v, " \t\r\n") {
 			errs.Add(config.Errorf(path, "a boot file is a name or URL of 1 to 1024 characters without spaces"))

@@ -46,7 +46,7 @@ func FuzzHandle(f *testing.F) {
 			in.src = linkLocal("52:54:00:00:00:09")
 		}
 		e.srv.handle(context.Background(), b, in)
-		_ = e.srv.commits.close(context.Background()) // Replies waiting for their commit leave
+		_ = e.srv.commits.Close(context.Background()) // Replies waiting for their commit leave
 		counted := 0.0
 		for _, pair := range e.srv.m.done {
 			counted += testCounter(pair[0]) + testCounter(pair[1])

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
@@ -62,8 +64,8 @@ type server struct {
 	clients  host.Clients // nil: every client is unknown
 	events   eventSink    // nil: none reported
 	bindings host.Events  // proxy answers are reported here before they leave
-	known    *knownTable
-	commits  *committer
+	known    *clienttable.Table
+	commits  *leasecommit.Committer
 	m        *v6Metrics
 	out      func(reply) error
 	logger   hclog.Logger
@@ -283,7 +285,7 @@ func (s *server) commitAndReply(req *request, d host.Decision, ias []*dhcpv6.Opt
 // commit queues lease; ok runs once it is stored, conflict when another
 // host holds the address (recorded in the table first).
 func (s *server) commit(req *request, lease host.Lease, ok, conflict func()) {
-	queued := s.commits.add(commitJob{lease: lease, done: func(res host.CommitResult, err error) {
+	queued := s.commits.Add(leasecommit.Job{Lease: lease, Done: func(res host.CommitResult, err error) {
 		switch {
 		case err != nil:
 			s.m.drop(req.typ, reasonCommitFailed)
@@ -373,7 +375,7 @@ func (s *server) giveBack(req *request) {
 			if !ok {
 				continue
 			}
-			s.commits.add(commitJob{lease: lease})
+			s.commits.Add(leasecommit.Job{Lease: lease})
 			typ := host.EventDHCPRelease
 			if decline {
 				typ = host.EventDHCPDecline

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/leaseslot"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -69,7 +70,7 @@ func newEnvWith(t *testing.T, c *Config, fh *plugintest.FakeHost) *env {
 	e.srv = newServer(context.Background(), set, duid, set.serverIP, hs, newMetrics(metrics.NewRegistry()), hclog.NewNullLogger())
 	e.srv.out = func(r reply) error { e.sent <- r; return nil }
 	e.srv.events = syncEvents{fh}
-	t.Cleanup(func() { _ = e.srv.commits.close(context.Background()) })
+	t.Cleanup(func() { _ = e.srv.commits.Close(context.Background()) })
 	stored, err := hs.Leases.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +349,7 @@ func TestRenewRebindReleaseDeclineConfirm(t *testing.T) {
 	e.in(msg(t, dhcpv6.MessageTypeDecline, mac, withServerID, withAddr(a)), mac)
 	e.message()
 	waitLease(t, e.host, a, host.LeaseDeclined)
-	if m, st, exp, ok := e.srv.table.lease(netip.MustParseAddr(a)); !ok || st != stateDeclined || m != macBytes(mac) || time.Until(exp) < 9*time.Minute {
+	if m, st, exp, ok := e.srv.table.lease(netip.MustParseAddr(a)); !ok || st != leaseslot.Declined || m != macBytes(mac) || time.Until(exp) < 9*time.Minute {
 		t.Errorf("declined slot: %x %d %s %v", m, st, exp, ok)
 	}
 	e.in(msg(t, dhcpv6.MessageTypeSolicit, mac), mac)

@@ -7,51 +7,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/leaseslot"
 	"github.com/dls-project/dls/sdk/host"
 )
 
-// Slot states. An expired lease stays bound (or declined) with an expiry in
-// the past: it is free for anyone, and still remembered as its MAC's.
-const (
-	stateFree     uint8 = iota // never leased
-	stateBound                 // leased until expires
-	stateReleased              // given back by its client
-	stateDeclined              // a client found it in use: quarantined until expires
-	stateUnusable              // the server's own address
-)
-
-// slot is what the plugin knows of one address that was ever advertised,
-// leased or excluded. Addresses never touched have no slot: a /64 pool
-// costs nothing until clients come.
-type slot struct {
-	mac      string // the lease's MAC (raw bytes); "" for a never-leased address
-	hostname string
-	expires  int64 // unix ns: end of the lease or quarantine
-	state    uint8
-	offerTo  string // MAC an unanswered Advertise went to
-	offerEnd int64  // unix ns the offer is held until
-}
-
-// freeFor reports whether the address may go to mac at now.
-func (s *slot) freeFor(mac string, now int64) bool {
-	if s.offerTo != "" && s.offerTo != mac && s.offerEnd > now {
-		return false
-	}
-	switch s.state {
-	case stateFree, stateReleased:
-		return true
-	case stateBound:
-		return s.mac == mac || s.expires <= now
-	case stateDeclined:
-		return s.expires <= now
-	}
-	return false
-}
-
-// pool is a pool's touched addresses and who holds them.
+// pool is a pool's touched addresses and who holds them: only an address
+// ever advertised, leased or excluded has a slot, so a /64 pool costs
+// nothing until clients come.
 type pool struct {
 	poolSettings
-	slots map[uint64]*slot // by offset
+	slots map[uint64]*leaseslot.Slot // by offset
 	byMAC map[string]uint64
 	next  uint64 // the next never-touched offset to try
 	full  bool   // next went past the end
@@ -65,10 +30,10 @@ type pool struct {
 }
 
 func newPool(ps poolSettings, exclude ...netip.Addr) *pool {
-	p := &pool{poolSettings: ps, slots: map[uint64]*slot{}, byMAC: map[string]uint64{}}
+	p := &pool{poolSettings: ps, slots: map[uint64]*leaseslot.Slot{}, byMAC: map[string]uint64{}}
 	for _, a := range exclude {
 		if off, ok := p.offset(a); ok {
-			p.slots[off] = &slot{state: stateUnusable}
+			p.slots[off] = &leaseslot.Slot{State: leaseslot.Unusable}
 		}
 	}
 	return p
@@ -81,8 +46,8 @@ func (p *pool) recycle(now int64) (uint64, bool) {
 	for p.head < len(p.advertised) {
 		off := p.advertised[p.head]
 		s := p.slots[off]
-		if s != nil && s.mac == "" && s.state == stateFree {
-			if s.offerEnd > now {
+		if s != nil && s.MAC == "" && s.State == leaseslot.Free {
+			if s.OfferEnd > now {
 				return 0, false // the oldest is still held: so are the rest
 			}
 			p.advertised[p.head] = 0
@@ -158,14 +123,14 @@ func (t *table) offer(mac string, hint netip.Addr) (*pool, netip.Addr, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now().UnixNano()
-	hold := func(p *pool, off uint64, s *slot) netip.Addr {
-		s.offerTo, s.offerEnd = mac, now+int64(t.offerTime)
+	hold := func(p *pool, off uint64, s *leaseslot.Slot) netip.Addr {
+		s.OfferTo, s.OfferEnd = mac, now+int64(t.offerTime)
 		p.byMAC[mac] = off
 		return p.addr(off)
 	}
 	for _, p := range t.pools {
 		if off, ok := p.byMAC[mac]; ok {
-			if s := p.slots[off]; s != nil && (s.mac == mac || s.offerTo == mac) && s.state != stateDeclined && s.freeFor(mac, now) {
+			if s := p.slots[off]; s != nil && (s.MAC == mac || s.OfferTo == mac) && s.State != leaseslot.Declined && s.FreeFor(mac, now) {
 				return p, hold(p, off, s), nil
 			}
 			delete(p.byMAC, mac)
@@ -175,11 +140,11 @@ func (t *table) offer(mac string, hint netip.Addr) (*pool, netip.Addr, error) {
 		if p, off := t.poolOf(hint); p != nil {
 			s := p.slots[off]
 			if s == nil {
-				s = &slot{}
+				s = &leaseslot.Slot{}
 				p.slots[off] = s
 				p.advertised = append(p.advertised, off)
 			}
-			if s.state != stateUnusable && s.freeFor(mac, now) {
+			if s.State != leaseslot.Unusable && s.FreeFor(mac, now) {
 				return p, hold(p, off, s), nil
 			}
 		}
@@ -200,7 +165,7 @@ func (t *table) offer(mac string, hint netip.Addr) (*pool, netip.Addr, error) {
 			if _, used := p.slots[off]; used {
 				continue
 			}
-			s := &slot{}
+			s := &leaseslot.Slot{}
 			p.slots[off] = s
 			p.advertised = append(p.advertised, off)
 			return p, hold(p, off, s), nil
@@ -210,8 +175,8 @@ func (t *table) offer(mac string, hint netip.Addr) (*pool, netip.Addr, error) {
 	// scan is over the touched addresses, only once a pool is used up.
 	for _, p := range t.pools {
 		for off, s := range p.slots {
-			if s.state != stateUnusable && s.freeFor(mac, now) {
-				if old := s.mac; old != "" && old != mac && p.byMAC[old] == off {
+			if s.State != leaseslot.Unusable && s.FreeFor(mac, now) {
+				if old := s.MAC; old != "" && old != mac && p.byMAC[old] == off {
 					delete(p.byMAC, old)
 				}
 				return p, hold(p, off, s), nil
@@ -235,29 +200,29 @@ func (t *table) bind(mac string, a netip.Addr, hostname string, renewal bool) (h
 		return host.Lease{}, nil, bindNotOurs
 	}
 	s := p.slots[off]
-	if renewal && (s == nil || s.mac != mac) {
+	if renewal && (s == nil || s.MAC != mac) {
 		return host.Lease{}, p, bindNoRecord
 	}
 	if s == nil {
-		s = &slot{}
+		s = &leaseslot.Slot{}
 		p.slots[off] = s
 	}
-	if s.state == stateUnusable || !s.freeFor(mac, ns) || (s.state == stateDeclined && s.expires > ns) {
+	if s.State == leaseslot.Unusable || !s.FreeFor(mac, ns) || (s.State == leaseslot.Declined && s.Expires > ns) {
 		return host.Lease{}, p, bindTaken
 	}
-	if old := s.mac; old != "" && old != mac && p.byMAC[old] == off {
+	if old := s.MAC; old != "" && old != mac && p.byMAC[old] == off {
 		delete(p.byMAC, old)
 	}
 	exp := now.Add(p.leaseTime)
-	s.mac, s.state, s.expires = mac, stateBound, exp.UnixNano()
+	s.MAC, s.State, s.Expires = mac, leaseslot.Bound, exp.UnixNano()
 	if hostname != "" {
-		s.hostname = hostname
+		s.Hostname = hostname
 	}
-	if s.offerTo == mac {
-		s.offerTo, s.offerEnd = "", 0
+	if s.OfferTo == mac {
+		s.OfferTo, s.OfferEnd = "", 0
 	}
 	p.byMAC[mac] = off
-	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: exp, State: host.LeaseBound, Hostname: s.hostname}, p, bindOK
+	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: exp, State: host.LeaseBound, Hostname: s.Hostname}, p, bindOK
 }
 
 // conflict records that the store refused a's lease: holder has it.
@@ -276,7 +241,7 @@ func (t *table) conflict(a netip.Addr, mac, holder string) {
 		delete(p.byMAC, mac)
 	}
 	h := macBytes(holder)
-	s.mac, s.state, s.expires = h, stateBound, t.now().Add(p.leaseTime).UnixNano()
+	s.MAC, s.State, s.Expires = h, leaseslot.Bound, t.now().Add(p.leaseTime).UnixNano()
 	if h != "" {
 		p.byMAC[h] = off
 	}
@@ -291,12 +256,12 @@ func (t *table) release(mac string, a netip.Addr) (host.Lease, bool) {
 		return host.Lease{}, false
 	}
 	s := p.slots[off]
-	if s == nil || s.mac != mac || s.state != stateBound {
+	if s == nil || s.MAC != mac || s.State != leaseslot.Bound {
 		return host.Lease{}, false
 	}
 	now := t.now()
-	s.state, s.expires = stateReleased, now.UnixNano()
-	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: now, State: host.LeaseReleased, Hostname: s.hostname}, true
+	s.State, s.Expires = leaseslot.Released, now.UnixNano()
+	return host.Lease{Pool: p.name, Address: a.String(), MAC: macString(mac), Expires: now, State: host.LeaseReleased, Hostname: s.Hostname}, true
 }
 
 // decline quarantines a, which mac found in use by another machine.
@@ -308,11 +273,11 @@ func (t *table) decline(mac string, a netip.Addr) (host.Lease, bool) {
 		return host.Lease{}, false
 	}
 	s := p.slots[off]
-	if s == nil || s.state == stateUnusable || (s.mac != mac && s.offerTo != mac) {
+	if s == nil || s.State == leaseslot.Unusable || (s.MAC != mac && s.OfferTo != mac) {
 		return host.Lease{}, false
 	}
 	exp := t.now().Add(t.declineTime)
-	s.state, s.expires, s.offerTo, s.offerEnd = stateDeclined, exp.UnixNano(), "", 0
+	s.State, s.Expires, s.OfferTo, s.OfferEnd = leaseslot.Declined, exp.UnixNano(), "", 0
 	if p.byMAC[mac] == off {
 		delete(p.byMAC, mac)
 	}
@@ -339,26 +304,18 @@ func (t *table) load(leases []host.Lease) (loaded, skipped int) {
 		}
 		s := p.slots[off]
 		if s == nil {
-			s = &slot{}
+			s = &leaseslot.Slot{}
 			p.slots[off] = s
 		}
-		if s.state == stateUnusable {
+		if s.State == leaseslot.Unusable {
 			skipped++
 			continue
 		}
-		switch l.State {
-		case host.LeaseBound:
-			s.state = stateBound
-		case host.LeaseReleased:
-			s.state = stateReleased
-		case host.LeaseDeclined:
-			s.state = stateDeclined
-		default:
+		if !s.Restore(l, mac) {
 			skipped++
 			continue
 		}
-		s.mac, s.hostname, s.expires = mac, l.Hostname, l.Expires.UnixNano()
-		if prev, ok := p.byMAC[mac]; (!ok || p.slots[prev].expires < s.expires) && l.State != host.LeaseDeclined {
+		if prev, ok := p.byMAC[mac]; (!ok || p.slots[prev].Expires < s.Expires) && l.State != host.LeaseDeclined {
 			p.byMAC[mac] = off
 		}
 		loaded++
@@ -383,9 +340,9 @@ func (t *table) stats() []poolStats {
 		st := poolStats{name: p.name, size: float64(p.size)}
 		for _, s := range p.slots {
 			switch {
-			case s.state == stateUnusable:
+			case s.State == leaseslot.Unusable:
 				st.size--
-			case s.state == stateBound && s.expires > now:
+			case s.State == leaseslot.Bound && s.Expires > now:
 				st.active++
 			}
 		}
@@ -395,7 +352,7 @@ func (t *table) stats() []poolStats {
 }
 
 // lease returns what the table holds for a (tests).
-func (t *table) lease(a netip.Addr) (mac string, state uint8, expires time.Time, ok bool) {
+func (t *table) lease(a netip.Addr) (mac string, state leaseslot.State, expires time.Time, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, off := t.poolOf(a)
@@ -403,7 +360,7 @@ func (t *table) lease(a netip.Addr) (mac string, state uint8, expires time.Time,
 		return "", 0, time.Time{}, false
 	}
 	s := p.slots[off]
-	return s.mac, s.state, time.Unix(0, s.expires), true
+	return s.MAC, s.State, time.Unix(0, s.Expires), true
 }
 
 // macString is the canonical form of a raw MAC: "52:54:00:12:34:56".

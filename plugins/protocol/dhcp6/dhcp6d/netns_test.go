@@ -7,7 +7,6 @@ package dhcp6d
 // CI is set).
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,124 +16,27 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dls-project/dls/core/store/sqlite"
+	"github.com/dls-project/dls/plugins/protocol/internal/netnstest"
 )
 
-// needRoot skips t without root and the named tools, or fails it when CI
-// is set (CI must run these tests).
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") != "" {
-			t.Fatalf(format+" (CI is set: these tests must run)", args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if testing.Short() {
-		t.Skip("network namespace test: not in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root: network namespaces")
-	}
-	for _, tool := range append([]string{"ip"}, tools...) {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip("needs %s (apt-get install isc-dhcp-client kea-admin)", tool)
-		}
-	}
+// lab holds this package's namespaces and built programs.
+var lab = &netnstest.Lab{
+	Prefix:   "dl6t",
+	Install:  "apt-get install isc-dhcp-client kea-admin",
+	Packages: map[string]string{"plugins/dls-protocol-dhcp6": "github.com/dls-project/dls/plugins/protocol/dhcp6"},
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+func TestMain(m *testing.M) { lab.Main(m) }
 
-// binaries builds the host and the plugins the tests run, once.
-func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "dls-dhcp6-netns-")
-		if buildErr != nil {
-			return
-		}
-		for out, pkg := range map[string]string{
-			"dls":                        "github.com/dls-project/dls/core/cmd/dls",
-			"plugins/dls-protocol-dhcp6": "github.com/dls-project/dls/plugins/protocol/dhcp6",
-			"plugins/dls-storage-file":   "github.com/dls-project/dls/examples/storage-file",
-		} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, out), pkg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-var nsSeq atomic.Int32
-
-// netns creates a network namespace with loopback up and IPv6 duplicate
-// address detection off (addresses usable at once), deleted at cleanup.
+// netns creates a network namespace with IPv6 duplicate address
+// detection off (addresses usable at once).
 func netns(t *testing.T, role string) string {
-	t.Helper()
-	name := fmt.Sprintf("dl6t%d-%d-%s", os.Getpid()%100000, nsSeq.Add(1), role)
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-	for _, k := range []string{"net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"} {
-		run(t, "ip", "netns", "exec", name, "sysctl", "-qw", k+"=0")
-	}
-	return name
-}
-
-func inNS(ns string, args ...string) []string {
-	return append([]string{"ip", "netns", "exec", ns}, args...)
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func runTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return []byte(out.String()), err
-	case <-time.After(d):
-		_ = cmd.Process.Kill()
-		<-done
-		return []byte(out.String()), fmt.Errorf("%s: timed out after %s", cmd.Path, d)
-	}
+	return lab.Netns(t, role, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 }
 
 // v6Net is two namespaces on a veth, IPv6 only: the server's
@@ -142,18 +44,15 @@ func runTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
 // only).
 func v6Net(t *testing.T) (srv, cli string) {
 	srv, cli = netns(t, "srv"), netns(t, "cli")
-	tmpA, tmpB := fmt.Sprintf("d6t%da", nsSeq.Add(1)), fmt.Sprintf("d6t%db", nsSeq.Load())
-	run(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
-	run(t, "ip", "link", "set", tmpA, "netns", srv, "name", "vsrv")
-	run(t, "ip", "link", "set", tmpB, "netns", cli, "name", "vcli")
-	run(t, inNS(cli, "ip", "link", "set", "vcli", "address", cliMAC)...)
-	run(t, inNS(srv, "ip", "addr", "add", "fd00:99::1/64", "dev", "vsrv", "nodad")...)
-	run(t, inNS(srv, "ip", "link", "set", "vsrv", "up")...)
-	run(t, inNS(cli, "ip", "link", "set", "vcli", "up")...)
+	lab.Link(t, srv, "vsrv", cli, "vcli")
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "link", "set", "vcli", "address", cliMAC)...)
+	netnstest.Run(t, netnstest.InNS(srv, "ip", "addr", "add", "fd00:99::1/64", "dev", "vsrv", "nodad")...)
+	netnstest.Run(t, netnstest.InNS(srv, "ip", "link", "set", "vsrv", "up")...)
+	netnstest.Run(t, netnstest.InNS(cli, "ip", "link", "set", "vcli", "up")...)
 	// The client's link-local address is its source: wait until it is
 	// there (it is not tentative: no DAD).
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(run(t, inNS(cli, "ip", "-6", "addr", "show", "dev", "vcli", "scope", "link")...), "fe80::") {
+	for !strings.Contains(netnstest.Run(t, netnstest.InNS(cli, "ip", "-6", "addr", "show", "dev", "vcli", "scope", "link")...), "fe80::") {
 		if time.Now().After(deadline) {
 			t.Fatal("vcli has no link-local address")
 		}
@@ -164,18 +63,10 @@ func v6Net(t *testing.T) (srv, cli string) {
 
 const cliMAC = "52:54:00:66:00:01"
 
-// dlsHost is bin/dls serve running in a namespace.
-type dlsHost struct {
-	t   *testing.T
-	ns  string
-	dir string
-	cmd *exec.Cmd
-}
-
 const hostConfig = `data_dir   = %q
 plugin_dir = %q
 http {
-  listen = "127.0.0.1:9180"
+  listen = "` + netnstest.HTTPAddr + `"
 }
 boot {
   url = "http://10.99.0.1:9180"
@@ -207,96 +98,11 @@ protocol "dhcp6" "lan6" {
 
 // startHost writes the config and runs the host in ns until the test
 // ends.
-func startHost(t *testing.T, ns string) *dlsHost {
+func startHost(t *testing.T, ns string) *netnstest.Host {
 	t.Helper()
-	bin := binaries(t)
-	dir := t.TempDir()
-	img := filepath.Join(dir, "lab.img")
-	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "dls.hcl")
-	text := fmt.Sprintf(hostConfig, filepath.Join(dir, "var"), filepath.Join(bin, "plugins"), img, cliMAC)
-	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.Create(filepath.Join(dir, "host.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &dlsHost{t: t, ns: ns, dir: dir}
-	args := inNS(ns, filepath.Join(bin, "dls"), "serve", "--config", cfg)
-	h.cmd = exec.Command(args[0], args[1:]...)
-	h.cmd.Stdout, h.cmd.Stderr = log, log
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.stop(); log.Close() })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if code, _ := h.get("/readyz"); code == 200 {
-			return h
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("host not ready within 60s; log:\n%s", h.logText())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// stop ends the host (SIGTERM: the plugin stores what it holds).
-func (h *dlsHost) stop() {
-	if h.cmd == nil {
-		return
-	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = h.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-done
-	}
-	h.cmd = nil
-	if h.t.Failed() {
-		h.t.Logf("host log:\n%s", h.logText())
-	}
-}
-
-func (h *dlsHost) logText() string {
-	b, _ := os.ReadFile(filepath.Join(h.dir, "host.log"))
-	return string(b)
-}
-
-// get fetches path from the host's HTTP listener inside its namespace
-// (through curl-less plain HTTP/1.0 over ip netns exec bash).
-func (h *dlsHost) get(path string) (int, string) {
-	args := inNS(h.ns, "bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9180 && printf 'GET `+path+` HTTP/1.0\r\nHost: dls\r\n\r\n' >&3 && cat <&3`)
-	out, err := exec.Command(args[0], args[1:]...).Output()
-	if err != nil {
-		return 0, ""
-	}
-	r := bufio.NewReader(strings.NewReader(string(out)))
-	status, _ := r.ReadString('\n')
-	code := 0
-	if f := strings.Fields(status); len(f) >= 2 {
-		code, _ = strconv.Atoi(f[1])
-	}
-	_, body, _ := strings.Cut(string(out), "\r\n\r\n")
-	return code, body
-}
-
-// metric reads one sample from the host's /metrics (-1: absent).
-func (h *dlsHost) metric(series string) float64 {
-	_, body := h.get("/metrics")
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, series+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, series)), 64)
-			return v
-		}
-	}
-	return -1
+	return lab.StartHost(t, ns, func(p netnstest.Paths) string {
+		return fmt.Sprintf(hostConfig, p.DataDir, p.PluginDir, p.Image, cliMAC)
+	})
 }
 
 // dhclient6 runs ISC dhclient -6 once on vcli in cli with conf, and
@@ -313,8 +119,8 @@ func dhclient6(t *testing.T, cli, dir, conf string) string {
 		t.Fatal(err)
 	}
 	pidFile := filepath.Join(dir, "dhclient6.pid")
-	args := inNS(cli, "dhclient", "-6", "-1", "-v", "-cf", cf, "-sf", script, "-lf", filepath.Join(dir, "dhclient6.leases"), "-pf", pidFile, "vcli")
-	b, err := runTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
+	args := netnstest.InNS(cli, "dhclient", "-6", "-1", "-v", "-cf", cf, "-sf", script, "-lf", filepath.Join(dir, "dhclient6.leases"), "-pf", pidFile, "vcli")
+	b, err := netnstest.RunTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
 	if pid, perr := os.ReadFile(pidFile); perr == nil {
 		if n, _ := strconv.Atoi(strings.TrimSpace(string(pid))); n > 0 {
 			_ = syscall.Kill(n, syscall.SIGKILL)
@@ -336,7 +142,7 @@ func dhclient6(t *testing.T, cli, dir, conf string) string {
 // bracketed address; with user class iPXE, the boot script URL on the
 // configured IPv6 boot_url. Its lease is in the host's store.
 func TestDhclient6GetsAddressAndBootURL(t *testing.T) {
-	needRoot(t, "dhclient", "sysctl")
+	lab.NeedRoot(t, "dhclient", "sysctl")
 	srv, cli := v6Net(t)
 	h := startHost(t, srv)
 	dir := t.TempDir()
@@ -358,10 +164,10 @@ also request dhcp6.boot-url;
 	if !strings.Contains(got, "new_dhcp6_name_servers=fd00:99::53") {
 		t.Errorf("no DNS server in:\n%s", got)
 	}
-	if v := h.metric(`dls_dhcp6_pool_active_leases{plugin="lan6",pool="lan6"}`); v != 1 {
+	if v := h.Metric(`dls_dhcp6_pool_active_leases{plugin="lan6",pool="lan6"}`); v != 1 {
 		t.Errorf("active leases %v, want 1", v)
 	}
-	if v := h.metric(`dls_dhcp6_requests_total{plugin="lan6",result="replied",type="request"}`); v < 1 {
+	if v := h.Metric(`dls_dhcp6_requests_total{plugin="lan6",result="replied",type="request"}`); v < 1 {
 		t.Errorf("requests_total{request,replied} = %v", v)
 	}
 
@@ -380,8 +186,8 @@ also request dhcp6.boot-url;
 	t.Logf("dhclient -6 (arch 7, then iPXE): %s, %s", addr, regexp.MustCompile(`new_dhcp6_boot_url=\S+`).FindString(got))
 
 	// The lease is durable: in the host's SQLite store.
-	h.stop()
-	st, err := sqlite.Open(context.Background(), filepath.Join(h.dir, "var", "dls.db"), nil)
+	h.Stop()
+	st, err := sqlite.Open(context.Background(), filepath.Join(h.DataDir(), "dls.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,13 +203,13 @@ also request dhcp6.boot-url;
 // a Relay-forward, answered by Relay-reply): every exchange must be
 // answered.
 func TestPerfdhcp6(t *testing.T) {
-	needRoot(t, "perfdhcp", "sysctl")
+	lab.NeedRoot(t, "perfdhcp", "sysctl")
 	srv, cli := v6Net(t)
 	h := startHost(t, srv)
 	perf := func(extra ...string) (advertises, replies int) {
 		t.Helper()
-		args := inNS(cli, append([]string{"perfdhcp", "-6", "-l", "vcli", "-r", "100", "-R", "300", "-p", "3"}, extra...)...)
-		b, err := runTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
+		args := netnstest.InNS(cli, append([]string{"perfdhcp", "-6", "-l", "vcli", "-r", "100", "-R", "300", "-p", "3"}, extra...)...)
+		b, err := netnstest.RunTimeout(exec.Command(args[0], args[1:]...), 60*time.Second)
 		var exit *exec.ExitError
 		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
 			t.Fatalf("perfdhcp -6 %v: %v\n%s", extra, err, b)
@@ -420,11 +226,11 @@ func TestPerfdhcp6(t *testing.T) {
 		return advertises, replies
 	}
 	a, r := perf()
-	if v := h.metric(`dls_dhcp6_pool_active_leases{plugin="lan6",pool="lan6"}`); v < 250 {
+	if v := h.Metric(`dls_dhcp6_pool_active_leases{plugin="lan6",pool="lan6"}`); v < 250 {
 		t.Errorf("active leases %v after perfdhcp, want ~300", v)
 	}
 	ra, rr := perf("-A", "1")
-	if v := h.metric(`dls_dhcp6_errors_total{plugin="lan6",reason="malformed"}`); v != 0 {
+	if v := h.Metric(`dls_dhcp6_errors_total{plugin="lan6",reason="malformed"}`); v != 0 {
 		t.Errorf("%v of perfdhcp's messages counted malformed", v)
 	}
 	t.Logf("perfdhcp -6: %d/%d Advertises/Replies; relayed (-A 1): %d/%d", a, r, ra, rr)

@@ -11,7 +11,7 @@
 // pushed client table); an address comes from the in-memory lease table
 // (leases.go); the boot-file URL is built in client.go; a Reply that
 // binds waits for its lease to be committed through the host in a batch
-// (commit.go).
+// (sdk/host/leasecommit).
 package dhcp6d
 
 import (
@@ -26,6 +26,8 @@ import (
 	"github.com/dls-project/dls/sdk/base"
 	"github.com/dls-project/dls/sdk/config"
 	"github.com/dls-project/dls/sdk/host"
+	"github.com/dls-project/dls/sdk/host/clienttable"
+	"github.com/dls-project/dls/sdk/host/leasecommit"
 	"github.com/dls-project/dls/sdk/metrics"
 	"github.com/dls-project/dls/sdk/protocol"
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +46,10 @@ const (
 	eventBatch    = 512
 	eventLimit    = 65536
 )
+
+// commitGather is how long the first lease of a batch waits for others
+// (leasecommit.Options.Gather).
+const commitGather = time.Millisecond
 
 // Plugin is the DHCPv6 protocol plugin.
 type Plugin struct {
@@ -148,7 +154,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		if run.listener != nil {
 			_ = run.listener.close()
 		}
-		_ = srv.commits.close(ctx)
+		_ = srv.commits.Close(ctx)
 		return fmt.Errorf("dhcp6: %w", err)
 	}
 	if set.Mode == modeFull {
@@ -180,12 +186,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 	}
 	if w, ok := p.hs.Clients.(host.ClientWatcher); ok {
 		go srv.follow(lctx, w)
-		select {
-		case <-srv.known.ready:
-		case <-time.After(syncWait):
-			p.logger.Warn("no client table from the host yet; asking it per machine until it comes", "waited", syncWait)
-		case <-ctx.Done():
-		}
+		srv.known.Wait(ctx, p.logger)
 	}
 	if !serverIP.IsValid() {
 		p.logger.Warn("no server_ip and no global IPv6 address on the interface: PXE clients get no tftp:// boot URL", "interface", set.Interface)
@@ -203,8 +204,8 @@ func (p *Plugin) Start(ctx context.Context) error {
 func newServer(ctx context.Context, set *settings, duid dhcpv6.DUID, serverIP netip.Addr, hs host.Services, m *v6Metrics, logger hclog.Logger) *server {
 	return &server{
 		set: set, duid: duid, serverIP: serverIP, table: newTable(set, serverIP),
-		clients: hs.Clients, bindings: hs.Events, known: newKnownTable(), m: m, logger: logger,
-		commits: newCommitter(ctx, hs.Leases, set.CommitBatch, m),
+		clients: hs.Clients, bindings: hs.Events, known: clienttable.New(), m: m, logger: logger,
+		commits: leasecommit.New(ctx, hs.Leases, leasecommit.Options{Max: set.CommitBatch, Gather: commitGather, Metrics: m.commit}),
 	}
 }
 
@@ -222,7 +223,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	run.workers.Wait()
 	run.cancel()
 	var errs []error
-	if err := run.srv.commits.close(ctx); err != nil {
+	if err := run.srv.commits.Close(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if run.batcher != nil {
@@ -249,7 +250,7 @@ func (p *Plugin) Health(context.Context) error {
 	if run == nil {
 		return nil
 	}
-	if err := run.srv.commits.err(); err != nil {
+	if err := run.srv.commits.Err(); err != nil {
 		return fmt.Errorf("leases are not being stored, no Reply is sent: %w", err)
 	}
 	return nil
@@ -260,20 +261,13 @@ func (p *Plugin) refreshGauges() {
 	p.mu.Lock()
 	run := p.run
 	p.mu.Unlock()
-	for _, g := range []interface{ Reset() }{p.m.poolSize, p.m.poolActive, p.m.tableVer, p.m.tableSize, p.m.tableLive} {
-		g.Reset()
-	}
+	p.m.poolSize.Reset()
+	p.m.poolActive.Reset()
 	if run == nil {
+		p.m.table.Report(nil)
 		return
 	}
-	ver, n, live := run.srv.known.state()
-	p.m.tableVer.WithLabelValues().Set(float64(ver))
-	p.m.tableSize.WithLabelValues().Set(float64(n))
-	if live {
-		p.m.tableLive.WithLabelValues().Set(1)
-	} else {
-		p.m.tableLive.WithLabelValues().Set(0)
-	}
+	p.m.table.Report(run.srv.known)
 	for _, st := range run.srv.table.stats() {
 		p.m.poolSize.WithLabelValues(st.name).Set(st.size)
 		p.m.poolActive.WithLabelValues(st.name).Set(float64(st.active))
