@@ -601,15 +601,19 @@ func TestBadPacketsAreDroppedAndCounted(t *testing.T) {
 
 func TestOneMACFloodingCannotDrainThePool(t *testing.T) {
 	e := newEnv(t, nil)
+	start := time.Now()
 	for i := 0; i < 500; i++ {
 		p := discover("52:54:00:00:00:c1")
 		e.in(p)
 	}
+	// The bucket refills at rate_limit (10/s) while the flood is fed in:
+	// on a loaded machine that takes long enough to earn a token or two.
+	allowed := 20 + int(10*time.Since(start).Seconds())
 	replies := len(e.sent)
-	if replies > 20 || replies == 0 {
-		t.Errorf("%d OFFERs for 500 DISCOVERs of one MAC, want at most the burst (20)", replies)
+	if replies > allowed || replies == 0 {
+		t.Errorf("%d OFFERs for 500 DISCOVERs of one MAC, want at most the burst (20) and what the rate refilled meanwhile (%d in all)", replies, allowed)
 	}
-	if n := e.errors(reasonRateLimited); n < 480 {
+	if n := e.errors(reasonRateLimited); n < float64(500-allowed) {
 		t.Errorf("rate_limited = %v", n)
 	}
 	addrs := map[string]bool{}
