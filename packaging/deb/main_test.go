@@ -42,7 +42,7 @@ func TestPluginsAreTheRepositorysOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"dls-auth-local", "dls-protocol-dhcp", "dls-protocol-iscsi", "dls-protocol-tftp", "dls-storage-dir"} {
+	for _, want := range []string{"dls-auth-local", "dls-protocol-dhcp", "dls-protocol-dhcp6", "dls-protocol-iscsi", "dls-protocol-tftp", "dls-storage-dir"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("Plugins: %v lacks %s", got, want)
 		}
