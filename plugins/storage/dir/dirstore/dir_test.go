@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -197,20 +196,6 @@ func TestImportRefusesNonDiskSource(t *testing.T) {
 	if imgs, _ := st.ListImages(ctx); len(imgs) != 0 {
 		t.Errorf("half-made image listed: %v", imgs)
 	}
-}
-
-// smallFS mounts a 16 MiB tmpfs (root only) so a full disk can be tested.
-func smallFS(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
 }
 
 func TestFullDiskIsClearAndLeavesNothing(t *testing.T) {
