@@ -218,3 +218,25 @@ func TestFullDiskIsClearAndLeavesNothing(t *testing.T) {
 		t.Errorf("left in images/: %v", entries)
 	}
 }
+
+// The clone modes per platform: auto reflinks only on Linux (FICLONE
+// shares blocks or fails); on FreeBSD copy_file_range may copy every
+// block, so auto makes overlays and reflink is asked for by name.
+func TestClonePlan(t *testing.T) {
+	for _, tc := range []struct {
+		mode, goos       string
+		reflink, overlay bool
+	}{
+		{cloneAuto, "linux", true, true},
+		{cloneAuto, "freebsd", false, true},
+		{cloneReflink, "linux", true, false},
+		{cloneReflink, "freebsd", true, false},
+		{cloneOverlay, "linux", false, true},
+		{cloneOverlay, "freebsd", false, true},
+	} {
+		r, o := clonePlan(tc.mode, tc.goos)
+		if r != tc.reflink || o != tc.overlay {
+			t.Errorf("clonePlan(%s, %s) = reflink %v overlay %v, want %v %v", tc.mode, tc.goos, r, o, tc.reflink, tc.overlay)
+		}
+	}
+}
