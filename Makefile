@@ -12,18 +12,21 @@ CONFIG   ?= dls.hcl
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# Extra go build flags (e.g. -trimpath), and the plugins' link flags (make release: stripped).
+BUILDFLAGS ?=
+PLUGIN_LDFLAGS ?=
 
-.PHONY: help build deb deb-test test e2e demo run proto lint bench bench-storage bench-dhcp bench-dhcp-first bench-dhcp6 bench-iscsi conformance-iscsi bench-tftp clean tools
+.PHONY: help build release cross-check deb deb-test test e2e demo run proto lint bench bench-storage bench-dhcp bench-dhcp-first bench-dhcp6 bench-iscsi conformance-iscsi bench-tftp clean tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/dls and every plugin into bin/plugins/
 	@mkdir -p $(BIN)/plugins
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/dls ./core/cmd/dls
+	$(GO) build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/dls ./core/cmd/dls
 	@set -e; for p in $(PLUGINS); do \
-	  echo "$(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p"; \
-	  $(GO) build -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p; \
+	  echo "$(GO) build $(BUILDFLAGS) -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p"; \
+	  $(GO) build $(BUILDFLAGS) -ldflags "$(PLUGIN_LDFLAGS)" -o $(BIN)/plugins/dls-$$(echo $$p | tr / -) ./plugins/$$p; \
 	done
 	@set -e; for e in $(EXAMPLES); do \
 	  echo "$(GO) build -o $(BIN)/plugins/dls-$$e ./examples/$$e"; \
@@ -38,10 +41,29 @@ run: build ## build, then serve dls.hcl (loopback, ports > 1024, state in ./var,
 	done
 	$(BIN)/dls serve --config $(CONFIG)
 
-deb: ## dist/dls_<version>_amd64.deb: a stripped build packaged with nfpm (packaging/deb)
-	rm -rf dist/bin dist/dls_*_amd64.deb
-	$(MAKE) --no-print-directory build BIN=dist/bin LDFLAGS="$(LDFLAGS) -s -w"
-	cd packaging/deb && $(GO) run . -version "$(VERSION)" -bin $(CURDIR)/dist/bin -repo $(CURDIR) -out $(CURDIR)/dist
+# make release builds for these platforms, each into dist/<os>_<arch>/.
+PLATFORMS := linux/amd64 linux/arm64 freebsd/amd64
+
+release: $(addprefix dist-,$(subst /,_,$(PLATFORMS))) ## cross-build dls and every plugin into dist/<os>_<arch>/ (linux/amd64, linux/arm64, freebsd/amd64), with dist/SHA256SUMS
+	cd dist && sha256sum $$(find $(subst /,_,$(PLATFORMS)) -type f | sort) >SHA256SUMS
+	@echo "dist/SHA256SUMS: $$(wc -l <dist/SHA256SUMS) files"
+
+# dist-<os>_<arch>: dls and DLS's own plugins (not the vendor examples),
+# stripped, for one platform. Cross builds are static (no cgo); the native
+# one uses cgo as go build does (os/user through NSS), as make build.
+# Without -trimpath (BUILDFLAGS=-trimpath to add it) the build reuses what
+# make cross-check and make test compiled.
+dist-%:
+	rm -rf dist/$*
+	GOOS=$(word 1,$(subst _, ,$*)) GOARCH=$(word 2,$(subst _, ,$*)) \
+	  $(MAKE) --no-print-directory build BIN=dist/$* EXAMPLES= LDFLAGS="$(LDFLAGS) -s -w" PLUGIN_LDFLAGS="-s -w"
+
+cross-check: ## build and vet for freebsd/amd64 and linux/arm64; compile every test binary for freebsd (.ci/run)
+	bash .ci/cross-check.sh
+
+deb: dist-linux_amd64 ## dist/dls_<version>_amd64.deb: make release's linux/amd64 build packaged with nfpm (packaging/deb)
+	rm -f dist/dls_*_amd64.deb
+	cd packaging/deb && $(GO) run . -version "$(VERSION)" -bin $(CURDIR)/dist/linux_amd64 -repo $(CURDIR) -out $(CURDIR)/dist
 
 deb-test: deb ## (root) install the .deb in a fresh debootstrap root, check it, purge it
 	bash .ci/deb-test.sh dist/dls_*_amd64.deb

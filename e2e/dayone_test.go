@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e && linux
 
 // Day one on a real LAN (issue 16, acceptances 1 and 4): docs/lab.md,
 // followed block by block in a namespace whose bridge br0 stands for the

@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e && linux
 
 // End to end: real diskless machines (QEMU, iPXE in the NIC ROM, no disk)
 // boot from DLS alone in network namespaces, watched by a real Prometheus.

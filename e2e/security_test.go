@@ -1,4 +1,4 @@
-//go:build e2e
+//go:build e2e && linux
 
 // A shared LAN is safe (issue 14, acceptance 1): on one bridge, a
 // configured client A that holds its lease, a configured client B that is

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command storm is a boot-storm load tool: it plays N diskless machines
 // booting at once (or ramped over T seconds) against a DLS host, each
 // running the real chain — relayed DHCP DORA, TFTP of the first-stage

@@ -10,13 +10,7 @@ import (
 
 	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/config"
-	"golang.org/x/sys/unix"
 )
-
-// protocolCaps are the capabilities a protocol plugin keeps when it runs
-// as plugin.user: DHCP binds port 67 and sends raw ICMP probes, TFTP binds
-// port 69. Storage and auth plugins keep none.
-var protocolCaps = []uintptr{unix.CAP_NET_BIND_SERVICE, unix.CAP_NET_RAW}
 
 // checkPluginUser refuses plugin.user when the host cannot switch users:
 // only root can, and silently running plugins as the host's own user
@@ -37,7 +31,7 @@ func pluginCredential(u config.PluginUser, kind string) (*syscall.Credential, []
 	}
 	cred := &syscall.Credential{Uid: u.UID, Gid: u.GID} // no supplementary groups: not root's
 	if kind == config.KindProtocol {
-		return cred, protocolCaps
+		return cred, protocolCaps()
 	}
 	return cred, nil
 }

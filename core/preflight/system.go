@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // System is what the checks read of the machine besides files: its
@@ -18,7 +16,8 @@ type System interface {
 	// Interfaces lists the machine's network interfaces.
 	Interfaces() ([]Interface, error)
 	// Bind binds network ("tcp" or "udp") address addr, on device when
-	// it is not "" (SO_BINDTODEVICE, as the DHCP plugin binds), and lets
+	// it is not "" (as the DHCP plugin binds: SO_BINDTODEVICE on Linux, the
+	// wildcard address on an existing interface on FreeBSD), and lets
 	// go at once.
 	Bind(ctx context.Context, network, addr, device string) error
 	// LookupHost resolves a host name.
@@ -82,7 +81,7 @@ func (Host) Bind(ctx context.Context, network, addr, device string) error {
 	if device != "" {
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
-			if err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), device) }); err != nil {
+			if err := c.Control(func(fd uintptr) { serr = bindToDevice(int(fd), device) }); err != nil {
 				return err
 			}
 			return serr

@@ -421,7 +421,9 @@ func Launch(ctx context.Context, spec Spec, launcher *Launcher, logger hclog.Log
 	if spec.Credential != nil {
 		cred := *spec.Credential
 		cmd.SysProcAttr.Credential = &cred
-		cmd.SysProcAttr.AmbientCaps = append([]uintptr(nil), spec.AmbientCaps...)
+		if err := setAmbientCaps(cmd.SysProcAttr, spec.AmbientCaps); err != nil {
+			return nil, Permanent(fmt.Errorf("plugin %s: %w", spec.Name, err))
+		}
 		// go-plugin's sockets are owner-only; the plugin's group must be
 		// able to connect to the host's broker socket (host services).
 		// AutoMTLS still keeps anyone else in that group out.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command demo is `make demo`: one diskless QEMU machine boots from DLS in
 // a network namespace while its serial console streams here; then its
 // boot session (through the dls CLI, as an admin) and a few of the host's

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package lab builds the test network the end-to-end tests and the demo
 // boot real machines in: network namespaces with bridges and taps, the DLS
 // host (bin/dls serve and its plugins) on a generated config, QEMU machines

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command dlstarget serves one file as an iSCSI target with DLS's target
 // code, without the host: the benchmark and conformance scripts run it
 // beside tgt on the same file. It is not a way to run DLS.

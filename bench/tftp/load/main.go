@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command load is bench/tftp's boot-storm client: n TFTP clients start at
 // once, each fetching the same file, and it prints how many succeeded,
 // the total time and per-transfer percentiles. The client is

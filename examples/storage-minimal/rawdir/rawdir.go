@@ -326,7 +326,7 @@ func (p *Plugin) Capacity(context.Context) (storage.Capacity, error) {
 	}
 	var fs unix.Statfs_t
 	err := unix.Statfs(p.root, &fs)
-	c.Available = int64(fs.Bavail) * fs.Bsize
+	c.Available = int64(fs.Bavail) * int64(fs.Bsize)
 	return c, err
 }
 

@@ -2,7 +2,6 @@ package rawdir_test
 
 import (
 	"os"
-	"syscall"
 	"testing"
 
 	"github.com/dls-project/dls/examples/storage-minimal/rawdir"
@@ -23,9 +22,9 @@ func small(t *testing.T) *plugintest.StorageClient {
 		t.Skip("the no-space checks mount a small tmpfs, which needs root")
 	}
 	root := t.TempDir()
-	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
+	if err := mountTmpfs(root, "8m"); err != nil {
 		t.Skipf("mount an 8 MiB tmpfs on %s: %v", root, err)
 	}
-	t.Cleanup(func() { _ = syscall.Unmount(root, syscall.MNT_DETACH) })
+	t.Cleanup(func() { unmountTmpfs(root) })
 	return plugintest.Start(t, rawdir.New(), plugintest.WithDataDir(root)).Storage()
 }

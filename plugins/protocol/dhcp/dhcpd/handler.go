@@ -587,7 +587,7 @@ func (s *server) replyTo(req *dhcpv4.DHCPv4, in packetInfo, resp *dhcpv4.DHCPv4,
 	case ci != 0 && typ != replyNak:
 		r.dst = netip.AddrPortFrom(ci.addr(), uint16(s.set.ClientPort))
 	default:
-		r.dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), uint16(s.set.ClientPort))
+		r.dst = netip.AddrPortFrom(limitedBroadcast, uint16(s.set.ClientPort))
 		r.ifIndex = in.ifIndex
 	}
 	return r

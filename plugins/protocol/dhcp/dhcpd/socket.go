@@ -19,24 +19,31 @@ import (
 //
 // Clients without an address are answered by broadcast to
 // 255.255.255.255:68 out of the interface the request came in on (the
-// IP_PKTINFO interface index, and SO_BINDTODEVICE when interface is set).
-// A unicast to the offered address would need an ARP entry for a host
-// that does not have the address yet (a raw or packet socket, or an
-// SIOCSARP per reply); the broadcast needs neither, works the same in a
-// network namespace as on a real NIC, and every DHCP client listens for
-// it. Relayed requests go back to the relay (giaddr:67) and renewals to
-// the client's own address, by plain unicast.
+// interface index reported with each packet). A unicast to the offered
+// address would need an ARP entry for a host that does not have the
+// address yet (a raw or packet socket, or an SIOCSARP per reply); the
+// broadcast needs neither, works the same in a network namespace as on a
+// real NIC, and every DHCP client listens for it. Relayed requests go back
+// to the relay (giaddr:67) and renewals to the client's own address, by
+// plain unicast. How the socket is bound to an interface and how a
+// broadcast picks its interface differ by platform: socket_linux.go,
+// socket_freebsd.go.
 type listener struct {
 	pc    *ipv4.PacketConn
 	conn  net.PacketConn
 	proxy bool
 	name  string
+	// onlyIf, when not 0, is the one interface whose packets are served:
+	// where the socket cannot be bound to the interface (FreeBSD), the
+	// others are dropped as they arrive.
+	onlyIf int
+	send   *sender
 }
 
-// listen opens a UDP socket on port, bound to ifname when it is set, with
-// a receive buffer of rcvbuf bytes, broadcasts allowed, and the arrival
-// interface reported with each packet. No SO_REUSEPORT: a second server
-// on the same port must fail to start, not share the packets.
+// listen opens a UDP socket on port, for the interface ifname when it is
+// set, with a receive buffer of rcvbuf bytes, broadcasts allowed, and the
+// arrival interface reported with each packet. No SO_REUSEPORT: a second
+// server on the same port must fail to start, not share the packets.
 func listen(ctx context.Context, ifname string, port, rcvbuf int, proxy bool) (*listener, error) {
 	var sockErr error
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
@@ -47,20 +54,13 @@ func listen(ctx context.Context, ifname string, port, rcvbuf int, proxy bool) (*
 				return
 			}
 			if ifname != "" {
-				if err := unix.BindToDevice(s, ifname); err != nil {
-					sockErr = fmt.Errorf("bind to interface %s (SO_BINDTODEVICE): %w", ifname, err)
+				if err := bindToInterface(s, ifname); err != nil {
+					sockErr = err
 					return
 				}
 			}
 			if rcvbuf > 0 {
-				// FORCE passes net.core.rmem_max with CAP_NET_ADMIN;
-				// without it, take what the kernel allows.
-				if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) != nil {
-					_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
-				}
-				if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rcvbuf/2) != nil {
-					_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, rcvbuf/2)
-				}
+				setBuffers(s, rcvbuf)
 			}
 		})
 		if err != nil {
@@ -75,30 +75,33 @@ func listen(ctx context.Context, ifname string, port, rcvbuf int, proxy bool) (*
 	pc := ipv4.NewPacketConn(conn)
 	if err := pc.SetControlMessage(ipv4.FlagInterface|ipv4.FlagDst, true); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("udp port %d: IP_PKTINFO: %w", port, err)
+		return nil, fmt.Errorf("udp port %d: arrival interface (%s): %w", port, arrivalOption, err)
 	}
 	name := "udp " + conn.LocalAddr().String()
+	l := &listener{pc: pc, conn: conn, proxy: proxy, name: name}
 	if ifname != "" {
-		name += " (" + ifname + ")"
+		l.name += " (" + ifname + ")"
+		if l.onlyIf, err = interfaceFilter(ifname); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
-	return &listener{pc: pc, conn: conn, proxy: proxy, name: name}, nil
+	if l.send, err = newSender(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("udp port %d: %w", port, err)
+	}
+	return l, nil
 }
 
 // write sends r: a broadcast through r's interface, anything else where
 // routing sends it.
-func (l *listener) write(r reply) error {
-	var cm *ipv4.ControlMessage
-	if r.ifIndex != 0 {
-		cm = &ipv4.ControlMessage{IfIndex: r.ifIndex}
-	}
-	_, err := l.pc.WriteTo(r.b, cm, net.UDPAddrFromAddrPort(r.dst))
-	return err
-}
+func (l *listener) write(r reply) error { return l.send.write(l.pc, r) }
 
 func (l *listener) close() error { return l.conn.Close() }
 
-// readBatch is how many datagrams one receive may return (recvmmsg): in
-// a storm, one system call instead of one per packet.
+// readBatch is how many datagrams one receive may return (recvmmsg on
+// Linux): in a storm, one system call instead of one per packet. Elsewhere
+// x/net's ReadBatch returns one datagram per call (recvmsg).
 const readBatch = 16
 
 // serve reads packets until the socket closes and handles each; several
@@ -133,8 +136,11 @@ func (s *server) serve(ctx context.Context, l *listener, locals *interfaceAddrs)
 			cm = ipv4.ControlMessage{}
 			if m.NN > 0 && cm.Parse(m.OOB[:m.NN]) == nil {
 				in.ifIndex = cm.IfIndex
-				in.locals = locals.get(cm.IfIndex)
 			}
+			if l.onlyIf != 0 && in.ifIndex != l.onlyIf {
+				continue // not the interface this socket serves
+			}
+			in.locals = locals.get(in.ifIndex)
 			// A copy: the parsed packet refers to its bytes, and an ACK
 			// waiting for its commit outlives this buffer.
 			s.handle(ctx, bytes.Clone(m.Buffers[0][:m.N]), in)

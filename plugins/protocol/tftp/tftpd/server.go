@@ -183,7 +183,7 @@ func Listen(ctx context.Context, set Settings, o ServerOptions) (*Server, error)
 	}
 	if set.ReadBuffer > 0 {
 		if got, err := setReadBuffer(conn, set.ReadBuffer); err != nil || got < set.ReadBuffer {
-			o.Logger.Warn("tftp receive buffer smaller than asked (raise net.core.rmem_max or grant CAP_NET_ADMIN)",
+			o.Logger.Warn("tftp receive buffer smaller than asked ("+readBufferHint+")",
 				"asked", set.ReadBuffer, "got", got, "error", err)
 		}
 	}

@@ -48,7 +48,7 @@ const (
 // Config is the plugin's config block.
 type Config struct {
 	Root         string `hcl:"root,optional" doc:"directory holding images and volumes; relative paths are under the plugin's data dir"`
-	Clone        string `hcl:"clone,optional" doc:"how volumes are cloned: auto (reflink where the filesystem can, else overlay), reflink, overlay"`
+	Clone        string `hcl:"clone,optional" doc:"how volumes are cloned: auto (Linux: reflink where the filesystem can, else overlay; FreeBSD: overlay), reflink (FICLONE on Linux, copy_file_range on FreeBSD), overlay"`
 	KeepVersions int    `hcl:"keep_versions,optional" doc:"keep the newest N versions of each image (older ones nobody uses are deleted); 0 keeps all"`
 	ClusterSize  int    `hcl:"cluster_size,optional" doc:"overlay allocation unit in bytes (power of two, 4096 to 1048576); 0: the SDK default"`
 }
@@ -639,7 +639,7 @@ func (p *Plugin) Capacity(context.Context) (storage.Capacity, error) {
 	if err := unix.Statfs(root, &fsst); err != nil {
 		return storage.Capacity{}, fmt.Errorf("capacity of %s: %w", root, err)
 	}
-	return storage.Capacity{Used: used, Available: int64(fsst.Bavail) * fsst.Bsize}, nil
+	return storage.Capacity{Used: used, Available: int64(fsst.Bavail) * int64(fsst.Bsize)}, nil
 }
 
 func (p *Plugin) refreshGauges() {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -199,20 +198,6 @@ func TestImportRefusesNonDiskSource(t *testing.T) {
 	}
 }
 
-// smallFS mounts a 16 MiB tmpfs (root only) so a full disk can be tested.
-func smallFS(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
-		t.Skipf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
 func TestFullDiskIsClearAndLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	full := smallFS(t)
@@ -231,5 +216,27 @@ func TestFullDiskIsClearAndLeavesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(full, "images"))
 	if len(entries) != 0 {
 		t.Errorf("left in images/: %v", entries)
+	}
+}
+
+// The clone modes per platform: auto reflinks only on Linux (FICLONE
+// shares blocks or fails); on FreeBSD copy_file_range may copy every
+// block, so auto makes overlays and reflink is asked for by name.
+func TestClonePlan(t *testing.T) {
+	for _, tc := range []struct {
+		mode, goos       string
+		reflink, overlay bool
+	}{
+		{cloneAuto, "linux", true, true},
+		{cloneAuto, "freebsd", false, true},
+		{cloneReflink, "linux", true, false},
+		{cloneReflink, "freebsd", true, false},
+		{cloneOverlay, "linux", false, true},
+		{cloneOverlay, "freebsd", false, true},
+	} {
+		r, o := clonePlan(tc.mode, tc.goos)
+		if r != tc.reflink || o != tc.overlay {
+			t.Errorf("clonePlan(%s, %s) = reflink %v overlay %v, want %v %v", tc.mode, tc.goos, r, o, tc.reflink, tc.overlay)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"time"
 
@@ -85,14 +86,15 @@ func (p *Plugin) clone(name string, meta *volumeMeta) error {
 	mode := p.cfg.Clone
 	cluster := uint32(p.cfg.ClusterSize)
 	p.mu.Unlock()
-	if mode == cloneAuto || mode == cloneReflink {
+	reflink, overlay := clonePlan(mode, runtime.GOOS)
+	if reflink {
 		err := reflinkFile(base, p.volumeFile(name, meta.Gen, "raw"))
 		if err == nil {
 			meta.Format = string(volume.FormatRaw)
 			return nil
 		}
-		if mode == cloneReflink || !reflinkUnsupported(err) {
-			return fmt.Errorf("reflink %s: %w", base, err)
+		if !overlay || !reflinkUnsupported(err) {
+			return fmt.Errorf("reflink %s (%s): %w", base, reflinkCall, err)
 		}
 	}
 	if cluster == 0 {
@@ -105,19 +107,24 @@ func (p *Plugin) clone(name string, meta *volumeMeta) error {
 	return diskfile.SyncDir(p.volumeDir(name))
 }
 
-func reflinkFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
+// clonePlan says what clone mode does on the platform goos: whether it
+// tries a reflink first, and whether an overlay may follow (or comes
+// alone). auto tries a reflink only on Linux, where FICLONE either shares
+// the blocks or fails; FreeBSD's copy_file_range shares them only on
+// OpenZFS with block cloning and otherwise copies every block, so auto
+// makes overlays there, and reflink is asked for by name.
+func clonePlan(mode, goos string) (reflink, overlay bool) {
+	switch mode {
+	case cloneReflink:
+		return true, false
+	case cloneOverlay:
+		return false, true
 	}
-	defer in.Close()
-	return diskfile.WriteAtomic(dst, 0o640, func(f *os.File) error {
-		// FICLONE: XFS, Btrfs, bcachefs; EOPNOTSUPP, EXDEV or EINVAL
-		// where the filesystem cannot.
-		return unix.IoctlFileClone(int(f.Fd()), int(in.Fd()))
-	})
+	return goos == "linux", true
 }
 
+// reflinkUnsupported tells a filesystem that cannot share blocks, where
+// auto falls back to an overlay, from a failure of the reflink itself.
 func reflinkUnsupported(err error) bool {
 	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EXDEV) ||
 		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENOSYS)

@@ -150,7 +150,7 @@ func TestHeldOpen(t *testing.T) {
 	if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	held, known := heldOpen(p)
+	held, known := heldOpen(t.Context(), p)
 	if !known {
 		t.Skip("this kernel or filesystem does not grant leases")
 	}
@@ -161,14 +161,14 @@ func TestHeldOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held, known := heldOpen(p); !held || !known {
+	if held, known := heldOpen(t.Context(), p); !held || !known {
 		t.Errorf("an open file: held %v known %v", held, known)
 	}
 	f.Close()
-	if held, _ := heldOpen(p); held {
+	if held, _ := heldOpen(t.Context(), p); held {
 		t.Error("held after close")
 	}
-	if _, known := heldOpen(p + ".missing"); known {
+	if _, known := heldOpen(t.Context(), p+".missing"); known {
 		t.Error("a missing file is known")
 	}
 }

@@ -1,34 +1,24 @@
 package zfsstore
 
 import (
-	"errors"
-	"os"
-
-	"golang.org/x/sys/unix"
+	"fmt"
+	"strconv"
+	"strings"
 )
 
-// heldOpen tells whether any other open file description holds path, by
-// asking the kernel for a write lease, which it grants only to the sole
-// opener of a file. known is false when the kernel cannot tell (leases
-// disabled, a filesystem without them, a file the plugin does not own).
-//
-// The lease is released at once. Should another process open the file in
-// that instant, the kernel sends this process SIGIO, which Go ignores, and
-// that open waits until the release.
-func heldOpen(path string) (held, known bool) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return false, false
+// fuserPIDs parses what fuser(1) writes to standard output: the ids of the
+// processes that have the file open, separated by blanks. FreeBSD's fuser
+// writes the file name and each process's use letters to standard error;
+// a letter stuck to an id (other fusers) is dropped.
+func fuserPIDs(stdout string) ([]int, error) {
+	var pids []int
+	for _, f := range strings.Fields(stdout) {
+		digits := strings.TrimRight(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+		pid, err := strconv.Atoi(digits)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("fuser: %q is not a process id", f)
+		}
+		pids = append(pids, pid)
 	}
-	defer f.Close()
-	fd := int(f.Fd())
-	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK)
-	switch {
-	case err == nil:
-		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
-		return false, true
-	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EBUSY):
-		return true, true
-	}
-	return false, false
+	return pids, nil
 }

@@ -173,3 +173,46 @@ func TestValidDataset(t *testing.T) {
 		t.Error("poolOf")
 	}
 }
+
+// FreeBSD's zfs (OpenZFS 2.2, FreeBSD 14) prints `zfs get -H -p` as on
+// Linux; openzfs-freebsd-volumes.txt is written in that format for the
+// layout FreeBSD installs make (pool zroot, a zvol volume beside a file
+// volume, a manual snapshot, an io.dls:attached inherited rather than
+// local), not captured on a FreeBSD machine: this host cannot run one.
+func TestVolumesFromOpenZFSFreeBSD(t *testing.T) {
+	vols, temps := volumesFrom(readTable(t, "openzfs-freebsd-volumes.txt"), "zroot/dls/volumes", "zroot/dls/images")
+	if len(temps) != 0 || len(vols) != 2 {
+		t.Fatalf("volumes = %v, temporary clones %v; want lab-07 and pc-02, none", vols, temps)
+	}
+	want := map[string]volumeInfo{
+		"lab-07": {name: "lab-07", dataset: "zroot/dls/volumes/lab-07", kind: typeVolume,
+			image: "win11", version: 3, size: 64 << 30, attached: "2026-12-05T21:14:03Z"},
+		"pc-02": {name: "pc-02", dataset: "zroot/dls/volumes/pc-02", kind: typeFilesystem,
+			image: "lab", version: 12, size: 1 << 20, mountpoint: "/zroot/dls/volumes/pc-02", mounted: true},
+	}
+	for name, w := range want {
+		if v := vols[name]; v == nil || *v != w {
+			t.Errorf("%s = %+v\nwant %+v", name, v, w)
+		}
+	}
+}
+
+// The busy messages FreeBSD's zfs prints (strerror(EBUSY) is "Device
+// busy" there, "Device or resource busy" on Linux) are in use, like
+// Linux's.
+func TestErrorKindFreeBSDMessages(t *testing.T) {
+	for msg, want := range map[string]error{
+		"cannot unmount '/zroot/dls/volumes/pc-02': Device busy":                  storage.ErrInUse,
+		"cannot destroy 'zroot/dls/volumes/pc-02': dataset is busy":               storage.ErrInUse,
+		"cannot open 'zroot/dls/volumes/nope': dataset does not exist":            storage.ErrNotFound,
+		"cannot create 'zroot/dls/volumes/pc-03': out of space":                   storage.ErrNoSpace,
+		"cannot create 'zroot/dls/volumes/pc-03': Disc quota exceeded":            storage.ErrNoSpace,
+		"cannot create 'zroot/dls/volumes/pc-03': No space left on device":        storage.ErrNoSpace,
+		"cannot create 'zroot/dls/volumes/pc-02': dataset already exists":         storage.ErrExists,
+		"cannot destroy 'zroot/dls/images/lab@v1': snapshot has dependent clones": storage.ErrInUse,
+	} {
+		if got := errorKind(msg); got != want {
+			t.Errorf("errorKind(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

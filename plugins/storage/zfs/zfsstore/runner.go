@@ -174,6 +174,7 @@ var stderrKinds = []struct {
 	{"pool or dataset is busy", storage.ErrInUse},
 	{"target is busy", storage.ErrInUse},
 	{"device or resource busy", storage.ErrInUse},
+	{"device busy", storage.ErrInUse}, // FreeBSD's strerror(EBUSY)
 	{"out of space", storage.ErrNoSpace},
 	{"no space left", storage.ErrNoSpace},
 	{"quota exceeded", storage.ErrNoSpace},

@@ -190,7 +190,7 @@ func (s *store) recover(ctx context.Context) error {
 			s.logger.Warn("volume recorded as attached: cannot find its disk; keeping it attached", "volume", name, "error", err)
 			continue
 		}
-		switch held, known := heldOpen(path); {
+		switch held, known := heldOpen(ctx, path); {
 		case held:
 			s.logger.Info("volume recorded as attached is still open; it stays attached until Detach", "volume", name, "since", v.attached)
 		case !known:
