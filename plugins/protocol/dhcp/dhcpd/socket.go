@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/ifsocket"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
@@ -54,13 +55,13 @@ func listen(ctx context.Context, ifname string, port, rcvbuf int, proxy bool) (*
 				return
 			}
 			if ifname != "" {
-				if err := bindToInterface(s, ifname); err != nil {
+				if err := ifsocket.Bind(s, ifname); err != nil {
 					sockErr = err
 					return
 				}
 			}
 			if rcvbuf > 0 {
-				setBuffers(s, rcvbuf)
+				ifsocket.SetBuffers(s, rcvbuf)
 			}
 		})
 		if err != nil {
@@ -81,7 +82,7 @@ func listen(ctx context.Context, ifname string, port, rcvbuf int, proxy bool) (*
 	l := &listener{pc: pc, conn: conn, proxy: proxy, name: name}
 	if ifname != "" {
 		l.name += " (" + ifname + ")"
-		if l.onlyIf, err = interfaceFilter(ifname); err != nil {
+		if l.onlyIf, err = ifsocket.Filter(ifname); err != nil {
 			conn.Close()
 			return nil, err
 		}

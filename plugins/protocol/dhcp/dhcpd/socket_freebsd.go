@@ -16,28 +16,6 @@ import (
 // interface.
 const arrivalOption = "IP_RECVIF"
 
-// bindToInterface leaves s on the wildcard address: FreeBSD has no
-// SO_BINDTODEVICE, and a socket bound to the interface's own address
-// would not receive the clients' broadcasts. interfaceFilter drops the
-// other interfaces' packets instead.
-func bindToInterface(int, string) error { return nil }
-
-// interfaceFilter is the index of ifname, whose packets alone are served.
-func interfaceFilter(ifname string) (int, error) {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return 0, fmt.Errorf("interface %s: %w", ifname, err)
-	}
-	return ifi.Index, nil
-}
-
-// setBuffers sizes socket s's buffers: rcvbuf to receive, half of it to
-// send, up to kern.ipc.maxsockbuf (FreeBSD has no FORCE variant).
-func setBuffers(s, rcvbuf int) {
-	_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
-	_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, rcvbuf/2)
-}
-
 // sender writes a listener's replies.
 //
 // FreeBSD sends 255.255.255.255 out of the first broadcast interface,

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/ifsocket"
 	"golang.org/x/net/ipv6"
-	"golang.org/x/sys/unix"
 )
 
 // allServers is All_DHCP_Relay_Agents_and_Servers (RFC 8415 7.1): clients
@@ -27,10 +27,15 @@ type listener struct {
 	pc   *ipv6.PacketConn
 	conn net.PacketConn
 	name string
+	// onlyIf, when not 0, is the one interface whose packets are served:
+	// where the socket cannot be bound to the interface (FreeBSD), the
+	// others are dropped as they arrive.
+	onlyIf int
 }
 
-// listen opens the socket on port, bound to ifname (SO_BINDTODEVICE: a
-// second link's clients are not this pool's), with a receive buffer of
+// listen opens the socket on port for ifname (bound to it, or on
+// FreeBSD filtered by its index: a second link's clients are not this
+// pool's), with a receive buffer of
 // rcvbuf bytes, the arrival interface reported with each packet, and the
 // multicast group joined. No SO_REUSEPORT: a second server on the same
 // port must fail to start, not share the packets.
@@ -39,21 +44,20 @@ func listen(ctx context.Context, ifname string, port, rcvbuf int) (*listener, er
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ifname, err)
 	}
+	onlyIf, err := ifsocket.Filter(ifname)
+	if err != nil {
+		return nil, err
+	}
 	var sockErr error
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		err := c.Control(func(fd uintptr) {
 			s := int(fd)
-			if err := unix.BindToDevice(s, ifname); err != nil {
-				sockErr = fmt.Errorf("bind to interface %s (SO_BINDTODEVICE): %w", ifname, err)
+			if err := ifsocket.Bind(s, ifname); err != nil {
+				sockErr = err
 				return
 			}
 			if rcvbuf > 0 {
-				if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) != nil {
-					_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
-				}
-				if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rcvbuf/2) != nil {
-					_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, rcvbuf/2)
-				}
+				ifsocket.SetBuffers(s, rcvbuf)
 			}
 		})
 		if err != nil {
@@ -75,7 +79,7 @@ func listen(ctx context.Context, ifname string, port, rcvbuf int) (*listener, er
 		return nil, fmt.Errorf("join %s on %s: %w", allServers, ifname, err)
 	}
 	name := "udp6 " + conn.LocalAddr().String() + " (" + ifname + ", " + allServers.String() + ")"
-	return &listener{pc: pc, conn: conn, name: name}, nil
+	return &listener{pc: pc, conn: conn, name: name, onlyIf: onlyIf}, nil
 }
 
 // write sends r; a link-local destination leaves through r's interface.
@@ -112,6 +116,9 @@ func (s *server) serve(ctx context.Context, l *listener) {
 		}
 		if cm != nil {
 			in.ifIndex = cm.IfIndex
+		}
+		if l.onlyIf != 0 && in.ifIndex != l.onlyIf {
+			continue // not the interface this socket serves
 		}
 		// A copy: the parsed packet refers to its bytes, and a Reply
 		// waiting for its commit outlives this buffer.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netnstest runs a whole DLS host (bin/dls serve, its plugins as
 // supervised subprocesses, the SQLite store) and real peers in network
 // namespaces, for the protocol plugins' root tests (the DHCP and DHCPv6

@@ -200,21 +200,6 @@ func FuzzConnection(f *testing.F) {
 	})
 }
 
-type reader struct {
-	b []byte
-}
-
-func bytesReader(b []byte) *reader { return &reader{b: b} }
-
-func (r *reader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
-}
-
 // TestStatusAdvertisesOpenWindow: with a queue depth of one, every
 // command's status must advertise a window that admits the next command
 // (MaxCmdSN >= ExpCmdSN), and a command past the advertised window is
