@@ -354,6 +354,9 @@ func (a *API) routes() []route {
 		{"POST", "/auth/login", roleNone, a.login},
 		{"POST", "/auth/refresh", roleNone, a.refresh},
 		{"POST", "/auth/logout", roleNone, a.logout},
+		{"POST", "/auth/session", roleNone, a.createBrowserSession},
+		{"GET", "/auth/session", roleViewer, a.getBrowserSession},
+		{"DELETE", "/auth/session", roleViewer, a.deleteBrowserSession},
 		{"GET", "/openapi.json", roleNone, serveOpenAPI},
 
 		{"GET", "/clients", roleViewer, a.listClients},
