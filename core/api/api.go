@@ -163,6 +163,12 @@ type Deps struct {
 	// LiveSession reports whether the client has a live iSCSI session
 	// (a rename waits for it to end); nil: none is known.
 	LiveSession func(ctx context.Context, client string) bool
+	// LiveSessions streams boot session changes to GET events (the
+	// console's floor); nil answers 501 there.
+	LiveSessions SessionWatcher
+	// ClientChanges tells GET events that the client table changed; nil:
+	// the stream carries session changes only.
+	ClientChanges ClientWatcher
 }
 
 // FileOwner is a Unix user and group.
@@ -383,6 +389,8 @@ func (a *API) routes() []route {
 		{"PUT", "/images/{name}/versions/current", roleAdmin, a.setCurrentVersion},
 		{"DELETE", "/images/{name}/versions/{n}", roleAdmin, a.deleteVersion},
 
+		{"GET", "/floor", roleViewer, a.floor},
+		{"GET", "/events", roleViewer, a.events},
 		{"GET", "/sessions", roleViewer, a.listSessions},
 		{"GET", "/sessions/{id}", roleViewer, a.getSession},
 		{"GET", "/plugins", roleViewer, a.listPlugins},
