@@ -16,7 +16,9 @@ let current = null;
 function showSignIn(msg) {
   if (current) { current(); current = null; }
   header.hidden = true;
+  document.getElementById("notice").hidden = true;
   view.replaceChildren(form);
+  form.reset();
   form.hidden = false;
   document.getElementById("signin-error").textContent = msg || "";
   form.elements.username.focus();
