@@ -273,6 +273,14 @@ func TestClientCommands(t *testing.T) {
 		!strings.HasPrefix(lines[2], "pc-02  aa:bb:cc:dd:ee:02  win11  -          no          -") {
 		t.Errorf("client list:\n%s", out)
 	}
+	// The floor: no boots yet, grouped by room (no room last).
+	out = h.ok("client", "floor")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 ||
+		!strings.HasPrefix(lines[0], "ROOM  NAME   IMAGE     STATE  LAST BOOT") ||
+		!strings.HasPrefix(lines[1], "b12   pc-01  win11 v1  off") || !strings.HasPrefix(lines[2], "-     pc-02  win11 v1  off") ||
+		lines[3] != "off 2, dhcp 0, script 0, iscsi_login 0, handoff 0, booted 0, failed 0" {
+		t.Errorf("client floor:\n%s", out)
+	}
 	var cs []apiClient
 	if err := json.Unmarshal([]byte(h.ok("client", "list", "-o", "json")), &cs); err != nil {
 		t.Fatal(err)
@@ -374,6 +382,10 @@ func TestImageCommands(t *testing.T) {
 	if len(vs) != 2 || vs[0].Current || !vs[1].Current {
 		t.Fatalf("versions: %+v", vs)
 	}
+	if out := h.ok("image", "rollback", "win11"); out != "image win11: rolled back from version 2 to 1\n" {
+		t.Errorf("rollback: %q", out)
+	}
+	h.fails(1, "no version before the current one (1)", "image", "rollback", "win11")
 	if out := h.ok("image", "current", "win11", "1"); out != "image win11: version 1 is current\n" {
 		t.Errorf("current: %q", out)
 	}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// apiTile is one client on GET floor.
+type apiTile struct {
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`
+	Version     uint64            `json:"version"`
+	Labels      map[string]string `json:"labels"`
+	State       string            `json:"state"`
+	Stage       string            `json:"stage"`
+	BootSeconds float64           `json:"boot_seconds"`
+}
+
+// clientFloor is the console's floor as a table: what each client is doing
+// now, grouped by a label.
+func clientFloor() *command {
+	group := "room"
+	return &command{
+		name: "floor", api: true,
+		summary: "Show every client's boot state now, grouped by a label (the console's floor)",
+		help: `States: off (no boot recorded), dhcp, script, iscsi_login, handoff (the
+boot is there now), booted (the last boot ended done), failed (with the
+stage that did not arrive). The last line counts clients per state.
+`,
+		example: "dls client floor --group room",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&group, "group", "room", "group by the label `KEY` (image: by image)")
+		},
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", "/floor", nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var f struct {
+				Tiles  []apiTile      `json:"tiles"`
+				Counts map[string]int `json:"counts"`
+			}
+			if err := json.Unmarshal(b, &f); err != nil {
+				return fmt.Errorf("decode floor: %w", err)
+			}
+			of := func(t apiTile) string {
+				if group == "image" {
+					return t.Image
+				}
+				return t.Labels[group]
+			}
+			sort.SliceStable(f.Tiles, func(i, j int) bool {
+				gi, gj := of(f.Tiles[i]), of(f.Tiles[j])
+				if (gi == "") != (gj == "") {
+					return gj == "" // no label last
+				}
+				if gi != gj {
+					return gi < gj
+				}
+				return f.Tiles[i].Name < f.Tiles[j].Name
+			})
+			rows := make([][]string, len(f.Tiles))
+			for i, t := range f.Tiles {
+				st := t.State
+				if t.Stage != "" && t.Stage != t.State && t.State != "booted" {
+					st += " (" + t.Stage + ")"
+				}
+				img := t.Image
+				if t.Version != 0 {
+					img += " v" + strconv.FormatUint(t.Version, 10)
+				}
+				boot := ""
+				if t.BootSeconds > 0 {
+					boot = (time.Duration(t.BootSeconds*10) * time.Second / 10).String()
+				}
+				rows[i] = []string{of(t), t.Name, img, st, boot}
+			}
+			if err := c.table(strings.ToUpper(group)+"\tNAME\tIMAGE\tSTATE\tLAST BOOT", rows); err != nil {
+				return err
+			}
+			var counts []string
+			for _, s := range []string{"off", "dhcp", "script", "iscsi_login", "handoff", "booted", "failed"} {
+				counts = append(counts, fmt.Sprintf("%s %d", s, f.Counts[s]))
+			}
+			_, err = fmt.Fprintln(c.stdout, strings.Join(counts, ", "))
+			return err
+		},
+	}
+}
+
+// imageRollback makes the version before the current one current again.
+func imageRollback() *command {
+	return &command{
+		name: "rollback", args: "NAME", nargs: 1, what: "image name", api: true,
+		summary: "Make the version before the current one current again",
+		help: `Clients boot it from their next boot (non-persistent ones get a fresh clone
+of it). The same as dls image current NAME N with N the highest version
+below the current one.
+`,
+		example: "dls image rollback win11",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", imagePath(args[0])+"/versions", nil)
+			if err != nil {
+				return err
+			}
+			var vs []apiVersion
+			if err := json.Unmarshal(b, &vs); err != nil {
+				return fmt.Errorf("decode versions: %w", err)
+			}
+			var cur, prev uint64
+			for _, v := range vs {
+				if v.Current {
+					cur = v.Number
+				}
+			}
+			for _, v := range vs {
+				if v.Number < cur && v.Number > prev {
+					prev = v.Number
+				}
+			}
+			if cur == 0 || prev == 0 {
+				return fmt.Errorf("image %s: no version before the current one (%d) to roll back to", args[0], cur)
+			}
+			b, err = conn.call(ctx, "PUT", imagePath(args[0])+"/versions/current", map[string]uint64{"version": prev})
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			fmt.Fprintf(c.stdout, "image %s: rolled back from version %d to %d\n", args[0], cur, prev)
+			return nil
+		},
+	}
+}
