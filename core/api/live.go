@@ -267,15 +267,18 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	send := func(event string, v any) error {
+	write := func(event string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return err
 		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return err
-		}
-		return rc.Flush()
+		_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+		return err
+	}
+	session := func(s store.Session) error {
+		st, stage := TileState(&s)
+		return write("session", sessionEventJSON{Client: s.Client, State: st, Stage: stage,
+			Seconds: bootSeconds(s, a.clock.Now()), Session: toSessionJSON(s)})
 	}
 	// retry: how long the browser waits before reconnecting.
 	if _, err := fmt.Fprint(w, "retry: 2000\n: connected\n\n"); err != nil || rc.Flush() != nil {
@@ -292,11 +295,21 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 			if !ok {
 				return nil // fell behind: the browser reconnects and re-reads
 			}
-			st, stage := TileState(&s)
-			err = send("session", sessionEventJSON{Client: s.Client, State: st, Stage: stage,
-				Seconds: bootSeconds(s, a.clock.Now()), Session: toSessionJSON(s)})
+			err = session(s)
+			// In a storm, what is already queued goes out with one flush.
+			for n := len(changes); err == nil && n > 0; n-- {
+				if s, ok = <-changes; !ok {
+					return nil
+				}
+				err = session(s)
+			}
+			if err == nil {
+				err = rc.Flush()
+			}
 		case v := <-clients:
-			err = send("clients", map[string]uint64{"version": v})
+			if err = write("clients", map[string]uint64{"version": v}); err == nil {
+				err = rc.Flush()
+			}
 		case <-tick.C:
 			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
 				err = rc.Flush()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,7 @@ func browser(t *testing.T, width, height int) context.Context {
 		chromedp.ExecPath(chromium(t)),
 		chromedp.WindowSize(width, height),
 		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("enable-precise-memory-info", true),
 	)
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox)
@@ -136,7 +138,7 @@ func signInAs(t *testing.T, ctx context.Context, url, user, password string) {
 		chromedp.SendKeys(css(`#signin input[name="username"]`), user),
 		chromedp.SendKeys(css(`#signin input[name="password"]`), password),
 		chromedp.Click(css(`#signin button[type="submit"]`)),
-		chromedp.WaitVisible(css(`.tile[data-client="pc-01"]`)),
+		chromedp.WaitVisible(css(`.tile`)),
 	)
 }
 
@@ -301,4 +303,79 @@ client "teacher" {
 		t.Errorf("admin's images page has %d promote forms, want 1", n)
 	}
 	screenshot(t, ctx, dir, "images.png")
+}
+
+// TestConsoleFloorAtScale measures the floor with many clients (set
+// DLS_CONSOLE_FLOOR_N, e.g. 1000; skipped otherwise): time to the first
+// render from navigation, the page's JS heap and DOM size, then a storm of
+// boot events for every client at once (each stage one batch of N events,
+// as plugins batch them) and the time until the page counts them all
+// booted, and whether the stream kept up (no fallback to polling). It
+// reports figures; it asserts only that every tile got there.
+func TestConsoleFloorAtScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("DLS_CONSOLE_FLOOR_N"))
+	if n <= 0 {
+		t.Skip("set DLS_CONSOLE_FLOOR_N=1000 to measure the floor at that many clients")
+	}
+	ctx := browser(t, 1280, 900)
+	img := filepath.Join(t.TempDir(), "lab.img")
+	if err := os.WriteFile(img, make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "auth \"local\" \"users\" {\n  config {\n    hash_memory_kib = 8192\n    hash_iterations = 1\n  }\n}\n"+
+		"storage \"file\" \"files\" {}\nimage \"lab\" {\n  storage = \"files\"\n  source  = %q\n}\n", img)
+	mac := func(i int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff) }
+	for i := range n {
+		fmt.Fprintf(&cfg, "client \"pc-%04d\" {\n  mac = %q\n  image = \"lab\"\n  labels = { room = \"r%02d\" }\n}\n", i, mac(i), i/40)
+	}
+	h := start(t, cfg.String())
+	h.waitFor(120*time.Second, "ready", func() bool { c, _ := h.readyz(); return c == 200 })
+	h.d.mu.Lock()
+	p := h.d.instances["users"].sup.Process()
+	h.d.mu.Unlock()
+	if err := createUser(p, "vera", "viewer pass 1", "viewer"); err != nil {
+		t.Fatal(err)
+	}
+	signInAs(t, ctx, h.url, "vera", "viewer pass 1")
+	// A fresh navigation, signed in: what an operator opening the page sees.
+	for i := range 2 { // the second load is measured: the first warms the host's caches
+		// A new query string: a real page load, not a fragment change.
+		run(t, ctx, "reload the floor", chromedp.Navigate(fmt.Sprintf("%s/?load=%d#/floor", h.url, i)),
+			waitJS(fmt.Sprintf(`document.body.dataset.floorTiles === "%d"`, n)))
+	}
+	run(t, ctx, "floor live",
+		waitJS(fmt.Sprintf(`document.body.dataset.floorTiles === "%d"`, n)),
+		chromedp.WaitVisible(css(`.live[data-live="stream"]`)))
+	modulesAt := value(t, ctx, "modules", eval[string](`document.body.dataset.modulesAt`))
+	signedInAt := value(t, ctx, "whoami", eval[string](`document.body.dataset.signedInAt`))
+	renderedAt := value(t, ctx, "render time", eval[string](`document.body.dataset.floorRenderedAt`))
+	renderMs := value(t, ctx, "render cost", eval[string](`document.body.dataset.floorRenderMs`))
+	heap := value(t, ctx, "heap", eval[float64](`performance.memory ? performance.memory.usedJSHeapSize : -1`))
+	nodes := value(t, ctx, "DOM nodes", eval[int](`document.getElementsByTagName("*").length`))
+	floorMs := value(t, ctx, "GET floor", eval[float64](`(async () => { const t = performance.now(); await (await fetch("/api/v1/floor")).json(); return performance.now() - t })()`))
+	t.Logf("floor of %d tiles: first render %s ms after navigation (modules loaded at %s ms, GET auth/session answered at %s ms; %s ms from the view's start, GET floor included); JS heap %.1f MiB; %d DOM elements; GET floor alone %.0f ms",
+		n, renderedAt, modulesAt, signedInAt, renderMs, heap/(1<<20), nodes, floorMs)
+
+	// The storm.
+	t0 := time.Now()
+	firmware := map[string]string{host.AttrVendorClass: "PXEClient:Arch:00000:UNDI:002001"}
+	for s, typ := range []string{host.EventDHCPDiscover, host.EventScriptServed, host.EventISCSILogin, host.EventISCSIHandoff} {
+		evs := make([]host.Event, n)
+		for i := range n {
+			evs[i] = host.Event{Type: typ, MAC: mac(i), Client: fmt.Sprintf("pc-%04d", i), Time: t0.Add(time.Duration(s) * time.Second)}
+			if typ == host.EventDHCPDiscover {
+				evs[i].Client, evs[i].Attrs = "", firmware
+			}
+		}
+		if err := h.d.services.Report(t.Context(), evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reported := time.Since(t0)
+	run(t, ctx, "every tile booted", waitJS(fmt.Sprintf(`document.querySelectorAll('.tile[data-state="booted"]').length === %d`, n)))
+	mode := value(t, ctx, "live mode", eval[string](`document.querySelector(".live").dataset.live`))
+	heap2 := value(t, ctx, "heap after", eval[float64](`performance.memory ? performance.memory.usedJSHeapSize : -1`))
+	t.Logf("storm: %d boots × 4 stages reported in %v; every tile booted %v after the first event; stream mode after: %s; JS heap %.1f MiB",
+		n, reported.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), mode, heap2/(1<<20))
 }

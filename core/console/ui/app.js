@@ -6,6 +6,9 @@ import { clientView } from "./client.js";
 import { imagesView } from "./images.js";
 import { pluginsView, auditView } from "./admin.js";
 
+// When the modules were loaded, since the navigation (for measurements).
+document.body.dataset.modulesAt = String(Math.round(performance.now()));
+
 const view = document.getElementById("view");
 const form = document.getElementById("signin");
 const header = document.querySelector("header.top");
@@ -57,6 +60,7 @@ async function route() {
     let me = null;
     try { me = await whoami(); } catch (e) { notice(e.message, true); }
     if (!me) { showSignIn(); return; }
+    document.body.dataset.signedInAt = String(Math.round(performance.now()));
   }
   header.hidden = false;
   form.hidden = true;
