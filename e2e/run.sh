@@ -42,6 +42,7 @@ if [ "$mode" = test ]; then
 		"iscsi-inq libiscsi-bin"
 		"nft nftables"
 		"/usr/lib/ipxe/undionly.kpxe ipxe"
+		"chromium chromium"
 	)
 fi
 install_missing "${need[@]}"
