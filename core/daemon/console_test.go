@@ -7,6 +7,7 @@ package daemon
 // installed (.ci/run installs it).
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/dls-project/dls/core/console/consoletest"
 	"github.com/dls-project/dls/sdk/host"
 )
@@ -110,6 +114,35 @@ client "teacher" {
 		t.Errorf("booted count %q, mark %q: want 1 booted and no reload", booted, marked)
 	}
 	consoletest.Screenshot(t, ctx, dir, "floor.png")
+
+	// Keyboard: tiles are links in the tab order; arrows move between them.
+	consoletest.Do(t, ctx, "arrow keys",
+		chromedp.Focus(consoletest.CSS(`.tile[data-client="pc-01"]`)),
+		chromedp.KeyEvent(kb.ArrowRight))
+	if got := consoletest.Value(t, ctx, "focus", consoletest.Eval[string](`document.activeElement.dataset.client || ""`)); got != "pc-02" {
+		t.Errorf("ArrowRight from pc-01 focused %q, want pc-02", got)
+	}
+	// Dark, as the system prefers; then a phone's width: nothing wider
+	// than the screen.
+	dark := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	})
+	consoletest.Do(t, ctx, "dark", dark)
+	if bg := consoletest.Value(t, ctx, "dark background", consoletest.Eval[string](`getComputedStyle(document.body).backgroundColor`)); bg != "rgb(21, 23, 26)" {
+		t.Errorf("dark background %s, want rgb(21, 23, 26)", bg)
+	}
+	consoletest.Screenshot(t, ctx, dir, "floor-dark.png")
+	consoletest.Do(t, ctx, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	if w := consoletest.Value(t, ctx, "page width", consoletest.Eval[int](`document.documentElement.scrollWidth`)); w > 390 {
+		t.Errorf("at 390 px wide the page is %d px wide", w)
+	}
+	consoletest.Screenshot(t, ctx, dir, "floor-phone.png")
+	consoletest.Do(t, ctx, "desktop, light", chromedp.EmulateReset(), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{})
+		return err
+	}))
 
 	// The client's page: its boot as a bar of stage segments; wake, reset.
 	consoletest.Do(t, ctx, "client page",
