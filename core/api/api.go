@@ -391,6 +391,7 @@ func (a *API) routes() []route {
 
 		{"GET", "/floor", roleViewer, a.floor},
 		{"GET", "/events", roleViewer, a.events},
+		{"GET", "/boot-times", roleViewer, a.bootTimes},
 		{"GET", "/sessions", roleViewer, a.listSessions},
 		{"GET", "/sessions/{id}", roleViewer, a.getSession},
 		{"GET", "/plugins", roleViewer, a.listPlugins},

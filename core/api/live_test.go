@@ -176,3 +176,40 @@ func (f fakeClientWatcher) Watch(ctx context.Context, fn func(clientfeed.Change)
 		}
 	}
 }
+
+// TestBootTimes: sessions of the last hours by the hour they started, with
+// nearest-rank percentiles of the done ones; older sessions left out.
+func TestBootTimes(t *testing.T) {
+	e := newEnv(t) // the clock is at 12:00 UTC
+	now := e.clock.Now()
+	add := func(id int64, started time.Time, secs int, state string) {
+		s := store.Session{ID: id, Client: "pc-01", State: state, Started: started}
+		if state != store.SessionActive {
+			s.Ended = started.Add(time.Duration(secs) * time.Second)
+		}
+		e.st.sessions[id] = s
+	}
+	for i := range 10 { // 11:00-11:59: ten boots of 1..10 s
+		add(int64(i+1), now.Add(-time.Hour+time.Duration(i)*time.Minute), i+1, store.SessionDone)
+	}
+	add(20, now.Add(-30*time.Minute), 300, store.SessionFailed)
+	add(21, now.Add(time.Second), 0, store.SessionActive) // 12:00
+	add(22, now.Add(-3*time.Hour), 50, store.SessionDone) // 09:00: before the 3 hours asked (10:00-12:59)
+	v := e.login("vera")
+	var bt bootTimesJSON
+	e.want(e.do("GET", "/boot-times?hours=3", v.AccessToken, nil), http.StatusOK, &bt)
+	if len(bt.Hours) != 3 || bt.Sessions != 12 || bt.Truncated {
+		t.Fatalf("boot times %+v: want 3 hours of 12 sessions", bt)
+	}
+	h10, h11, h12 := bt.Hours[0], bt.Hours[1], bt.Hours[2]
+	if !h10.Hour.Equal(now.Add(-2*time.Hour)) || h10.Boots != 0 {
+		t.Errorf("10:00 %+v", h10)
+	}
+	if h11.Boots != 10 || h11.Failed != 1 || h11.P50 != 5 || h11.P90 != 9 || h11.P99 != 10 || h11.Max != 10 {
+		t.Errorf("11:00 %+v: want 10 boots (p50 5 s, p90 9 s, p99 10 s), 1 failed", h11)
+	}
+	if h12.Active != 1 || h12.Boots != 0 {
+		t.Errorf("12:00 %+v: want 1 active", h12)
+	}
+	e.wantError(e.do("GET", "/boot-times?hours=0", v.AccessToken, nil), http.StatusBadRequest, "hours", "hours")
+}
