@@ -139,7 +139,7 @@ client "teacher" {
 		t.Errorf("at 390 px wide the page is %d px wide", w)
 	}
 	consoletest.Screenshot(t, ctx, dir, "floor-phone.png")
-	consoletest.Do(t, ctx, "desktop, light", chromedp.EmulateReset(), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+	consoletest.Do(t, ctx, "desktop, light", chromedp.EmulateViewport(1280, 900), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{})
 		return err
 	}))
@@ -169,6 +169,17 @@ client "teacher" {
 	if !strings.Contains(joined, "client.wake oscar") || !strings.Contains(joined, "client.volume_reset oscar") {
 		t.Errorf("audit filtered on pc-01: %s; want oscar's client.wake and client.volume_reset", joined)
 	}
+
+	// The boot-time chart: 24 hours, pc-01's boot of 7 s in this hour.
+	consoletest.Do(t, ctx, "boot times",
+		chromedp.Navigate(h.url+"/#/boots"),
+		chromedp.WaitVisible(consoletest.CSS(`.chart .col`)))
+	cols := consoletest.Value(t, ctx, "chart", consoletest.Eval[int](`document.querySelectorAll(".chart .col").length`))
+	row := consoletest.Value(t, ctx, "chart table", consoletest.Eval[string](`[...document.querySelectorAll("tbody tr:first-child td")].map(td => td.textContent).slice(1).join(" ")`))
+	if cols != 24 || !strings.HasPrefix(row, "1 0 0 7.0 s 7.0 s") {
+		t.Errorf("boot times: %d columns, latest hour %q; want 24, and 1 boot of 7 s", cols, row)
+	}
+	consoletest.Screenshot(t, ctx, dir, "boot-times.png")
 	consoletest.SignOut(t, ctx)
 
 	// A viewer: no action on the page, and the server refuses anyway.

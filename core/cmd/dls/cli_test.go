@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -541,6 +542,19 @@ func TestSessionCommands(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[0], "ID  CLIENT  MAC") || !strings.Contains(lines[1], "pc-02") || !strings.Contains(lines[1], "failed (script)") ||
 		!strings.Contains(lines[2], "pc-01") || !strings.Contains(lines[2], "handoff/handoff") || !strings.HasSuffix(lines[2], "30s") {
 		t.Errorf("session list:\n%s", out)
+	}
+	// The chart: one done boot of 30 s and one failure in the last 2 hours.
+	out = h.ok("session", "times", "--hours", "2")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	boots, failed := 0, 0
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		b, _ := strconv.Atoi(f[2])
+		n, _ := strconv.Atoi(f[3])
+		boots, failed = boots+b, failed+n
+	}
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "HOUR (UTC)") || boots != 1 || failed != 1 || !strings.Contains(out, "30.0s") {
+		t.Errorf("session times:\n%s", out)
 	}
 	out = h.ok("session", "list", "--state", "done", "--client", "pc-01", "--limit", "5")
 	if !strings.Contains(out, "pc-01") || strings.Contains(out, "pc-02") {

@@ -144,3 +144,61 @@ below the current one.
 		},
 	}
 }
+
+// sessionTimes is the boot-time chart as a table: per hour, boots, failures
+// and the percentiles of the boot times.
+func sessionTimes() *command {
+	hours := 24
+	return &command{
+		name: "times", api: true,
+		summary: "Show boot times per hour for the last hours (the console's chart)",
+		help: `Sessions by the hour they started in (UTC): boots that ended done, failed,
+still active, and the p50, p90, p99 and max of the done boots' times.
+`,
+		example: "dls session times --hours 24",
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&hours, "hours", 24, "the last `N` hours (1-168)")
+		},
+		run: func(ctx context.Context, c *cli, _ []string) error {
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "GET", "/boot-times?hours="+strconv.Itoa(hours), nil)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var bt struct {
+				Hours []struct {
+					Hour               time.Time `json:"hour"`
+					Boots, Failed      int
+					Active             int
+					P50, P90, P99, Max float64
+				} `json:"hours"`
+				Sessions  int  `json:"sessions"`
+				Truncated bool `json:"truncated"`
+			}
+			if err := json.Unmarshal(b, &bt); err != nil {
+				return fmt.Errorf("decode boot times: %w", err)
+			}
+			secs := func(v float64) string {
+				if v == 0 {
+					return ""
+				}
+				return strconv.FormatFloat(v, 'f', 1, 64) + "s"
+			}
+			rows := make([][]string, len(bt.Hours))
+			for i, h := range bt.Hours {
+				rows[i] = []string{h.Hour.UTC().Format("2006-01-02 15:04"), strconv.Itoa(h.Boots), strconv.Itoa(h.Failed),
+					strconv.Itoa(h.Active), secs(h.P50), secs(h.P90), secs(h.P99), secs(h.Max)}
+			}
+			if err := c.table("HOUR (UTC)\tBOOTS\tFAILED\tACTIVE\tP50\tP90\tP99\tMAX", rows); err != nil {
+				return err
+			}
+			if bt.Truncated {
+				fmt.Fprintf(c.stdout, "(the newest %d sessions only: the oldest hours miss some)\n", bt.Sessions)
+			}
+			return nil
+		},
+	}
+}

@@ -5,6 +5,7 @@ import { floorView } from "./floor.js";
 import { clientView } from "./client.js";
 import { imagesView } from "./images.js";
 import { pluginsView, auditView } from "./admin.js";
+import { bootsView } from "./boots.js";
 
 // When the modules were loaded, since the navigation (for measurements).
 document.body.dataset.modulesAt = String(Math.round(performance.now()));
@@ -51,6 +52,7 @@ const routes = [
   [/^#\/floor(?:\?(.*))?$/, (m) => floorView(view, new URLSearchParams(m[1] || ""))],
   [/^#\/client\/([^/?]+)$/, (m) => clientView(view, decodeURIComponent(m[1]))],
   [/^#\/images$/, () => imagesView(view)],
+  [/^#\/boots$/, () => bootsView(view)],
   [/^#\/plugins$/, () => pluginsView(view)],
   [/^#\/audit(?:\?(.*))?$/, (m) => auditView(view, new URLSearchParams(m[1] || ""))],
 ];
