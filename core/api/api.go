@@ -250,7 +250,8 @@ type API struct {
 	sources  *limiter // by source
 	accounts *limiter // by username, every source but trusted ones
 	trusted  *trustedSources
-	refusals *refusalLog // audit entries of rate-limited logins
+	refusals *refusalLog   // audit entries of rate-limited logins
+	browser  browserChecks // when each browser session's role was last checked
 	metrics  *metrics
 	roles    map[string]role
 	// listsPlugins: Deps.Plugins was given, so POST images can check that
@@ -339,6 +340,7 @@ func New(ctx context.Context, deps Deps, opts Options) (*API, error) {
 		refusals: newRefusalLog(max(opts.UserFailures.Window, opts.SourceFailures.Window, opts.AccountFailures.Window), opts.LimiterEntries),
 		metrics:  m,
 		roles:    roles,
+		browser:  browserChecks{checked: map[string]browserCheck{}},
 
 		listsPlugins: listsPlugins,
 	}

@@ -10,9 +10,11 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/dls-project/dls/core/store"
+	"github.com/dls-project/dls/sdk/auth"
 )
 
 // Browser sessions: the console signs in with POST auth/session (a form
@@ -24,7 +26,13 @@ import (
 // hash in its own domain (a session token is no refresh token and the
 // other way round), so DELETE auth/session (logout), `dls user delete` and
 // `dls user passwd` revoke it like any refresh token, and it ends
-// SessionLifetime after the login. Its role is the one given at sign-in.
+// SessionLifetime after the login. Its role is re-read from the auth
+// plugin that verified the sign-in (Lookup) once it is AccessTTL old, as a
+// refresh does for bearer tokens: a demoted user gets their new role, and
+// a user the plugin no longer knows (or who has no DLS role any more) loses
+// every session and token; when the plugin cannot answer, the request gets
+// 503 and the session stays. The last check of each session is kept in
+// memory only: after a restart the first request checks again.
 //
 // Every request that authenticates with the cookie and may change state
 // (any method but GET, HEAD and OPTIONS) must carry the session's CSRF
@@ -150,9 +158,12 @@ func (a *API) cookieSession(r *http.Request, c *http.Cookie) (principal, error) 
 	case !a.clock.Now().Before(t.Expires):
 		return unauthorized(errExpiredToken, "session expired")
 	}
-	rl := parseRole(t.Role)
-	if rl == roleNone {
+	if parseRole(t.Role) == roleNone {
 		return unauthorized(errBadToken, "invalid session cookie")
+	}
+	rl, err := a.browserRole(r, c.Value, t)
+	if err != nil {
+		return principal{}, err
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
@@ -199,4 +210,67 @@ func decodeLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 		return req, fieldError("password", "password: want 1-1024 characters")
 	}
 	return req, nil
+}
+
+// browserChecks remembers when each browser session's role was last read
+// from its auth plugin, and the role read.
+type browserChecks struct {
+	mu      sync.Mutex
+	checked map[string]browserCheck // by session token hash
+}
+
+type browserCheck struct {
+	at   time.Time
+	role role
+}
+
+// browserRole answers the session's role: the one read at its last check
+// when that is younger than AccessTTL, else the auth plugin's answer now.
+func (a *API) browserRole(r *http.Request, tok string, t store.RefreshToken) (role, error) {
+	hash := browserHash(tok)
+	now := a.clock.Now()
+	a.browser.mu.Lock()
+	chk, ok := a.browser.checked[hash]
+	a.browser.mu.Unlock()
+	if !ok && now.Sub(t.Issued) < a.opts.AccessTTL {
+		chk, ok = browserCheck{at: t.Issued, role: parseRole(t.Role)}, true // the sign-in was the check
+	}
+	if ok && now.Sub(chk.at) < a.opts.AccessTTL {
+		return chk.role, nil
+	}
+	id, backend, err := a.lookup(r.Context(), t.Backend, t.User)
+	switch {
+	case errors.Is(err, auth.ErrUserNotFound):
+		return roleNone, a.userGone(r, t.User, t.Backend)
+	case err != nil:
+		a.metrics.failures.WithLabelValues("unavailable").Inc()
+		a.logger.Error("browser session: the auth plugin could not answer; the session stays", "user", t.User, "plugin", t.Backend, "error", err)
+		return roleNone, errorf(http.StatusServiceUnavailable, "cannot check user %s with the auth plugin now (retry): %v", t.User, err)
+	}
+	rl := a.roleOf(id.Groups)
+	if rl == roleNone {
+		return roleNone, a.userGone(r, t.User, backend)
+	}
+	prev := parseRole(t.Role)
+	if ok {
+		prev = chk.role
+	}
+	if rl != prev {
+		a.logger.Info("role changed since the sign-in", "user", t.User, "from", prev.String(), "to", rl.String(), "groups", id.Groups)
+		a.audit(r.Context(), t.User, "auth.role_changed", "user/"+t.User, map[string]string{"from": prev.String(), "to": rl.String(), "via": "browser"}, remoteIP(r))
+	}
+	a.browser.mu.Lock()
+	defer a.browser.mu.Unlock()
+	if len(a.browser.checked) >= a.opts.LimiterEntries {
+		// Bounded: forget the checks too old to be used again.
+		for k, c := range a.browser.checked {
+			if now.Sub(c.at) >= a.opts.AccessTTL {
+				delete(a.browser.checked, k)
+			}
+		}
+	}
+	if len(a.browser.checked) < a.opts.LimiterEntries {
+		a.browser.checked[hash] = browserCheck{at: now, role: rl}
+	}
+	return rl, nil
 }

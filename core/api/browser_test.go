@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -174,4 +175,45 @@ func TestBrowserSignInLimits(t *testing.T) {
 	e.wantError(e.do("POST", "/auth/session", "", good, "Content-Type", "application/x-www-form-urlencoded", "Origin", "https://evil.example"),
 		http.StatusForbidden, "another origin", "")
 	e.wantError(e.do("POST", "/auth/session", "", url.Values{"username": {"vera"}}.Encode(), ct...), http.StatusBadRequest, "password", "password")
+}
+
+// TestBrowserRoleFollowsTheAuthPlugin: once AccessTTL old, a browser
+// session's role is read again from its auth plugin: a demoted operator
+// can no longer act, a plugin that cannot answer gets 503 with the
+// session kept, and a deleted user loses the session.
+func TestBrowserRoleFollowsTheAuthPlugin(t *testing.T) {
+	e := newEnv(t)
+	p := e.login("alice")
+	e.mustCreateClient(p.AccessToken, "pc-01", "52:54:00:00:00:01")
+	c, csrf := e.signIn("oscar")
+	e.auth.set("oscar", func(u *fakeUser) { u.groups = []string{"viewer"} })
+	// Within AccessTTL: the role of the sign-in, no lookup.
+	before := e.auth.lookupCount()
+	e.want(e.doCookie("POST", "/clients/pc-01/wake", c, csrf, nil), http.StatusAccepted, nil)
+	if n := e.auth.lookupCount() - before; n != 0 {
+		t.Errorf("%d lookups within AccessTTL of the sign-in", n)
+	}
+	e.clock.Add(16 * time.Minute)
+	e.wantError(e.doCookie("POST", "/clients/pc-01/wake", c, csrf, nil), http.StatusForbidden, "role viewer", "")
+	if acts := e.st.auditActions(); !slices.Contains(acts, "auth.role_changed") {
+		t.Errorf("audit %v: want auth.role_changed", acts)
+	}
+	var s browserSessionJSON
+	e.want(e.doCookie("GET", "/auth/session", c, "", nil), http.StatusOK, &s)
+	if s.Role != "viewer" {
+		t.Errorf("GET auth/session role %q, want viewer", s.Role)
+	}
+
+	e.clock.Add(16 * time.Minute)
+	e.auth.failLookups(errors.New("directory down"))
+	e.wantError(e.doCookie("GET", "/clients", c, "", nil), http.StatusServiceUnavailable, "cannot check user oscar", "")
+	e.auth.failLookups(nil)
+	e.want(e.doCookie("GET", "/clients", c, "", nil), http.StatusOK, nil)
+
+	e.clock.Add(16 * time.Minute)
+	e.auth.remove("oscar")
+	e.wantError(e.doCookie("GET", "/clients", c, "", nil), http.StatusUnauthorized, "no longer exists", "")
+	if st, err := e.st.GetRefreshToken(t.Context(), browserHash(c.Value)); err != nil || !st.Revoked {
+		t.Errorf("stored session %+v, %v: want revoked", st, err)
+	}
 }
