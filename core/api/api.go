@@ -376,6 +376,7 @@ func (a *API) routes() []route {
 		{"POST", "/clients/{name}/wake", roleOperator, a.wakeClient},
 		{"POST", "/clients/{name}/chap", roleOperator, a.clientCHAP},
 		{"POST", "/clients/{name}/rename", roleOperator, a.renameClient},
+		{"POST", "/clients/{name}/maintenance", roleOperator, a.clientMaintenance},
 
 		{"GET", "/discovered", roleViewer, a.listDiscovered},
 		{"DELETE", "/discovered/{mac}", roleOperator, a.forgetDiscovered},

@@ -338,6 +338,11 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
+	if since, ok := c.Labels[store.LabelMaintenance]; ok {
+		// The volume being prepared as the next version stays.
+		s.logger.Info("client in maintenance: its volume is kept across boots", "client", client, "since", since)
+		return nil
+	}
 	st, err := s.storage.StorageForImage(ctx, c.Image)
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dls-project/dls/core/hostservices"
+	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/examples/storage-file/file"
 	"github.com/dls-project/dls/internal/pluginrpc/storagerpc"
 	"github.com/dls-project/dls/sdk/plugintest"
@@ -116,5 +117,79 @@ func TestResetWaitsForTheOldBootsDetach(t *testing.T) {
 	}
 	if got := read(d); !bytes.Equal(got, make([]byte, 4)) {
 		t.Fatalf("boot 3 sees %q, want the image's zeros", got)
+	}
+}
+
+// TestMaintenanceKeepsTheVolume: a non-persistent client in maintenance
+// mode keeps its volume's writes across boots (the boot-time reset is
+// skipped) until the mode ends.
+func TestMaintenanceKeepsTheVolume(t *testing.T) {
+	ctx := context.Background()
+	start, _ := plugintest.StorageInProcess(func() storage.Storage { return file.New() })
+	st := start(t)
+	src := filepath.Join(t.TempDir(), "lab.img")
+	if err := os.WriteFile(src, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ImportImage(ctx, storage.ImportRequest{Image: "lab", Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	_, db := newServices(t)
+	s := hostservices.New(boot, db, oneStorage{st}, hclog.NewNullLogger())
+	setMaintenance := func(on bool) {
+		t.Helper()
+		c, err := db.GetClient(ctx, "pc-01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Persistent = false
+		c.Labels = nil
+		if on {
+			c.Labels = map[string]string{store.LabelMaintenance: "2026-12-06T03:00:00Z"}
+		}
+		if err := db.PutClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := func() []byte {
+		t.Helper()
+		d, err := s.Attach(ctx, "pc-01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := volume.Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4)
+		if _, err := v.ReadAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.WriteAt([]byte("EDIT"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		v.Close()
+		if err := s.Detach(ctx, "pc-01"); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	setMaintenance(true)
+	first() // boot 1 edits
+	if err := s.ResetVolume(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(); string(got) != "EDIT" {
+		t.Fatalf("boot 2 in maintenance sees %q, want boot 1's edit", got)
+	}
+	setMaintenance(false)
+	if err := s.ResetVolume(ctx, "pc-01"); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(); !bytes.Equal(got, make([]byte, 4)) {
+		t.Fatalf("a boot after maintenance sees %q, want the image's zeros", got)
 	}
 }
