@@ -207,6 +207,22 @@ client "teacher" {
 		t.Errorf("admin's images page has %d promote forms, want 1", n)
 	}
 	consoletest.Screenshot(t, ctx, dir, "images.png")
+
+	// Maintenance: the teacher's PC prepares the next version; the admin
+	// promotes it, and the images page shows v2 current.
+	consoletest.Do(t, ctx, "maintenance",
+		chromedp.Navigate(h.url+"/#/client/teacher"),
+		chromedp.WaitVisible(consoletest.CSS(`#act-maintenance-start`)),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(consoletest.CSS(`#act-maintenance-start`)),
+		chromedp.WaitVisible(consoletest.CSS(`#act-maintenance-promote`)))
+	consoletest.Screenshot(t, ctx, dir, "client-maintenance.png")
+	consoletest.Do(t, ctx, "promote",
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(consoletest.CSS(`#act-maintenance-promote`)),
+		chromedp.WaitVisible(consoletest.CSS(`#act-maintenance-start`)),
+		chromedp.Navigate(h.url+"/#/images"),
+		chromedp.WaitVisible(consoletest.CSS(`section[data-image="lab"] tr[data-version="2"][data-current="true"]`)))
 }
 
 // TestConsoleFloorAtScale measures the floor with many clients (set

@@ -282,6 +282,15 @@ func TestClientCommands(t *testing.T) {
 		lines[3] != "off 2, dhcp 0, script 0, iscsi_login 0, handoff 0, booted 0, failed 0" {
 		t.Errorf("client floor:\n%s", out)
 	}
+	// Maintenance: an operator starts and cancels; promote needs an admin.
+	if out := h.ok("client", "maintenance", "pc-02", "start"); !strings.Contains(out, "client pc-02: in maintenance") {
+		t.Errorf("maintenance start: %q", out)
+	}
+	h.fails(1, "needs admin", "client", "maintenance", "pc-02", "promote")
+	if out := h.ok("client", "maintenance", "pc-02", "cancel"); out != "client pc-02: maintenance cancelled\n" {
+		t.Errorf("maintenance cancel: %q", out)
+	}
+	h.fails(2, `action "fly"`, "client", "maintenance", "pc-02", "fly")
 	var cs []apiClient
 	if err := json.Unmarshal([]byte(h.ok("client", "list", "-o", "json")), &cs); err != nil {
 		t.Fatal(err)

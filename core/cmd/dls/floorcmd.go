@@ -202,3 +202,50 @@ still active, and the p50, p90, p99 and max of the done boots' times.
 		},
 	}
 }
+
+// clientMaintenance starts, promotes or cancels a client's maintenance
+// mode: where the image's next version is prepared.
+func clientMaintenance() *command {
+	return &command{
+		name: "maintenance", args: "NAME start|promote|cancel", nargs: 2, what: "client name and action", api: true,
+		summary: "Prepare an image's next version on one client (maintenance mode)",
+		help: `start: the client's volume becomes a fresh clone of its image's current
+version, kept across boots (even when the client is not persistent): boot it,
+install, update, power it off. promote (admin): that volume becomes the
+image's next, current version and the mode ends. cancel: the mode ends, the
+volume stays as it is.
+`,
+		example: "dls client maintenance teacher start",
+		run: func(ctx context.Context, c *cli, args []string) error {
+			switch args[1] {
+			case "start", "promote", "cancel":
+			default:
+				return usagef("maintenance: action %q: want start, promote or cancel", args[1])
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, "POST", clientPath(args[0])+"/maintenance", map[string]string{"action": args[1]})
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var m struct {
+				Maintenance bool        `json:"maintenance"`
+				Version     *apiVersion `json:"version"`
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				return fmt.Errorf("decode maintenance: %w", err)
+			}
+			switch {
+			case m.Maintenance:
+				fmt.Fprintf(c.stdout, "client %s: in maintenance; its volume (a fresh clone of the current version) is kept across boots\n", args[0])
+			case m.Version != nil:
+				fmt.Fprintf(c.stdout, "client %s: its volume is now version %d of image %s (current); maintenance ended\n", args[0], m.Version.Number, m.Version.Image)
+			default:
+				fmt.Fprintf(c.stdout, "client %s: maintenance cancelled\n", args[0])
+			}
+			return nil
+		},
+	}
+}

@@ -118,6 +118,7 @@ async function actions(c) {
         location.hash = "#/floor";
         return `${c.name} deleted (its volume stays on its storage)`;
       }, `Delete client ${c.name}?`) }, "Delete")),
+    maintenance(c, path, run),
     h("div", { class: "actions" },
       h("form", { id: "act-image", onsubmit: run("Change image", async () => {
         await call("PUT", path, body(imageSel.value));
@@ -128,4 +129,26 @@ async function actions(c) {
         location.hash = `#/client/${enc(r.name)}`;
         return `Renamed to ${r.name}`;
       }) }, newName, h("button", { type: "submit" }, "Rename"))));
+}
+
+// maintenance is the client's maintenance mode: start (operator), then
+// promote (admin) or cancel; POST clients/{name}/maintenance.
+function maintenance(c, path, run) {
+  const since = (c.labels || {})["dls.maintenance"];
+  const act = (action, label, confirmText) => h("button", { type: "button", id: `act-maintenance-${action}`,
+    onclick: run(label, async () => {
+      const r = await call("POST", `${path}/maintenance`, { action });
+      setTimeout(() => window.dispatchEvent(new HashChangeEvent("hashchange")), 800); // redraw the page
+      if (r.version) return `${c.name}'s volume is now ${r.version.image} v${r.version.number}`;
+      return r.maintenance ? `${c.name} is in maintenance: its volume is kept across boots` : "Maintenance cancelled";
+    }, confirmText) }, label);
+  if (!since) {
+    return h("div", { class: "actions" }, act("start", "Start maintenance",
+      `Give ${c.name} a fresh clone of ${c.image}'s current version, kept across boots, to prepare the next version?`));
+  }
+  return h("div", { class: "actions maintenance" },
+    h("span", { class: "badge" }, `in maintenance since ${new Date(since).toLocaleString()}`),
+    may("admin") ? act("promote", `Promote to the next ${c.image} version`,
+      `Make ${c.name}'s volume the next, current version of ${c.image}?`) : null,
+    act("cancel", "Cancel maintenance", `End maintenance of ${c.name} (its volume stays as it is)?`));
 }

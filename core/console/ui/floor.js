@@ -23,7 +23,8 @@ function tile(t) {
     h("div", { class: "name" }, t.name),
     h("div", { class: "img" }),
     h("div", { class: "st" }),
-    h("div", { class: "dur" }));
+    h("div", { class: "dur" }),
+    h("div", { class: "mbadge" }, "maintenance"));
   update(el, t);
   return el;
 }
@@ -35,6 +36,7 @@ function update(el, t) {
   el.querySelector(".st").textContent = stateText(t);
   el.querySelector(".dur").textContent = t.boot_seconds ? `last boot ${seconds(t.boot_seconds)}` : "";
   el.title = `${t.name}: ${stateText(t)}`;
+  el.classList.toggle("maint", !!(t.labels || {})["dls.maintenance"]);
 }
 
 export async function floorView(view, params) {
