@@ -391,6 +391,8 @@ func (a *API) routes() []route {
 		{"POST", "/images/{name}/versions", roleAdmin, a.createVersion},
 		{"PUT", "/images/{name}/versions/current", roleAdmin, a.setCurrentVersion},
 		{"DELETE", "/images/{name}/versions/{n}", roleAdmin, a.deleteVersion},
+		{"GET", "/images/{name}/rollout", roleViewer, a.getRollout},
+		{"POST", "/images/{name}/rollout", roleAdmin, a.rollout},
 
 		{"GET", "/floor", roleViewer, a.floor},
 		{"GET", "/events", roleViewer, a.events},

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -350,7 +351,14 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err := s.awaitCreation(ctx, c.VolumeName()); err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
-	_, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image})
+	req := storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}
+	if pin, ok := c.Labels[store.LabelVersion]; ok {
+		// A staged rollout's ring: the version it is pinned to.
+		if req.Version, err = strconv.ParseUint(pin, 10, 64); err != nil {
+			return fmt.Errorf("reset volume of client %s: label %s=%q is no version number", client, store.LabelVersion, pin)
+		}
+	}
+	_, err = st.ResetVolume(ctx, req)
 	if errors.Is(err, storage.ErrNotFound) {
 		s.forgetVolume(c.VolumeName())
 		s.prep.enqueue(c.Name) // made ahead of the login

@@ -318,3 +318,10 @@ func CanonicalMAC(mac string) (string, error) {
 // is not persistent, until an admin promotes it to the image's next
 // version or the mode is cancelled (POST clients/{name}/maintenance).
 const LabelMaintenance = "dls.maintenance"
+
+// LabelVersion pins a client to one version of its image during a staged
+// rollout (its value: the version number): the host's boot-time resets
+// clone that version instead of the current one, so the rollout's ring
+// (ring=canary) boots the new version first. POST images/{name}/rollout
+// sets and clears it.
+const LabelVersion = "dls.version"
