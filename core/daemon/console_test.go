@@ -8,6 +8,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -55,7 +56,7 @@ client "pc-01" {
 client "pc-02" {
   mac    = "52:54:00:00:00:02"
   image  = "lab"
-  labels = { room = "r1" }
+  labels = { room = "r1", ring = "canary" }
 }
 client "pc-03" {
   mac    = "52:54:00:00:00:03"
@@ -223,6 +224,37 @@ client "teacher" {
 		chromedp.WaitVisible(consoletest.CSS(`#act-maintenance-start`)),
 		chromedp.Navigate(h.url+"/#/images"),
 		chromedp.WaitVisible(consoletest.CSS(`section[data-image="lab"] tr[data-version="2"][data-current="true"]`)))
+
+	// A staged rollout: v3 to the ring=canary clients (pc-02) first, then
+	// to everyone.
+	code, body := h.do("POST", "/api/v1/auth/login", "", `{"username":"alice","password":"admin pass 1"}`)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(body), &tok); code != 200 || err != nil {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	for _, call := range [][3]string{{"POST", "/api/v1/images/lab/versions", `{"action":"snapshot"}`}, {"PUT", "/api/v1/images/lab/versions/current", `{"version":2}`}} {
+		if code, body := h.do(call[0], call[1], tok.AccessToken, call[2]); code/100 != 2 {
+			t.Fatalf("%s %s: %d %s", call[0], call[1], code, body)
+		}
+	}
+	consoletest.Do(t, ctx, "rollout",
+		chromedp.Navigate(h.url+"/?r=1#/images"),
+		chromedp.WaitVisible(consoletest.CSS(`section[data-image="lab"] form.rollout`)),
+		chromedp.SetValue(consoletest.CSS(`section[data-image="lab"] form.rollout select`), "3"),
+		chromedp.Click(consoletest.CSS(`section[data-image="lab"] form.rollout button`)),
+		chromedp.WaitVisible(consoletest.CSS(`section[data-image="lab"] .rollout[data-stage="ring"][data-version="3"]`)))
+	consoletest.Screenshot(t, ctx, dir, "images-rollout.png")
+	consoletest.Do(t, ctx, "canary tile",
+		chromedp.Navigate(h.url+"/#/floor"),
+		consoletest.WaitJS(`(document.querySelector('.tile[data-client="pc-02"] .img') || {}).textContent === "lab v3 (rollout)"`),
+		consoletest.WaitJS(`document.querySelector('.tile[data-client="pc-01"] .img').textContent === "lab v2"`),
+		chromedp.Navigate(h.url+"/#/images"),
+		chromedp.WaitVisible(consoletest.CSS(`.rollout-complete`)),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(consoletest.CSS(`.rollout-complete`)),
+		chromedp.WaitVisible(consoletest.CSS(`section[data-image="lab"] tr[data-version="3"][data-current="true"]`)))
 }
 
 // TestConsoleFloorAtScale measures the floor with many clients (set

@@ -392,6 +392,12 @@ func TestImageCommands(t *testing.T) {
 	if len(vs) != 2 || vs[0].Current || !vs[1].Current {
 		t.Fatalf("versions: %+v", vs)
 	}
+	// A rollout needs a ring: none of win11's clients has ring=canary here.
+	h.fails(1, "no client of image win11 has the label ring=canary", "image", "rollout", "win11", "start", "--version", "1")
+	h.fails(2, "rollout start needs --version", "image", "rollout", "win11", "start")
+	if out := h.ok("image", "rollout", "win11", "status"); out != "image win11: no rollout in progress\n" {
+		t.Errorf("rollout status: %q", out)
+	}
 	if out := h.ok("image", "rollback", "win11"); out != "image win11: rolled back from version 2 to 1\n" {
 		t.Errorf("rollback: %q", out)
 	}

@@ -249,3 +249,74 @@ volume stays as it is.
 		},
 	}
 }
+
+// imageRollout starts, completes, aborts or shows a staged rollout.
+func imageRollout() *command {
+	var (
+		version uint64
+		ring    string
+	)
+	return &command{
+		name: "rollout", args: "NAME start --version N [--ring KEY=VALUE] | complete | abort | status", nargs: 2, what: "image name and action", api: true,
+		summary: "Roll a version out to a ring of clients first (ring=canary), then to everyone",
+		help: `start: the image's clients with the ring label (default ring=canary) boot
+version N from their next boot (persistent ones get a fresh clone of it now;
+those running are listed as busy). complete: N becomes the current version
+for everyone. abort: the ring goes back to the current version.
+`,
+		example: "dls image rollout win11 start --version 4",
+		flags: func(fs *flag.FlagSet) {
+			fs.Uint64Var(&version, "version", 0, "start: the version `N` to roll out")
+			fs.StringVar(&ring, "ring", "ring=canary", "start: the `KEY=VALUE` label of the clients that get it first")
+		},
+		run: func(ctx context.Context, c *cli, args []string) error {
+			var body any
+			method := "POST"
+			switch args[1] {
+			case "start":
+				if version == 0 {
+					return usagef("rollout start needs --version")
+				}
+				body = map[string]any{"action": "start", "version": version, "ring": ring}
+			case "complete", "abort":
+				body = map[string]string{"action": args[1]}
+			case "status":
+				method = "GET"
+			default:
+				return usagef("rollout: action %q: want start, complete, abort or status", args[1])
+			}
+			conn, err := c.connect(true)
+			if err != nil {
+				return err
+			}
+			b, err := conn.call(ctx, method, imagePath(args[0])+"/rollout", body)
+			if err != nil || c.api.json() {
+				return c.raw(b, err)
+			}
+			var ro struct {
+				Version uint64   `json:"version"`
+				Stage   string   `json:"stage"`
+				Clients []string `json:"clients"`
+				Busy    []string `json:"busy"`
+				Current uint64   `json:"current"`
+			}
+			if err := json.Unmarshal(b, &ro); err != nil {
+				return fmt.Errorf("decode rollout: %w", err)
+			}
+			switch {
+			case ro.Stage == "ring":
+				fmt.Fprintf(c.stdout, "image %s: version %d on %d ring clients (%s)\n", args[0], ro.Version, len(ro.Clients), strings.Join(ro.Clients, ", "))
+				if len(ro.Busy) > 0 {
+					fmt.Fprintf(c.stdout, "running now, reset them to get it: %s\n", strings.Join(ro.Busy, ", "))
+				}
+			case ro.Stage == "done":
+				fmt.Fprintf(c.stdout, "image %s: version %d is current for everyone\n", args[0], ro.Current)
+			case args[1] == "abort":
+				fmt.Fprintf(c.stdout, "image %s: rollout of version %d aborted\n", args[0], ro.Version)
+			default:
+				fmt.Fprintf(c.stdout, "image %s: no rollout in progress\n", args[0])
+			}
+			return nil
+		},
+	}
+}

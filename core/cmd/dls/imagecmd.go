@@ -52,7 +52,7 @@ func imageCommand() *command {
 versions; a client's volume is a clone of the current version.
 `,
 		sub: []*command{imageList(), imageGet(), imageAdd(), imageDelete(), imageVersions(), imageSnapshot(),
-			imagePromote(), imageImport(), imageCurrent(), imageRollback(), imageDeleteVersion()},
+			imagePromote(), imageImport(), imageCurrent(), imageRollback(), imageRollout(), imageDeleteVersion()},
 	}
 }
 

@@ -32,7 +32,8 @@ function tile(t) {
 function update(el, t) {
   el.dataset.state = t.state;
   el.dataset.stage = t.stage || "";
-  el.querySelector(".img").textContent = t.image + (t.version ? ` v${t.version}` : "");
+  const pin = (t.labels || {})["dls.version"]; // a staged rollout's ring
+  el.querySelector(".img").textContent = t.image + (pin ? ` v${pin} (rollout)` : t.version ? ` v${t.version}` : "");
   el.querySelector(".st").textContent = stateText(t);
   el.querySelector(".dur").textContent = t.boot_seconds ? `last boot ${seconds(t.boot_seconds)}` : "";
   el.title = `${t.name}: ${stateText(t)}`;
