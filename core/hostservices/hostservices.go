@@ -352,11 +352,8 @@ func (s *Services) reset(ctx context.Context, client string) error {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
 	req := storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}
-	if pin, ok := c.Labels[store.LabelVersion]; ok {
-		// A staged rollout's ring: the version it is pinned to.
-		if req.Version, err = strconv.ParseUint(pin, 10, 64); err != nil {
-			return fmt.Errorf("reset volume of client %s: label %s=%q is no version number", client, store.LabelVersion, pin)
-		}
+	if req.Version, err = pinnedVersion(c); err != nil {
+		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
 	_, err = st.ResetVolume(ctx, req)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -461,3 +458,17 @@ var _ host.Clients = (*Services)(nil)
 var _ host.Events = (*Services)(nil)
 var _ host.Volumes = (*Services)(nil)
 var _ host.Leases = (*Services)(nil)
+
+// pinnedVersion is the version a staged rollout pins the client to (its
+// store.LabelVersion), 0 (the current one) when none.
+func pinnedVersion(c store.Client) (uint64, error) {
+	pin, ok := c.Labels[store.LabelVersion]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(pin, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("label %s=%q is no version number", store.LabelVersion, pin)
+	}
+	return n, nil
+}

@@ -255,6 +255,32 @@ func TestPinnedVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// pc-02, pinned before its volume exists: its first attach makes it
+	// from the pinned version.
+	c2, err := db.GetClient(ctx, "pc-02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Labels = map[string]string{store.LabelVersion: "2"}
+	if err := db.PutClient(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Attach(ctx, "pc-02"); err != nil {
+		t.Fatal(err)
+	} else {
+		v, err := volume.Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4)
+		if _, err := v.ReadAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		v.Close()
+		if string(b) != "NEW2" {
+			t.Errorf("pc-02's first volume, pinned to 2: %q, want version 2", b)
+		}
+	}
 	pin(nil)
 	if got := firstBytes(); got != "\x00\x00\x00\x00" {
 		t.Fatalf("unpinned: %q, want version 1's zeros", got)
