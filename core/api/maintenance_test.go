@@ -60,3 +60,33 @@ func TestMaintenance(t *testing.T) {
 		}
 	}
 }
+
+// TestHostMarksOnlyThroughTheirCalls: a client body cannot set, change or
+// drop dls.maintenance or dls.version; a change of image drops the pin.
+func TestHostMarksOnlyThroughTheirCalls(t *testing.T) {
+	e := newEnv(t)
+	admin := e.login("alice").AccessToken
+	e.wantError(e.do("POST", "/clients", admin, map[string]any{"name": "pc-01", "mac": "52:54:00:00:00:01", "image": "win11",
+		"labels": map[string]string{store.LabelVersion: "1"}}), http.StatusBadRequest, "the host's", "labels")
+	e.mustCreateClient(admin, "pc-01", "52:54:00:00:00:01")
+	e.want(e.do("POST", "/clients/pc-01/maintenance", admin, map[string]string{"action": "start"}), http.StatusOK, nil)
+	c, _ := e.st.GetClient(t.Context(), "pc-01")
+	c.Labels[store.LabelVersion] = "1" // as a rollout would
+	if err := e.st.PutClient(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	since := c.Labels[store.LabelMaintenance]
+	// A PUT that drops both and adds a room keeps the marks.
+	e.want(e.do("PUT", "/clients/pc-01", admin, map[string]any{"mac": "52:54:00:00:00:01", "image": "win11",
+		"labels": map[string]string{"room": "r1", store.LabelMaintenance: "forged"}}), http.StatusOK, nil)
+	c, _ = e.st.GetClient(t.Context(), "pc-01")
+	if c.Labels[store.LabelMaintenance] != since || c.Labels[store.LabelVersion] != "1" || c.Labels["room"] != "r1" {
+		t.Errorf("labels after PUT %v: want the marks kept and room=r1", c.Labels)
+	}
+	e.want(e.do("POST", "/images", admin, map[string]any{"name": "deb12", "storage": "tank", "source": e.src("deb12.raw")}), http.StatusCreated, nil)
+	e.want(e.do("PUT", "/clients/pc-01", admin, map[string]any{"mac": "52:54:00:00:00:01", "image": "deb12"}), http.StatusOK, nil)
+	c, _ = e.st.GetClient(t.Context(), "pc-01")
+	if _, pinned := c.Labels[store.LabelVersion]; pinned || c.Labels[store.LabelMaintenance] != since {
+		t.Errorf("labels after a change of image %v: want the pin dropped, maintenance kept", c.Labels)
+	}
+}
