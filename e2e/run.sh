@@ -44,6 +44,7 @@ if [ "$mode" = test ]; then
 		"/usr/lib/ipxe/undionly.kpxe ipxe"
 		"/usr/lib/shim/shimx64.efi.signed shim-signed"
 		"/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed grub-efi-amd64-signed"
+		"chromium chromium"
 	)
 fi
 install_missing "${need[@]}"

@@ -163,6 +163,12 @@ type Deps struct {
 	// LiveSession reports whether the client has a live iSCSI session
 	// (a rename waits for it to end); nil: none is known.
 	LiveSession func(ctx context.Context, client string) bool
+	// LiveSessions streams boot session changes to GET events (the
+	// console's floor); nil answers 501 there.
+	LiveSessions SessionWatcher
+	// ClientChanges tells GET events that the client table changed; nil:
+	// the stream carries session changes only.
+	ClientChanges ClientWatcher
 }
 
 // FileOwner is a Unix user and group.
@@ -244,7 +250,8 @@ type API struct {
 	sources  *limiter // by source
 	accounts *limiter // by username, every source but trusted ones
 	trusted  *trustedSources
-	refusals *refusalLog // audit entries of rate-limited logins
+	refusals *refusalLog   // audit entries of rate-limited logins
+	browser  browserChecks // when each browser session's role was last checked
 	metrics  *metrics
 	roles    map[string]role
 	// listsPlugins: Deps.Plugins was given, so POST images can check that
@@ -333,6 +340,7 @@ func New(ctx context.Context, deps Deps, opts Options) (*API, error) {
 		refusals: newRefusalLog(max(opts.UserFailures.Window, opts.SourceFailures.Window, opts.AccountFailures.Window), opts.LimiterEntries),
 		metrics:  m,
 		roles:    roles,
+		browser:  browserChecks{checked: map[string]browserCheck{}},
 
 		listsPlugins: listsPlugins,
 	}
@@ -354,6 +362,9 @@ func (a *API) routes() []route {
 		{"POST", "/auth/login", roleNone, a.login},
 		{"POST", "/auth/refresh", roleNone, a.refresh},
 		{"POST", "/auth/logout", roleNone, a.logout},
+		{"POST", "/auth/session", roleNone, a.createBrowserSession},
+		{"GET", "/auth/session", roleViewer, a.getBrowserSession},
+		{"DELETE", "/auth/session", roleViewer, a.deleteBrowserSession},
 		{"GET", "/openapi.json", roleNone, serveOpenAPI},
 
 		{"GET", "/clients", roleViewer, a.listClients},
@@ -365,6 +376,7 @@ func (a *API) routes() []route {
 		{"POST", "/clients/{name}/wake", roleOperator, a.wakeClient},
 		{"POST", "/clients/{name}/chap", roleOperator, a.clientCHAP},
 		{"POST", "/clients/{name}/rename", roleOperator, a.renameClient},
+		{"POST", "/clients/{name}/maintenance", roleOperator, a.clientMaintenance},
 
 		{"GET", "/discovered", roleViewer, a.listDiscovered},
 		{"DELETE", "/discovered/{mac}", roleOperator, a.forgetDiscovered},
@@ -379,7 +391,12 @@ func (a *API) routes() []route {
 		{"POST", "/images/{name}/versions", roleAdmin, a.createVersion},
 		{"PUT", "/images/{name}/versions/current", roleAdmin, a.setCurrentVersion},
 		{"DELETE", "/images/{name}/versions/{n}", roleAdmin, a.deleteVersion},
+		{"GET", "/images/{name}/rollout", roleViewer, a.getRollout},
+		{"POST", "/images/{name}/rollout", roleAdmin, a.rollout},
 
+		{"GET", "/floor", roleViewer, a.floor},
+		{"GET", "/events", roleViewer, a.events},
+		{"GET", "/boot-times", roleViewer, a.bootTimes},
 		{"GET", "/sessions", roleViewer, a.listSessions},
 		{"GET", "/sessions/{id}", roleViewer, a.getSession},
 		{"GET", "/plugins", roleViewer, a.listPlugins},

@@ -79,6 +79,9 @@ type principal struct {
 	role role
 	jti  string
 	exp  time.Time
+	// browser is the session token of a request authenticated by the
+	// console's cookie; "" for a bearer token.
+	browser string
 }
 
 type principalKey struct{}
@@ -92,6 +95,11 @@ func principalOf(r *http.Request) principal {
 func (a *API) authenticate(r *http.Request) (principal, error) {
 	a.metrics.requests.Inc()
 	h := r.Header.Get("Authorization")
+	if h == "" {
+		if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+			return a.cookieSession(r, c)
+		}
+	}
 	scheme, tok, _ := strings.Cut(h, " ")
 	if h == "" || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		a.metrics.failures.WithLabelValues("missing_token").Inc()
@@ -214,6 +222,26 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	if req.Password == "" || len(req.Password) > 1024 {
 		return fieldError("password", "password: want 1-1024 characters")
 	}
+	s, err := a.checkLogin(r, req)
+	if err != nil {
+		return err
+	}
+	pair, err := a.issue(s, func(t store.RefreshToken) error {
+		return a.deps.Store.PutRefreshToken(r.Context(), t)
+	})
+	if err != nil {
+		return fmt.Errorf("log in %s: %w", s.user, err)
+	}
+	a.audit(r.Context(), s.user, "auth.login", "user/"+s.user, map[string]string{"role": s.role.String()}, remoteIP(r))
+	writeJSON(w, http.StatusOK, pair)
+	return nil
+}
+
+// checkLogin checks a login's username and password under the failed
+// login limits and answers the session it opens: the API's token login
+// and the console's browser login share it, limits included. Failures are
+// audited here; the caller audits the success.
+func (a *API) checkLogin(r *http.Request, req loginRequest) (session, error) {
 	a.metrics.requests.Inc()
 	src := remoteIP(r)
 	userKey := strings.ToLower(req.Username)
@@ -254,7 +282,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 			}, src)
 		}
 		a.auditRefusals(r.Context(), closed)
-		return &apiError{status: http.StatusTooManyRequests,
+		return session{}, &apiError{status: http.StatusTooManyRequests,
 			msg:    fmt.Sprintf("too many failed logins; retry in %s", time.Duration(secs)*time.Second),
 			header: http.Header{"Retry-After": {strconv.Itoa(secs)}}}
 	}
@@ -268,12 +296,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		// Bounded by the limits above: each entry costs the attacker a
 		// reserved failure.
 		a.audit(r.Context(), req.Username, "auth.login_failed", "user/"+req.Username, map[string]string{"reason": "bad_credentials"}, src)
-		return errorf(http.StatusUnauthorized, "invalid username or password")
+		return session{}, errorf(http.StatusUnauthorized, "invalid username or password")
 	case err != nil:
 		release()
 		a.metrics.failures.WithLabelValues("unavailable").Inc()
 		a.logger.Error("login: no auth plugin could answer", "user", req.Username, "error", err)
-		return errorf(http.StatusServiceUnavailable, "cannot check credentials now: %v", err)
+		return session{}, errorf(http.StatusServiceUnavailable, "cannot check credentials now: %v", err)
 	}
 	// The account's failures from elsewhere stand: they are someone
 	// else's guesses, not this user's typos.
@@ -289,17 +317,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		a.metrics.failures.WithLabelValues("no_role").Inc()
 		a.logger.Info("login refused: no DLS role", "user", user, "groups", id.Groups, "source", src)
 		a.audit(r.Context(), user, "auth.login_failed", "user/"+user, map[string]string{"reason": "no_role"}, src)
-		return errorf(http.StatusForbidden, "user %s has no DLS role (no group maps to admin, operator or viewer)", user)
+		return session{}, errorf(http.StatusForbidden, "user %s has no DLS role (no group maps to admin, operator or viewer)", user)
 	}
-	pair, err := a.issue(session{user: user, role: rl, groups: id.Groups, backend: backend, start: now}, func(t store.RefreshToken) error {
-		return a.deps.Store.PutRefreshToken(r.Context(), t)
-	})
-	if err != nil {
-		return fmt.Errorf("log in %s: %w", user, err)
-	}
-	a.audit(r.Context(), user, "auth.login", "user/"+user, map[string]string{"role": rl.String()}, src)
-	writeJSON(w, http.StatusOK, pair)
-	return nil
+	return session{user: user, role: rl, groups: id.Groups, backend: backend, start: now}, nil
 }
 
 // auditRefusals writes the totals of rate-limit windows that closed.

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -186,6 +187,11 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	for _, k := range hostMarks {
+		if _, ok := c.Labels[k]; ok {
+			return fieldError("labels", "label %s is the host's: set by the maintenance and rollout calls only", k)
+		}
+	}
 	chap, err := setSecrets(&c, b)
 	if err != nil {
 		return err
@@ -266,6 +272,7 @@ func (a *API) updateClient(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.CHAPSecret, c.CHAPMutualSecret = cur.CHAPSecret, cur.CHAPMutualSecret
+	keepHostMarks(&c, cur)
 	chap, err := setSecrets(&c, b)
 	if err != nil {
 		return err
@@ -477,4 +484,25 @@ func (a *API) wakeClient(w http.ResponseWriter, r *http.Request) error {
 	a.auditReq(r, "client.wake", "client/"+c.Name, map[string]string{"mac": c.MAC})
 	writeJSON(w, http.StatusAccepted, map[string]string{"client": c.Name, "mac": c.MAC, "status": "magic packet sent"})
 	return nil
+}
+
+// hostMarks are the client labels only the maintenance and rollout calls
+// write: a client body can neither set nor change nor drop them.
+var hostMarks = []string{store.LabelMaintenance, store.LabelVersion}
+
+// keepHostMarks gives next the host marks of cur, whatever the body said,
+// but drops a rollout pin when the image changes: it names a version of
+// the old image.
+func keepHostMarks(next *store.Client, cur store.Client) {
+	labels := maps.Clone(next.Labels)
+	for _, k := range hostMarks {
+		delete(labels, k)
+		if v, ok := cur.Labels[k]; ok && !(k == store.LabelVersion && next.Image != cur.Image) {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[k] = v
+		}
+	}
+	next.Labels = labels
 }

@@ -218,7 +218,7 @@ func (s *memStore) ListSessions(_ context.Context, f store.SessionFilter) ([]sto
 	defer s.mu.Unlock()
 	var out []store.Session
 	for _, ss := range s.sessions {
-		if (f.Client == "" || ss.Client == f.Client) && (f.State == "" || ss.State == f.State) {
+		if (f.Client == "" || ss.Client == f.Client) && (f.State == "" || ss.State == f.State) && !ss.Started.Before(f.Since) {
 			out = append(out, ss)
 		}
 	}

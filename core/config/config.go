@@ -218,6 +218,10 @@ type Client struct {
 	Persistent bool
 	// Script is this client's iPXE script template, overriding boot.script.
 	Script string
+	// Labels are the client's free-form tags (labels = { room = "r1" }),
+	// stored with the client as the API's labels are; the console groups
+	// its floor by one of them. Nil when there are none.
+	Labels map[string]string
 	// CHAP is set when the client's chap block gives its secrets; without
 	// one the host generates a secret and keeps it in the state store
 	// (CHAP is on for every client).

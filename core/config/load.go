@@ -617,7 +617,7 @@ func (l *loader) client(b *hcl.Block) *Client {
 		Attributes: []hcl.AttributeSchema{
 			{Name: "mac", Required: true}, {Name: "image", Required: true},
 			{Name: "address"}, {Name: "initiators"}, {Name: "persistent"}, {Name: "script"},
-			{Name: "extra_addresses"},
+			{Name: "extra_addresses"}, {Name: "labels"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "chap"}},
 	})
@@ -665,6 +665,7 @@ func (l *loader) client(b *hcl.Block) *Client {
 		}
 	}
 	l.extraAddresses(c.Attributes, cl)
+	l.labels(c.Attributes, cl)
 	l.boolean(c.Attributes, "persistent", &cl.Persistent)
 	l.path(c.Attributes, "script", &cl.Script)
 	var chapBlock *hcl.Block
@@ -674,6 +675,53 @@ func (l *loader) client(b *hcl.Block) *Client {
 		}
 	}
 	return cl
+}
+
+// Bounds of a client's labels, the same as the admin API's.
+const (
+	maxLabels        = 64
+	maxLabelKeyLen   = 63
+	maxLabelValueLen = 255
+)
+
+// labels reads a client's labels = { room = "r1" }: string values, keys of
+// 1-63 characters and values of at most 255, at most 64 of them, and no
+// key of the dls. prefix (the host's own, such as dls.origin). An error
+// points at the offending element.
+func (l *loader) labels(attrs hcl.Attributes, cl *Client) {
+	v, a := l.value(attrs, "labels", cty.Map(cty.String))
+	if a == nil {
+		return
+	}
+	if v.LengthInt() > maxLabels {
+		l.invalid(a, "A client has at most %d labels, not %d.", maxLabels, v.LengthInt())
+		return
+	}
+	out := make(map[string]string, v.LengthInt())
+	for k, ev := range v.AsValueMap() {
+		rng := a.Expr.Range()
+		if e, ok := a.Expr.(hclsyntax.Expression); ok {
+			if el := elementExpr(e, pathSub{key: &k}, l.ctx); el != nil {
+				rng = el.Range()
+			}
+		}
+		bad := func(detail string, args ...any) {
+			l.diags = append(l.diags, errorAt(rng, `Invalid value for "labels"`, detail, args...))
+		}
+		switch {
+		case ev.IsNull():
+			bad("Label %q is null.", k)
+		case k == "" || len(k) > maxLabelKeyLen:
+			bad("Label key %q: want 1-%d characters.", k, maxLabelKeyLen)
+		case strings.HasPrefix(k, "dls."):
+			bad("Label key %q: keys starting with \"dls.\" are the host's own.", k)
+		case len(ev.AsString()) > maxLabelValueLen:
+			bad("Label %q: the value has %d characters, at most %d.", k, len(ev.AsString()), maxLabelValueLen)
+		default:
+			out[k] = ev.AsString()
+		}
+	}
+	cl.Labels = out
 }
 
 func (l *loader) chap(b *hcl.Block) *CHAP {

@@ -441,6 +441,12 @@ func TestInlineErrors(t *testing.T) {
 			`2:21: Invalid value for "unknown_clients"; Use "ignore", "register" or "discover", not "enlist".`},
 		{"max_discovered negative", "boot {\n  unknown_clients = \"discover\"\n  max_discovered = -1\n}\n",
 			`3:20: Invalid value for "max_discovered"; max_discovered must be 0 (no bound) or more.`},
+		{"labels not a map", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  labels = [\"r1\"]\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`4:12: Incorrect attribute value type; Inappropriate value for attribute "labels": map of string required.`},
+		{"labels reserved key", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  labels = { room = \"r1\", \"dls.origin\" = \"api\" }\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`4:42: Invalid value for "labels"; Label key "dls.origin": keys starting with "dls." are the host's own.`},
+		{"labels key too long", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  labels = {\n    aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa = \"x\"\n  }\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
+			`5:72: Invalid value for "labels"; Label key "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa": want 1-63 characters.`},
 		{"extra_addresses not a list", "client \"c\" {\n  mac = \"52:54:00:00:00:01\"\n  image = \"x\"\n  extra_addresses = \"10.0.0.5\"\n}\nstorage \"dir\" \"d\" {}\nimage \"x\" {\n  storage = \"d\"\n  source = \"x\"\n}\n",
 			`4:21: Incorrect attribute value type; Inappropriate value for attribute "extra_addresses": list of string required, but have string.`},
 	} {
@@ -497,6 +503,7 @@ client "pc-01" {
 client "pc-02" {
   mac   = "5254.00ab.cdee"
   image = "lab"
+  labels = { room = "r1", ring = "canary" }
 }
 `))
 	want := &ImageBoot{Kernel: "lab/vmlinuz", Initrd: "lab/initrd.img", Cmdline: "root=/dev/sda rw", Confirm: true, Loader: LoaderIPXE}
@@ -511,6 +518,9 @@ client "pc-02" {
 		!reflect.DeepEqual(c1.Initiators, []string{"iqn.1991-05.com.microsoft:pc-01"}) ||
 		!reflect.DeepEqual(c1.CHAP, &CHAP{Secret: "twelve-chars", MutualSecret: "other-secret"}) {
 		t.Errorf("pc-01 = %+v", c1)
+	}
+	if want := map[string]string{"room": "r1", "ring": "canary"}; !reflect.DeepEqual(c2.Labels, want) || c1.Labels != nil {
+		t.Errorf("labels: pc-01 %v, pc-02 %v, want none and %v", c1.Labels, c2.Labels, want)
 	}
 	if want := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("fd00::5"), netip.MustParseAddr("10.0.0.6")}; !reflect.DeepEqual(c1.ExtraAddresses, want) {
 		t.Errorf("pc-01 extra_addresses = %v, want %v", c1.ExtraAddresses, want)

@@ -22,6 +22,7 @@ import (
 	"github.com/dls-project/dls/core/httpserver"
 	"github.com/dls-project/dls/core/pluginmetrics"
 	"github.com/dls-project/dls/core/reconcile"
+	"github.com/dls-project/dls/core/sessionfeed"
 	"github.com/dls-project/dls/core/sessions"
 	"github.com/dls-project/dls/core/store"
 	"github.com/dls-project/dls/core/store/postgres"
@@ -58,6 +59,7 @@ type Daemon struct {
 	reconciler *reconcile.Reconciler
 	api        *api.API
 	sessions   *sessions.Tracker
+	live       *sessionfeed.Feed // session changes for the console's event stream
 	purger     *purger
 
 	mu        sync.Mutex
@@ -141,6 +143,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	// Every client write goes through the feed's wrapper, so the DHCP
 	// plugin's pushed table follows each committed change.
 	d.feed = clientfeed.New(d.store)
+	d.live = sessionfeed.New(0)
 	d.store = clientfeed.Notify(d.store, d.feed)
 	if d.purger, err = newPurger(d.store, d.sessionHistory, hr, logger.Named("purge")); err != nil {
 		return nil, err
@@ -149,6 +152,7 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Sessions: d.store, Clients: d.store, Images: d.store,
 		StageTimeout: cfg.Boot.StageTimeout, Registerer: hr,
 		Logger: logger.Named("sessions"), OnNewSession: func(ctx context.Context, client string) error { return d.services.ResetVolume(ctx, client) },
+		OnChange: d.live.Publish,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot sessions: %w", err)
@@ -175,6 +179,8 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 		Plugins:        d.Plugins,
 		Waker:          &wol.Sender{},
 		LiveSession:    func(ctx context.Context, client string) bool { return d.services.LiveSession(ctx, client) },
+		LiveSessions:   d.live,
+		ClientChanges:  d.feed,
 	}, api.Options{
 		KeyFile:         filepath.Join(cfg.DataDir, "api-token.key"),
 		SessionLifetime: cfg.HTTP.SessionLifetime,

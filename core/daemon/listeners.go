@@ -10,12 +10,13 @@ import (
 
 	"github.com/dls-project/dls/core/api"
 	"github.com/dls-project/dls/core/config"
+	"github.com/dls-project/dls/core/console"
 	"github.com/dls-project/dls/core/httpserver"
 )
 
 // listeners are the host's HTTP servers: the admin listener (http.listen:
 // /api/v1, /metrics, /healthz, /readyz, and /boot unless boot.listen is
-// set) and the boot listener (boot.listen: /boot only, plain HTTP).
+// set, and the console at / and /ui/) and the boot listener (boot.listen: /boot only, plain HTTP).
 type listeners struct {
 	servers []*http.Server
 	// errc receives the first error of any server.
@@ -47,6 +48,10 @@ func (d *Daemon) listen(cfg *config.Config) (*listeners, error) {
 		mux.Handle("/boot/", boot)
 	}
 	mux.Handle("/", httpserver.Handler(d.reg, d, cfg.HTTP.ScrapeTimeout))
+	// The floor console: the page at /, its files under /ui/.
+	ui := console.Handler()
+	mux.Handle("GET /{$}", ui)
+	mux.Handle("GET /ui/", ui)
 
 	ls := &listeners{errc: make(chan error, 2)}
 	// No WriteTimeout: image uploads and imports run for minutes, and

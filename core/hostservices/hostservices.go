@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,6 +346,11 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
+	if since, ok := c.Labels[store.LabelMaintenance]; ok {
+		// The volume being prepared as the next version stays.
+		s.logger.Info("client in maintenance: its volume is kept across boots", "client", client, "since", since)
+		return nil
+	}
 	st, err := s.storage.StorageForImage(ctx, c.Image)
 	if err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
@@ -352,7 +358,11 @@ func (s *Services) reset(ctx context.Context, client string) error {
 	if err := s.awaitCreation(ctx, c.VolumeName()); err != nil {
 		return fmt.Errorf("reset volume of client %s: %w", client, err)
 	}
-	_, err = st.ResetVolume(ctx, storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image})
+	req := storage.VolumeRequest{Volume: c.VolumeName(), Image: c.Image}
+	if req.Version, err = pinnedVersion(c); err != nil {
+		return fmt.Errorf("reset volume of client %s: %w", client, err)
+	}
+	_, err = st.ResetVolume(ctx, req)
 	if errors.Is(err, storage.ErrNotFound) {
 		s.forgetVolume(c.VolumeName())
 		s.prep.enqueue(c.Name) // made ahead of the login
@@ -455,3 +465,17 @@ var _ host.Clients = (*Services)(nil)
 var _ host.Events = (*Services)(nil)
 var _ host.Volumes = (*Services)(nil)
 var _ host.Leases = (*Services)(nil)
+
+// pinnedVersion is the version a staged rollout pins the client to (its
+// store.LabelVersion), 0 (the current one) when none.
+func pinnedVersion(c store.Client) (uint64, error) {
+	pin, ok := c.Labels[store.LabelVersion]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(pin, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("label %s=%q is no version number", store.LabelVersion, pin)
+	}
+	return n, nil
+}

@@ -299,7 +299,11 @@ func (s *Services) createVolume(ctx context.Context, c store.Client, st volumeCr
 	p.inflight[vol] = cr
 	p.mu.Unlock()
 
-	_, err := st.CreateVolume(ctx, storage.VolumeRequest{Volume: vol, Image: c.Image})
+	// A staged rollout's ring gets its pinned version from the start.
+	version, err := pinnedVersion(c)
+	if err == nil {
+		_, err = st.CreateVolume(ctx, storage.VolumeRequest{Volume: vol, Image: c.Image, Version: version})
+	}
 	if errors.Is(err, storage.ErrExists) {
 		err = nil
 	}

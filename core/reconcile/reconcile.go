@@ -218,6 +218,9 @@ func (r *Reconciler) client(ctx context.Context, cfg *config.Config, c *config.C
 		ExtraAddresses: c.ExtraAddresses,
 		Labels:         map[string]string{originLabel: OriginConfig},
 	}
+	for k, v := range c.Labels {
+		next.Labels[k] = v
+	}
 	if c.Address != "" {
 		a, err := netip.ParseAddr(c.Address)
 		if err != nil {
@@ -312,8 +315,19 @@ func changedFields(a, b store.Client) []string {
 	add(!slices.Equal(a.Initiators, b.Initiators), "initiators")
 	add(!slices.Equal(a.ExtraAddresses, b.ExtraAddresses), "extra_addresses")
 	add(a.Persistent != b.Persistent, "persistent")
-	add(a.Labels[originLabel] != OriginConfig, "labels")
+	add(a.Labels[originLabel] != OriginConfig || !hasLabels(a.Labels, b.Labels), "labels")
 	return out
+}
+
+// hasLabels reports whether have holds every label of want (the config's
+// labels of a client; others, an admin's, may be there too).
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // auditDropped records, once, each client the previous pass's config

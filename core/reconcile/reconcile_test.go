@@ -347,3 +347,36 @@ func TestImportErrorNamesTheOperationOnce(t *testing.T) {
 		t.Errorf("error %q: want %q once, at the start", msg, op)
 	}
 }
+
+// TestConfigLabels: a client block's labels land in the store beside
+// dls.origin; a changed label updates the client, an admin's label added
+// through the API stays, and an unchanged config is a no-op.
+func TestConfigLabels(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, st := newReconciler(t, ctx, dir)
+	withLabels := func(room string) string {
+		return strings.Replace(base, `image = "lab"`, "image = \"lab\"\n  labels = { room = \""+room+"\" }", 1)
+	}
+	if rep := r.Apply(ctx, load(t, dir, withLabels("r1"))); len(rep.Errors) > 0 {
+		t.Fatalf("first pass: %v", rep.Errors)
+	}
+	c, err := st.GetClient(ctx, "pc1")
+	if err != nil || c.Labels["room"] != "r1" || c.Labels[originLabel] != OriginConfig {
+		t.Fatalf("pc1 = %+v, %v: want labels room=r1 and %s", c, err, originLabel)
+	}
+	c.Labels["owner"] = "it"
+	if err := st.PutClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if rep := r.Apply(ctx, load(t, dir, withLabels("r1"))); len(rep.Updated) != 0 {
+		t.Fatalf("unchanged labels updated the client: %+v", rep)
+	}
+	if rep := r.Apply(ctx, load(t, dir, withLabels("r2"))); len(rep.Updated) != 1 {
+		t.Fatalf("changed room: %+v", rep)
+	}
+	c, _ = st.GetClient(ctx, "pc1")
+	if c.Labels["room"] != "r2" || c.Labels["owner"] != "it" {
+		t.Errorf("labels after the change %v: want room=r2 and the admin's owner=it", c.Labels)
+	}
+}

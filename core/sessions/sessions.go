@@ -237,6 +237,12 @@ type Options struct {
 	// before Report returns; the daemon resets the client's volume. Its
 	// error is logged.
 	OnNewSession func(ctx context.Context, client string) error
+	// OnChange is given every session state once it is written to the
+	// store (or failed to be), in the order of the changes, a session
+	// changed several times between writes once, in its latest state; the
+	// console's live stream (core/sessionfeed) publishes them. It must not
+	// block. Nil: nothing is told.
+	OnChange func(store.Session)
 }
 
 // Tracker follows boot sessions. It is safe for concurrent use; Report,
@@ -252,6 +258,7 @@ type Tracker struct {
 	logger   hclog.Logger
 	now      func() time.Time
 	onNew    func(ctx context.Context, client string) error
+	onChange func(store.Session)
 	m        metrics
 
 	mu      sync.Mutex
@@ -315,7 +322,7 @@ func New(ctx context.Context, o Options) (*Tracker, error) {
 	}
 	t := &Tracker{
 		sessions: o.Sessions, clients: o.Clients, images: o.Images, grace: o.RestartGrace,
-		logger: o.Logger, now: o.Now, onNew: o.OnNewSession, timeout: o.StageTimeout,
+		logger: o.Logger, now: o.Now, onNew: o.OnNewSession, onChange: o.OnChange, timeout: o.StageTimeout,
 		active: map[string]*session{}, macs: map[string]string{}, done: map[string]time.Time{}, pending: map[string]token{},
 	}
 	var err error
@@ -782,6 +789,7 @@ func (t *Tracker) flush(ctx context.Context) {
 		}
 	}
 	ctx = context.WithoutCancel(ctx)
+	defer t.told(ws)
 	if b, ok := t.sessions.(store.SessionBatcher); ok && len(ws) > 1 && t.storeBatch(ctx, b, ws) {
 		return
 	}
@@ -789,6 +797,19 @@ func (t *Tracker) flush(ctx context.Context) {
 	// one by one each failure is logged with its session.
 	for _, w := range ws {
 		t.store(ctx, w)
+	}
+}
+
+// told gives the written states to OnChange, with their store IDs; the
+// caller holds wmu.
+func (t *Tracker) told(ws []write) {
+	if t.onChange == nil {
+		return
+	}
+	for _, w := range ws {
+		rec := w.rec
+		rec.ID = w.s.stored
+		t.onChange(rec)
 	}
 }
 

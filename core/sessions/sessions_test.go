@@ -39,6 +39,7 @@ type env struct {
 	mu       sync.Mutex
 	resets   []string
 	resetErr error
+	changes  []store.Session // given to OnChange
 }
 
 func newEnv(t *testing.T) *env {
@@ -75,6 +76,11 @@ func (e *env) newTracker() *sessions.Tracker {
 			defer e.mu.Unlock()
 			e.resets = append(e.resets, client)
 			return e.resetErr
+		},
+		OnChange: func(s store.Session) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.changes = append(e.changes, s)
 		},
 	})
 	if err != nil {
@@ -872,5 +878,29 @@ func TestRunSweeps(t *testing.T) {
 	<-done
 	if ss := st.all(); len(ss) != 1 || ss[0].State != store.SessionFailed || ss[0].FailedStage != "script" {
 		t.Errorf("after Run: %+v, want the session failed at script", ss)
+	}
+}
+
+// TestOnChangeTellsEveryStoredState: the console's live stream gets each
+// state as it is stored, with its ID, ending with the done state.
+func TestOnChangeTellsEveryStoredState(t *testing.T) {
+	e := newEnv(t)
+	e.report(discover(mac1, e.at(0)))
+	e.report(host.Event{Type: host.EventScriptServed, MAC: mac1, Client: "pc-01", Time: e.at(5 * time.Second)})
+	e.report(clientEv(host.EventISCSILogin, "pc-01", e.at(8*time.Second)))
+	e.report(clientEv(host.EventISCSIHandoff, "pc-01", e.at(12*time.Second)))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var got []string
+	for _, s := range e.changes {
+		if s.Client != "pc-01" || s.ID == 0 {
+			t.Errorf("change %+v: want pc-01's with its store ID", s)
+		}
+		got = append(got, strings.Join(stagesOf(s), ",")+"/"+s.State)
+	}
+	want := "dhcp/active script,dhcp/active dhcp,script,iscsi_login/active dhcp,script,iscsi_login,handoff/done"
+	want = strings.ReplaceAll(want, "script,dhcp", "dhcp,script")
+	if strings.Join(got, " ") != want {
+		t.Errorf("changes %v, want %s", got, want)
 	}
 }

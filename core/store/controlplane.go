@@ -153,6 +153,9 @@ type SessionFilter struct {
 	Client string // "" for all
 	State  string // "" for all
 	Limit  int    // <= 0: DefaultSessionLimit; at most MaxSessionLimit
+	// Since, when set, keeps the sessions started at or after it (the
+	// console's boot-time chart of the last hours).
+	Since time.Time
 }
 
 // Bounds of SessionFilter.Limit.

@@ -152,7 +152,8 @@ type Client struct {
 	// file is created 0600) and keep them out of logs and API answers.
 	CHAPSecret       string
 	CHAPMutualSecret string
-	// Labels are free-form admin tags. Nil when there are none.
+	// Labels are free-form admin tags. Nil when there are none. Keys of
+	// the dls. prefix are the host's own (LabelMaintenance, dls.origin).
 	Labels map[string]string
 	// Volume is the name of the client's storage volume when it differs
 	// from Name: set by RenameClient (the volume keeps the name it was made
@@ -314,3 +315,17 @@ func CanonicalMAC(mac string) (string, error) {
 	}
 	return hw.String(), nil
 }
+
+// LabelMaintenance marks a client in maintenance mode (its value: when the
+// mode started, RFC 3339): its volume, a fresh clone of the image's current
+// version when the mode started, is kept across boots even when the client
+// is not persistent, until an admin promotes it to the image's next
+// version or the mode is cancelled (POST clients/{name}/maintenance).
+const LabelMaintenance = "dls.maintenance"
+
+// LabelVersion pins a client to one version of its image during a staged
+// rollout (its value: the version number): the host's boot-time resets
+// clone that version instead of the current one, so the rollout's ring
+// (ring=canary) boots the new version first. POST images/{name}/rollout
+// sets and clears it.
+const LabelVersion = "dls.version"

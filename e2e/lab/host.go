@@ -30,6 +30,8 @@ type HostClient struct {
 	Script string
 	// Image is the client's image; "": "e2e".
 	Image string
+	// Labels are written as labels = { ... } (the console groups by room).
+	Labels map[string]string
 }
 
 // HostImage is an image block with a boot profile: the kernel and initrd
@@ -172,6 +174,21 @@ storage "dir" "local" {
 		if cl.Script != "" {
 			fmt.Fprintf(&b, "  script = %q\n", cl.Script)
 		}
+		if len(cl.Labels) > 0 {
+			keys := make([]string, 0, len(cl.Labels))
+			for k := range cl.Labels {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			b.WriteString("  labels = {")
+			for i, k := range keys {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				fmt.Fprintf(&b, " %q = %q", k, cl.Labels[k])
+			}
+			b.WriteString(" }\n")
+		}
 		b.WriteString("}\n")
 	}
 	for _, d := range c.DHCP {
@@ -253,8 +270,11 @@ func (l *Lab) OpenHost(ns *NS, bin, dir, config string) *Host {
 }
 
 // UserAdd runs `dls user add NAME --password-stdin --role admin`.
-func (h *Host) UserAdd(name, password string) error {
-	cmd := h.NS.Command(filepath.Join(h.Bin, "dls"), "user", "add", name, "--password-stdin", "--role", "admin", "--config", h.Config)
+func (h *Host) UserAdd(name, password string) error { return h.UserAddRole(name, password, "admin") }
+
+// UserAddRole runs `dls user add NAME --password-stdin --role ROLE`.
+func (h *Host) UserAddRole(name, password, role string) error {
+	cmd := h.NS.Command(filepath.Join(h.Bin, "dls"), "user", "add", name, "--password-stdin", "--role", role, "--config", h.Config)
 	cmd.Stdin = strings.NewReader(password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("dls user add: %v: %s", err, out)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -273,6 +274,23 @@ func TestClientCommands(t *testing.T) {
 		!strings.HasPrefix(lines[2], "pc-02  aa:bb:cc:dd:ee:02  win11  -          no          -") {
 		t.Errorf("client list:\n%s", out)
 	}
+	// The floor: no boots yet, grouped by room (no room last).
+	out = h.ok("client", "floor")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 ||
+		!strings.HasPrefix(lines[0], "ROOM  NAME   IMAGE     STATE  LAST BOOT") ||
+		!strings.HasPrefix(lines[1], "b12   pc-01  win11 v1  off") || !strings.HasPrefix(lines[2], "-     pc-02  win11 v1  off") ||
+		lines[3] != "off 2, dhcp 0, script 0, iscsi_login 0, handoff 0, booted 0, failed 0" {
+		t.Errorf("client floor:\n%s", out)
+	}
+	// Maintenance: an operator starts and cancels; promote needs an admin.
+	if out := h.ok("client", "maintenance", "pc-02", "start"); !strings.Contains(out, "client pc-02: in maintenance") {
+		t.Errorf("maintenance start: %q", out)
+	}
+	h.fails(1, "needs admin", "client", "maintenance", "pc-02", "promote")
+	if out := h.ok("client", "maintenance", "pc-02", "cancel"); out != "client pc-02: maintenance cancelled\n" {
+		t.Errorf("maintenance cancel: %q", out)
+	}
+	h.fails(2, `action "fly"`, "client", "maintenance", "pc-02", "fly")
 	var cs []apiClient
 	if err := json.Unmarshal([]byte(h.ok("client", "list", "-o", "json")), &cs); err != nil {
 		t.Fatal(err)
@@ -374,6 +392,16 @@ func TestImageCommands(t *testing.T) {
 	if len(vs) != 2 || vs[0].Current || !vs[1].Current {
 		t.Fatalf("versions: %+v", vs)
 	}
+	// A rollout needs a ring: none of win11's clients has ring=canary here.
+	h.fails(1, "no client of image win11 has the label ring=canary", "image", "rollout", "win11", "start", "--version", "1")
+	h.fails(2, "rollout start needs --version", "image", "rollout", "win11", "start")
+	if out := h.ok("image", "rollout", "win11", "status"); out != "image win11: no rollout in progress\n" {
+		t.Errorf("rollout status: %q", out)
+	}
+	if out := h.ok("image", "rollback", "win11"); out != "image win11: rolled back from version 2 to 1\n" {
+		t.Errorf("rollback: %q", out)
+	}
+	h.fails(1, "no version before the current one (1)", "image", "rollback", "win11")
 	if out := h.ok("image", "current", "win11", "1"); out != "image win11: version 1 is current\n" {
 		t.Errorf("current: %q", out)
 	}
@@ -529,6 +557,19 @@ func TestSessionCommands(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[0], "ID  CLIENT  MAC") || !strings.Contains(lines[1], "pc-02") || !strings.Contains(lines[1], "failed (script)") ||
 		!strings.Contains(lines[2], "pc-01") || !strings.Contains(lines[2], "handoff/handoff") || !strings.HasSuffix(lines[2], "30s") {
 		t.Errorf("session list:\n%s", out)
+	}
+	// The chart: one done boot of 30 s and one failure in the last 2 hours.
+	out = h.ok("session", "times", "--hours", "2")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	boots, failed := 0, 0
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		b, _ := strconv.Atoi(f[2])
+		n, _ := strconv.Atoi(f[3])
+		boots, failed = boots+b, failed+n
+	}
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "HOUR (UTC)") || boots != 1 || failed != 1 || !strings.Contains(out, "30.0s") {
+		t.Errorf("session times:\n%s", out)
 	}
 	out = h.ok("session", "list", "--state", "done", "--client", "pc-01", "--limit", "5")
 	if !strings.Contains(out, "pc-01") || strings.Contains(out, "pc-02") {

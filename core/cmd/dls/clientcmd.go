@@ -49,7 +49,7 @@ func clientCommand() *command {
 		name:    "client",
 		summary: "Manage clients: the machines this host boots",
 		sub: []*command{clientList(), clientGet(), clientAdd(), clientSet(), clientCHAP(), clientDelete(), clientReset(), clientWake(),
-			clientDiscovered(), clientAdopt(), clientRename(), clientImport()},
+			clientDiscovered(), clientAdopt(), clientRename(), clientImport(), clientFloor(), clientMaintenance()},
 	}
 }
 

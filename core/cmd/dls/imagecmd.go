@@ -53,7 +53,7 @@ func imageCommand() *command {
 versions; a client's volume is a clone of the current version.
 `,
 		sub: []*command{imageList(), imageGet(), imageAdd(), imageDelete(), imageVersions(), imageSnapshot(),
-			imagePromote(), imageImport(), imageCurrent(), imageDeleteVersion()},
+			imagePromote(), imageImport(), imageCurrent(), imageRollback(), imageRollout(), imageDeleteVersion()},
 	}
 }
 

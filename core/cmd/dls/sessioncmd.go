@@ -70,7 +70,7 @@ func sessionCommand() *command {
 		help: `A boot session is one boot of one machine, from its first DHCP packet to
 the last stage it is expected to reach.
 `,
-		sub: []*command{sessionList(), sessionGet(), sessionWatch()},
+		sub: []*command{sessionList(), sessionGet(), sessionWatch(), sessionTimes()},
 	}
 }
 

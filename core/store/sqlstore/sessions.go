@@ -142,6 +142,10 @@ func (t *Tables) ListSessions(ctx context.Context, f store.SessionFilter) ([]sto
 		where = append(where, "state = ?")
 		args = append(args, f.State)
 	}
+	if !f.Since.IsZero() {
+		where = append(where, "started >= ?")
+		args = append(args, t.d.Time(f.Since))
+	}
 	query := selectSession
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")

@@ -371,6 +371,8 @@ func testSessionList(t *testing.T, s store.Store) {
 	list(store.SessionFilter{Client: "pc-02", State: store.SessionDone}, "p2-done")
 	list(store.SessionFilter{Limit: 2}, "p3-active", "p2-active")
 	list(store.SessionFilter{Client: "pc-09"})
+	list(store.SessionFilter{Since: base.Add(4 * time.Minute)}, "p3-active", "p2-active", "p1-done")
+	list(store.SessionFilter{Since: base.Add(4 * time.Minute), Client: "pc-01"}, "p1-done")
 }
 
 func testSessionListLimit(t *testing.T, s store.Store) {
