@@ -39,6 +39,10 @@
 //   - iscsi_login: iscsi_login. handoff: iscsi_handoff. booted: os_booted,
 //     or the OS posting its token to /boot/done (Confirm).
 //
+// A boot loader that cannot go on (GRUB, whose kernel Secure Boot refused)
+// reports it with the boot's token (boot_failed, through the host:
+// LoaderFailed): the session fails at once at the loader's stage.
+//
 // dhcp_offer, dhcp_request and dhcp_ack only record the address of an
 // active session (of the family it recorded first: a dual-stack boot's
 // session keeps one); other events do not touch sessions. An event names its
