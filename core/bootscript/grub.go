@@ -15,7 +15,10 @@ const GRUBName = "builtin:grub"
 // verified: GRUB's shim_lock verifier skips initrds), and the kernel
 // boots with root on the client's volume through open-iscsi's initramfs,
 // which takes the target from the command line (no iBFT: nothing
-// attached the disk before the kernel). GRUB fetches the kernel and
+// attached the disk before the kernel). When boot returns, the kernel
+// did not start: GRUB asks the TFTP server for $prefix/failed/<token>,
+// which the TFTP plugin turns into boot_failed, so the boot's session
+// fails at grub at once rather than at its stage timeout. GRUB fetches the kernel and
 // initrd over TFTP from the server it came from (its $root): Debian 12's
 // signed GRUB has no HTTP. Every argument is a single-quoted GRUB word.
 const grubText = `# DLS: {{.Client}} ({{.MAC}}) boots {{.Kernel}} through shim and GRUB, root on its volume
@@ -25,6 +28,9 @@ linux {{grubWord .GRUBKernelPath}}{{range .GRUBArgs}} {{grubWord .}}{{end}}
 initrd {{grubWord .GRUBInitrdPath}}
 {{end -}}
 boot
+{{if .Token}}source "$prefix/failed/{{.Token}}"
+echo 'DLS: {{.Client}}: {{.Kernel}} did not boot (refused by Secure Boot, or not loaded): reported to the server'
+{{end -}}
 `
 
 var grub = template.Must(template.New(GRUBName).Funcs(template.FuncMap{"grubWord": grubWord}).Parse(grubText))

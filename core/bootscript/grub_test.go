@@ -17,6 +17,8 @@ linux '/files/sample/vmlinuz' 'root=/dev/sda' 'rw' 'iscsi_initiator=iqn.2026-11.
 echo 'DLS: sample: loading sample/initrd.img'
 initrd '/files/sample/initrd.img'
 boot
+source "$prefix/failed/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+echo 'DLS: sample: sample/vmlinuz did not boot (refused by Secure Boot, or not loaded): reported to the server'
 `
 	if got != want {
 		t.Errorf("RenderGRUB:\n%s\nwant:\n%s", got, want)

@@ -3,6 +3,7 @@ package hostservices_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -242,6 +243,42 @@ func TestBoundClient(t *testing.T) {
 		if got := s.BoundClient(ctx, tc.client, tc.peer); got != tc.want {
 			t.Errorf("BoundClient(%s, %s) = %v, want %v", tc.client, tc.peer, got, tc.want)
 		}
+	}
+}
+
+// TestLoaderFailureNeedsTokenAndBinding: a boot loader's boot_failed
+// fails its session only with the boot's token and from the address
+// bound to that boot; a second machine that sniffed or guessed cannot,
+// and the token never stays in the events the host keeps.
+func TestLoaderFailureNeedsTokenAndBinding(t *testing.T) {
+	fs := &fakeSessions{}
+	s := hostservices.New(boot, bootStore(t), nil, hclog.NewNullLogger(), hostservices.WithSessions(fs))
+	ctx := context.Background()
+	a := leaseOf(t, s, "52:54:00:aa:00:02")
+	tok, _ := fs.Token(ctx, "pc-02")
+	report := func(addr, token string) {
+		t.Helper()
+		err := s.Report(ctx, []host.Event{{Type: host.EventBootFailed, Address: addr, Attrs: map[string]string{host.AttrToken: token, host.AttrStage: "grub"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("10.0.0.66", tok) // the right token from another machine
+	report(a, "tok-guess")   // the bound address with a wrong one
+	if len(fs.failed) != 0 {
+		t.Fatalf("failed without token and binding: %v", fs.failed)
+	}
+	report(a, tok)
+	if fs.failed["pc-02"] != "grub" {
+		t.Fatalf("failed = %v, want pc-02 at grub", fs.failed)
+	}
+	for _, e := range s.Recent() {
+		if _, ok := e.Attrs[host.AttrToken]; ok || strings.Contains(fmt.Sprint(e.Attrs), tok) {
+			t.Errorf("kept event holds the token: %+v", e)
+		}
+	}
+	if last := s.Recent()[len(s.Recent())-1]; last.Client != "pc-02" || last.Attrs[host.AttrStage] != "grub" {
+		t.Errorf("kept event %+v, want client pc-02, stage grub", last)
 	}
 }
 

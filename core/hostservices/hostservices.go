@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -92,6 +93,7 @@ const (
 type Sessions interface {
 	host.Events
 	Token(ctx context.Context, client string) (string, error)
+	LoaderFailed(ctx context.Context, token, stage string, bound func(client string) bool) error
 }
 
 // Option adds an optional part to the services.
@@ -200,6 +202,31 @@ func (s *Services) Lookup(ctx context.Context, q host.Query) (host.Decision, err
 	return d, nil
 }
 
+// loaderFailed fails the boot session a boot loader's boot_failed event
+// names by its token, when the event comes from the address bound to
+// that boot, and returns the event without the token (events are kept
+// and shown; the token is the boot's secret).
+func (s *Services) loaderFailed(ctx context.Context, e host.Event) host.Event {
+	attrs := maps.Clone(e.Attrs)
+	token := attrs[host.AttrToken]
+	delete(attrs, host.AttrToken)
+	e.Attrs = attrs
+	if s.sessions == nil {
+		return e
+	}
+	err := s.sessions.LoaderFailed(ctx, token, attrs[host.AttrStage], func(client string) bool {
+		if s.BoundClient(ctx, client, e.Address) {
+			e.Client = client
+			return true
+		}
+		return false
+	})
+	if err != nil {
+		s.logger.Info("boot failure report refused", "address", e.Address, "stage", attrs[host.AttrStage], "error", err)
+	}
+	return e
+}
+
 // firmwareQuery reports whether a DHCP query comes from boot firmware.
 func firmwareQuery(q host.Query) bool {
 	return strings.HasPrefix(q.VendorClass, "PXEClient") || strings.HasPrefix(q.VendorClass, "HTTPClient") || q.UserClass == "iPXE"
@@ -278,6 +305,9 @@ func (s *Services) Report(ctx context.Context, events []host.Event) error {
 		}
 		if e.Type == host.EventDHCPUnknown {
 			s.unknownSeen(e)
+		}
+		if e.Type == host.EventBootFailed {
+			e = s.loaderFailed(ctx, e)
 		}
 		s.logger.Debug("boot event", "type", e.Type, "mac", e.MAC, "client", e.Client, "address", e.Address)
 		kept = append(kept, e)

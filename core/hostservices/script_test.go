@@ -24,6 +24,31 @@ type fakeSessions struct {
 	mu     sync.Mutex
 	events []host.Event
 	tokens map[string]string
+	failed map[string]string // client → stage, from LoaderFailed
+}
+
+func (f *fakeSessions) LoaderFailed(_ context.Context, token, stage string, bound func(string) bool) error {
+	f.mu.Lock()
+	client := ""
+	for c, t := range f.tokens {
+		if t == token {
+			client = c
+		}
+	}
+	f.mu.Unlock()
+	if client == "" {
+		return errors.New("unknown token")
+	}
+	if !bound(client) {
+		return errors.New("not bound")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed == nil {
+		f.failed = map[string]string{}
+	}
+	f.failed[client] = stage
+	return nil
 }
 
 func (f *fakeSessions) Report(_ context.Context, events []host.Event) error {

@@ -39,6 +39,10 @@
 //   - iscsi_login: iscsi_login. handoff: iscsi_handoff. booted: os_booted,
 //     or the OS posting its token to /boot/done (Confirm).
 //
+// A boot loader that cannot go on (GRUB, whose kernel Secure Boot refused)
+// reports it with the boot's token (boot_failed, through the host:
+// LoaderFailed): the session fails at once at the loader's stage.
+//
 // dhcp_offer, dhcp_request and dhcp_ack only record the address of an
 // active session (of the family it recorded first: a dual-stack boot's
 // session keeps one); other events do not touch sessions. An event names its
@@ -740,7 +744,12 @@ func (t *Tracker) finish(ctx context.Context, s *session, at time.Time) {
 }
 
 func (t *Tracker) fail(ctx context.Context, s *session, at time.Time) {
-	s.State, s.FailedStage, s.Ended = store.SessionFailed, s.next(), at
+	t.failAt(s, at, s.next())
+}
+
+// failAt ends s as failed at stage; the caller holds mu.
+func (t *Tracker) failAt(s *session, at time.Time, stage string) {
+	s.State, s.FailedStage, s.Ended = store.SessionFailed, stage, at
 	t.m.failures.WithLabelValues(s.FailedStage).Inc()
 	t.remove(s)
 	t.persist(s)
@@ -1014,6 +1023,51 @@ func (t *Tracker) confirm(ctx context.Context, raw, remote string) (string, erro
 	t.advance(ctx, s, StageBooted, now, remote)
 	t.logger.Info("boot confirmed", "client", s.Client, "id", s.ID, "remote", remote)
 	return ResultOK, nil
+}
+
+// LoaderFailed ends the active boot session holding the token raw as
+// failed at stage, now: a boot loader of that boot (GRUB, whose kernel
+// Secure Boot refused) reported that it cannot go on. Knowing the token
+// is the proof that the report comes from that boot, and bound, the
+// caller's check of the reporter's address, must accept the session's
+// client too. Only active sessions are searched (no store lookup: the
+// report arrives over an unauthenticated protocol). stage is the failure
+// stage when the session has reached it, else the stage it waits for.
+func (t *Tracker) LoaderFailed(ctx context.Context, raw, stage string, bound func(client string) bool) error {
+	if raw == "" {
+		return ErrTokenMissing
+	}
+	hash := HashToken(raw)
+	find := func() *session {
+		for _, a := range t.active {
+			if a.TokenHash == hash {
+				return a
+			}
+		}
+		return nil
+	}
+	t.mu.Lock()
+	s := find()
+	t.mu.Unlock()
+	if s == nil {
+		return ErrTokenUnknown
+	}
+	client := s.Client
+	if !bound(client) {
+		return fmt.Errorf("boot failure of client %s reported from an address not bound to its boot", client)
+	}
+	t.mu.Lock()
+	if s = find(); s == nil || s.Client != client {
+		t.mu.Unlock()
+		return ErrTokenUnknown
+	}
+	if _, reached := s.Stages[stage]; !reached {
+		stage = s.next()
+	}
+	t.failAt(s, t.now(), stage)
+	t.mu.Unlock()
+	t.flush(ctx)
+	return nil
 }
 
 // Active returns a copy of the active sessions, oldest first.

@@ -2,6 +2,7 @@ package sessions_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -78,5 +79,51 @@ func TestShimStages(t *testing.T) {
 	e.tr.Sweep(context.Background())
 	if s := e.only("pc-01"); s.FailedStage != sessions.StageScript {
 		t.Errorf("sanboot client failed at %q, want script", s.FailedStage)
+	}
+}
+
+// TestLoaderFailed: GRUB's report that the kernel was refused fails the
+// session at grub at once, given the boot's token and a bound reporter;
+// a wrong token, an unbound reporter or a second report change nothing.
+func TestLoaderFailed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.st.PutImage(ctx, store.Image{Name: "signed", Storage: "tank", Boot: &store.BootProfile{
+		Kernel: "signed/vmlinuz", Confirm: true, Loader: store.LoaderShim}}); err != nil {
+		t.Fatal(err)
+	}
+	const mac = "52:54:00:5b:00:01"
+	if err := e.st.PutClient(ctx, store.Client{Name: "sb-01", MAC: mac, Image: "signed", Persistent: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.report(host.Event{Type: host.EventDHCPDiscover, MAC: mac, Time: e.at(0), Attrs: map[string]string{sessions.AttrVendorClass: "PXEClient:Arch:00007:UNDI:003000", sessions.AttrArch: "7"}})
+	for i, l := range []string{sessions.StageShim, sessions.StageGRUB} {
+		e.report(host.Event{Type: host.EventFileServed, MAC: mac, Time: e.at(time.Duration(i+1) * time.Second), Attrs: map[string]string{host.AttrLoader: l}})
+	}
+	token, err := e.tr.Token(ctx, "sb-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.report(ev(host.EventScriptServed, mac, e.at(3*time.Second)))
+	yes := func(string) bool { return true }
+	if err := e.tr.LoaderFailed(ctx, "not-the-token", sessions.StageGRUB, yes); !errors.Is(err, sessions.ErrTokenUnknown) {
+		t.Errorf("wrong token: %v", err)
+	}
+	if err := e.tr.LoaderFailed(ctx, token, sessions.StageGRUB, func(string) bool { return false }); err == nil {
+		t.Error("an unbound reporter failed the session")
+	}
+	if s := e.only("sb-01"); s.State == store.SessionFailed {
+		t.Fatalf("session failed by a refused report: %+v", s)
+	}
+	e.at(4 * time.Second)
+	if err := e.tr.LoaderFailed(ctx, token, sessions.StageGRUB, yes); err != nil {
+		t.Fatal(err)
+	}
+	s := e.only("sb-01")
+	if s.State != store.SessionFailed || s.FailedStage != sessions.StageGRUB || !s.Ended.Equal(e.at(4*time.Second)) {
+		t.Errorf("session %s at %q ended %v; want failed at grub, at once", s.State, s.FailedStage, s.Ended)
+	}
+	if err := e.tr.LoaderFailed(ctx, token, sessions.StageGRUB, yes); !errors.Is(err, sessions.ErrTokenUnknown) {
+		t.Errorf("second report: %v", err)
 	}
 }

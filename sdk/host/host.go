@@ -223,6 +223,14 @@ const (
 	// class options. With unknown_clients = "discover" the host records
 	// the machine; it starts no boot session.
 	EventDHCPUnknown = "dhcp_unknown"
+	// EventBootFailed is a boot loader reporting that the boot it runs
+	// cannot go on (GRUB, when the kernel is refused by Secure Boot or
+	// does not load). Attrs carry AttrToken, the boot's token as the host
+	// gave it to that boot (proof that the report comes from it: the
+	// host checks it and drops it from the event), and AttrStage, the
+	// stage that failed ("grub"). The host fails that boot's session at
+	// once instead of at its stage timeout.
+	EventBootFailed = "boot_failed"
 )
 
 // Event attributes (Event.Attrs keys) the host understands. A DHCP plugin
@@ -248,6 +256,10 @@ const (
 	// IPv4): the host names their session stage dhcp6, and binds a
 	// DHCPv6 proxy answer's first use to an IPv6 requester.
 	AttrFamily = "family"
+	// AttrToken is boot_failed's boot token; AttrStage the stage that
+	// failed.
+	AttrToken = "token"
+	AttrStage = "stage"
 )
 
 // FamilyIPv6 is AttrFamily's value on DHCPv6 events.
@@ -258,7 +270,7 @@ var EventTypes = []string{
 	EventDHCPDiscover, EventDHCPOffer, EventDHCPRequest, EventDHCPAck,
 	EventDHCPNak, EventDHCPRelease, EventDHCPDecline, EventScriptServed,
 	EventFileServed, EventISCSILogin, EventISCSIHandoff, EventISCSILogout,
-	EventOSBooted, EventDHCPUnknown,
+	EventOSBooted, EventDHCPUnknown, EventBootFailed,
 }
 
 // Volumes attaches clients' volumes. The host resolves the client's image

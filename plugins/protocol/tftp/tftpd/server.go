@@ -494,6 +494,9 @@ func (s *Server) open(req *Request, peer netip.AddrPort) (*content, *requestErro
 	if mac, ok := s.set.Signed.grubMAC(rel); ok {
 		return s.openGRUBConfig(mac, host.Event{MAC: mac, Address: addr, Attrs: attrs})
 	}
+	if token, ok := s.set.Signed.grubFailure(rel); ok {
+		return nil, s.reportGRUBFailure(token, peer)
+	}
 	f, size, rerr := openFile(s.root, rel)
 	if rerr != nil && rerr.reason == reasonNotFound {
 		// Not under root: one of the signed chain's files (signed.go)?

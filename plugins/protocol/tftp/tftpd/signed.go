@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,10 @@ import (
 //	                   like the iPXE scripts
 //	files/<path>       SignedBoot.Files: kernels and initrds (the host's
 //	                   boot.files), never its clients/ folder
+//	<grub>/failed/<token>  not a file: GRUB asks for it when the kernel
+//	                   it was told to boot did not boot (refused by
+//	                   Secure Boot, or missing); the plugin reports
+//	                   boot_failed with the token and answers not found
 //
 // A file of the same name under root wins over the binaries, grub.cfg and
 // files/ (a site's own build); the per-client configs always come from
@@ -44,6 +49,9 @@ const (
 	// grubMACDir holds the per-client GRUB configurations, under the
 	// GRUB folder.
 	grubMACDir = "mac"
+	// grubFailedDir is where GRUB reports a boot it could not start,
+	// under the GRUB folder (bootscript's grub configuration names it).
+	grubFailedDir = "failed"
 )
 
 // Debian's paths of the signed binaries (dpkg -L shim-signed
@@ -100,6 +108,38 @@ func (b *SignedBoot) grubMAC(rel string) (string, bool) {
 		return "", false
 	}
 	return hw.String(), true
+}
+
+// grubFailure reports whether rel is GRUB's report of a failed boot,
+// <GRUBDir>/failed/<token>, and returns the token. Only the shape of a
+// boot token is accepted (URL-safe base64, bounded): anything else is an
+// ordinary file name, not found.
+func (b *SignedBoot) grubFailure(rel string) (string, bool) {
+	if b.GRUBDir == "" {
+		return "", false
+	}
+	tok, ok := strings.CutPrefix(rel, b.GRUBDir+"/"+grubFailedDir+"/")
+	if !ok || len(tok) < 16 || len(tok) > 128 {
+		return "", false
+	}
+	for _, r := range tok {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return "", false
+		}
+	}
+	return tok, true
+}
+
+// reportGRUBFailure tells the host that the boot holding token failed in
+// GRUB. The event carries no file name: the name holds the token, which
+// the host checks and drops.
+func (s *Server) reportGRUBFailure(token string, peer netip.AddrPort) *requestError {
+	if s.emit != nil {
+		s.emit(host.Event{Type: host.EventBootFailed, Address: peer.Addr().String(), Time: time.Now(), Attrs: map[string]string{
+			host.AttrToken: token, host.AttrStage: loaderGRUB, host.AttrRemote: peer.String(), "via": "tftp",
+		}})
+	}
+	return notFound("boot failure reported")
 }
 
 // signedFile is what rel names of the signed chain once root has no such

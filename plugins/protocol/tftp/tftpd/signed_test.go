@@ -111,6 +111,38 @@ func TestSignedChain(t *testing.T) {
 	mustFetch(t, s.addr, "shimx64.efi", []byte("the site's own shim"), fetchOpts{})
 }
 
+// TestGRUBFailureReport: GRUB's request for grub/failed/<token> is a
+// boot_failed event with the token and stage grub, from the requester,
+// answered not found; a name that is no token is just not found.
+func TestGRUBFailureReport(t *testing.T) {
+	fh := plugintest.NewFakeHost()
+	s := startTFTP(t, map[string]any{}, plugintest.WithHost(fh))
+	const token = "q5G0x-Vb_3nP8sYkRw2LmT4aZc7eJdHf1uQiKoXyN6A"
+	for _, name := range []string{"/grub/failed/" + token, "/grub/failed/short", "/grub/failed/not a token at all, no"} {
+		res, err := fetch(t, s.addr, name, fetchOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.errCode != 1 {
+			t.Errorf("%s: error code %d %q, want 1 (not found)", name, res.errCode, res.errMsg)
+		}
+	}
+	ev := fh.WaitEvent(t, host.EventBootFailed, 2*time.Second)
+	if ev.Attrs[host.AttrToken] != token || ev.Attrs[host.AttrStage] != "grub" || ev.Address != "127.0.0.1" || ev.Attrs[host.AttrFile] != "" {
+		t.Errorf("boot_failed %+v, want the token, stage grub, from 127.0.0.1, no file name", ev)
+	}
+	time.Sleep(200 * time.Millisecond) // a second event would have come by now
+	n := 0
+	for _, e := range fh.Events() {
+		if e.Type == host.EventBootFailed {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d boot_failed events, want 1 (the names that are no token report nothing)", n)
+	}
+}
+
 // TestSignedChainOff: with the paths and grub_config set to "", none of
 // the chain's names is served.
 func TestSignedChainOff(t *testing.T) {
