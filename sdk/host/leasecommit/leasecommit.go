@@ -41,13 +41,15 @@ type Metrics struct {
 	BatchSize prometheus.Observer
 }
 
-// NewMetrics declares prefix+"_lease_commit_duration_seconds" and
-// prefix+"_lease_commit_batch_size" (e.g. prefix "dls_dhcp") in reg.
-func NewMetrics(reg *metrics.Registry, prefix string) Metrics {
-	d := reg.Histogram(prefix+"_lease_commit_duration_seconds",
+// NewMetrics declares the two histograms in reg under the names given
+// (by convention <plugin prefix>_lease_commit_duration_seconds and
+// <plugin prefix>_lease_commit_batch_size). The caller spells the names
+// out so that a metric's name leads to where it is declared.
+func NewMetrics(reg *metrics.Registry, durationName, batchSizeName string) Metrics {
+	d := reg.Histogram(durationName,
 		"Time the host took to store one batch of leases.",
 		[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5})
-	b := reg.Histogram(prefix+"_lease_commit_batch_size",
+	b := reg.Histogram(batchSizeName,
 		"Leases stored per batch (group commit).", []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
 	return Metrics{Duration: d.WithLabelValues(), BatchSize: b.WithLabelValues()}
 }

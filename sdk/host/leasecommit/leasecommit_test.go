@@ -83,7 +83,7 @@ func job(addr string, out chan<- result) Job {
 func TestIdleLeaseCommittedAtOnceAndBusyOnesGrouped(t *testing.T) {
 	f := &fakeLeases{gate: make(chan struct{}), entered: make(chan struct{}, 100)}
 	reg := metrics.NewRegistry()
-	c := New(t.Context(), f, Options{Max: 3, Metrics: NewMetrics(reg, "dls_test")})
+	c := New(t.Context(), f, Options{Max: 3, Metrics: NewMetrics(reg, "dls_test_lease_commit_duration_seconds", "dls_test_lease_commit_batch_size")})
 	out := make(chan result, 10)
 	if !c.Add(job("10.0.0.0", out)) {
 		t.Fatal("Add refused")

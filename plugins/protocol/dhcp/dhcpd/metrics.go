@@ -93,7 +93,7 @@ func newMetrics(reg *metrics.Registry) *dhcpMetrics {
 		sent:    map[string]prometheus.Counter{},
 		lat:     map[string]prometheus.Observer{},
 	}
-	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp")
+	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp_lease_commit_duration_seconds", "dls_dhcp_lease_commit_batch_size")
 	m.table = clienttable.NewMetrics(reg, "dls_dhcp")
 	for t := dhcpv4.MessageType(0); int(t) < len(m.byType); t++ {
 		m.byType[t] = m.requests.WithLabelValues(typeLabel(t))

@@ -103,7 +103,7 @@ func newMetrics(reg *metrics.Registry) *v6Metrics {
 		sent:    map[string]prometheus.Counter{},
 		lat:     map[string]prometheus.Observer{},
 	}
-	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp6")
+	m.commit = leasecommit.NewMetrics(reg, "dls_dhcp6_lease_commit_duration_seconds", "dls_dhcp6_lease_commit_batch_size")
 	m.table = clienttable.NewMetrics(reg, "dls_dhcp6")
 	for _, t := range append(mapValues(requestTypes), typeOther) {
 		m.done[t] = [2]prometheus.Counter{m.requests.WithLabelValues(t, resultReplied), m.requests.WithLabelValues(t, resultDropped)}
