@@ -185,20 +185,29 @@ func (s *server) checkIDs(req *request) bool {
 	return true
 }
 
+// withIA returns the IA_NAs of a Solicit or Request and the host's
+// decision on its client. A message without IA_NA gets, from boot
+// firmware, a boot-only answer of type bootType, else it is dropped: ok
+// is false either way (and when the decision refused it).
+func (s *server) withIA(ctx context.Context, req *request, bootType dhcpv6.MessageType) ([]*dhcpv6.OptIANA, host.Decision, bool) {
+	ias := req.msg.Options.IANA()
+	if len(ias) == 0 {
+		if req.c.firmware() {
+			s.bootOnly(ctx, req, bootType)
+		} else {
+			s.m.drop(req.typ, reasonNoIA)
+		}
+		return nil, host.Decision{}, false
+	}
+	d, ok := s.decideFor(ctx, req)
+	return ias, d, ok
+}
+
 // solicit answers a Solicit with an Advertise holding an address for the
 // client and, for known boot firmware, what to boot; or, when the client
 // asks for rapid commit, with a Reply once the lease is stored.
 func (s *server) solicit(ctx context.Context, req *request) {
-	ias := req.msg.Options.IANA()
-	if len(ias) == 0 {
-		if req.c.firmware() {
-			s.bootOnly(ctx, req, dhcpv6.MessageTypeAdvertise)
-			return
-		}
-		s.m.drop(req.typ, reasonNoIA)
-		return
-	}
-	d, ok := s.decideFor(ctx, req)
+	ias, d, ok := s.withIA(ctx, req, dhcpv6.MessageTypeAdvertise)
 	if !ok {
 		return
 	}
@@ -227,16 +236,7 @@ func (s *server) solicit(ctx context.Context, req *request) {
 // request binds the address advertised to the client (or another, when
 // it is gone) and replies once the lease is stored.
 func (s *server) request(ctx context.Context, req *request) {
-	ias := req.msg.Options.IANA()
-	if len(ias) == 0 {
-		if req.c.firmware() {
-			s.bootOnly(ctx, req, dhcpv6.MessageTypeReply)
-			return
-		}
-		s.m.drop(req.typ, reasonNoIA)
-		return
-	}
-	d, ok := s.decideFor(ctx, req)
+	ias, d, ok := s.withIA(ctx, req, dhcpv6.MessageTypeReply)
 	if !ok {
 		return
 	}
