@@ -427,3 +427,27 @@ func TestWriteBusyWhileHoldingWriteBuffer(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestITTReusedOnceAnswered: an initiator may reuse an ITT as soon as it
+// has read the command's status. Commands sent back to back, each with
+// ITT 0 and each sent the moment the previous status arrives, all
+// complete; none is refused as a task still in progress.
+func TestITTReusedOnceAnswered(t *testing.T) {
+	srv := &Server{Resolver: patternResolver{vol: patternVolume(1 << 20)}, LoginTimeout: 5 * time.Second}
+	addr := serveTCP(t, srv)
+	nc, r := tcpSession(t, addr, 1)
+	for i := range 2000 {
+		cmd := scsiPDU(uint32(i), read10(0, 1), 512, pdu.FlagRead, nil)
+		binary.BigEndian.PutUint32(cmd[16:], 0)
+		if _, err := nc.Write(cmd); err != nil {
+			t.Fatal(err)
+		}
+		a, err := collect(r, 1, []int{512})
+		if err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+		if a[0].status != scsi.StatusGood {
+			t.Fatalf("command %d: status %#x", i, a[0].status)
+		}
+	}
+}

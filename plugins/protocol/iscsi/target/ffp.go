@@ -38,11 +38,13 @@ type task struct {
 	solicited int // next offset an R2T asks for
 	r2tOut    int // outstanding R2Ts
 	r2tSN     uint32
-	bursts    map[uint32]*burst
-	unsolSN   uint32 // next DataSN of unsolicited data-out
-	running   bool
-	aborted   atomic.Bool
-	done      chan struct{}
+
+	answered bool // its status is queued (under conn.mu); see conn.answered
+	bursts   map[uint32]*burst
+	unsolSN  uint32 // next DataSN of unsolicited data-out
+	running  bool
+	aborted  atomic.Bool
+	done     chan struct{}
 }
 
 type burst struct {
@@ -263,7 +265,7 @@ func (c *conn) scsiCommand(p *pdu.PDU) error {
 		return nil
 	}
 	c.mu.Lock()
-	if _, dup := c.tasks[t.itt]; dup {
+	if old, dup := c.tasks[t.itt]; dup && !old.answered {
 		c.mu.Unlock()
 		if err := c.rd.Skip(p); err != nil {
 			return err
@@ -589,6 +591,7 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 		o.p.Data = in[off:end]
 		dataSN++
 		if last && statusInData {
+			c.answered(t)
 			c.completeCmdSN(t.immediate)
 			opened = true
 			o.stat = 2
@@ -618,9 +621,22 @@ func (c *conn) finishTask(t *task, res scsi.Result) {
 		o.p.Data = d
 	}
 	o.release = release
+	c.answered(t)
 	c.completeCmdSN(t.immediate)
 	opened = true
 	c.send(o)
+}
+
+// answered marks t as having its status on the way. The initiator may
+// reuse an ITT as soon as it has read the status, which can be before
+// finishTask drops the entry; a new command then replaces an answered
+// task instead of being refused as a task in progress. The entry stays
+// until then so that a task-set abort still waits for the status to be
+// queued ahead of its own response.
+func (c *conn) answered(t *task) {
+	c.mu.Lock()
+	t.answered = true
+	c.mu.Unlock()
 }
 
 func (c *conn) nopOut(p *pdu.PDU) error {
