@@ -223,6 +223,14 @@ func (s *memStore) ListSessions(_ context.Context, f store.SessionFilter) ([]sto
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	if f.Latest {
+		seen := map[string]bool{}
+		out = slices.DeleteFunc(out, func(ss store.Session) bool {
+			drop := ss.Client == "" || seen[ss.Client]
+			seen[ss.Client] = true
+			return drop
+		})
+	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}

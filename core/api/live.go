@@ -158,20 +158,19 @@ func bootSeconds(s store.Session, now time.Time) float64 {
 }
 
 // latestSessions finds each client's latest session: one query for the
-// newest sessions of all, then one per client not among them.
+// newest session of each client, then, past MaxSessionLimit clients, one
+// per client not among them.
 func (a *API) latestSessions(ctx context.Context, cs []store.Client) (map[string]store.Session, error) {
-	ss, err := a.deps.Store.ListSessions(ctx, store.SessionFilter{Limit: store.MaxSessionLimit})
+	ss, err := a.deps.Store.ListSessions(ctx, store.SessionFilter{Latest: true, Limit: store.MaxSessionLimit})
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	latest := make(map[string]store.Session, len(cs))
-	for _, s := range ss { // newest first
-		if _, ok := latest[s.Client]; !ok && s.Client != "" {
-			latest[s.Client] = s
-		}
+	for _, s := range ss {
+		latest[s.Client] = s
 	}
 	if len(ss) < store.MaxSessionLimit {
-		return latest, nil // every session was in that answer
+		return latest, nil // every client's newest was in that answer
 	}
 	for _, c := range cs {
 		if _, ok := latest[c.Name]; ok {

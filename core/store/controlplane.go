@@ -156,6 +156,10 @@ type SessionFilter struct {
 	// Since, when set, keeps the sessions started at or after it (the
 	// console's boot-time chart of the last hours).
 	Since time.Time
+	// Latest keeps only each client's newest session among those the
+	// other fields keep (sessions with no client are left out): the
+	// console's floor, in one query.
+	Latest bool
 }
 
 // Bounds of SessionFilter.Limit.

@@ -146,9 +146,20 @@ func (t *Tables) ListSessions(ctx context.Context, f store.SessionFilter) ([]sto
 		where = append(where, "started >= ?")
 		args = append(args, t.d.Time(f.Since))
 	}
+	if f.Latest {
+		where = append(where, "client <> ''")
+	}
 	query := selectSession
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	if f.Latest {
+		// Both SQLite (3.25+) and PostgreSQL have window functions; the
+		// sessions_client index (client, started) serves the partition.
+		query = `SELECT id, client, mac, address, stages, expect, state, failed_stage,
+	token_hash, token_used, started, ended FROM (SELECT *, ROW_NUMBER() OVER
+	(PARTITION BY client ORDER BY started DESC, id DESC) AS newest FROM (` + query + `) AS kept) AS ranked
+	WHERE newest = 1`
 	}
 	query += ` ORDER BY started DESC, id DESC LIMIT ?`
 	args = append(args, f.Limit)

@@ -373,6 +373,13 @@ func testSessionList(t *testing.T, s store.Store) {
 	list(store.SessionFilter{Client: "pc-09"})
 	list(store.SessionFilter{Since: base.Add(4 * time.Minute)}, "p3-active", "p2-active", "p1-done")
 	list(store.SessionFilter{Since: base.Add(4 * time.Minute), Client: "pc-01"}, "p1-done")
+	// Each client's newest; the other fields narrow first.
+	list(store.SessionFilter{Latest: true}, "p3-active", "p2-active", "p1-done")
+	list(store.SessionFilter{Latest: true, Limit: 2}, "p3-active", "p2-active")
+	list(store.SessionFilter{Latest: true, State: store.SessionActive}, "p3-active", "p2-active", "p1-active")
+	list(store.SessionFilter{Latest: true, Client: "pc-01"}, "p1-done")
+	createSession(t, s, store.Session{State: store.SessionActive, Started: base.Add(9 * time.Minute)})
+	list(store.SessionFilter{Latest: true}, "p3-active", "p2-active", "p1-done")
 }
 
 func testSessionListLimit(t *testing.T, s store.Store) {
