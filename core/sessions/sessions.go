@@ -367,7 +367,7 @@ func (t *Tracker) load(ctx context.Context) error {
 		if newer := t.active[s.Client]; newer != nil {
 			// Two active sessions for one client: the machine booted
 			// again while the host was down.
-			t.fail(ctx, s, newer.Started)
+			t.fail(s, newer.Started)
 			continue
 		}
 		t.active[s.Client] = s
@@ -507,7 +507,7 @@ func (t *Tracker) observe(ctx context.Context, e host.Event, now time.Time) stri
 		// discover of either family while the session is at dhcp or
 		// dhcp6 is the same boot's: iPXE asks both at once).
 		t.logger.Info("boot session superseded: the machine booted again", "client", s.Client, "id", s.ID, "pending", s.next())
-		t.fail(ctx, s, e.Time)
+		t.fail(s, e.Time)
 		c, err := t.resolve(ctx, s.Client, "")
 		if err != nil {
 			t.logger.Warn("no new boot session: client not resolved", "client", s.Client, "error", err)
@@ -743,7 +743,7 @@ func (t *Tracker) finish(ctx context.Context, s *session, at time.Time) {
 	t.logger.Info("boot session done", "client", s.Client, "id", s.ID, "stage", stages[s.current()], "seconds", at.Sub(s.Started).Seconds())
 }
 
-func (t *Tracker) fail(ctx context.Context, s *session, at time.Time) {
+func (t *Tracker) fail(s *session, at time.Time) {
 	t.failAt(s, at, s.next())
 }
 
@@ -878,7 +878,7 @@ func (t *Tracker) Sweep(ctx context.Context) {
 	defer t.mu.Unlock()
 	for _, s := range t.active {
 		if now.Sub(s.last) > t.timeout {
-			t.fail(ctx, s, s.last.Add(t.timeout))
+			t.fail(s, s.last.Add(t.timeout))
 		}
 	}
 	for c, at := range t.done {
