@@ -21,6 +21,9 @@ type fakeStore struct {
 	nextID   int64
 	failNext error // the next session write fails with it
 	failRead error // SessionByToken fails with it
+	// stall, when set, holds every UpdateSession until it is closed (a
+	// busy disk).
+	stall chan struct{}
 }
 
 func newFakeStore() *fakeStore {
@@ -55,6 +58,12 @@ func (f *fakeStore) CreateSession(_ context.Context, s store.Session) (store.Ses
 }
 
 func (f *fakeStore) UpdateSession(_ context.Context, s store.Session) error {
+	f.mu.Lock()
+	stall := f.stall
+	f.mu.Unlock()
+	if stall != nil {
+		<-stall
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.writeErr(); err != nil {

@@ -241,11 +241,13 @@ type Options struct {
 	// before Report returns; the daemon resets the client's volume. Its
 	// error is logged.
 	OnNewSession func(ctx context.Context, client string) error
-	// OnChange is given every session state once it is written to the
-	// store (or failed to be), in the order of the changes, a session
-	// changed several times between writes once, in its latest state; the
-	// console's live stream (core/sessionfeed) publishes them. It must not
-	// block. Nil: nothing is told.
+	// OnChange is given session states in the order of the changes: a
+	// session the store already holds as the change is made (so without
+	// waiting for the write, which a busy disk can hold for a second), a
+	// new one once the store gave it its ID (or failed to); a state
+	// older than one already given is not given again. The console's
+	// live stream (core/sessionfeed) publishes them. It must not block
+	// and is called with the tracker's lock held. Nil: nothing is told.
 	OnChange func(store.Session)
 }
 
@@ -282,6 +284,7 @@ type Tracker struct {
 type write struct {
 	s   *session
 	rec store.Session
+	seq uint64 // the session's change count at rec (session.changes)
 }
 
 // session is an active session and what only this process knows of it.
@@ -296,6 +299,9 @@ type session struct {
 	// shim: the client boots through shim, so the shim and grub stages
 	// are waited for (a reloaded session: it reached one of them).
 	shim bool
+	// changes counts the states queued for the store; told is the
+	// latest of them given to OnChange (both under mu).
+	changes, told uint64
 }
 
 type token struct {
@@ -769,7 +775,24 @@ func (t *Tracker) remove(s *session) {
 func (t *Tracker) persist(s *session) {
 	rec := s.Session
 	rec.Stages = maps.Clone(s.Stages)
-	t.dirty = append(t.dirty, write{s: s, rec: rec})
+	s.changes++
+	w := write{s: s, rec: rec, seq: s.changes}
+	t.dirty = append(t.dirty, w)
+	if s.ID != 0 {
+		t.tell(w)
+	}
+}
+
+// tell gives w's state to OnChange unless a later one was given; the
+// caller holds mu.
+func (t *Tracker) tell(w write) {
+	if t.onChange == nil || w.seq <= w.s.told {
+		return
+	}
+	w.s.told = w.seq
+	rec := w.rec
+	rec.ID = w.s.ID
+	t.onChange(rec)
 }
 
 // flush writes the queued session changes (creating a session on its
@@ -809,16 +832,13 @@ func (t *Tracker) flush(ctx context.Context) {
 	}
 }
 
-// told gives the written states to OnChange, with their store IDs; the
-// caller holds wmu.
+// told gives the written states not given yet (new sessions, now with
+// their store IDs) to OnChange; the caller holds wmu.
 func (t *Tracker) told(ws []write) {
-	if t.onChange == nil {
-		return
-	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for _, w := range ws {
-		rec := w.rec
-		rec.ID = w.s.stored
-		t.onChange(rec)
+		t.tell(w)
 	}
 }
 

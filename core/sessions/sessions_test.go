@@ -881,6 +881,50 @@ func TestRunSweeps(t *testing.T) {
 	}
 }
 
+// TestOnChangeDoesNotWaitForTheDisk: a stored session's change reaches
+// the live stream while its write is still held by the store, and the
+// state written later is not told again.
+func TestOnChangeDoesNotWaitForTheDisk(t *testing.T) {
+	e := newEnv(t)
+	e.report(discover(mac1, e.at(0)))
+	stall := make(chan struct{})
+	e.st.mu.Lock()
+	e.st.stall = stall
+	e.st.mu.Unlock()
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		e.report(host.Event{Type: host.EventScriptServed, MAC: mac1, Client: "pc-01", Time: e.at(5 * time.Second)})
+	}()
+	told := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		n := 0
+		for _, s := range e.changes {
+			if !s.Stages["script"].IsZero() {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for told() == 0 {
+		if time.Now().After(deadline) {
+			close(stall)
+			t.Fatal("the script stage was not told while its write was held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stall)
+	<-reported
+	if n := told(); n != 1 {
+		t.Errorf("the script state was told %d times, want once", n)
+	}
+	if s := e.only("pc-01"); s.Stages["script"].IsZero() {
+		t.Errorf("stored %+v, want the script stage written", s)
+	}
+}
+
 // TestOnChangeTellsEveryStoredState: the console's live stream gets each
 // state as it is stored, with its ID, ending with the done state.
 func TestOnChangeTellsEveryStoredState(t *testing.T) {
