@@ -52,7 +52,7 @@ echo "== build"
 nice -n 15 go build -o "$work/storm" ./bench/storm
 mkdir -p "$work/bin"
 nice -n 15 go build -o "$work/bin/dls" ./core/cmd/dls
-for p in protocol/dhcp protocol/tftp protocol/iscsi storage/dir; do
+for p in protocol/dhcp protocol/tftp protocol/iscsi storage/dir auth/local; do
 	nice -n 15 go build -o "$work/bin/plugins/dls-$(echo $p | tr / -)" "./plugins/$p"
 done
 
