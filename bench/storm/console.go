@@ -229,7 +229,7 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 	if (!res.ok) throw new Error("GET sessions: HTTP " + res.status);
 	const ended = {};
 	for (const s of await res.json()) { // newest first
-		if (s.client && !(s.client in ended) && Date.parse(s.started) >= %d) ended[s.client] = Date.parse(s.ended);
+		if (s.client && s.ended && !(s.client in ended) && Date.parse(s.started) >= %d) ended[s.client] = Date.parse(s.ended);
 	}
 	const samples = Object.entries(w.booted).filter(([c]) => c in ended).map(([c, at]) => ({ client: c, page: at, host: ended[c] }));
 	return { samples, booted: Object.keys(w.booted).length, modes: w.modes,
