@@ -76,8 +76,9 @@ type liveness struct {
 	// LastHost is the host's last session end, LastPage the page's last
 	// tile switch to booted.
 	LastHost, LastPage time.Time
-	// Modes are the stream indicator's states in order ("stream",
-	// "polling", ...); Polled is whether polling was ever on.
+	// Modes are the stream indicator's states in order ("stream at 0
+	// s", "polling at 3.1 s", ... since watch); Polled is whether
+	// polling was ever on.
 	Modes   []string
 	Polled  bool
 	HeapMiB float64
@@ -87,6 +88,7 @@ type liveness struct {
 // consolePage is a chromium in the host's namespace, signed in as the
 // host's admin, its first tab on the floor.
 type consolePage struct {
+	pid    int // the browser's process
 	url    string
 	n      int
 	tab    context.Context
@@ -122,6 +124,15 @@ func openConsole(ctx context.Context, ns *lab.NS, url, password string, n int) (
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	tab, cancelTab := chromedp.NewContext(actx)
 	p := &consolePage{url: url, n: n, tab: tab, cancel: func() { cancelTab(); cancelAlloc() }}
+	// The first run starts the browser and ties it to its context: the
+	// tab's own, not a step's deadline.
+	if err := chromedp.Do(tab); err != nil {
+		p.close()
+		return nil, fmt.Errorf("start chromium: %w", err)
+	}
+	if c := chromedp.FromContext(tab); c != nil && c.Browser != nil && c.Browser.Process() != nil {
+		p.pid = c.Browser.Process().Pid
+	}
 	sctx, cancel := context.WithTimeout(tab, 2*time.Minute)
 	defer cancel()
 	err = chromedp.Do(sctx,
@@ -139,6 +150,14 @@ func openConsole(ctx context.Context, ns *lab.NS, url, password string, n int) (
 }
 
 func (p *consolePage) close() { p.cancel() }
+
+// cpu is the CPU seconds the browser and its renderers used so far.
+func (p *consolePage) cpu() float64 {
+	if p.pid == 0 {
+		return 0
+	}
+	return treeCPU(p.pid)
+}
 
 // load navigates tab to the floor (a new query string: a real page load)
 // and waits for every tile; booted, when not nil, is read at the start
@@ -184,7 +203,8 @@ func (p *consolePage) watch(ctx context.Context) error {
 	return chromedp.Do(tctx,
 		waitJS(`!!document.querySelector('.live[data-live="stream"]')`),
 		chromedp.Evaluate[chromedp.Void](`(() => {
-	const w = window.stormWatch = { booted: {}, modes: [document.querySelector(".live").dataset.live] };
+	const t0 = Date.now();
+	const w = window.stormWatch = { booted: {}, modes: [document.querySelector(".live").dataset.live + " at 0 s"] };
 	const rec = (el) => {
 		if (el.dataset.state === "booted" && !(el.dataset.client in w.booted)) w.booted[el.dataset.client] = Date.now();
 	};
@@ -195,7 +215,7 @@ func (p *consolePage) watch(ctx context.Context) error {
 		}
 	}).observe(document.getElementById("view"), { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
 	const live = document.querySelector(".live");
-	new MutationObserver(() => w.modes.push(live.dataset.live)).observe(live, { attributes: true, attributeFilter: ["data-live"] });
+	new MutationObserver(() => w.modes.push(live.dataset.live + " at " + ((Date.now() - t0) / 1000).toFixed(1) + " s")).observe(live, { attributes: true, attributeFilter: ["data-live"] });
 })()`))
 }
 
@@ -239,7 +259,7 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 		return l, fmt.Errorf("the page's record: %w", err)
 	}
 	l.Booted, l.Modes, l.HeapMiB, l.DOM = r.Booted, r.Modes, r.Heap/(1<<20), r.DOM
-	l.Polled = slices.Contains(r.Modes, "polling")
+	l.Polled = slices.ContainsFunc(r.Modes, func(m string) bool { return strings.HasPrefix(m, "polling") })
 	for _, s := range r.Samples {
 		page, host := time.UnixMilli(int64(s.Page)), time.UnixMilli(int64(s.Host))
 		l.Lags = append(l.Lags, page.Sub(host))
@@ -281,6 +301,9 @@ type consoleReport struct {
 	OpenedAt    time.Duration // after the power-on
 	Live        liveness
 	LiveErr     error
+	// BrowserCPU is the CPU seconds chromium used during the storm, on
+	// the same cores as the host and the machines.
+	BrowserCPU float64
 }
 
 func (r consoleReport) print(w io.Writer, n int) {
@@ -290,7 +313,9 @@ func (r consoleReport) print(w io.Writer, n int) {
 	}
 	line("first render, idle host", r.Idle)
 	fmt.Fprintln(w)
-	if r.StormErr != nil {
+	if r.OpenedAt < 0 {
+		fmt.Fprintln(w, "first render, mid-storm: not measured (-console-at below 0)")
+	} else if r.StormErr != nil {
 		fmt.Fprintf(w, "first render, mid-storm: %v\n", r.StormErr)
 	} else {
 		line("first render, mid-storm", r.Storm)
@@ -306,8 +331,9 @@ func (r consoleReport) print(w io.Writer, n int) {
 			len(l.Lags), ms(percentile(l.Lags, 50)), ms(percentile(l.Lags, 90)), ms(percentile(l.Lags, 99)), ms(l.Lags[len(l.Lags)-1]))
 		fmt.Fprintf(w, "last boot ended on the host → the page's booted count at %d: %s ms\n", l.Booted, ms(l.LastPage.Sub(l.LastHost)))
 	}
-	fmt.Fprintf(w, "watching page after the storm: JS heap %.1f MiB, %d DOM elements; stream %s; fell back to polling: %v\n",
+	fmt.Fprintf(w, "watching page after the storm: JS heap %.1f MiB, %d DOM elements; stream indicator %s; fell back to polling: %v\n",
 		l.HeapMiB, l.DOM, strings.Join(l.Modes, " → "), l.Polled)
+	fmt.Fprintf(w, "chromium's CPU during the storm (the same cores as the host and the machines): %.2f s\n", r.BrowserCPU)
 }
 
 // idleFloor opens the console on the idle host (every client declared,
@@ -338,11 +364,14 @@ func idleFloor(ctx context.Context, h *dlsHost, n int) (*consolePage, floorLoad,
 }
 
 // stormFloor opens the floor in a second tab -console-at after the
-// power-on (default: half the ramp, at least 1 s), while the first tab
-// keeps watching.
+// power-on (0: half the ramp, at least 1 s; below 0: never, answering
+// -1), while the first tab keeps watching.
 func stormFloor(ctx context.Context, p *consolePage, start time.Time, o options, done interface{ Load() int64 }) (time.Duration, floorLoad, error) {
 	at := o.consoleAt
-	if at <= 0 {
+	if at < 0 {
+		return -1, floorLoad{}, nil
+	}
+	if at == 0 {
 		at = max(o.ramp/2, time.Second)
 	}
 	if !sleep(ctx, time.Until(start.Add(at))) {

@@ -169,7 +169,7 @@ func startDLS(ctx context.Context, l *lab.Lab, ns *lab.NS, dir, bin, iface, serv
 
 // start runs `dls serve` and waits for /readyz.
 func (h *dlsHost) start(ctx context.Context) error {
-	p, err := h.lab.Start("dls", h.ns.Command(filepath.Join(h.bin, "dls"), "serve", "--config", h.config))
+	p, err := h.lab.Start(filepath.Base(h.dir), h.ns.Command(filepath.Join(h.bin, "dls"), "serve", "--config", h.config))
 	if err != nil {
 		return err
 	}

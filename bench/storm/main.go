@@ -89,7 +89,7 @@ func main() {
 	flag.BoolVar(&o.cold, "cold", false, "DLS: power on at /readyz, while the declared clients' clones are still being made (default: wait for dls_volumes_pending 0, as the reference's targets are made before it is ready)")
 	flag.StringVar(&o.unknown, "unknown", "", `DLS only: "register" declares no client, the machines are registered at their first DHCP (unknown_clients = "register") and boot`)
 	flag.BoolVar(&o.console, "console", false, "DLS: storm twice on fresh hosts, without and then with the floor console open in chromium (signed in as an admin); print the page's first render idle and mid-storm, its heap, DOM size and lag behind the host, and the storm's ratios with / without the page (skipped when chromium is missing)")
-	flag.DurationVar(&o.consoleAt, "console-at", 0, "-console: open the mid-storm floor this long after the power-on (0: half the ramp, at least 1 s)")
+	flag.DurationVar(&o.consoleAt, "console-at", 0, "-console: open the floor in a second tab this long after the power-on (0: half the ramp, at least 1 s; below 0: only the tab opened before the storm watches)")
 	flag.StringVar(&o.resultsJSON, "results", "", "write every machine's outcome (leases, its acknowledged write) here as JSON")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -217,7 +217,9 @@ func run(o options) error {
 				return err
 			}
 			all, failed = append(all, outs...), failed || bad
-			printRatios(os.Stdout, "DLS with the console watching / without", dlsSum, base)
+			if dlsSum.Machines > 0 && base.Machines > 0 {
+				printRatios(os.Stdout, "DLS with the console watching / without", dlsSum, base)
+			}
 		}
 	} else if doDLS {
 		outs, sum, bad, err := runDLS(ctx, c, l, ns, o, machines, image, "dls", false)
@@ -336,6 +338,10 @@ func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o o
 		defer page.close()
 	}
 	before := h.procs()
+	var browserBefore float64
+	if page != nil {
+		browserBefore = page.cpu()
+	}
 	sctx, cancel := context.WithTimeout(ctx, o.deadline)
 	var done atomic.Int64
 	start := time.Now()
@@ -373,6 +379,9 @@ func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o o
 	cancel()
 	sum := summarize(c.stack.Name, outs)
 	sum.Procs = usage(before, h.procs())
+	if page != nil {
+		crep.BrowserCPU = page.cpu() - browserBefore
+	}
 	sum.print(os.Stdout)
 	if page != nil {
 		booted := 0
