@@ -37,31 +37,32 @@ import (
 )
 
 type options struct {
-	n           int
-	ramp        time.Duration
-	readMiB     int
-	imageMiB    int
-	stacks      string
-	chaos       bool
-	loop        time.Duration
-	sample      time.Duration
-	csv         string
-	work        string
-	bin         string
-	serverNS    string
-	iface       string
-	serverIP    string
-	relayIP     string
-	clientIface string
-	prefixLen   int
-	bootFile    string
-	deadline    time.Duration
-	resultsJSON string
-	maxLogins   int
-	cold        bool
-	unknown     string
-	console     bool
-	consoleAt   time.Duration
+	n            int
+	ramp         time.Duration
+	readMiB      int
+	imageMiB     int
+	stacks       string
+	chaos        bool
+	loop         time.Duration
+	sample       time.Duration
+	csv          string
+	work         string
+	bin          string
+	serverNS     string
+	iface        string
+	serverIP     string
+	relayIP      string
+	clientIface  string
+	prefixLen    int
+	bootFile     string
+	deadline     time.Duration
+	resultsJSON  string
+	maxLogins    int
+	cold         bool
+	unknown      string
+	console      bool
+	consoleAt    time.Duration
+	consoleFirst bool
 }
 
 func main() {
@@ -90,6 +91,7 @@ func main() {
 	flag.StringVar(&o.unknown, "unknown", "", `DLS only: "register" declares no client, the machines are registered at their first DHCP (unknown_clients = "register") and boot`)
 	flag.BoolVar(&o.console, "console", false, "DLS: storm twice on fresh hosts, without and then with the floor console open in chromium (signed in as an admin); print the page's first render idle and mid-storm, its heap, DOM size and lag behind the host, and the storm's ratios with / without the page (skipped when chromium is missing)")
 	flag.DurationVar(&o.consoleAt, "console-at", 0, "-console: open the floor in a second tab this long after the power-on (0: half the ramp, at least 1 s; below 0: only the tab opened before the storm watches)")
+	flag.BoolVar(&o.consoleFirst, "console-first", false, "-console: the storm with the page first, then the one without")
 	flag.StringVar(&o.resultsJSON, "results", "", "write every machine's outcome (leases, its acknowledged write) here as JSON")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -204,22 +206,36 @@ func run(o options) error {
 		}
 	}
 	if doDLS && o.console {
-		// The same storm on two fresh hosts, the page watching the second:
-		// what the page costs the boots is the ratio.
-		outs, base, bad, err := runDLS(ctx, c, l, ns, o, machines, image, "dls", false)
-		if err != nil {
-			return err
+		// The same storm on two fresh hosts, the page watching one of
+		// them: what the page costs the boots is the ratio. The second
+		// storm of a run finds warmer caches: -console-first swaps the
+		// order, so that runs of both orders tell that apart.
+		order := []bool{false, true}
+		if o.consoleFirst {
+			order = []bool{true, false}
 		}
-		all, failed = append(all, outs...), failed || bad
-		if ctx.Err() == nil {
-			outs, dlsSum, bad, err = runDLS(ctx, c, l, ns, o, machines, image, "dls-console", true)
+		var with, without summary
+		for _, page := range order {
+			if ctx.Err() != nil {
+				break
+			}
+			dir := "dls"
+			if page {
+				dir = "dls-console"
+			}
+			outs, sum, bad, err := runDLS(ctx, c, l, ns, o, machines, image, dir, page)
 			if err != nil {
 				return err
 			}
 			all, failed = append(all, outs...), failed || bad
-			if dlsSum.Machines > 0 && base.Machines > 0 {
-				printRatios(os.Stdout, "DLS with the console watching / without", dlsSum, base)
+			if page {
+				with, dlsSum = sum, sum
+			} else {
+				without = sum
 			}
+		}
+		if with.Machines > 0 && without.Machines > 0 {
+			printRatios(os.Stdout, "DLS with the console watching / without", with, without)
 		}
 	} else if doDLS {
 		outs, sum, bad, err := runDLS(ctx, c, l, ns, o, machines, image, "dls", false)
