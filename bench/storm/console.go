@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/dls-project/dls/e2e/lab"
 )
@@ -73,6 +75,9 @@ type liveness struct {
 	// page's switch to booted minus the host's end of that session.
 	Booted int
 	Lags   []time.Duration
+	// StreamLags are the host's session end → the booted event's
+	// arrival in the page, DrawLags that arrival → the tile drawn.
+	StreamLags, DrawLags []time.Duration
 	// LastHost is the host's last session end, LastPage the page's last
 	// tile switch to booted.
 	LastHost, LastPage time.Time
@@ -235,6 +240,7 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 		Client string  `json:"client"`
 		Page   float64 `json:"page"`
 		Host   float64 `json:"host"`
+		Stream float64 `json:"stream"` // 0: not noted
 	}
 	type result struct {
 		Samples []sample `json:"samples"`
@@ -251,7 +257,7 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 	for (const s of await res.json()) { // newest first
 		if (s.client && s.ended && !(s.client in ended) && Date.parse(s.started) >= %d) ended[s.client] = Date.parse(s.ended);
 	}
-	const samples = Object.entries(w.booted).filter(([c]) => c in ended).map(([c, at]) => ({ client: c, page: at, host: ended[c] }));
+	const samples = Object.entries(w.booted).filter(([c]) => c in ended).map(([c, at]) => ({ client: c, page: at, host: ended[c], stream: (window.stormStream || {})[c] || 0 }));
 	return { samples, booted: Object.keys(w.booted).length, modes: w.modes,
 		heap: performance.memory ? performance.memory.usedJSHeapSize : -1, dom: document.getElementsByTagName("*").length };
 })()`, since.UnixMilli()), chromedp.EvalAwaitPromise))
@@ -263,6 +269,11 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 	for _, s := range r.Samples {
 		page, host := time.UnixMilli(int64(s.Page)), time.UnixMilli(int64(s.Host))
 		l.Lags = append(l.Lags, page.Sub(host))
+		if s.Stream > 0 {
+			stream := time.UnixMilli(int64(s.Stream))
+			l.StreamLags = append(l.StreamLags, stream.Sub(host))
+			l.DrawLags = append(l.DrawLags, page.Sub(stream))
+		}
 		if page.After(l.LastPage) {
 			l.LastPage = page
 		}
@@ -271,6 +282,8 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 		}
 	}
 	slices.Sort(l.Lags)
+	slices.Sort(l.StreamLags)
+	slices.Sort(l.DrawLags)
 	if werr != nil {
 		return l, fmt.Errorf("%d of %d tiles booted on the page: %w", l.Booted, want, werr)
 	}
@@ -329,6 +342,14 @@ func (r consoleReport) print(w io.Writer, n int) {
 	if len(l.Lags) > 0 {
 		fmt.Fprintf(w, "host session end → tile booted, %d tiles: p50 %s ms, p90 %s ms, p99 %s ms, max %s ms\n",
 			len(l.Lags), ms(percentile(l.Lags, 50)), ms(percentile(l.Lags, 90)), ms(percentile(l.Lags, 99)), ms(l.Lags[len(l.Lags)-1]))
+		dist := func(what string, ds []time.Duration) {
+			if len(ds) > 0 {
+				fmt.Fprintf(w, "  %-40s p50 %s ms, p90 %s ms, p99 %s ms, max %s ms\n", what,
+					ms(percentile(ds, 50)), ms(percentile(ds, 90)), ms(percentile(ds, 99)), ms(ds[len(ds)-1]))
+			}
+		}
+		dist("of which host → event in the page:", l.StreamLags)
+		dist("and event in the page → tile drawn:", l.DrawLags)
 		fmt.Fprintf(w, "last boot ended on the host → the page's booted count at %d: %s ms\n", l.Booted, ms(l.LastPage.Sub(l.LastHost)))
 	}
 	fmt.Fprintf(w, "watching page after the storm: JS heap %.1f MiB, %d DOM elements; stream indicator %s; fell back to polling: %v\n",
@@ -346,6 +367,19 @@ func idleFloor(ctx context.Context, h *dlsHost, n int) (*consolePage, floorLoad,
 	if err != nil {
 		return nil, floorLoad{}, err
 	}
+	// The watching tab also notes when each booted event arrives from the
+	// stream (a listener of its own on the page's EventSource, before the
+	// page's): the lag splits into host → page and page → tile.
+	tctx, cancel := context.WithTimeout(p.tab, 30*time.Second)
+	err = chromedp.Do(tctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: streamNotes})
+		return err
+	}))
+	cancel()
+	if err != nil {
+		p.close()
+		return nil, floorLoad{}, fmt.Errorf("note the stream's arrivals: %w", err)
+	}
 	var f floorLoad
 	for i, tag := range []string{"idle-warm", "idle"} {
 		if f, err = p.load(ctx, p.tab, tag, nil); err != nil {
@@ -362,6 +396,22 @@ func idleFloor(ctx context.Context, h *dlsHost, n int) (*consolePage, floorLoad,
 	}
 	return p, f, nil
 }
+
+// streamNotes wraps the page's EventSource: each client's first booted
+// session event is noted with its arrival time in window.stormStream.
+const streamNotes = `(() => {
+	const ES = window.EventSource;
+	window.stormStream = {};
+	window.EventSource = class extends ES {
+		constructor(...args) {
+			super(...args);
+			this.addEventListener("session", (ev) => {
+				const e = JSON.parse(ev.data);
+				if (e.state === "booted" && !(e.client in window.stormStream)) window.stormStream[e.client] = Date.now();
+			});
+		}
+	};
+})();`
 
 // stormFloor opens the floor in a second tab -console-at after the
 // power-on (0: half the ramp, at least 1 s; below 0: never, answering
