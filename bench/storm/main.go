@@ -9,7 +9,10 @@
 // latencies, the servers' CPU and peak RSS, and the ratios DLS/reference.
 // With -chaos it kills each plugin and the host mid-storm and checks that
 // every machine still boots with no duplicate lease and no lost write;
-// with -loop it soaks DLS and records its processes over time.
+// with -loop it soaks DLS and records its processes over time; with
+// -console it storms DLS with and without the floor console open in
+// chromium and measures the page (first render, heap, lag) beside the
+// storm.
 //
 // It runs as root inside the clients' network namespace; the servers run
 // in -server-ns (see run.sh, which makes both).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench-storm / bench-storm-chaos / bench-storm-soak (root): two
+# make bench-storm / bench-storm-chaos / bench-storm-soak / bench-storm-console (root): two
 # network namespaces joined by a veth — the servers' (10.99.0.1/16 on
 # vsrv) and the machines' (10.99.0.2/16 on vcli) — then the storm tool in
 # the machines' namespace. Every namespace and process of the run goes at
