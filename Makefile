@@ -110,7 +110,7 @@ bench-iscsi: ## DLS's iSCSI target vs tgt on one file: qemu-img bench and iscsi-
 conformance-iscsi: ## libiscsi iscsi-test-cu against DLS and tgt, passed/total for both (root)
 	bash bench/iscsi/conformance.sh
 
-.PHONY: bench-storm bench-storm-chaos bench-storm-soak
+.PHONY: bench-storm bench-storm-chaos bench-storm-soak bench-storm-console
 STORM_N ?= 1000
 bench-storm: ## boot storm of STORM_N (1000) simulated machines, all at once: DLS, then dnsmasq+httpd+tgt, ratios (root)
 	bash bench/storm/run.sh -n $(STORM_N) $(ARGS)
@@ -120,6 +120,9 @@ bench-storm-chaos: ## boot storm ramped over 30 s; kill -9 of each plugin and th
 
 bench-storm-soak: ## DLS storms back to back for STORM_LOOP (30m); host and plugin RSS, threads, fds, goroutines to storm-soak.csv (root)
 	bash bench/storm/run.sh -n $(STORM_N) -loop $(or $(STORM_LOOP),30m) -csv $(CURDIR)/storm-soak.csv $(ARGS)
+
+bench-storm-console: ## DLS storm with and without the floor console open in chromium: first render idle / mid-storm, heap, DOM, lag, storm ratios (root)
+	bash bench/storm/run.sh -n $(STORM_N) -stacks dls -console $(ARGS)
 
 proto: tools ## regenerate sdk/proto/dlsv1 from sdk/proto/*.proto
 	cd sdk/proto && PATH="$(GOBIN):$$PATH" protoc -I . \

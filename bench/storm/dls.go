@@ -40,6 +40,9 @@ type dlsHost struct {
 	serverIP string
 	proc     *lab.Proc
 	http     *http.Client
+	// consolePassword is the password of the admin the console signs
+	// in as (-console), "" when the host has none.
+	consolePassword string
 }
 
 // dlsConfig writes dls.hcl for the storm: one client block per machine.
@@ -69,6 +72,9 @@ boot {
 }
 
 database "sqlite" {}
+
+# The console's users (-console adds an admin with dls user add).
+auth "local" "users" {}
 
 storage "dir" "local" {
   config {
@@ -111,8 +117,8 @@ protocol "iscsi" "disks" {
 	if register {
 		machines = nil
 	}
-	for _, m := range machines {
-		fmt.Fprintf(&b, "\nclient %q {\n  mac   = %q\n  image = \"storm\"\n}\n", m.Name, m.MAC)
+	for i, m := range machines {
+		fmt.Fprintf(&b, "\nclient %q {\n  mac    = %q\n  image  = \"storm\"\n  labels = { room = \"r%02d\" }\n}\n", m.Name, m.MAC, i/40)
 	}
 	path := filepath.Join(dir, "dls.hcl")
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
@@ -134,7 +140,9 @@ func loginLimit(n int) string {
 	return fmt.Sprintf("\n    max_login_connections = %d", n)
 }
 
-func startDLS(ctx context.Context, l *lab.Lab, ns *lab.NS, dir, bin, iface, serverIP, image, bootFile string, maxLogins int, machines []machine, register bool) (*dlsHost, error) {
+// startDLS writes the host's config in dir and starts it; with console,
+// it first adds the admin the console signs in as.
+func startDLS(ctx context.Context, l *lab.Lab, ns *lab.NS, dir, bin, iface, serverIP, image, bootFile string, maxLogins int, machines []machine, register, console bool) (*dlsHost, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "var", "plugins", "boot", "tftp"), 0o755); err != nil {
 		return nil, err
 	}
@@ -151,12 +159,17 @@ func startDLS(ctx context.Context, l *lab.Lab, ns *lab.NS, dir, bin, iface, serv
 	}
 	h := &dlsHost{lab: l, ns: ns, dir: dir, bin: bin, config: cfg, serverIP: serverIP,
 		http: &http.Client{Timeout: 10 * time.Second}}
+	if console {
+		if h.consolePassword, err = h.addConsoleUser(); err != nil {
+			return nil, err
+		}
+	}
 	return h, h.start(ctx)
 }
 
 // start runs `dls serve` and waits for /readyz.
 func (h *dlsHost) start(ctx context.Context) error {
-	p, err := h.lab.Start("dls", h.ns.Command(filepath.Join(h.bin, "dls"), "serve", "--config", h.config))
+	p, err := h.lab.Start(filepath.Base(h.dir), h.ns.Command(filepath.Join(h.bin, "dls"), "serve", "--config", h.config))
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,10 @@
 // latencies, the servers' CPU and peak RSS, and the ratios DLS/reference.
 // With -chaos it kills each plugin and the host mid-storm and checks that
 // every machine still boots with no duplicate lease and no lost write;
-// with -loop it soaks DLS and records its processes over time.
+// with -loop it soaks DLS and records its processes over time; with
+// -console it storms DLS with and without the floor console open in
+// chromium and measures the page (first render, heap, lag) beside the
+// storm.
 //
 // It runs as root inside the clients' network namespace; the servers run
 // in -server-ns (see run.sh, which makes both).
@@ -37,29 +40,32 @@ import (
 )
 
 type options struct {
-	n           int
-	ramp        time.Duration
-	readMiB     int
-	imageMiB    int
-	stacks      string
-	chaos       bool
-	loop        time.Duration
-	sample      time.Duration
-	csv         string
-	work        string
-	bin         string
-	serverNS    string
-	iface       string
-	serverIP    string
-	relayIP     string
-	clientIface string
-	prefixLen   int
-	bootFile    string
-	deadline    time.Duration
-	resultsJSON string
-	maxLogins   int
-	cold        bool
-	unknown     string
+	n            int
+	ramp         time.Duration
+	readMiB      int
+	imageMiB     int
+	stacks       string
+	chaos        bool
+	loop         time.Duration
+	sample       time.Duration
+	csv          string
+	work         string
+	bin          string
+	serverNS     string
+	iface        string
+	serverIP     string
+	relayIP      string
+	clientIface  string
+	prefixLen    int
+	bootFile     string
+	deadline     time.Duration
+	resultsJSON  string
+	maxLogins    int
+	cold         bool
+	unknown      string
+	console      bool
+	consoleAt    time.Duration
+	consoleFirst bool
 }
 
 func main() {
@@ -86,6 +92,9 @@ func main() {
 	flag.IntVar(&o.maxLogins, "iscsi-max-logins", 0, "DLS's iSCSI max_login_connections (0: the plugin's default)")
 	flag.BoolVar(&o.cold, "cold", false, "DLS: power on at /readyz, while the declared clients' clones are still being made (default: wait for dls_volumes_pending 0, as the reference's targets are made before it is ready)")
 	flag.StringVar(&o.unknown, "unknown", "", `DLS only: "register" declares no client, the machines are registered at their first DHCP (unknown_clients = "register") and boot`)
+	flag.BoolVar(&o.console, "console", false, "DLS: storm twice on fresh hosts, without and then with the floor console open in chromium (signed in as an admin); print the page's first render idle and mid-storm, its heap, DOM size and lag behind the host, and the storm's ratios with / without the page (skipped when chromium is missing)")
+	flag.DurationVar(&o.consoleAt, "console-at", 0, "-console: open the floor in a second tab this long after the power-on (0: half the ramp, at least 1 s; below 0: only the tab opened before the storm watches)")
+	flag.BoolVar(&o.consoleFirst, "console-first", false, "-console: the storm with the page first, then the one without")
 	flag.StringVar(&o.resultsJSON, "results", "", "write every machine's outcome (leases, its acknowledged write) here as JSON")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -190,38 +199,53 @@ func run(o options) error {
 	var all []*outcome
 	var dlsSum, refSum summary
 	failed := false
-	if doDLS {
-		c.stack = stack{Name: "DLS", HTTPPort: 9180, WriteOffset: int64(o.imageMiB) << 20 / 2}
-		t0 := time.Now()
-		h, err := startDLS(ctx, l, ns, filepath.Join(o.work, "dls"), o.bin, o.iface, o.serverIP, image, o.bootFile, o.maxLogins, machines, o.unknown == "register")
-		if err != nil {
-			return fmt.Errorf("start DLS: %w", err)
+	if o.console && (o.chaos || o.loop > 0 || !doDLS) {
+		return errors.New("-console: with the DLS stack only, not with -chaos or -loop")
+	}
+	if o.console {
+		if _, err := findChromium(); err != nil {
+			fmt.Printf("-console skipped: %v\n", err)
+			o.console = false
 		}
-		logf("DLS ready in %.1f s (host log %s)", time.Since(t0).Seconds(), h.proc.Log)
-		if !o.cold {
-			t1 := time.Now()
-			if err := h.awaitVolumes(ctx); err != nil {
-				h.stop()
-				return err
+	}
+	if doDLS && o.console {
+		// The same storm on two fresh hosts, the page watching one of
+		// them: what the page costs the boots is the ratio. The second
+		// storm of a run finds warmer caches: -console-first swaps the
+		// order, so that runs of both orders tell that apart.
+		order := []bool{false, true}
+		if o.consoleFirst {
+			order = []bool{true, false}
+		}
+		var with, without summary
+		for _, page := range order {
+			if ctx.Err() != nil {
+				break
 			}
-			logf("DLS: every client's clone made %.1f s after /readyz", time.Since(t1).Seconds())
-		}
-		if o.loop > 0 {
-			rounds, err := soak(ctx, c, h, machines, o.ramp, o.loop, o.sample, o.csv, logf)
-			h.stop()
+			dir := "dls"
+			if page {
+				dir = "dls-console"
+			}
+			outs, sum, bad, err := runDLS(ctx, c, l, ns, o, machines, image, dir, page)
 			if err != nil {
 				return err
 			}
-			for _, s := range rounds {
-				if s.Done != s.Machines {
-					failed = true
-				}
+			all, failed = append(all, outs...), failed || bad
+			if page {
+				with, dlsSum = sum, sum
+			} else {
+				without = sum
 			}
-			logf("soak: %d rounds, samples in %s", len(rounds), o.csv)
-		} else {
-			outs, sum, bad := dlsStorm(ctx, c, h, machines, o)
-			all, dlsSum, failed = append(all, outs...), sum, failed || bad
 		}
+		if with.Machines > 0 && without.Machines > 0 {
+			printRatios(os.Stdout, "DLS with the console watching / without", with, without)
+		}
+	} else if doDLS {
+		outs, sum, bad, err := runDLS(ctx, c, l, ns, o, machines, image, "dls", false)
+		if err != nil {
+			return err
+		}
+		all, dlsSum, failed = append(all, outs...), sum, failed || bad
 	}
 	if doRef && ctx.Err() == nil {
 		c.stack = stack{Name: "reference", HTTPPort: 9180, WriteLUNDelta: 1}
@@ -259,7 +283,7 @@ func run(o options) error {
 		all = append(all, outs...)
 	}
 	if doDLS && doRef && dlsSum.Machines > 0 && refSum.Machines > 0 {
-		printRatios(os.Stdout, dlsSum, refSum)
+		printRatios(os.Stdout, "DLS / reference ("+refSum.Stack+")", dlsSum, refSum)
 	}
 	if o.resultsJSON != "" {
 		b, err := json.MarshalIndent(all, "", " ")
@@ -276,14 +300,77 @@ func run(o options) error {
 	return ctx.Err()
 }
 
+// runDLS starts a DLS host in work/dir, waits for its clones (unless
+// -cold), and storms it (or soaks it with -loop); with page, the floor
+// console watches the storm (-console).
+func runDLS(ctx context.Context, c *chain, l *lab.Lab, ns *lab.NS, o options, machines []machine, image, dir string, page bool) ([]*outcome, summary, bool, error) {
+	c.stack = stack{Name: "DLS", HTTPPort: 9180, WriteOffset: int64(o.imageMiB) << 20 / 2}
+	if page {
+		c.stack.Name = "DLS, the console watching"
+	}
+	t0 := time.Now()
+	h, err := startDLS(ctx, l, ns, filepath.Join(o.work, dir), o.bin, o.iface, o.serverIP, image, o.bootFile, o.maxLogins, machines, o.unknown == "register", page)
+	if err != nil {
+		return nil, summary{}, false, fmt.Errorf("start DLS: %w", err)
+	}
+	logf("DLS ready in %.1f s (host log %s)", time.Since(t0).Seconds(), h.proc.Log)
+	if !o.cold {
+		t1 := time.Now()
+		if err := h.awaitVolumes(ctx); err != nil {
+			h.stop()
+			return nil, summary{}, false, err
+		}
+		logf("DLS: every client's clone made %.1f s after /readyz", time.Since(t1).Seconds())
+	}
+	if o.loop > 0 {
+		rounds, err := soak(ctx, c, h, machines, o.ramp, o.loop, o.sample, o.csv, logf)
+		h.stop()
+		if err != nil {
+			return nil, summary{}, false, err
+		}
+		failed := false
+		for _, s := range rounds {
+			if s.Done != s.Machines {
+				failed = true
+			}
+		}
+		logf("soak: %d rounds, samples in %s", len(rounds), o.csv)
+		return nil, summary{}, failed, nil
+	}
+	outs, sum, failed := dlsStorm(ctx, c, h, machines, o)
+	return outs, sum, failed, nil
+}
+
 // dlsStorm runs one storm against h (with chaos when asked), then checks
 // the writes and the leases, and prints the summary.
 func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o options) ([]*outcome, summary, bool) {
 	failed := false
+	var page *consolePage
+	var crep consoleReport
+	if h.consolePassword != "" {
+		var err error
+		page, crep.Idle, err = idleFloor(ctx, h, len(machines))
+		if err != nil {
+			fmt.Printf("console: %v\n", err)
+			return nil, summary{Stack: c.stack.Name}, true
+		}
+		defer page.close()
+	}
 	before := h.procs()
+	var browserBefore float64
+	if page != nil {
+		browserBefore = page.cpu()
+	}
 	sctx, cancel := context.WithTimeout(ctx, o.deadline)
 	var done atomic.Int64
 	start := time.Now()
+	midStorm := make(chan struct{})
+	go func() {
+		defer close(midStorm)
+		if page != nil {
+			crep.OpenedAt, crep.Storm, crep.StormErr = stormFloor(sctx, page, start, o, &done)
+		}
+	}()
 	var cres chaosResult
 	chaosDone := make(chan struct{})
 	go func() {
@@ -307,10 +394,25 @@ func dlsStorm(ctx context.Context, c *chain, h *dlsHost, machines []machine, o o
 	}
 	progress.Stop()
 	<-chaosDone
+	<-midStorm
 	cancel()
-	sum := summarize("DLS", outs)
+	sum := summarize(c.stack.Name, outs)
 	sum.Procs = usage(before, h.procs())
+	if page != nil {
+		crep.BrowserCPU = page.cpu() - browserBefore
+	}
 	sum.print(os.Stdout)
+	if page != nil {
+		booted := 0
+		for _, o := range outs {
+			if o.Done {
+				booted++
+			}
+		}
+		crep.Live, crep.LiveErr = page.liveness(ctx, booted, start, 60*time.Second)
+		crep.print(os.Stdout, len(machines))
+		failed = failed || crep.LiveErr != nil || crep.StormErr != nil
+	}
 	if m, err := h.metrics(ctx); err == nil {
 		loginSteps(os.Stdout, m)
 	}

@@ -125,3 +125,30 @@ func usage(before, after map[string]procSample) []procUsage {
 	}
 	return out
 }
+
+// treeCPU is the CPU (seconds, reaped children's included) of pid and
+// every process below it: a browser and its renderers.
+func treeCPU(pid int) float64 {
+	parent := map[int]int{}
+	samples := map[int]procSample{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if s, err := readProc(p); err == nil {
+			parent[p], samples[p] = s.PPid, s
+		}
+	}
+	var cpu float64
+	for p, s := range samples {
+		for q := p; q > 1; q = parent[q] {
+			if q == pid {
+				cpu += s.CPU + s.ChildCPU
+				break
+			}
+		}
+	}
+	return cpu
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench-storm / bench-storm-chaos / bench-storm-soak (root): two
+# make bench-storm / bench-storm-chaos / bench-storm-soak / bench-storm-console (root): two
 # network namespaces joined by a veth — the servers' (10.99.0.1/16 on
 # vsrv) and the machines' (10.99.0.2/16 on vcli) — then the storm tool in
 # the machines' namespace. Every namespace and process of the run goes at
@@ -52,7 +52,7 @@ echo "== build"
 nice -n 15 go build -o "$work/storm" ./bench/storm
 mkdir -p "$work/bin"
 nice -n 15 go build -o "$work/bin/dls" ./core/cmd/dls
-for p in protocol/dhcp protocol/tftp protocol/iscsi storage/dir; do
+for p in protocol/dhcp protocol/tftp protocol/iscsi storage/dir auth/local; do
 	nice -n 15 go build -o "$work/bin/plugins/dls-$(echo $p | tr / -)" "./plugins/$p"
 done
 

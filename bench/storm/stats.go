@@ -159,9 +159,10 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f", a/b)
 }
 
-// printRatios prints DLS/reference for the total time and per stage.
-func printRatios(w io.Writer, dls, ref summary) {
-	fmt.Fprintf(w, "\n== DLS / reference (%s): below 1 means DLS is faster\n", ref.Stack)
+// printRatios prints a/b (titled what) for the total time, per stage and
+// for the servers' CPU: below 1, a is faster.
+func printRatios(w io.Writer, what string, dls, ref summary) {
+	fmt.Fprintf(w, "\n== %s: below 1 means the first is faster\n", what)
 	fmt.Fprintf(w, "%-12s %10s %10s\n", "", "p50", "p99")
 	for _, st := range stages {
 		a, b := dls.Stages[st], ref.Stages[st]
