@@ -40,6 +40,11 @@ func TestPageAndModules(t *testing.T) {
 		t.Fatalf("modules %v, %v", js, err)
 	}
 	for _, f := range js {
+		// Preloaded, so the browser fetches every module at once rather
+		// than finding them import by import.
+		if f != "ui/app.js" && !strings.Contains(page, `<link rel="modulepreload" href="/`+f+`">`) {
+			t.Errorf("page does not preload %s", f)
+		}
 		w := get(t, "/"+f)
 		if w.Code != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/javascript") {
 			t.Errorf("GET /%s: %d %s", f, w.Code, w.Header().Get("Content-Type"))
@@ -47,6 +52,33 @@ func TestPageAndModules(t *testing.T) {
 	}
 	if w := get(t, "/ui/style.css"); !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") {
 		t.Errorf("style.css: %s", w.Header().Get("Content-Type"))
+	}
+}
+
+// TestRevalidation: a file asked for again with the tag it was served
+// with costs a 304 and no body; a changed tag gets the file.
+func TestRevalidation(t *testing.T) {
+	for _, path := range []string{"/", "/ui/app.js", "/ui/style.css"} {
+		first := get(t, path)
+		tag := first.Header().Get("ETag")
+		if first.Code != http.StatusOK || tag == "" {
+			t.Fatalf("GET %s: %d, ETag %q", path, first.Code, tag)
+		}
+		for _, tc := range []struct {
+			tag  string
+			want int
+		}{{tag, http.StatusNotModified}, {`"other"`, http.StatusOK}} {
+			req := httptest.NewRequest("GET", path, nil)
+			req.Header.Set("If-None-Match", tc.tag)
+			w := httptest.NewRecorder()
+			Handler().ServeHTTP(w, req)
+			if w.Code != tc.want || (tc.want == http.StatusNotModified) != (w.Body.Len() == 0) {
+				t.Errorf("GET %s If-None-Match %s: %d with %d bytes, want %d", path, tc.tag, w.Code, w.Body.Len(), tc.want)
+			}
+		}
+	}
+	if a, b := get(t, "/ui/app.js").Header().Get("ETag"), get(t, "/ui/api.js").Header().Get("ETag"); a == b {
+		t.Errorf("two files share the tag %s", a)
 	}
 }
 
