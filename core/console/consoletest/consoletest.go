@@ -132,11 +132,15 @@ func WaitJS(js string) chromedp.Action[chromedp.Void] {
 type CSS = chromedp.CSS
 
 // SignIn signs the console at url in as user, through its form, and
-// waits for the floor's first tile.
+// waits for the floor's first tile. The page is loaded afresh (a query
+// of its own), so the form is shown only once the page found nobody
+// signed in: a hash change from a page that already shows the form (after
+// SignOut) shows it again after a request, and that reset what the test
+// had typed by then ("invalid username or password" in e2e).
 func SignIn(t *testing.T, ctx context.Context, url, user, password string) {
 	t.Helper()
 	Do(t, ctx, "sign in as "+user,
-		chromedp.Navigate(url+"/#/floor"),
+		chromedp.Navigate(fmt.Sprintf("%s/?signin=%d#/floor", url, time.Now().UnixNano())),
 		chromedp.WaitVisible(CSS(`#signin input[name="username"]`)),
 		chromedp.SendKeys(CSS(`#signin input[name="username"]`), user),
 		chromedp.SendKeys(CSS(`#signin input[name="password"]`), password),

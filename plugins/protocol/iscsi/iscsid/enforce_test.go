@@ -300,7 +300,7 @@ func TestLibiscsiCHAP(t *testing.T) {
 
 func TestRefusedLoginConfigErrors(t *testing.T) {
 	h := plugintest.Start(t, New(), plugintest.WithoutConfigure())
-	errs, err := h.Configure(map[string]any{"refused_login_limit": -1, "refused_login_window": "0s"})
+	errs, err := h.Configure(map[string]any{"refused_login_limit": -1, "refused_login_window": "0s", "dead_peer_timeout": "2s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,12 +308,12 @@ func TestRefusedLoginConfigErrors(t *testing.T) {
 	for _, e := range errs {
 		paths = append(paths, e.Path)
 	}
-	if !slices.Equal(paths, []string{"refused_login_limit", "refused_login_window"}) {
+	if !slices.Equal(paths, []string{"refused_login_limit", "refused_login_window", "dead_peer_timeout"}) {
 		t.Errorf("errors %v", errs)
 	}
 	// The defaults: bound, and rate-limited.
 	cfg := New().NewConfig().(*Config)
-	if !cfg.BindToLease || cfg.RefusedLimit != 10 || cfg.RefusedWindow != time.Minute {
-		t.Errorf("defaults bind_to_lease %v, refused_login_limit %d, refused_login_window %s", cfg.BindToLease, cfg.RefusedLimit, cfg.RefusedWindow)
+	if !cfg.BindToLease || cfg.RefusedLimit != 10 || cfg.RefusedWindow != time.Minute || cfg.DeadPeerTimeout != 30*time.Second {
+		t.Errorf("defaults bind_to_lease %v, refused_login_limit %d, refused_login_window %s, dead_peer_timeout %s", cfg.BindToLease, cfg.RefusedLimit, cfg.RefusedWindow, cfg.DeadPeerTimeout)
 	}
 }

@@ -53,7 +53,12 @@ type Config struct {
 	RefusedLimit     int           `hcl:"refused_login_limit,optional" doc:"refused logins from one source address within refused_login_window before further logins from it are refused at once (counted as rate_limited); 0: no limit"`
 	RefusedWindow    time.Duration `hcl:"refused_login_window,optional" doc:"window of refused_login_limit"`
 	MaxBufferBytes   int           `hcl:"max_buffer_bytes,optional" doc:"bytes of read and write data buffers of all sessions together; past it a command waits for buffers (then BUSY) instead of allocating (1048576 or more)"`
+	DeadPeerTimeout  time.Duration `hcl:"dead_peer_timeout,optional" doc:"a connection whose peer answered nothing for this long (a machine powered off without logging out) is closed, its session ended and its volume released: TCP keepalive when idle, TCP_USER_TIMEOUT with data in flight (3s or more)"`
 }
+
+// minDeadPeerTimeout is the smallest dead_peer_timeout: keepalive's idle
+// time and interval are whole seconds, at least one each.
+const minDeadPeerTimeout = 3 * time.Second
 
 // minBufferBytes is the smallest max_buffer_bytes: four 256 KiB reads.
 const minBufferBytes = 1 << 20
@@ -129,7 +134,7 @@ func (p *Plugin) NewConfig() any {
 		Digests: true, LoginTimeout: 30 * time.Second, EndStaleSessions: true,
 		MaxLoginConns: target.DefaultMaxLoginConnections, BindToLease: true,
 		RefusedLimit: target.DefaultRefusedLoginLimit, RefusedWindow: target.DefaultRefusedLoginWindow,
-		MaxBufferBytes: target.DefaultMaxBufferBytes,
+		MaxBufferBytes: target.DefaultMaxBufferBytes, DeadPeerTimeout: target.DefaultDeadPeerTimeout,
 	}
 }
 
@@ -181,6 +186,9 @@ func (p *Plugin) Configure(_ context.Context, req base.ConfigureRequest) error {
 	}
 	if c.MaxBufferBytes < minBufferBytes {
 		errs.Add(config.Errorf("max_buffer_bytes", "max_buffer_bytes must be %d or more", minBufferBytes))
+	}
+	if c.DeadPeerTimeout < minDeadPeerTimeout {
+		errs.Add(config.Errorf("dead_peer_timeout", "dead_peer_timeout must be %s or more (keepalive counts whole seconds)", minDeadPeerTimeout))
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -236,6 +244,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		LoginTimeout:        p.cfg.LoginTimeout,
 		MaxLoginConnections: p.cfg.MaxLoginConns,
 		MaxBufferBytes:      int64(p.cfg.MaxBufferBytes),
+		DeadPeerTimeout:     p.cfg.DeadPeerTimeout,
 	}
 	p.bufLimit.Set(float64(p.cfg.MaxBufferBytes))
 	p.srv, p.ln, p.serving = srv, ln, true

@@ -191,6 +191,14 @@ type Server struct {
 	// BufferWait bounds that wait (0: DefaultBufferWait); a command that
 	// waited that long ends with BUSY, which initiators retry.
 	BufferWait time.Duration
+	// DeadPeerTimeout is how long a connection whose peer vanished (a
+	// machine powered off: nothing sends a FIN) keeps its session and
+	// volume: TCP keepalive probes an idle connection and closes it when
+	// the peer has answered nothing for that long, and TCP_USER_TIMEOUT
+	// (Linux) does the same for one with data unacknowledged. 0:
+	// DefaultDeadPeerTimeout; under 3 s it is 3 s (keepalive counts in
+	// seconds).
+	DeadPeerTimeout time.Duration
 
 	refusalsOnce sync.Once
 	refused      *refusals
@@ -371,8 +379,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
-			_ = tc.SetKeepAlive(true)
-			_ = tc.SetKeepAlivePeriod(30 * time.Second)
+			s.detectDeadPeer(tc)
 		}
 		c := newConn(ctx, s, nc)
 		s.mu.Lock()
@@ -394,6 +401,50 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			delete(s.conns, c)
 			s.mu.Unlock()
 		}()
+	}
+}
+
+// DefaultDeadPeerTimeout is DeadPeerTimeout when unset. iPXE does not
+// answer NOP-In pings, so a target cannot ping a session to see whether
+// its machine is still there; every TCP stack, iPXE's too, answers a
+// keepalive probe. The system's keepalive (2 h, or 30 s idle then 9 probes
+// 30 s apart as this target used to set: 5 min) kept a powered-off
+// machine's volume attached, and its reset refused, for minutes.
+const DefaultDeadPeerTimeout = 30 * time.Second
+
+// minDeadPeerTimeout is the smallest DeadPeerTimeout: keepalive's idle
+// time and interval are whole seconds.
+const minDeadPeerTimeout = 3 * time.Second
+
+// deadPeerTimeout is DeadPeerTimeout with its default and floor.
+func (s *Server) deadPeerTimeout() time.Duration {
+	if s.DeadPeerTimeout <= 0 {
+		return DefaultDeadPeerTimeout
+	}
+	return max(s.DeadPeerTimeout, minDeadPeerTimeout)
+}
+
+// deadPeerKeepAlive is the keepalive that gives up on a silent peer
+// within d: d/3 idle, then 4 probes d/6 apart (30 s: 10 s, then 5 s x 4).
+func deadPeerKeepAlive(d time.Duration) net.KeepAliveConfig {
+	return net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     max(d/3, time.Second),
+		Interval: max(d/6, time.Second),
+		Count:    4,
+	}
+}
+
+// detectDeadPeer makes the kernel close tc once its peer has answered
+// nothing for deadPeerTimeout, idle or not. The close ends the
+// connection's reads, hence its session, and releases the volume.
+func (s *Server) detectDeadPeer(tc *net.TCPConn) {
+	d := s.deadPeerTimeout()
+	if err := tc.SetKeepAliveConfig(deadPeerKeepAlive(d)); err != nil {
+		s.logger().Debug("set TCP keepalive", "error", err)
+	}
+	if err := setUserTimeout(tc, d); err != nil {
+		s.logger().Debug("set TCP_USER_TIMEOUT", "error", err)
 	}
 }
 
