@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,21 +25,12 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/dls-project/dls/core/console/consoletest"
 	"github.com/dls-project/dls/e2e/lab"
 )
 
 // consoleUser is the admin the storm's host gets for the console.
 const consoleUser = "storm-admin"
-
-// findChromium is the browser's path, or an error saying how to get it.
-func findChromium() (string, error) {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("chromium is not installed (apt-get install chromium)")
-}
 
 // addConsoleUser makes the host's admin for the browser with `dls user
 // add` (before `dls serve`, as an admin would) and returns its password.
@@ -105,7 +95,7 @@ type consolePage struct {
 // would take as a network change and drop its connections for), signs in
 // through the form and leaves the first tab on the floor.
 func openConsole(ctx context.Context, ns *lab.NS, url, password string, n int) (*consolePage, error) {
-	bin, err := findChromium()
+	bin, err := consoletest.FindChromium()
 	if err != nil {
 		return nil, err
 	}
@@ -290,21 +280,10 @@ func (p *consolePage) liveness(ctx context.Context, want int, since time.Time, w
 	return l, nil
 }
 
-// waitJS polls js in the page until it answers true.
+// waitJS polls js in the page until it answers true, every 10 ms: it
+// times first renders.
 func waitJS(js string) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-		for {
-			ok, err := chromedp.Evaluate[bool](js)(ctx, tg)
-			if err != nil || ok {
-				return chromedp.Void{}, err
-			}
-			select {
-			case <-ctx.Done():
-				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w", js, ctx.Err())
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
+	return consoletest.PollJS(js, 10*time.Millisecond)
 }
 
 // consoleReport is what -console prints after the storm with the page.

@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dls-project/dls/core/console/consoletest"
 	"github.com/dls-project/dls/e2e/lab"
 )
 
@@ -203,7 +204,7 @@ func run(o options) error {
 		return errors.New("-console: with the DLS stack only, not with -chaos or -loop")
 	}
 	if o.console {
-		if _, err := findChromium(); err != nil {
+		if _, err := consoletest.FindChromium(); err != nil {
 			fmt.Printf("-console skipped: %v\n", err)
 			o.console = false
 		}

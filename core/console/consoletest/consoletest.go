@@ -5,6 +5,7 @@ package consoletest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,13 +22,22 @@ func Chromium(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("a real browser: not in -short")
 	}
+	p, err := FindChromium()
+	if err != nil {
+		t.Skip(err)
+	}
+	return p
+}
+
+// FindChromium is the browser's path, or an error saying how to get it
+// (for tools that run it outside a test: bench/storm -console).
+func FindChromium() (string, error) {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
-			return p
+			return p, nil
 		}
 	}
-	t.Skip("chromium is not installed (apt-get install chromium)")
-	return ""
+	return "", errors.New("chromium is not installed (apt-get install chromium)")
 }
 
 // Artifacts is where screenshots go, made if missing:
@@ -112,7 +122,11 @@ func Eval[T any](js string) chromedp.Action[T] {
 }
 
 // WaitJS polls js until it answers true.
-func WaitJS(js string) chromedp.Action[chromedp.Void] {
+func WaitJS(js string) chromedp.Action[chromedp.Void] { return PollJS(js, 20*time.Millisecond) }
+
+// PollJS polls js every interval until it answers true; a measurement
+// that times the wait polls more often.
+func PollJS(js string, every time.Duration) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 		for {
 			ok, err := chromedp.Evaluate[bool](js)(ctx, tg)
@@ -122,7 +136,7 @@ func WaitJS(js string) chromedp.Action[chromedp.Void] {
 			select {
 			case <-ctx.Done():
 				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w", js, ctx.Err())
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(every):
 			}
 		}
 	}
