@@ -218,11 +218,16 @@ func (s *memStore) ListSessions(_ context.Context, f store.SessionFilter) ([]sto
 	defer s.mu.Unlock()
 	var out []store.Session
 	for _, ss := range s.sessions {
-		if (f.Client == "" || ss.Client == f.Client) && (f.State == "" || ss.State == f.State) && !ss.Started.Before(f.Since) {
+		if (f.Client == "" || ss.Client == f.Client) && (f.State == "" || ss.State == f.State) && !ss.Started.Before(f.Since) && (f.Before.IsZero() || ss.Started.Before(f.Before)) {
 			out = append(out, ss)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	sort.Slice(out, func(i, j int) bool { // as the stores: newest Started first
+		if !out[i].Started.Equal(out[j].Started) {
+			return out[i].Started.After(out[j].Started)
+		}
+		return out[i].ID > out[j].ID
+	})
 	if f.Latest {
 		seen := map[string]bool{}
 		out = slices.DeleteFunc(out, func(ss store.Session) bool {

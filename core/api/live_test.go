@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -212,4 +213,33 @@ func TestBootTimes(t *testing.T) {
 		t.Errorf("12:00 %+v: want 1 active", h12)
 	}
 	e.wantError(e.do("GET", "/boot-times?hours=0", v.AccessToken, nil), http.StatusBadRequest, "hours", "hours")
+}
+
+// TestBootTimesPagesThroughTheStore: a morning of more sessions than the
+// store answers at once is charted whole, storms of one millisecond
+// included; more than a page in one millisecond is said to be truncated.
+func TestBootTimesPagesThroughTheStore(t *testing.T) {
+	e := newEnv(t) // the clock is at 12:00 UTC
+	now := e.clock.Now()
+	const n = 2*store.MaxSessionLimit + 500
+	for i := range n {
+		// 11:00-11:59, in bursts of 300 boots sharing a millisecond.
+		started := now.Add(-time.Hour + time.Duration(i/300)*time.Minute)
+		e.st.sessions[int64(i+1)] = store.Session{ID: int64(i + 1), Client: fmt.Sprintf("pc-%04d", i), State: store.SessionDone,
+			Started: started, Ended: started.Add(time.Duration(1+i%10) * time.Second)}
+	}
+	v := e.login("vera")
+	var bt bootTimesJSON
+	e.want(e.do("GET", "/boot-times?hours=2", v.AccessToken, nil), http.StatusOK, &bt)
+	if bt.Sessions != n || bt.Truncated || bt.Hours[0].Boots != n || bt.Hours[0].P50 != 5 || bt.Hours[0].Max != 10 {
+		t.Fatalf("boot times %+v: want all %d sessions in the 11:00 hour (p50 5 s, max 10 s), not truncated", bt, n)
+	}
+	for i := range store.MaxSessionLimit + 1 {
+		id := int64(n + 1 + i)
+		e.st.sessions[id] = store.Session{ID: id, Client: "pc-storm", State: store.SessionActive, Started: now.Add(-10 * time.Minute)}
+	}
+	e.want(e.do("GET", "/boot-times?hours=2", v.AccessToken, nil), http.StatusOK, &bt)
+	if !bt.Truncated || bt.Sessions < store.MaxSessionLimit {
+		t.Errorf("boot times with %d sessions in one millisecond: %d sessions, truncated %v; want truncated", store.MaxSessionLimit+1, bt.Sessions, bt.Truncated)
+	}
 }

@@ -156,6 +156,10 @@ type SessionFilter struct {
 	// Since, when set, keeps the sessions started at or after it (the
 	// console's boot-time chart of the last hours).
 	Since time.Time
+	// Before, when set, keeps the sessions started before it: with
+	// Since, one window; with the oldest Started of a full answer, the
+	// next page (the store keeps times to the millisecond).
+	Before time.Time
 	// Latest keeps only each client's newest session among those the
 	// other fields keep (sessions with no client are left out): the
 	// console's floor, in one query.

@@ -146,6 +146,10 @@ func (t *Tables) ListSessions(ctx context.Context, f store.SessionFilter) ([]sto
 		where = append(where, "started >= ?")
 		args = append(args, t.d.Time(f.Since))
 	}
+	if !f.Before.IsZero() {
+		where = append(where, "started < ?")
+		args = append(args, t.d.Time(f.Before))
+	}
 	if f.Latest {
 		where = append(where, "client <> ''")
 	}

@@ -373,6 +373,8 @@ func testSessionList(t *testing.T, s store.Store) {
 	list(store.SessionFilter{Client: "pc-09"})
 	list(store.SessionFilter{Since: base.Add(4 * time.Minute)}, "p3-active", "p2-active", "p1-done")
 	list(store.SessionFilter{Since: base.Add(4 * time.Minute), Client: "pc-01"}, "p1-done")
+	list(store.SessionFilter{Before: base.Add(4 * time.Minute)}, "p1-failed", "p2-done", "p1-active")
+	list(store.SessionFilter{Since: base.Add(2 * time.Minute), Before: base.Add(5 * time.Minute)}, "p1-done", "p1-failed", "p2-done")
 	// Each client's newest; the other fields narrow first.
 	list(store.SessionFilter{Latest: true}, "p3-active", "p2-active", "p1-done")
 	list(store.SessionFilter{Latest: true, Limit: 2}, "p3-active", "p2-active")
