@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -54,7 +53,7 @@ func (a *API) bootTimes(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := a.clock.Now().UTC()
 	first := now.Truncate(time.Hour).Add(-time.Duration(hours-1) * time.Hour)
-	ss, truncated, err := a.sessionsSince(r.Context(), first)
+	ss, truncated, err := store.ListAllSessions(r.Context(), a.deps.Store, store.SessionFilter{Since: first}, maxChartSessions)
 	if err != nil {
 		return err
 	}
@@ -95,39 +94,6 @@ func (a *API) bootTimes(w http.ResponseWriter, r *http.Request) error {
 // maxChartSessions bounds what one chart reads: a week of a 1000-machine
 // site booting several times a day.
 const maxChartSessions = 100 * store.MaxSessionLimit
-
-// sessionsSince reads every session started at or after since, newest
-// first, page by page (a store answers at most MaxSessionLimit at once):
-// each page asks for those started before the oldest of the last one,
-// plus that millisecond again, since a storm starts many sessions in one
-// (the repeats are dropped by ID). It reports truncated when it stopped
-// at maxChartSessions or a page brought nothing new.
-func (a *API) sessionsSince(ctx context.Context, since time.Time) ([]store.Session, bool, error) {
-	var out []store.Session
-	seen := map[int64]bool{}
-	f := store.SessionFilter{Since: since, Limit: store.MaxSessionLimit}
-	for {
-		page, err := a.deps.Store.ListSessions(ctx, f)
-		if err != nil {
-			return nil, false, fmt.Errorf("list sessions since %s: %w", since.Format(time.RFC3339), err)
-		}
-		added := 0
-		for _, s := range page {
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				out = append(out, s)
-				added++
-			}
-		}
-		switch {
-		case len(page) < f.Limit:
-			return out, false, nil
-		case added == 0 || len(out) >= maxChartSessions:
-			return out, true, nil
-		}
-		f.Before = page[len(page)-1].Started.Truncate(time.Millisecond).Add(time.Millisecond)
-	}
-}
 
 // percentile is the nearest-rank percentile p (0-1] of sorted values,
 // rounded to milliseconds.

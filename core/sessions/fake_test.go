@@ -110,7 +110,8 @@ func (f *fakeStore) ListSessions(_ context.Context, flt store.SessionFilter) ([]
 	flt = flt.Normalize()
 	var out []store.Session
 	for _, s := range f.sessions {
-		if (flt.Client == "" || s.Client == flt.Client) && (flt.State == "" || s.State == flt.State) {
+		if (flt.Client == "" || s.Client == flt.Client) && (flt.State == "" || s.State == flt.State) &&
+			(flt.Before.IsZero() || s.Started.Before(flt.Before)) {
 			out = append(out, copySession(s))
 		}
 	}

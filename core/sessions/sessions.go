@@ -350,9 +350,14 @@ func New(ctx context.Context, o Options) (*Tracker, error) {
 func (t *Tracker) load(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	act, err := t.sessions.ListSessions(ctx, store.SessionFilter{State: store.SessionActive, Limit: store.MaxSessionLimit})
+	// Every active one, however many machines were booting: one left out
+	// would stay active in the store for good.
+	act, truncated, err := store.ListAllSessions(ctx, t.sessions, store.SessionFilter{State: store.SessionActive}, 0)
 	if err != nil {
 		return fmt.Errorf("load active boot sessions: %w", err)
+	}
+	if truncated {
+		t.logger.Warn("more active boot sessions started in one millisecond than one read answers; some not reloaded", "reloaded", len(act))
 	}
 	for _, st := range act { // newest first
 		s := &session{Session: st, last: st.Started, stored: st.ID}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -745,6 +746,26 @@ func TestRestartReload(t *testing.T) {
 	}
 	if n := e.counter("dls_boot_sessions_total"); n != 0 {
 		t.Errorf("reloaded sessions counted as started: %v", n)
+	}
+}
+
+// TestReloadMoreThanOneRead: a host restarted while more machines were
+// booting than one store read answers reloads every active session (one
+// left out would stay active in the store for good).
+func TestReloadMoreThanOneRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = store.MaxSessionLimit + 200
+	for i := range n {
+		started := t0.Add(time.Duration(i/100) * time.Millisecond) // bursts of 100 in one millisecond
+		if _, err := e.st.CreateSession(ctx, store.Session{Client: fmt.Sprintf("pc-%04d", i), Expect: "handoff",
+			Stages: map[string]time.Time{"dhcp": started}, Started: started}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.tr = e.newTracker()
+	if got := len(e.tr.Active()); got != n {
+		t.Errorf("reloaded %d active sessions, want %d", got, n)
 	}
 }
 

@@ -402,6 +402,45 @@ func testSessionListLimit(t *testing.T, s store.Store) {
 	}
 }
 
+// testSessionPages: store.ListAllSessions reads past one answer's limit,
+// through bursts of sessions started in one millisecond, and says
+// truncated when more than a page share one.
+func testSessionPages(t *testing.T, s store.Store) {
+	b, ok := s.(store.SessionBatcher)
+	if !ok {
+		t.Skip("the store has no store.SessionBatcher to write many sessions at once")
+	}
+	base := ms(time.Now().Add(-time.Hour))
+	write := func(n int, started func(i int) time.Time) {
+		t.Helper()
+		ss := make([]store.Session, n)
+		for i := range ss {
+			ss[i] = store.Session{Client: fmt.Sprintf("pc-%04d", i), State: store.SessionActive, Started: started(i)}
+		}
+		if _, err := b.WriteSessions(t.Context(), ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 2*store.MaxSessionLimit + 300
+	write(n, func(i int) time.Time { return base.Add(time.Duration(i/250) * time.Second) }) // bursts of 250
+	all, truncated, err := store.ListAllSessions(t.Context(), s, store.SessionFilter{State: store.SessionActive}, 0)
+	if err != nil || truncated || len(all) != n {
+		t.Fatalf("ListAllSessions = %d sessions, truncated %v, %v; want %d", len(all), truncated, err, n)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Started.After(all[i-1].Started) {
+			t.Fatalf("session %d started after the one before it: not newest first", i)
+		}
+	}
+	if got, truncated, err := store.ListAllSessions(t.Context(), s, store.SessionFilter{State: store.SessionActive}, 1500); err != nil || !truncated || len(got) < 1500 {
+		t.Errorf("ListAllSessions(max 1500) = %d sessions, truncated %v, %v; want at least 1500, truncated", len(got), truncated, err)
+	}
+	write(store.MaxSessionLimit+1, func(int) time.Time { return base.Add(-time.Minute) })
+	if _, truncated, err := store.ListAllSessions(t.Context(), s, store.SessionFilter{}, 0); err != nil || !truncated {
+		t.Errorf("ListAllSessions with %d sessions in one millisecond: truncated %v, %v; want truncated", store.MaxSessionLimit+1, truncated, err)
+	}
+}
+
 // token builds a refresh token of user, issued now, expiring at expires
 // (both truncated to the precision stores keep).
 func token(hash, user string, expires time.Time) store.RefreshToken {

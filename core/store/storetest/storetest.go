@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionConflictsInvalid", testSessionConflictsInvalid},
 		{"SessionList", testSessionList},
 		{"SessionListLimit", testSessionListLimit},
+		{"SessionPages", testSessionPages},
 		{"SessionBatch", testSessionBatch},
 		{"Tokens", testTokens},
 		{"TokenRotate", testTokenRotate},
