@@ -9,6 +9,8 @@ package bootclient
 import (
 	"strconv"
 	"strings"
+
+	"github.com/dls-project/dls/sdk/host"
 )
 
 // Client system architecture types (RFC 4578, IANA "Processor
@@ -128,4 +130,24 @@ func Printable(b []byte) string {
 		return string(b)
 	}
 	return strings.TrimRight(string(out), "?")
+}
+
+// EventAttrs are the host event attributes of what a request said of
+// itself (vendor class, user class, architecture: ArchUnknownOrNone when
+// it sent none); nil when it said nothing.
+func EventAttrs(vendorClass, userClass string, arch uint16) map[string]string {
+	attrs := map[string]string{}
+	if vendorClass != "" {
+		attrs[host.AttrVendorClass] = vendorClass
+	}
+	if userClass != "" {
+		attrs[host.AttrUserClass] = userClass
+	}
+	if arch != ArchUnknownOrNone {
+		attrs[host.AttrArch] = strconv.Itoa(int(arch))
+	}
+	if len(attrs) == 0 {
+		return nil
+	}
+	return attrs
 }

@@ -1,9 +1,12 @@
 package bootclient
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dls-project/dls/sdk/host"
 )
 
 func TestArchesOf(t *testing.T) {
@@ -89,5 +92,19 @@ func TestPrintable(t *testing.T) {
 		if got := Printable([]byte(in)); got != want {
 			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestEventAttrs(t *testing.T) {
+	if got := EventAttrs("", "", ArchUnknownOrNone); got != nil {
+		t.Errorf("nothing said: %v, want nil", got)
+	}
+	got := EventAttrs("PXEClient:Arch:00007", "iPXE", ArchEFIX64)
+	want := map[string]string{host.AttrVendorClass: "PXEClient:Arch:00007", host.AttrUserClass: "iPXE", host.AttrArch: "7"}
+	if !maps.Equal(got, want) {
+		t.Errorf("EventAttrs = %v, want %v", got, want)
+	}
+	if got := EventAttrs("", "", ArchBIOS); got[host.AttrArch] != "0" || len(got) != 1 {
+		t.Errorf("BIOS arch only: %v, want arch 0", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dls-project/dls/plugins/protocol/bootclient"
 	"github.com/dls-project/dls/sdk/host"
 	"github.com/dls-project/dls/sdk/host/clienttable"
 	"github.com/dls-project/dls/sdk/host/leasecommit"
@@ -624,20 +625,7 @@ func (s *server) event(typ, mac string, d host.Decision, a ip4, c *client) {
 // classAttrs are the event attributes of what c's request said of itself;
 // nil when it said nothing.
 func classAttrs(c client) map[string]string {
-	attrs := map[string]string{}
-	if c.vendorClass != "" {
-		attrs[host.AttrVendorClass] = c.vendorClass
-	}
-	if c.userClass != "" {
-		attrs[host.AttrUserClass] = c.userClass
-	}
-	if c.arch != archUnknownOrNone {
-		attrs[host.AttrArch] = strconv.Itoa(int(c.arch))
-	}
-	if len(attrs) == 0 {
-		return nil
-	}
-	return attrs
+	return bootclient.EventAttrs(c.vendorClass, c.userClass, c.arch)
 }
 
 // logOnce limits warnings on the packet path to one a second.
