@@ -60,10 +60,17 @@ type Feed struct {
 	st store.Clients
 
 	mu      sync.Mutex // held across the store reads, so changes apply in commit order
-	loaded  bool       // byName mirrors the store (loaded at the first Watch)
 	version uint64
-	byName  map[string]store.Client
 	subs    map[*sub]struct{}
+
+	// rmu guards what the readers (Client, ClientByMAC, ClientByInitiator)
+	// see. Writers hold mu and take rmu only while they change the maps,
+	// never across a store read, so a reader never waits for the disk.
+	rmu         sync.RWMutex
+	loaded      bool                    // byName mirrors the store (Load, or the first Watch)
+	byName      map[string]store.Client // by name
+	byMAC       map[string]string       // canonical MAC → name
+	byInitiator map[string]string       // extra initiator IQN (lower case) → name
 }
 
 type sub struct {
@@ -74,7 +81,7 @@ type sub struct {
 // New returns a feed reading clients from st (the store underneath Notify's
 // wrapper, or the wrapper itself: the feed only reads).
 func New(st store.Clients) *Feed {
-	return &Feed{st: st, byName: map[string]store.Client{}, subs: map[*sub]struct{}{}}
+	return &Feed{st: st, byName: map[string]store.Client{}, byMAC: map[string]string{}, byInitiator: map[string]string{}, subs: map[*sub]struct{}{}}
 }
 
 // Version is the table's current version (0 before the first Watch).
@@ -145,7 +152,7 @@ func (f *Feed) Changed(ctx context.Context, names ...string) {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			if had {
-				delete(f.byName, n)
+				f.removeLocked(n)
 				removed = append(removed, old.MAC)
 			}
 		case err != nil:
@@ -158,7 +165,7 @@ func (f *Feed) Changed(ctx context.Context, names ...string) {
 			if had && old.MAC != c.MAC {
 				removed = append(removed, old.MAC)
 			}
-			f.byName[n] = c
+			f.putLocked(c)
 			set = append(set, c)
 		}
 	}
@@ -166,12 +173,13 @@ func (f *Feed) Changed(ctx context.Context, names ...string) {
 }
 
 // Resync compares the table with the whole store and pushes the
-// difference (what other hosts changed in a shared database).
+// difference (what other hosts changed in a shared database). A table
+// dropped after a failed read is loaded again.
 func (f *Feed) Resync(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.loaded {
-		return nil
+		return f.reloadLocked(ctx)
 	}
 	all, err := f.st.ListClients(ctx)
 	if err != nil {
@@ -195,7 +203,7 @@ func (f *Feed) Resync(ctx context.Context) error {
 			removed = append(removed, old.MAC)
 		}
 	}
-	f.byName = now
+	f.replaceLocked(all, true)
 	f.publishLocked(set, removed)
 	return nil
 }
@@ -241,8 +249,7 @@ func (f *Feed) publishLocked(set []store.Client, removed []string) {
 // resetLocked forgets the table and cuts every watcher off: the next
 // Watch reads the store again.
 func (f *Feed) resetLocked() {
-	f.loaded = false
-	clear(f.byName)
+	f.replaceLocked(nil, false)
 	for s := range f.subs {
 		if !s.behind {
 			s.behind = true
@@ -256,11 +263,7 @@ func (f *Feed) reloadLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("client feed: list clients: %w", err)
 	}
-	clear(f.byName)
-	for _, c := range all {
-		f.byName[c.Name] = c
-	}
-	f.loaded = true
+	f.replaceLocked(all, true)
 	f.version++ // a snapshot after a reset is a new version too
 	return nil
 }

@@ -263,6 +263,9 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	discCtx, stopDiscovery := context.WithCancel(ctx)
 	discDone := make(chan struct{})
 	go func() { defer close(discDone); d.services.RunDiscovery(discCtx) }()
+	if err := d.feed.Load(ctx); err != nil {
+		d.logger.Warn("client table not loaded; clients are read from the store until the next resync", "error", err)
+	}
 	go d.feed.Run(discCtx, clientfeed.DefaultResync, func(err error) {
 		d.logger.Warn("client table not compared with the store; watchers resync", "error", err)
 	})

@@ -155,6 +155,11 @@ func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger
 	for _, o := range opts {
 		o(s)
 	}
+	if s.feed != nil {
+		// A boot asks for its client at every step: from the feed's
+		// table, not the store (clientfeed.Reads).
+		s.clients = clientfeed.Reads(st, s.feed)
+	}
 	return s
 }
 
