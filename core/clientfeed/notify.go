@@ -38,6 +38,34 @@ func (n *notifying) PutClient(ctx context.Context, c store.Client) error {
 	return nil
 }
 
+// PutClientsAudited implements store.ClientBatcher on every store: in one
+// transaction where st batches, else client by client (stopping at the
+// first error).
+func (n *notifying) PutClientsAudited(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+	}
+	if b, ok := n.Store.(store.ClientBatcher); ok {
+		if err := b.PutClientsAudited(ctx, cs, audit); err != nil {
+			return err
+		}
+		n.feed.Changed(context.WithoutCancel(ctx), names...)
+		return nil
+	}
+	for _, c := range cs {
+		if err := n.PutClient(ctx, c); err != nil {
+			return err
+		}
+	}
+	for _, e := range audit {
+		if err := n.Store.AppendAudit(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (n *notifying) DeleteClient(ctx context.Context, name string) error {
 	if err := n.Store.DeleteClient(ctx, name); err != nil {
 		return err

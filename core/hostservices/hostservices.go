@@ -138,6 +138,9 @@ type Services struct {
 	recent   []host.Event    // the newest raw events, for the admin view
 	resetDue map[string]bool // non-persistent clients whose reset waits for their old boot's detach
 
+	regs          registrations       // registrations group-committed
+	clientBatcher store.ClientBatcher // writes them (oneByOne when the store has none)
+
 	regMu      sync.Mutex
 	registered int       // clients registered so far; -1: not counted yet
 	regCounted time.Time // when registered was last counted from the store
@@ -154,6 +157,10 @@ func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	s.clientBatcher = oneByOne{clients: st, audit: st}
+	if b, ok := st.(store.ClientBatcher); ok {
+		s.clientBatcher = b
 	}
 	if s.feed != nil {
 		// A boot asks for its client at every step: from the feed's

@@ -159,7 +159,12 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 		Labels:     map[string]string{"dls.origin": "register"},
 		CHAPSecret: secret,
 	}
-	if err := s.clients.PutClient(ctx, c); err != nil {
+	entry := store.AuditEntry{
+		Actor: "host", Action: "client.register", Object: "client/" + name,
+		Detail: fmt.Sprintf(`{"mac":%q,"image":%q}`, mac, s.boot.DefaultImage), Source: "boot",
+	}
+	joined, err := s.regs.put(ctx, s.clientBatcher, c, entry)
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// The MAC was given to another client meanwhile.
 			if other, err2 := s.clients.ClientByMAC(ctx, mac); err2 == nil {
@@ -168,13 +173,8 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 		}
 		return store.Client{}, fmt.Errorf("register %s as %s: %w", mac, name, err)
 	}
-	if s.audit != nil {
-		if err := s.audit.AppendAudit(ctx, store.AuditEntry{
-			Actor: "host", Action: "client.register", Object: "client/" + name,
-			Detail: fmt.Sprintf(`{"mac":%q,"image":%q}`, mac, s.boot.DefaultImage), Source: "boot",
-		}); err != nil {
-			s.logger.Warn("client registration not audited", "client", name, "error", err)
-		}
+	if joined {
+		return s.clients.GetClient(ctx, name) // counted and logged by the first
 	}
 	s.regMu.Lock()
 	if s.registered >= 0 {

@@ -85,6 +85,16 @@ type Clients interface {
 	RenameClient(ctx context.Context, old, new string) error
 }
 
+// ClientBatcher is what a store may add: many new clients and their audit
+// entries in one transaction, so that a storm of machines registered at
+// their first DHCP (unknown_clients = "register") costs one commit (one
+// fsync) per batch rather than two per machine.
+type ClientBatcher interface {
+	// PutClientsAudited puts each client as PutClient does, then appends
+	// the entries, all or none: on an error nothing was written.
+	PutClientsAudited(ctx context.Context, cs []Client, audit []AuditEntry) error
+}
+
 // Leases holds DHCP leases. The store, not its callers, guarantees that an
 // address is held by at most one MAC, so that several DHCP servers (or
 // several hosts sharing a database) can never hand one address to two

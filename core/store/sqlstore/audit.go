@@ -11,13 +11,18 @@ import (
 
 // AppendAudit implements store.AuditLog.
 func (t *Tables) AppendAudit(ctx context.Context, e store.AuditEntry) error {
+	return t.appendAudit(ctx, t.db.Write(), e)
+}
+
+// appendAudit is AppendAudit through q (a transaction's, or the writer).
+func (t *Tables) appendAudit(ctx context.Context, q Conn, e store.AuditEntry) error {
 	if strings.TrimSpace(e.Action) == "" {
 		return fmt.Errorf("append audit: empty action: %w", store.ErrInvalid)
 	}
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	_, err := t.db.Write().Exec(ctx,
+	_, err := q.Exec(ctx,
 		Bind(t.d, `INSERT INTO audit (time, actor, action, object, detail, source) VALUES (?, ?, ?, ?, ?, ?)`),
 		t.d.Time(e.Time), e.Actor, e.Action, e.Object, e.Detail, e.Source)
 	if err != nil {

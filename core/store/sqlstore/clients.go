@@ -23,50 +23,75 @@ FROM clients c`
 
 // PutClient implements store.Clients.
 func (t *Tables) PutClient(ctx context.Context, c store.Client) error {
+	if err := t.db.InTx(ctx, func(tx Conn) error { return t.putClient(ctx, tx, c) }); err != nil {
+		return fmt.Errorf("put client %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// PutClientsAudited implements store.ClientBatcher: the clients, then the
+// audit entries, in one transaction.
+func (t *Tables) PutClientsAudited(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error {
+	return t.db.InTx(ctx, func(tx Conn) error {
+		for _, c := range cs {
+			if err := t.putClient(ctx, tx, c); err != nil {
+				return fmt.Errorf("put client %s: %w", c.Name, err)
+			}
+		}
+		for _, e := range audit {
+			if err := t.appendAudit(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// putClient is PutClient within tx.
+func (t *Tables) putClient(ctx context.Context, tx Conn, c store.Client) error {
 	c, err := c.Normalize()
 	if err != nil {
-		return fmt.Errorf("put client: %w", err)
+		return err
 	}
 	labels, err := json.Marshal(c.Labels)
 	if err != nil {
-		return fmt.Errorf("put client %s: labels: %w", c.Name, err)
+		return fmt.Errorf("labels: %w", err)
 	}
 	if c.Labels == nil {
 		labels = []byte("{}")
 	}
 	extra, err := t.d.Addrs(c.ExtraAddresses)
 	if err != nil {
-		return fmt.Errorf("put client %s: extra addresses: %w", c.Name, err)
+		return fmt.Errorf("extra addresses: %w", err)
 	}
 	address := t.d.Addr(c.Address) // NULL when there is no reservation
 	now := t.d.Time(time.Now())
 
-	err = t.db.InTx(ctx, func(tx Conn) error {
-		// Name the client already holding the MAC or address, which a bare
-		// unique violation would not. Another writer may still win the
-		// race between this check and the write: Conflict maps its unique
-		// violation to ErrConflict.
-		if holder, err := t.clientWhere(ctx, tx, "mac = ? AND name <> ?", c.MAC, c.Name); err != nil {
+	// Name the client already holding the MAC or address, which a bare
+	// unique violation would not. Another writer may still win the
+	// race between this check and the write: Conflict maps its unique
+	// violation to ErrConflict.
+	if holder, err := t.clientWhere(ctx, tx, "mac = ? AND name <> ?", c.MAC, c.Name); err != nil {
+		return err
+	} else if holder != "" {
+		return fmt.Errorf("mac %s belongs to client %s: %w", c.MAC, holder, store.ErrConflict)
+	}
+	// A renamed client's volume keeps its old name: a new client of
+	// that name would share the disk.
+	if holder, err := t.clientWhere(ctx, tx, "volume = ? AND name <> ?", c.Name, c.Name); err != nil {
+		return err
+	} else if holder != "" {
+		return fmt.Errorf("name %s is the volume of client %s (renamed from it): %w", c.Name, holder, store.ErrConflict)
+	}
+	if c.Address.IsValid() {
+		if holder, err := t.clientWhere(ctx, tx, "address = ? AND name <> ?", address, c.Name); err != nil {
 			return err
 		} else if holder != "" {
-			return fmt.Errorf("mac %s belongs to client %s: %w", c.MAC, holder, store.ErrConflict)
+			return fmt.Errorf("address %s is reserved for client %s: %w", c.Address, holder, store.ErrConflict)
 		}
-		// A renamed client's volume keeps its old name: a new client of
-		// that name would share the disk.
-		if holder, err := t.clientWhere(ctx, tx, "volume = ? AND name <> ?", c.Name, c.Name); err != nil {
-			return err
-		} else if holder != "" {
-			return fmt.Errorf("name %s is the volume of client %s (renamed from it): %w", c.Name, holder, store.ErrConflict)
-		}
-		if c.Address.IsValid() {
-			if holder, err := t.clientWhere(ctx, tx, "address = ? AND name <> ?", address, c.Name); err != nil {
-				return err
-			} else if holder != "" {
-				return fmt.Errorf("address %s is reserved for client %s: %w", c.Address, holder, store.ErrConflict)
-			}
-		}
-		var id int64
-		_, err := tx.QueryRow(ctx, Bind(t.d, `INSERT INTO clients
+	}
+	var id int64
+	_, err = tx.QueryRow(ctx, Bind(t.d, `INSERT INTO clients
 			(name, mac, image, address, persistent, labels, chap_secret, chap_mutual_secret, extra_addresses, volume, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET
@@ -75,33 +100,28 @@ func (t *Tables) PutClient(ctx context.Context, c store.Client) error {
 				chap_secret = excluded.chap_secret, chap_mutual_secret = excluded.chap_mutual_secret,
 				extra_addresses = excluded.extra_addresses, updated_at = excluded.updated_at
 			RETURNING id`),
-			[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels),
-				c.CHAPSecret, c.CHAPMutualSecret, extra, c.Volume, now, now}, &id)
+		[]any{c.Name, c.MAC, c.Image, address, c.Persistent, string(labels),
+			c.CHAPSecret, c.CHAPMutualSecret, extra, c.Volume, now, now}, &id)
+	if err != nil {
+		return t.db.Conflict(err)
+	}
+	if _, err := tx.Exec(ctx, Bind(t.d, `DELETE FROM client_initiators WHERE client_id = ?`), id); err != nil {
+		return err
+	}
+	for pos, iqn := range c.Initiators {
+		var holder string
+		found, err := tx.QueryRow(ctx, Bind(t.d, `SELECT c.name FROM client_initiators i
+				JOIN clients c ON c.id = i.client_id WHERE i.iqn = ?`), []any{iqn}, &holder)
 		if err != nil {
-			return t.db.Conflict(err)
-		}
-		if _, err := tx.Exec(ctx, Bind(t.d, `DELETE FROM client_initiators WHERE client_id = ?`), id); err != nil {
 			return err
 		}
-		for pos, iqn := range c.Initiators {
-			var holder string
-			found, err := tx.QueryRow(ctx, Bind(t.d, `SELECT c.name FROM client_initiators i
-				JOIN clients c ON c.id = i.client_id WHERE i.iqn = ?`), []any{iqn}, &holder)
-			if err != nil {
-				return err
-			}
-			if found {
-				return fmt.Errorf("initiator %s belongs to client %s: %w", iqn, holder, store.ErrConflict)
-			}
-			if _, err := tx.Exec(ctx, Bind(t.d, `INSERT INTO client_initiators (iqn, client_id, position) VALUES (?, ?, ?)`),
-				iqn, id, pos); err != nil {
-				return t.db.Conflict(err)
-			}
+		if found {
+			return fmt.Errorf("initiator %s belongs to client %s: %w", iqn, holder, store.ErrConflict)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("put client %s: %w", c.Name, err)
+		if _, err := tx.Exec(ctx, Bind(t.d, `INSERT INTO client_initiators (iqn, client_id, position) VALUES (?, ?, ?)`),
+			iqn, id, pos); err != nil {
+			return t.db.Conflict(err)
+		}
 	}
 	return nil
 }

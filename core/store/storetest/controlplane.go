@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -767,5 +768,43 @@ func testSessionBatch(t *testing.T, s store.Store) {
 	}
 	if len(all) != 3 {
 		t.Errorf("%d sessions stored, want 3", len(all))
+	}
+}
+
+func testClientBatch(t *testing.T, s store.Store) {
+	b, ok := s.(store.ClientBatcher)
+	if !ok {
+		t.Skip("the store has no store.ClientBatcher")
+	}
+	ctx := t.Context()
+	entry := func(name string) store.AuditEntry {
+		return store.AuditEntry{Actor: "host", Action: "client.register", Object: "client/" + name, Source: "boot"}
+	}
+	if err := b.PutClientsAudited(ctx,
+		[]store.Client{{Name: "reg-1", MAC: "52:54:00:00:01:01", Image: "lab"}, {Name: "reg-2", MAC: "52-54-00-00-01-02", Image: "lab"}},
+		[]store.AuditEntry{entry("reg-1"), entry("reg-2")}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.ClientByMAC(ctx, "52:54:00:00:01:02"); err != nil || c.Name != "reg-2" {
+		t.Fatalf("batched client: %+v, %v", c, err)
+	}
+
+	// All or none: a MAC another client holds fails the batch; the client
+	// beside it and both entries are not there.
+	err := b.PutClientsAudited(ctx,
+		[]store.Client{{Name: "reg-3", MAC: "52:54:00:00:01:03", Image: "lab"}, {Name: "reg-4", MAC: "52:54:00:00:01:01", Image: "lab"}},
+		[]store.AuditEntry{entry("reg-3"), entry("reg-4")})
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "reg-1") {
+		t.Fatalf("batch with a taken MAC: %v, want ErrConflict naming reg-1", err)
+	}
+	if _, err := s.GetClient(ctx, "reg-3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("reg-3 written by a failed batch: %v", err)
+	}
+	log, err := s.ListAudit(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 2 {
+		t.Errorf("%d audit entries, want the first batch's 2: %+v", len(log), log)
 	}
 }

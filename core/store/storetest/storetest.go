@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionListLimit", testSessionListLimit},
 		{"SessionPages", testSessionPages},
 		{"SessionBatch", testSessionBatch},
+		{"ClientBatch", testClientBatch},
 		{"Tokens", testTokens},
 		{"TokenRotate", testTokenRotate},
 		{"TokenRevoke", testTokenRevoke},

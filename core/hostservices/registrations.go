@@ -1,0 +1,126 @@
+package hostservices
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/dls-project/dls/core/store"
+)
+
+// registrations group-commits the clients registered at their first DHCP
+// (unknown_clients = "register"). Each one is a client and its audit entry;
+// written one by one, a storm of a thousand never-seen machines was two
+// commits (two fsyncs) per machine behind the DHCP plugin's workers. The
+// first registration to find the writer idle is written at once; those
+// that arrive meanwhile go together in the next transaction, so there is
+// no gather delay.
+type registrations struct {
+	mu      sync.Mutex
+	pending []*registration
+	byName  map[string]*registration // queued or being written
+	writing bool
+}
+
+type registration struct {
+	c      store.Client
+	audit  store.AuditEntry
+	joined int           // other registrations of the name waiting for this one
+	done   chan struct{} // closed once written or failed
+	err    error
+}
+
+// writeTimeout bounds one batch's transaction: its writer may be a
+// request whose own context has ended, and the batch serves others too.
+const writeTimeout = 30 * time.Second
+
+// put stores c with its audit entry through b, together with the
+// registrations queued meanwhile, and returns c's own outcome. A second
+// registration of a name already queued (the same machine's retransmit)
+// waits for the first and shares its outcome: joined is true.
+func (r *registrations) put(ctx context.Context, b store.ClientBatcher, c store.Client, e store.AuditEntry) (joined bool, err error) {
+	r.mu.Lock()
+	if r.byName == nil {
+		r.byName = map[string]*registration{}
+	}
+	if same, ok := r.byName[c.Name]; ok {
+		same.joined++
+		r.mu.Unlock()
+		return true, wait(ctx, same)
+	}
+	reg := &registration{c: c, audit: e, done: make(chan struct{})}
+	r.byName[c.Name] = reg
+	r.pending = append(r.pending, reg)
+	if r.writing {
+		r.mu.Unlock()
+		return false, wait(ctx, reg)
+	}
+	r.writing = true
+	for len(r.pending) > 0 {
+		batch := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		write(ctx, b, batch)
+		r.mu.Lock()
+		for _, g := range batch {
+			delete(r.byName, g.c.Name)
+			close(g.done)
+		}
+	}
+	r.writing = false
+	r.mu.Unlock()
+	return false, reg.err
+}
+
+func wait(ctx context.Context, reg *registration) error {
+	select {
+	case <-reg.done:
+		return reg.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// write stores a batch in one transaction. One bad registration (a MAC
+// another client took meanwhile) fails the whole transaction: then each is
+// put alone, so the others pass and each gets its own error.
+func write(ctx context.Context, b store.ClientBatcher, batch []*registration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	cs := make([]store.Client, len(batch))
+	audit := make([]store.AuditEntry, len(batch))
+	for i, g := range batch {
+		cs[i], audit[i] = g.c, g.audit
+	}
+	err := b.PutClientsAudited(ctx, cs, audit)
+	if err == nil || len(batch) == 1 {
+		for _, g := range batch {
+			g.err = err
+		}
+		return
+	}
+	for _, g := range batch {
+		g.err = b.PutClientsAudited(ctx, []store.Client{g.c}, []store.AuditEntry{g.audit})
+	}
+}
+
+// oneByOne is a store.ClientBatcher for a store that has none: each client,
+// then each entry, in their own transactions.
+type oneByOne struct {
+	clients store.Clients
+	audit   store.AuditLog
+}
+
+func (o oneByOne) PutClientsAudited(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error {
+	for _, c := range cs {
+		if err := o.clients.PutClient(ctx, c); err != nil {
+			return err
+		}
+	}
+	for _, e := range audit {
+		if err := o.audit.AppendAudit(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
