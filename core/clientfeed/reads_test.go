@@ -187,3 +187,28 @@ func TestReadsWithoutTableAskTheStore(t *testing.T) {
 		t.Fatalf("after Resync: %v, %d store reads, want still 2", err, counted.n.Load())
 	}
 }
+
+// TestNotifyBatchesClients: the wrapped store batches client writes
+// (store.ClientBatcher, which the host's registrations use) and pushes
+// the whole batch as one change.
+func TestNotifyBatchesClients(t *testing.T) {
+	ctx := context.Background()
+	st, f, _ := open(t)
+	b, ok := st.(store.ClientBatcher)
+	if !ok {
+		t.Fatal("Notify hides store.ClientBatcher")
+	}
+	m, _ := watch(t, f)
+	m.next(t)
+	entry := store.AuditEntry{Actor: "host", Action: "client.register", Object: "client/reg"}
+	if err := b.PutClientsAudited(ctx, []store.Client{client("reg-1", "52:54:00:00:01:01", ""), client("reg-2", "52:54:00:00:01:02", "")},
+		[]store.AuditEntry{entry, entry}); err != nil {
+		t.Fatal(err)
+	}
+	if c := m.next(t); len(c.Set) != 2 {
+		t.Errorf("pushed %+v, want both clients", c)
+	}
+	if c, found, ok := f.ClientByMAC("52:54:00:00:01:02"); !ok || !found || c.Name != "reg-2" {
+		t.Errorf("table: %+v found %v loaded %v", c, found, ok)
+	}
+}
