@@ -110,9 +110,9 @@ func New() *Plugin {
 		logger:      hclog.NewNullLogger(),
 	}
 	lat := reg.Histogram("dls_iscsi_command_duration_seconds", "SCSI command latency in the target, by opcode group (read, write, sync, unmap, other).", latencyBuckets, "group")
-	steps := reg.Histogram("dls_iscsi_login_duration_seconds", "Successful normal logins in the target, by step: authorize (asking the host who may log in), attach (the host's attach and the volume's open, when not attached yet), total (first login PDU to the final response, initiator round trips included).", latencyBuckets, "step")
+	steps := reg.Histogram("dls_iscsi_login_duration_seconds", "Successful normal logins in the target, by step: authorize (asking the host who may log in), attach (the host's attach and the volume's open, when not attached yet; during the initiator's operational-stage turn when it has one), target (the target's turns: each login PDU's arrival to its answer, summed), total (first login PDU to the final response, initiator round trips included).", latencyBuckets, "step")
 	p.loginSteps = map[string]prometheus.Observer{}
-	for _, s := range []string{"authorize", "attach", "total"} {
+	for _, s := range []string{"authorize", "attach", "target", "total"} {
 		p.loginSteps[s] = steps.WithLabelValues(s)
 	}
 	p.latency = map[string]prometheus.Observer{}

@@ -227,3 +227,90 @@ func TestCHAPCannotBeSkipped(t *testing.T) {
 		})
 	}
 }
+
+// gatedResolver is staticResolver whose Attach says it began and then
+// waits to be let go, and whose Detach is counted.
+type gatedResolver struct {
+	staticResolver
+	began    chan struct{}
+	letGo    chan struct{}
+	detached chan struct{}
+}
+
+func (r *gatedResolver) Attach(ctx context.Context, tgt string, a Access) (Volume, error) {
+	r.began <- struct{}{}
+	<-r.letGo
+	return r.staticResolver.Attach(ctx, tgt, a)
+}
+
+func (r *gatedResolver) Detach(context.Context, string, Access) { r.detached <- struct{}{} }
+
+// TestAttachDuringOperationalTurn: once CHAP passes and the initiator goes
+// on to the operational stage, the volume is attached while the initiator
+// takes its turn, not after it; a login that then fails releases it.
+func TestAttachDuringOperationalTurn(t *testing.T) {
+	const secret = "right-secret-123"
+	authenticate := func(t *testing.T, c *loginConn) {
+		t.Helper()
+		st, _, _, ok := c.send(loginPDU(0, 1, false, append(names("Normal"), "AuthMethod", "CHAP")...))
+		var kvs []pdu.KV
+		if ok && st == 0 {
+			st, kvs, _, ok = c.send(loginPDU(0, 1, false, "CHAP_A", "5"))
+		}
+		transit := false
+		if ok && st == 0 {
+			st, _, transit, ok = c.send(loginPDU(0, 1, true, chapAnswer(t, kvs, testInitiator, secret)...))
+		}
+		if !ok || st != 0 || !transit {
+			t.Fatalf("CHAP: status %#04x ok %v transit %v", st, ok, transit)
+		}
+	}
+	newServer := func() (*Server, *gatedResolver) {
+		res := &gatedResolver{staticResolver: staticResolver{secret: secret},
+			began: make(chan struct{}, 1), letGo: make(chan struct{}), detached: make(chan struct{}, 1)}
+		return &Server{Resolver: res, LoginTimeout: 5 * time.Second}, res
+	}
+	waitFor := func(t *testing.T, ch chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: not within 5 s", what)
+		}
+	}
+
+	t.Run("attached before the operational request", func(t *testing.T) {
+		srv, res := newServer()
+		c := dialPipe(t, srv)
+		authenticate(t, c)
+		waitFor(t, res.began, "attach after CHAP, before the operational stage's request")
+		close(res.letGo)
+		st, _, transit, ok := c.send(loginPDU(1, 3, true, operational...))
+		if !ok || st != 0 || !transit {
+			t.Fatalf("operational stage: status %#04x ok %v transit %v", st, ok, transit)
+		}
+		if n := srv.Sessions(); n != 1 {
+			t.Fatalf("%d sessions, want 1", n)
+		}
+	})
+
+	t.Run("released when the login fails after it", func(t *testing.T) {
+		srv, res := newServer()
+		c := dialPipe(t, srv)
+		authenticate(t, c)
+		waitFor(t, res.began, "attach after CHAP")
+		// Stage 2 does not exist: the login is refused while the attach
+		// is still under way.
+		st, _, _, ok := c.send(loginPDU(1, 2, true, operational...))
+		if !ok || st != loginInvalidRequest {
+			t.Fatalf("bad transit: status %#04x ok %v, want %#04x", st, ok, loginInvalidRequest)
+		}
+		close(res.letGo)
+		waitFor(t, res.detached, "detach of the abandoned login's volume")
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		if len(srv.targets) != 0 || srv.nSess != 0 {
+			t.Fatalf("left attached: %d targets, %d sessions", len(srv.targets), srv.nSess)
+		}
+	})
+}

@@ -325,7 +325,7 @@ func (c *conn) finish() {
 }
 
 // login runs the login phase and returns the session it joined.
-func (c *conn) login() (*session, error) {
+func (c *conn) login() (_ *session, err error) {
 	timeout := c.srv.LoginTimeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
@@ -333,6 +333,11 @@ func (c *conn) login() (*session, error) {
 	deadline := time.Now().Add(timeout)
 	_ = c.nc.SetDeadline(deadline)
 	l := &login{c: c, first: true, peer: peerAddr(c.nc), p: defaultParams(c.srv.limits())}
+	defer func() {
+		if err != nil {
+			l.abandon()
+		}
+	}()
 	var req pdu.PDU
 	for {
 		if err := c.rd.Read(&req); err != nil {
@@ -347,8 +352,9 @@ func (c *conn) login() (*session, error) {
 			return nil, err
 		}
 		c.progress.Store(true)
+		turn := time.Now() // the target's turn: until its answer is queued
 		if l.began.IsZero() {
-			l.began = time.Now()
+			l.began = turn
 		}
 		if req.Opcode() != pdu.OpLogin {
 			c.srv.fail("protocol")
@@ -364,6 +370,7 @@ func (c *conn) login() (*session, error) {
 			}
 			l.pending = append(l.pending, req.Data...)
 			c.loginRespond(&req, l, nil, false, int(req.Flags()>>2)&3, 0)
+			l.worked += time.Since(turn)
 			continue
 		}
 		if len(l.pending) > 0 {
@@ -385,6 +392,12 @@ func (c *conn) login() (*session, error) {
 		}
 		if !transit || next != stageFullFeature {
 			c.loginRespond(&req, l, resp, transit, l.stage, next)
+			l.worked += time.Since(turn)
+			if transit && l.stage == stageSecurity && !l.discovery && l.tsih == 0 {
+				// Authenticated, on to the operational stage: the volume
+				// is attached during the initiator's turn.
+				l.startAttach()
+			}
 			if transit {
 				l.stage = next
 			}
@@ -399,6 +412,7 @@ func (c *conn) login() (*session, error) {
 		l.tsih = sess.tsih
 		c.p = l.p
 		c.loginRespond(&req, l, resp, true, l.stage, next)
+		l.worked += time.Since(turn)
 		_ = c.nc.SetDeadline(time.Time{})
 		c.rd.HeaderDigest, c.rd.DataDigest = c.p.headerDigest, c.p.dataDigest
 		c.rd.MaxData = c.srv.limits().MaxRecvDataSegmentLength
@@ -406,6 +420,7 @@ func (c *conn) login() (*session, error) {
 		if h := c.srv.Hooks.LoginStep; h != nil && !l.discovery {
 			h("authorize", l.authorizeTook)
 			h("attach", l.attachTook)
+			h("target", l.worked)
 			h("total", time.Since(l.began))
 		}
 		return sess, nil
@@ -496,33 +511,9 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 	sess.maxCmdSN.Store(l.cmdSN + sess.depth - 1)
 	sess.advMaxCmdSN.Store(l.cmdSN + sess.depth - 1) // the login response's
 	if !l.discovery {
-		// Session reinstatement: an old session of the same initiator
-		// port (or with EndStaleSessions, the same initiator) on the same
-		// target ends first, and its volume is released before the new
-		// session attaches it.
-		s.mu.Lock()
-		var olds []*session
-		for _, o := range s.sessions {
-			if !o.discovery && (o.isid == l.isid || s.EndStaleSessions) && strings.EqualFold(o.initiator, l.initiator) && strings.EqualFold(o.target, l.target) {
-				olds = append(olds, o)
-			}
-		}
-		tooMany := s.MaxSessions > 0 && s.nSess-len(olds) >= s.MaxSessions
-		s.mu.Unlock()
-		if tooMany {
-			return nil, loginOutOfResources
-		}
-		for _, o := range olds {
-			o.close(5 * time.Second)
-		}
-		ctx, cancel := c.ctx()
-		t0 := time.Now()
-		t, err := s.acquire(ctx, l.target, l.access)
-		l.attachTook = time.Since(t0)
-		cancel()
-		if err != nil {
-			s.logger().Error("login: attach volume", "initiator", l.initiator, "target", l.target, "error", err)
-			return nil, loginTargetError
+		t, status := l.attach()
+		if status != loginSuccess {
+			return nil, status
 		}
 		sess.t = t
 		t.lu.Join(sess.nexus)
@@ -551,6 +542,40 @@ func (s *Server) joinSession(c *conn, l *login) (*session, uint16) {
 		s.logger().Info("login", "initiator", sess.initiator, "target", sess.target, "client", sess.access.Client, "remote", sess.info.Remote)
 	}
 	return sess, loginSuccess
+}
+
+// attachFor readies l's target for a new normal session: session
+// reinstatement (an old session of the same initiator port, or with
+// EndStaleSessions of the same initiator, on the same target ends first,
+// and its volume is released) and then the volume acquired. It runs once
+// the initiator is authenticated: for a login that goes through the
+// operational stage, while the initiator takes that turn (startAttach).
+func (s *Server) attachFor(c *conn, l *login) (*attached, uint16) {
+	s.mu.Lock()
+	var olds []*session
+	for _, o := range s.sessions {
+		if !o.discovery && (o.isid == l.isid || s.EndStaleSessions) && strings.EqualFold(o.initiator, l.initiator) && strings.EqualFold(o.target, l.target) {
+			olds = append(olds, o)
+		}
+	}
+	tooMany := s.MaxSessions > 0 && s.nSess-len(olds) >= s.MaxSessions
+	s.mu.Unlock()
+	if tooMany {
+		return nil, loginOutOfResources
+	}
+	for _, o := range olds {
+		o.close(5 * time.Second)
+	}
+	ctx, cancel := c.ctx()
+	defer cancel()
+	t0 := time.Now()
+	t, err := s.acquire(ctx, l.target, l.access)
+	l.attachTook = time.Since(t0)
+	if err != nil {
+		s.logger().Error("login: attach volume", "initiator", l.initiator, "target", l.target, "error", err)
+		return nil, loginTargetError
+	}
+	return t, loginSuccess
 }
 
 // close drops the session's connection and waits (bounded) for it to end.

@@ -119,10 +119,61 @@ type login struct {
 	sentTPGT  bool
 	pending   []byte // text data of a login request with the C bit
 
-	// For Hooks.LoginStep: when the first login PDU was read, and how
-	// long Authorize and the volume's attach took.
+	// attaching delivers what startAttach began (nil: not begun).
+	attaching chan attachment
+
+	// For Hooks.LoginStep: when the first login PDU was read, how long
+	// Authorize and the volume's attach took, and the target's turns
+	// (each PDU's arrival to its answer) summed.
 	began                     time.Time
 	authorizeTook, attachTook time.Duration
+	worked                    time.Duration
+}
+
+// attachment is the outcome of Server.attachFor.
+type attachment struct {
+	t      *attached
+	status uint16
+}
+
+// startAttach begins Server.attachFor in the background. The initiator
+// has authenticated and goes on to the operational stage: its round trip
+// then hides the host's attach, which would otherwise come after it.
+func (l *login) startAttach() {
+	ch := make(chan attachment, 1)
+	l.attaching = ch
+	go func() {
+		t, status := l.c.srv.attachFor(l.c, l)
+		ch <- attachment{t, status}
+	}()
+}
+
+// attach returns the target startAttach readied, or readies it now (a
+// login straight from the security stage to full feature).
+func (l *login) attach() (*attached, uint16) {
+	if l.attaching == nil {
+		return l.c.srv.attachFor(l.c, l)
+	}
+	a := <-l.attaching
+	l.attaching = nil
+	return a.t, a.status
+}
+
+// abandon releases, once it is done, what startAttach acquired for a
+// login that failed after it.
+func (l *login) abandon() {
+	ch := l.attaching
+	if ch == nil {
+		return
+	}
+	l.attaching = nil
+	go func() {
+		if a := <-ch; a.t != nil {
+			ctx, cancel := l.c.ctx()
+			defer cancel()
+			l.c.srv.release(ctx, a.t)
+		}
+	}()
 }
 
 // authenticated reports whether the login may leave the security stage:
