@@ -30,9 +30,9 @@ type registration struct {
 	err    error
 }
 
-// writeTimeout bounds one batch's transaction: its writer may be a
+// registrationTimeout bounds one batch's transaction: its writer may be a
 // request whose own context has ended, and the batch serves others too.
-const writeTimeout = 30 * time.Second
+const registrationTimeout = 30 * time.Second
 
 // put stores c with its audit entry through b, together with the
 // registrations queued meanwhile, and returns c's own outcome. A second
@@ -46,21 +46,21 @@ func (r *registrations) put(ctx context.Context, b store.ClientBatcher, c store.
 	if same, ok := r.byName[c.Name]; ok {
 		same.joined++
 		r.mu.Unlock()
-		return true, wait(ctx, same)
+		return true, awaitRegistration(ctx, same)
 	}
 	reg := &registration{c: c, audit: e, done: make(chan struct{})}
 	r.byName[c.Name] = reg
 	r.pending = append(r.pending, reg)
 	if r.writing {
 		r.mu.Unlock()
-		return false, wait(ctx, reg)
+		return false, awaitRegistration(ctx, reg)
 	}
 	r.writing = true
 	for len(r.pending) > 0 {
 		batch := r.pending
 		r.pending = nil
 		r.mu.Unlock()
-		write(ctx, b, batch)
+		writeRegistrations(ctx, b, batch)
 		r.mu.Lock()
 		for _, g := range batch {
 			delete(r.byName, g.c.Name)
@@ -72,7 +72,7 @@ func (r *registrations) put(ctx context.Context, b store.ClientBatcher, c store.
 	return false, reg.err
 }
 
-func wait(ctx context.Context, reg *registration) error {
+func awaitRegistration(ctx context.Context, reg *registration) error {
 	select {
 	case <-reg.done:
 		return reg.err
@@ -81,11 +81,12 @@ func wait(ctx context.Context, reg *registration) error {
 	}
 }
 
-// write stores a batch in one transaction. One bad registration (a MAC
-// another client took meanwhile) fails the whole transaction: then each is
-// put alone, so the others pass and each gets its own error.
-func write(ctx context.Context, b store.ClientBatcher, batch []*registration) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+// writeRegistrations stores a batch in one transaction. One bad
+// registration (a MAC another client took meanwhile) fails the whole
+// transaction: then each is put alone, so the others pass and each gets
+// its own error.
+func writeRegistrations(ctx context.Context, b store.ClientBatcher, batch []*registration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registrationTimeout)
 	defer cancel()
 	cs := make([]store.Client, len(batch))
 	audit := make([]store.AuditEntry, len(batch))
