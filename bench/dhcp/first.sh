@@ -96,6 +96,14 @@ dls_errors() {
   echo "      DLS counted: ${m:-no errors }| kernel: ${k:-?}"
 }
 
+# load_rcvbuf: UdpRcvbufErrors so far in perfdhcp's namespace: answers that
+# reached the load's side and overflowed perfdhcp's socket because perfdhcp
+# did not read them in time. Those drops are perfdhcp's own ceiling, not
+# the server's; each rung prints how many it had.
+load_rcvbuf() {
+  ip netns exec "$cli" nstat -az UdpRcvbufErrors 2>/dev/null | awk '$1 == "UdpRcvbufErrors" { n = $2 } END { print n + 0 }'
+}
+
 # clean RATE ACHIEVED DO_DROP RA_DROP: the rung's verdict.
 clean() {
   awk -v r="$1" -v a="$2" -v d="$3" -v q="$4" 'BEGIN { exit !(d < 1 && q < 1 && a >= 0.95 * r) }'
@@ -104,14 +112,16 @@ clean() {
 # first_variant NAME DLS_CONFIG KEA_CONFIG: the ladder, both servers fresh
 # at every rung; a table row per rung and server, then the summary.
 first_variant() {
-  local name=$1 dcfg=$2 kcfg=$3 rate server achieved dd dr ad ar md mr verdict known errs
+  local name=$1 dcfg=$2 kcfg=$3 rate server achieved dd dr ad ar md mr verdict known errs overflow
   local -A best=([DLS]=0 [Kea]=0) top=([DLS]=0 [Kea]=0) broken=([DLS]=0 [Kea]=0) avg4=([DLS]="-" [Kea]="-")
   local rows=""
   echo "== first contact, $name: ladder ${RATES//,/ }/s, ${SECS} s a rung, $macs_how, both servers fresh each rung"
   for rate in ${RATES//,/ }; do
     for server in DLS Kea; do
       if [ "$server" = DLS ]; then start_dls "$dcfg" && dls_volumes_ready; else start_kea "$kcfg"; fi
+      overflow=$(load_rcvbuf)
       read -r achieved dd dr ad ar md mr < <(perf_rung "$rate")
+      overflow=$(($(load_rcvbuf) - overflow))
       errs=
       [ "$server" = DLS ] && errs=$(dls_errors)
       stop_server
@@ -131,6 +141,7 @@ first_variant() {
       printf '  %-3s offered %6d/s  achieved %9.1f/s  drops DO %7.3f %% RA %7.3f %%  avg %s/%s ms  max %s/%s ms  declared leased %s  %s\n' \
         "$server" "$rate" "$achieved" "$dd" "$dr" "$ad" "$ar" "$md" "$mr" "$known" "$verdict"
       [ -z "$errs" ] || echo "$errs"
+      echo "      answers that overflowed perfdhcp's own socket: $overflow"
     done
   done
   echo
