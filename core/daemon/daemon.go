@@ -161,8 +161,13 @@ func New(ctx context.Context, path string, logger hclog.Logger) (*Daemon, error)
 	if err != nil {
 		return nil, err
 	}
-	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"),
-		hostservices.WithSessions(d.sessions), hostservices.WithTemplates(tpl), hostservices.WithFeed(d.feed))
+	opts := []hostservices.Option{hostservices.WithSessions(d.sessions), hostservices.WithTemplates(tpl), hostservices.WithFeed(d.feed)}
+	if cfg.Database.Type == config.DatabaseSQLite {
+		// This host is the store's only writer of clients: its table is
+		// exact. A shared PostgreSQL database is read as before.
+		opts = append(opts, hostservices.WithFeedReads())
+	}
+	d.services = hostservices.New(bootSettings(cfg), d.store, d, logger.Named("host"), opts...)
 	if err := d.services.RegisterMetrics(hr); err != nil {
 		return nil, err
 	}

@@ -128,6 +128,7 @@ type Services struct {
 	refused   *prometheus.CounterVec
 	disc      *discoveries
 	feed      *clientfeed.Feed // nil: Watch fails
+	feedReads bool             // reads of one client from feed's table (WithFeedReads)
 	prep      *volumePrep
 	scripts   *scriptCache // nil: every script is rendered at its request
 
@@ -162,7 +163,7 @@ func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger
 	if b, ok := st.(store.ClientBatcher); ok {
 		s.clientBatcher = b
 	}
-	if s.feed != nil {
+	if s.feed != nil && s.feedReads {
 		// A boot asks for its client at every step: from the feed's
 		// table, not the store (clientfeed.Reads).
 		s.clients = clientfeed.Reads(st, s.feed)

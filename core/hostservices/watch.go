@@ -15,6 +15,14 @@ import (
 // table of known clients. Without it Watch fails, and plugins use Lookup.
 func WithFeed(f *clientfeed.Feed) Option { return func(s *Services) { s.feed = f } }
 
+// WithFeedReads makes the services answer their reads of one client (a
+// DHCP query, a script, an iSCSI login, attach, detach, each boot event)
+// from the feed's table instead of the store. Give it only when no other
+// host writes the store (SQLite): the table learns another host's writes
+// at its next resync, and an iSCSI login must not be let in on a client
+// or a CHAP secret another host has just removed.
+func WithFeedReads() Option { return func(s *Services) { s.feedReads = true } }
+
 // errNoFeed answers Watch on services built without a feed.
 var errNoFeed = errors.New("client watch: this host has no client feed")
 

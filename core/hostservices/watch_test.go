@@ -98,3 +98,53 @@ func TestUnknownEventFeedsDiscovery(t *testing.T) {
 		t.Fatalf("discovered %+v, want the firmware machine only", ms)
 	}
 }
+
+// TestFeedReadsOnlyWhenAsked: with WithFeedReads the host answers from the
+// feed's table, which learns a write that bypassed this host (another host
+// on a shared database) at the next Resync; without it (PostgreSQL) the
+// host reads the store and sees such a write, a CHAP rotation included, at
+// once.
+func TestFeedReadsOnlyWhenAsked(t *testing.T) {
+	ctx := context.Background()
+	raw := bootStore(t)
+	feed := clientfeed.New(raw)
+	if err := feed.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := clientfeed.Notify(raw, feed)
+	table := hostservices.New(boot, st, resolver{err: errNoStorage}, hclog.NewNullLogger(), hostservices.WithFeed(feed), hostservices.WithFeedReads())
+	shared := hostservices.New(boot, st, resolver{err: errNoStorage}, hclog.NewNullLogger(), hostservices.WithFeed(feed))
+	target := boot.IQNPrefix + ":pc-03"
+	secret := func(s *hostservices.Services) string {
+		t.Helper()
+		d, err := s.Lookup(ctx, host.Query{Target: target})
+		if err != nil || !d.Known {
+			t.Fatalf("lookup %s: %+v %v", target, d, err)
+		}
+		return d.CHAPSecret
+	}
+	if a, b := secret(table), secret(shared); a != "pc03-secret-1" || b != a {
+		t.Fatalf("secrets %q and %q, want pc03-secret-1", a, b)
+	}
+	// Another host rotates pc-03's secret in the shared database.
+	c, err := raw.GetClient(ctx, "pc-03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CHAPSecret = "pc03-secret-2"
+	if err := raw.PutClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := secret(shared); got != "pc03-secret-2" {
+		t.Errorf("reading the store: secret %q right after the rotation, want pc03-secret-2", got)
+	}
+	if got := secret(table); got != "pc03-secret-1" {
+		t.Errorf("reading the table: secret %q before the resync, want the old one (the table does not watch the store)", got)
+	}
+	if err := feed.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := secret(table); got != "pc03-secret-2" {
+		t.Errorf("reading the table: secret %q after the resync, want pc03-secret-2", got)
+	}
+}
