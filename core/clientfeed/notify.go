@@ -38,32 +38,17 @@ func (n *notifying) PutClient(ctx context.Context, c store.Client) error {
 	return nil
 }
 
-// PutClientsAudited implements store.ClientBatcher on every store: in one
-// transaction where st batches, else client by client (stopping at the
-// first error).
+// PutClientsAudited implements store.ClientBatcher on every store
+// (store.PutClientsAudited: one transaction where st batches). What it
+// wrote is pushed, also when a store without batches failed part way.
 func (n *notifying) PutClientsAudited(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error {
+	err := store.PutClientsAudited(ctx, n.Store, cs, audit)
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.Name
 	}
-	if b, ok := n.Store.(store.ClientBatcher); ok {
-		if err := b.PutClientsAudited(ctx, cs, audit); err != nil {
-			return err
-		}
-		n.feed.Changed(context.WithoutCancel(ctx), names...)
-		return nil
-	}
-	for _, c := range cs {
-		if err := n.PutClient(ctx, c); err != nil {
-			return err
-		}
-	}
-	for _, e := range audit {
-		if err := n.Store.AppendAudit(ctx, e); err != nil {
-			return err
-		}
-	}
-	return nil
+	n.feed.Changed(context.WithoutCancel(ctx), names...)
+	return err
 }
 
 func (n *notifying) DeleteClient(ctx context.Context, name string) error {

@@ -139,8 +139,7 @@ type Services struct {
 	recent   []host.Event    // the newest raw events, for the admin view
 	resetDue map[string]bool // non-persistent clients whose reset waits for their old boot's detach
 
-	regs          registrations       // registrations group-committed
-	clientBatcher store.ClientBatcher // writes them (oneByOne when the store has none)
+	regs registrations // registrations group-committed
 
 	regMu      sync.Mutex
 	registered int       // clients registered so far; -1: not counted yet
@@ -159,9 +158,9 @@ func New(boot Boot, st store.Store, storage StorageResolver, logger hclog.Logger
 	for _, o := range opts {
 		o(s)
 	}
-	s.clientBatcher = oneByOne{clients: st, audit: st}
-	if b, ok := st.(store.ClientBatcher); ok {
-		s.clientBatcher = b
+	// To st itself: s.clients may wrap it, hiding its batches.
+	s.regs.write = func(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error {
+		return store.PutClientsAudited(ctx, st, cs, audit)
 	}
 	if s.feed != nil && s.feedReads {
 		// A boot asks for its client at every step: from the feed's

@@ -16,6 +16,9 @@ import (
 // that arrive meanwhile go together in the next transaction, so there is
 // no gather delay.
 type registrations struct {
+	// write stores a batch, all or nothing (store.PutClientsAudited).
+	write func(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error
+
 	mu      sync.Mutex
 	pending []*registration
 	byName  map[string]*registration // queued or being written
@@ -34,11 +37,11 @@ type registration struct {
 // request whose own context has ended, and the batch serves others too.
 const registrationTimeout = 30 * time.Second
 
-// put stores c with its audit entry through b, together with the
+// put stores c with its audit entry, together with the
 // registrations queued meanwhile, and returns c's own outcome. A second
 // registration of a name already queued (the same machine's retransmit)
 // waits for the first and shares its outcome: joined is true.
-func (r *registrations) put(ctx context.Context, b store.ClientBatcher, c store.Client, e store.AuditEntry) (joined bool, err error) {
+func (r *registrations) put(ctx context.Context, c store.Client, e store.AuditEntry) (joined bool, err error) {
 	r.mu.Lock()
 	if r.byName == nil {
 		r.byName = map[string]*registration{}
@@ -60,7 +63,7 @@ func (r *registrations) put(ctx context.Context, b store.ClientBatcher, c store.
 		batch := r.pending
 		r.pending = nil
 		r.mu.Unlock()
-		writeRegistrations(ctx, b, batch)
+		r.writeBatch(ctx, batch)
 		r.mu.Lock()
 		for _, g := range batch {
 			delete(r.byName, g.c.Name)
@@ -81,11 +84,11 @@ func awaitRegistration(ctx context.Context, reg *registration) error {
 	}
 }
 
-// writeRegistrations stores a batch in one transaction. One bad
+// writeBatch stores a batch in one transaction. One bad
 // registration (a MAC another client took meanwhile) fails the whole
 // transaction: then each is put alone, so the others pass and each gets
 // its own error.
-func writeRegistrations(ctx context.Context, b store.ClientBatcher, batch []*registration) {
+func (r *registrations) writeBatch(ctx context.Context, batch []*registration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registrationTimeout)
 	defer cancel()
 	cs := make([]store.Client, len(batch))
@@ -93,7 +96,7 @@ func writeRegistrations(ctx context.Context, b store.ClientBatcher, batch []*reg
 	for i, g := range batch {
 		cs[i], audit[i] = g.c, g.audit
 	}
-	err := b.PutClientsAudited(ctx, cs, audit)
+	err := r.write(ctx, cs, audit)
 	if err == nil || len(batch) == 1 {
 		for _, g := range batch {
 			g.err = err
@@ -101,27 +104,6 @@ func writeRegistrations(ctx context.Context, b store.ClientBatcher, batch []*reg
 		return
 	}
 	for _, g := range batch {
-		g.err = b.PutClientsAudited(ctx, []store.Client{g.c}, []store.AuditEntry{g.audit})
+		g.err = r.write(ctx, []store.Client{g.c}, []store.AuditEntry{g.audit})
 	}
-}
-
-// oneByOne is a store.ClientBatcher for a store that has none: each client,
-// then each entry, in their own transactions.
-type oneByOne struct {
-	clients store.Clients
-	audit   store.AuditLog
-}
-
-func (o oneByOne) PutClientsAudited(ctx context.Context, cs []store.Client, audit []store.AuditEntry) error {
-	for _, c := range cs {
-		if err := o.clients.PutClient(ctx, c); err != nil {
-			return err
-		}
-	}
-	for _, e := range audit {
-		if err := o.audit.AppendAudit(ctx, e); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -52,8 +52,8 @@ func reg(name string) (store.Client, store.AuditEntry) {
 // write; one bad registration fails alone.
 func TestRegistrationsGroupCommit(t *testing.T) {
 	ctx := context.Background()
-	var r registrations
 	b := &batches{hold: make(chan struct{}), bad: "pc-bad"}
+	r := registrations{write: b.PutClientsAudited}
 
 	errs := make(map[string]error)
 	var mu sync.Mutex
@@ -63,7 +63,7 @@ func TestRegistrationsGroupCommit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c, e := reg(name)
-			joined, err := r.put(ctx, b, c, e)
+			joined, err := r.put(ctx, c, e)
 			mu.Lock()
 			if joined {
 				name += " (joined)"

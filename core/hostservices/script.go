@@ -163,7 +163,7 @@ func (s *Services) register(ctx context.Context, mac string) (store.Client, erro
 		Actor: "host", Action: "client.register", Object: "client/" + name,
 		Detail: fmt.Sprintf(`{"mac":%q,"image":%q}`, mac, s.boot.DefaultImage), Source: "boot",
 	}
-	joined, err := s.regs.put(ctx, s.clientBatcher, c, entry)
+	joined, err := s.regs.put(ctx, c, entry)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// The MAC was given to another client meanwhile.

@@ -95,6 +95,29 @@ type ClientBatcher interface {
 	PutClientsAudited(ctx context.Context, cs []Client, audit []AuditEntry) error
 }
 
+// PutClientsAudited puts cs, then appends audit, through st: in one
+// transaction when st is a ClientBatcher; else client by client, then
+// entry by entry, stopping at the first error (what was put stays).
+func PutClientsAudited(ctx context.Context, st interface {
+	Clients
+	AuditLog
+}, cs []Client, audit []AuditEntry) error {
+	if b, ok := st.(ClientBatcher); ok {
+		return b.PutClientsAudited(ctx, cs, audit)
+	}
+	for _, c := range cs {
+		if err := st.PutClient(ctx, c); err != nil {
+			return err
+		}
+	}
+	for _, e := range audit {
+		if err := st.AppendAudit(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Leases holds DHCP leases. The store, not its callers, guarantees that an
 // address is held by at most one MAC, so that several DHCP servers (or
 // several hosts sharing a database) can never hand one address to two

@@ -265,11 +265,6 @@ func TestAttachDuringOperationalTurn(t *testing.T) {
 			t.Fatalf("CHAP: status %#04x ok %v transit %v", st, ok, transit)
 		}
 	}
-	newServer := func() (*Server, *gatedResolver) {
-		res := &gatedResolver{staticResolver: staticResolver{secret: secret},
-			began: make(chan struct{}, 1), letGo: make(chan struct{}), detached: make(chan struct{}, 1)}
-		return &Server{Resolver: res, LoginTimeout: 5 * time.Second}, res
-	}
 	waitFor := func(t *testing.T, ch chan struct{}, what string) {
 		t.Helper()
 		select {
@@ -278,12 +273,21 @@ func TestAttachDuringOperationalTurn(t *testing.T) {
 			t.Fatalf("%s: not within 5 s", what)
 		}
 	}
-
-	t.Run("attached before the operational request", func(t *testing.T) {
-		srv, res := newServer()
+	// attaching is a login past CHAP whose attach has begun (before the
+	// operational stage's request) and waits for res.letGo.
+	attaching := func(t *testing.T) (*Server, *gatedResolver, *loginConn) {
+		t.Helper()
+		res := &gatedResolver{staticResolver: staticResolver{secret: secret},
+			began: make(chan struct{}, 1), letGo: make(chan struct{}), detached: make(chan struct{}, 1)}
+		srv := &Server{Resolver: res, LoginTimeout: 5 * time.Second}
 		c := dialPipe(t, srv)
 		authenticate(t, c)
 		waitFor(t, res.began, "attach after CHAP, before the operational stage's request")
+		return srv, res, c
+	}
+
+	t.Run("attached before the operational request", func(t *testing.T) {
+		srv, res, c := attaching(t)
 		close(res.letGo)
 		st, _, transit, ok := c.send(loginPDU(1, 3, true, operational...))
 		if !ok || st != 0 || !transit {
@@ -295,10 +299,7 @@ func TestAttachDuringOperationalTurn(t *testing.T) {
 	})
 
 	t.Run("released when the login fails after it", func(t *testing.T) {
-		srv, res := newServer()
-		c := dialPipe(t, srv)
-		authenticate(t, c)
-		waitFor(t, res.began, "attach after CHAP")
+		srv, res, c := attaching(t)
 		// Stage 2 does not exist: the login is refused while the attach
 		// is still under way.
 		st, _, _, ok := c.send(loginPDU(1, 2, true, operational...))
